@@ -1,0 +1,1 @@
+"""Collectors: one module per protocol (snmp, modbus, mqtt), registered in ``REGISTRY``."""

@@ -1,0 +1,473 @@
+"""Site configuration: pydantic models loaded from YAML, with errors that name their place.
+
+``load_config(path)`` returns a :class:`SiteConfig` or raises :class:`ConfigError`, which
+holds *every* problem found (schema and cross-field), each with file, line, the path in
+the document and what is expected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dcim.profiles import Profile, ProfileError, load_profiles
+
+Role = Literal[
+    "grid_incomer",  # site main meter(s): E_DC (less heat-pump boards downstream of it)
+    "ups_output",  # IT energy, PUE category 1
+    "pdu_output",  # IT energy, PUE category 2
+    "it_input",  # IT energy, PUE category 3
+    "cooling_board",
+    "heat_pump_board",  # electricity only used to upgrade waste heat: outside E_DC
+    "heat_recovered",  # heat meter at the heat exchanger (IT heat taken out)
+    "heat_export_cpcu",
+    "heat_export_greenhouse",
+    "water",
+    "renewable_onsite",
+]
+
+# Which counter field a role is measured with.
+ROLE_FIELD: dict[str, str] = {
+    "grid_incomer": "energy_wh_total",
+    "ups_output": "energy_wh_total",
+    "pdu_output": "energy_wh_total",
+    "it_input": "energy_wh_total",
+    "cooling_board": "energy_wh_total",
+    "heat_pump_board": "energy_wh_total",
+    "renewable_onsite": "energy_wh_total",
+    "heat_recovered": "heat_energy_wh_total",
+    "heat_export_cpcu": "heat_energy_wh_total",
+    "heat_export_greenhouse": "heat_energy_wh_total",
+    "water": "volume_m3_total",
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Secret(_Model):
+    """A credential given by reference: ``{env: NAME}`` or ``{file: PATH}``; ``{value: ...}``
+    only for non-secrets such as the demo's ``public`` community."""
+
+    env: str | None = None
+    file: Path | None = None
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Secret:
+        given = [k for k in ("env", "file", "value") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'env: VAR', 'file: PATH' or 'value: TEXT'")
+        return self
+
+    def resolve(self) -> str:
+        if self.value is not None:
+            return self.value
+        if self.env is not None:
+            val = os.environ.get(self.env)
+            if val is None:
+                raise ConfigError([ConfigIssue("", None, "secret", f"environment variable {self.env} is not set")])
+            return val
+        assert self.file is not None
+        return self.file.read_text().strip()
+
+
+class SnmpOptions(_Model):
+    version: Literal["1", "2c", "3"] = "2c"
+    community: Secret | None = None
+    # SNMPv3
+    user: str | None = None
+    auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] | None = None
+    auth_key: Secret | None = None
+    priv_protocol: Literal["DES", "AES", "AES192", "AES256"] | None = None
+    priv_key: Secret | None = None
+    max_varbinds: int = Field(default=20, ge=1, le=200)
+    max_repetitions: int = Field(default=10, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SnmpOptions:
+        if self.version in ("1", "2c") and self.community is None:
+            raise ValueError(f"SNMP v{self.version} needs 'community' (e.g. community: {{env: SNMP_COMMUNITY}})")
+        if self.version == "3" and not self.user:
+            raise ValueError("SNMPv3 needs 'user'")
+        if self.auth_protocol and self.auth_key is None:
+            raise ValueError("'auth_protocol' needs 'auth_key'")
+        if self.priv_protocol and not self.auth_protocol:
+            raise ValueError("'priv_protocol' needs 'auth_protocol' (authPriv)")
+        if self.priv_protocol and self.priv_key is None:
+            raise ValueError("'priv_protocol' needs 'priv_key'")
+        return self
+
+
+class ModbusOptions(_Model):
+    unit_id: int = Field(default=1, ge=0, le=255)
+    max_registers_per_request: int = Field(default=100, ge=1, le=125)
+    max_hole: int = Field(default=10, ge=0, le=125)  # registers read across to merge requests
+    single_value_reads: bool = False
+
+
+class MqttOptions(_Model):
+    topic: str  # concrete topic or filter for this device
+
+
+class Device(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    protocol: Literal["snmp", "modbus", "mqtt"]
+    profile: str
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    room: str | None = None
+    rack: str | None = None
+    role: Role | None = None
+    upstream: str | None = None  # the meter this one is downstream of (heat-pump board)
+    interval_s: float | None = Field(default=None, gt=0, le=86400)
+    timeout_s: float | None = Field(default=None, gt=0, le=300)
+    retries: int | None = Field(default=None, ge=0, le=10)
+    enabled: bool = True
+    tags: dict[str, str] = {}
+    snmp: SnmpOptions | None = None
+    modbus: ModbusOptions | None = None
+    mqtt: MqttOptions | None = None
+
+    @model_validator(mode="after")
+    def _protocol_options(self) -> Device:
+        if self.protocol in ("snmp", "modbus") and (self.host is None or self.port is None):
+            raise ValueError(f"a {self.protocol} device needs 'host' and 'port'")
+        if self.protocol == "snmp" and self.snmp is None:
+            raise ValueError("an snmp device needs an 'snmp:' section (version, community)")
+        if self.protocol == "modbus" and self.modbus is None:
+            self.modbus = ModbusOptions()
+        if self.protocol == "mqtt" and self.mqtt is None:
+            raise ValueError("an mqtt device needs 'mqtt: {topic: ...}'")
+        for other in ("snmp", "modbus", "mqtt"):
+            if other != self.protocol and getattr(self, other) is not None:
+                raise ValueError(f"'{other}:' options do not apply to a {self.protocol} device")
+        return self
+
+
+class Defaults(_Model):
+    interval_s: float = Field(default=10.0, gt=0, le=86400)
+    timeout_s: float = Field(default=2.0, gt=0, le=300)
+    retries: int = Field(default=1, ge=0, le=10)
+    jitter_s: float = Field(default=0.0, ge=0, le=60)
+
+
+class Site(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    timezone: str = "Europe/Paris"
+    description: str = ""
+
+
+class Room(_Model):
+    name: str
+
+
+class Rack(_Model):
+    name: str
+    room: str
+
+
+class MqttBroker(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: Secret | None = None
+    tls_ca: Path | None = None
+    client_id: str | None = None
+    qos: Literal[0, 1, 2] = 1
+
+
+class EmbeddedSink(_Model):
+    type: Literal["embedded"] = "embedded"
+    path: Path = Path("var/dcim.sqlite")
+
+
+class InfluxSink(_Model):
+    type: Literal["influxdb"]
+    url: str = Field(pattern=r"^https?://")
+    database: str = "dcim"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    api: Literal["v1", "v2"] = "v1"
+    org: str | None = None
+    bucket: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _v2(self) -> InfluxSink:
+        if self.api == "v2" and (not self.org or not self.bucket or self.token is None):
+            raise ValueError("api: v2 needs 'org', 'bucket' and 'token'")
+        return self
+
+
+class Storage(_Model):
+    spool_dir: Path = Path("var/spool")
+    sink: EmbeddedSink | InfluxSink = Field(default_factory=EmbeddedSink, discriminator="type")
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=3600)
+
+
+class SiteConfig(_Model):
+    site: Site
+    defaults: Defaults = Defaults()
+    rooms: list[Room] = []
+    racks: list[Rack] = []
+    devices: list[Device] = []
+    mqtt: MqttBroker | None = None
+    storage: Storage = Storage()
+    profile_dirs: list[Path] = []
+
+    # -- helpers -------------------------------------------------------------------------
+    def device(self, name: str) -> Device:
+        for d in self.devices:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    def devices_with_role(self, role: str) -> list[Device]:
+        return [d for d in self.devices if d.role == role and d.enabled]
+
+    def interval_of(self, dev: Device) -> float:
+        return dev.interval_s if dev.interval_s is not None else self.defaults.interval_s
+
+    def timeout_of(self, dev: Device) -> float:
+        return dev.timeout_s if dev.timeout_s is not None else self.defaults.timeout_s
+
+    def retries_of(self, dev: Device) -> int:
+        return dev.retries if dev.retries is not None else self.defaults.retries
+
+    def tags_of(self, dev: Device) -> dict[str, str]:
+        """The tags every reading of this device carries."""
+        tags = {"site": self.site.name, "device": dev.name}
+        room = dev.room
+        if dev.rack:
+            tags["rack"] = dev.rack
+            room = room or next((r.room for r in self.racks if r.name == dev.rack), None)
+        if room:
+            tags["room"] = room
+        if dev.role:
+            tags["role"] = dev.role
+        tags.update(dev.tags)
+        return tags
+
+    def profiles(self) -> dict[str, Profile]:
+        return load_profiles(tuple(self.profile_dirs))
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, issues: Iterable[ConfigIssue]):
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+# -- YAML with line numbers -----------------------------------------------------------------
+
+
+def _compose_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map each path in the YAML document (keys and list indexes) to its 1-based line."""
+    lines: dict[tuple[str | int, ...], int] = {}
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = k.value
+                lines[(*path, key)] = k.start_mark.line + 1
+                walk(v, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _line_for(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
+    loc = tuple(loc)
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get(())
+
+
+def _path_str(loc: tuple[str | int, ...], data: Any) -> str:
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            name = node[part].get("name") if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) else None
+            if name:
+                out += f"({name})"
+        else:
+            out += f".{part}" if out else str(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return out
+
+
+def _cross_checks(cfg: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """Checks that need the whole document. Returns (location, message) pairs."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    try:
+        profiles = cfg.profiles()
+    except ProfileError as exc:
+        return [(("profile_dirs",), str(exc))]
+    rooms = {r.name for r in cfg.rooms}
+    racks = {r.name for r in cfg.racks}
+    for i, rack in enumerate(cfg.racks):
+        if rack.room not in rooms:
+            problems.append((("racks", i, "room"), f"room {rack.room!r} is not defined under 'rooms:' (known: {sorted(rooms)})"))
+    names: dict[str, int] = {}
+    endpoints: dict[tuple[str, int, int | None], str] = {}
+    for i, dev in enumerate(cfg.devices):
+        if dev.name in names:
+            problems.append((("devices", i, "name"), f"device name {dev.name!r} is already used by devices[{names[dev.name]}]; names must be unique"))
+        names.setdefault(dev.name, i)
+        if dev.rack is not None and dev.rack not in racks:
+            problems.append((("devices", i, "rack"), f"rack {dev.rack!r} is not defined under 'racks:'"))
+        if dev.room is not None and dev.room not in rooms:
+            problems.append((("devices", i, "room"), f"room {dev.room!r} is not defined under 'rooms:'"))
+        prof = profiles.get(dev.profile)
+        if prof is None:
+            problems.append((("devices", i, "profile"), f"unknown profile {dev.profile!r}; available: {', '.join(sorted(profiles))}"))
+        else:
+            if prof.protocol != dev.protocol:
+                problems.append((("devices", i, "profile"), f"profile {dev.profile!r} is for {prof.protocol}, but the device's protocol is {dev.protocol}"))
+            if dev.role and ROLE_FIELD[dev.role] not in prof.field_names:
+                problems.append((("devices", i, "role"), f"role {dev.role!r} is measured by field {ROLE_FIELD[dev.role]!r}, which profile {dev.profile!r} does not provide"))
+        if dev.protocol != "mqtt" and dev.host is not None and dev.port is not None:
+            key = (dev.host, dev.port, dev.modbus.unit_id if dev.modbus else None)
+            if key in endpoints and dev.enabled:
+                problems.append((("devices", i, "port"), f"{dev.host}:{dev.port}" + (f" unit {key[2]}" if key[2] is not None else "") + f" is already polled as device {endpoints[key]!r}"))
+            endpoints.setdefault(key, dev.name)
+    for i, dev in enumerate(cfg.devices):
+        if dev.upstream is not None:
+            if dev.upstream not in names:
+                problems.append((("devices", i, "upstream"), f"upstream meter {dev.upstream!r} is not a device of this site"))
+            elif dev.upstream == dev.name:
+                problems.append((("devices", i, "upstream"), "a meter cannot be upstream of itself"))
+    if any(d.protocol == "mqtt" for d in cfg.devices) and cfg.mqtt is None:
+        first = next(i for i, d in enumerate(cfg.devices) if d.protocol == "mqtt")
+        problems.append((("devices", first, "protocol"), "mqtt devices need a top-level 'mqtt:' broker section (host, port, ...)"))
+    return problems
+
+
+def parse_config(text: str, *, filename: str = "<config>", base_dir: Path | None = None) -> SiteConfig:
+    """Validate a YAML document; raise ConfigError with every problem found."""
+    try:
+        data = yaml.safe_load(text)
+        lines = _compose_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([ConfigIssue(filename, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(filename, 1, "", "the file must be a mapping with at least 'site:' and 'devices:'")])
+    if base_dir is not None:
+        data = _resolve_paths(data, base_dir)
+    try:
+        cfg = SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("embedded", "influxdb", "function-after[_exactly_one(), Secret]")))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check its spelling and indentation)"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            elif err["type"] in ("literal_error", "enum"):
+                msg = f"{msg}, got {err.get('input')!r}"
+            issues.append(ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg))
+        # Cross-field checks can still run on the parts that validated.
+        raise ConfigError(issues + _partial_cross_checks(data, filename, lines)) from exc
+    problems = _cross_checks(cfg)
+    if problems:
+        raise ConfigError(ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg) for loc, msg in problems)
+    return cfg
+
+
+def _partial_cross_checks(data: dict[str, Any], filename: str, lines: dict[tuple[str | int, ...], int]) -> list[ConfigIssue]:
+    """When the schema fails somewhere, still report cross-field problems among the devices
+    that are individually valid, so one run shows every error."""
+    try:
+        devices = []
+        index: list[int] = []
+        for i, raw in enumerate(data.get("devices") or []):
+            try:
+                devices.append(Device.model_validate(raw))
+                index.append(i)
+            except ValidationError:
+                continue
+        skeleton = SiteConfig.model_construct(
+            site=Site(name="x"),
+            defaults=Defaults(),
+            rooms=[Room.model_validate(r) for r in data.get("rooms") or [] if isinstance(r, dict) and "name" in r],
+            racks=[Rack.model_validate(r) for r in data.get("racks") or [] if isinstance(r, dict) and {"name", "room"} <= r.keys()],
+            devices=devices,
+            mqtt=MqttBroker() if data.get("mqtt") is not None else None,
+            storage=Storage(),
+            profile_dirs=[Path(p) for p in data.get("profile_dirs") or []],
+        )
+        out = []
+        for loc, msg in _cross_checks(skeleton):
+            if loc and loc[0] == "devices" and isinstance(loc[1], int):
+                loc = ("devices", index[loc[1]], *loc[2:])
+            out.append(ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg))
+        return out
+    except Exception:  # noqa: BLE001 - best effort only; the schema errors are already reported
+        return []
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in the file are relative to the file, not to the working directory."""
+    storage = data.get("storage")
+    if isinstance(storage, dict):
+        for key in ("spool_dir",):
+            if isinstance(storage.get(key), str) and not Path(storage[key]).is_absolute():
+                storage[key] = str(base / storage[key])
+        sink = storage.get("sink")
+        if isinstance(sink, dict) and isinstance(sink.get("path"), str) and not Path(sink["path"]).is_absolute():
+            sink["path"] = str(base / sink["path"])
+    if isinstance(data.get("profile_dirs"), list):
+        data["profile_dirs"] = [str(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p for p in data["profile_dirs"]]
+    return data
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read: {exc.strerror}")]) from exc
+    return parse_config(text, filename=str(p), base_dir=p.resolve().parent)
