@@ -1,0 +1,1 @@
+"""KPIs: pure indicator functions and their computation over a store."""

@@ -1,0 +1,102 @@
+"""Cumulative registers (Wh, m3 counters) to energy over a period. Pure functions.
+
+A meter index is sampled at poll times, never exactly at the period's boundaries. The index at a
+boundary is linearly interpolated between the last sample before it and the first after it
+(standard practice for meter readings; flagged ``interpolated``). Inside the period, the
+increase is the sum of the steps between consecutive samples; a step down is a counter reset
+(device restart or replacement from zero) or a wrap at ``wrap_at``: the new index counts from 0
+(or from the wrap), never as a negative or huge step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Sample(NamedTuple):
+    time_ns: int
+    value: float
+
+
+@dataclass(frozen=True)
+class CounterIncrease:
+    """Increase of one counter over [start, end)."""
+
+    value: float | None  # None: not enough data to say
+    interpolated: bool  # a boundary index was interpolated between two samples
+    extrapolated: bool  # a boundary index was taken from a sample outside the period edge
+    resets: int  # steps down treated as reset or wrap
+    samples: int
+
+
+def _step(prev: float, cur: float, wrap_at: float | None) -> tuple[float, bool]:
+    """Increase from prev to cur, and whether it was a reset/wrap."""
+    if cur >= prev:
+        return cur - prev, False
+    if wrap_at is not None and prev > 0.5 * wrap_at:
+        return cur + (wrap_at - prev), True
+    return cur, True  # reset to zero, then counted up to cur
+
+
+def _at(t: int, before: Sample | None, after: Sample | None, wrap_at: float | None) -> float | None:
+    """Index at time t from the samples around it (unwrapped relative to ``before``)."""
+    if before is not None and after is not None:
+        if after.time_ns == before.time_ns:
+            return before.value
+        inc, reset = _step(before.value, after.value, wrap_at)
+        if reset and wrap_at is None:
+            return None  # a reset between them: the boundary index is unknowable
+        frac = (t - before.time_ns) / (after.time_ns - before.time_ns)
+        return before.value + inc * frac
+    return None
+
+
+def counter_increase(
+    samples: list[Sample],
+    start_ns: int,
+    end_ns: int,
+    *,
+    wrap_at: float | None = None,
+    max_extrapolation_ns: int = 0,
+) -> CounterIncrease:
+    """Increase of a cumulative counter over [start_ns, end_ns).
+
+    ``samples`` are sorted by time and may extend past the period on both sides (one sample
+    each side is enough for interpolation). Without a sample on one side of a boundary, the
+    nearest sample inside the period within ``max_extrapolation_ns`` stands for the boundary
+    (``extrapolated``); otherwise the value is None.
+    """
+    pts = [s for s in samples if not math.isnan(s.value)]
+    inside = [s for s in pts if start_ns <= s.time_ns <= end_ns]
+    before_start = next((s for s in reversed(pts) if s.time_ns <= start_ns), None)
+    after_start = next((s for s in pts if s.time_ns >= start_ns), None)
+    before_end = next((s for s in reversed(pts) if s.time_ns <= end_ns), None)
+    after_end = next((s for s in pts if s.time_ns >= end_ns), None)
+    interpolated = extrapolated = False
+
+    v_start = _at(start_ns, before_start, after_start, wrap_at)
+    first = before_start
+    if v_start is not None:
+        interpolated = before_start is not None and before_start.time_ns != start_ns
+    elif after_start is not None and after_start.time_ns - start_ns <= max_extrapolation_ns:
+        v_start, first, extrapolated = after_start.value, after_start, True
+    v_end = _at(end_ns, before_end, after_end, wrap_at)
+    if v_end is not None:
+        interpolated = interpolated or (before_end is not None and before_end.time_ns != end_ns)
+    elif before_end is not None and end_ns - before_end.time_ns <= max_extrapolation_ns:
+        v_end, extrapolated = before_end.value, True
+        after_end = None
+    if v_start is None or v_end is None or first is None or before_end is None:
+        return CounterIncrease(None, interpolated, extrapolated, 0, len(inside))
+
+    # Chain: index at start, every sample strictly inside, index at end.
+    chain = [v_start] + [s.value for s in pts if first.time_ns < s.time_ns < end_ns] + [v_end]
+    total = 0.0
+    resets = 0
+    for prev, cur in zip(chain, chain[1:], strict=False):
+        inc, reset = _step(prev, cur, wrap_at)
+        total += inc
+        resets += reset
+    return CounterIncrease(total, interpolated, extrapolated, resets, len(inside))

@@ -1,0 +1,50 @@
+import pytest
+
+from dcim.kpi.counters import Sample, counter_increase
+
+S = 1_000_000_000
+
+
+def series(values: list[float], t0: int = 0, step: int = 10) -> list[Sample]:
+    return [Sample((t0 + i * step) * S, v) for i, v in enumerate(values)]
+
+
+def test_linear_counter_interpolates_boundaries() -> None:
+    # 1 unit per second, samples every 10 s from t=0; period [15, 55) -> exactly 40.
+    pts = series([float(10 * i) for i in range(10)])
+    inc = counter_increase(pts, 15 * S, 55 * S)
+    assert inc.value == pytest.approx(40.0)
+    assert inc.interpolated and not inc.extrapolated and inc.resets == 0
+
+
+def test_reset_counts_from_zero_not_negative() -> None:
+    pts = series([100.0, 110.0, 120.0, 5.0, 15.0])
+    inc = counter_increase(pts, 10 * S, 40 * S)
+    # 110 -> 120 (+10), reset -> 5 (+5), 5 -> 15 (+10)
+    assert inc.value == pytest.approx(25.0)
+    assert inc.resets == 1
+
+
+def test_wrap_at_modulus_is_not_a_spike() -> None:
+    wrap = 2.0**32
+    pts = series([wrap - 20, wrap - 10, 0.0, 10.0])
+    inc = counter_increase(pts, 0, 30 * S, wrap_at=wrap)
+    assert inc.value == pytest.approx(30.0)
+    assert inc.resets == 1
+
+
+def test_no_data_after_end_is_unknown_unless_extrapolation_allowed() -> None:
+    pts = series([0.0, 10.0, 20.0])
+    assert counter_increase(pts, 0, 25 * S).value is None
+    inc = counter_increase(pts, 0, 25 * S, max_extrapolation_ns=10 * S)
+    assert inc.value == pytest.approx(20.0) and inc.extrapolated
+
+
+def test_empty_series() -> None:
+    inc = counter_increase([], 0, 10 * S)
+    assert inc.value is None and inc.samples == 0
+
+
+def test_period_between_two_samples() -> None:
+    pts = series([0.0, 100.0])
+    assert counter_increase(pts, 2 * S, 7 * S).value == pytest.approx(50.0)
