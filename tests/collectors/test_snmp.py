@@ -1,0 +1,410 @@
+"""SNMP collector against the twin's agents (v1, v2c) and net-snmp's snmpd (v3)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pysnmp.proto import rfc1902, rfc1905
+
+from collectors.base import PollError
+from collectors.snmp import SnmpPoller, _Decoder, make_poller
+from dcim.config import Device, Secret, SiteConfig
+from dcim.profiles import FieldSpec, Profile, load_profiles
+from dcim.twin.serve_snmp import SnmpTwin
+from dcim.twin.site import paris_chapelle
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_udp_ports(n: int) -> int:
+    """First of ``n`` consecutive free UDP ports on 127.0.0.1 (each checked by binding it)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + n >= 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free UDP ports")
+
+
+def small_site(**defaults: Any) -> SiteConfig:
+    doc = paris_chapelle(racks=2, servers_per_rack=2, snmp_base_port=free_udp_ports(10))
+    doc["defaults"].update(defaults)
+    return SiteConfig.model_validate(doc)
+
+
+def known_values(cfg: SiteConfig) -> dict[str, dict[str, float | int]]:
+    """Distinct values per device, off the profiles' resolution grid on purpose."""
+    out: dict[str, dict[str, float | int]] = {}
+    for i, d in enumerate(d for d in cfg.devices if d.protocol == "snmp"):
+        if d.profile == "ups_rfc1628":
+            out[d.name] = {
+                "input_power_w": 41_000 + i,
+                "output_power_w": 39_500.4 + i,
+                "output_load_pct": 41,
+                "battery_charge_pct": 97,
+                "battery_status": 2,
+                "on_battery": i % 2,
+                "battery_runtime_min": 35 + i,
+            }
+        elif d.profile == "apc_rpdu2":
+            out[d.name] = {
+                "power_w": 3_456.0 + 10 * i,
+                "energy_wh_total": 98_765_400 + 100 * i,
+                "current_a": 7.34 + i,
+                "voltage_v": 231.2,
+            }
+        else:
+            out[d.name] = {"inlet_temp_c": 21.37 + i / 10, "power_w": 287 + i}
+    return out
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def with_twin(
+    cfg: SiteConfig, values: Mapping[str, Mapping[str, float | int]], body: Any
+) -> Any:
+    twin = SnmpTwin(cfg, lambda name: values[name])
+    await twin.start()
+    try:
+        return await body(twin)
+    finally:
+        await twin.stop()
+
+
+def resolution(f: FieldSpec) -> float:
+    return abs(f.scale) / 2 + 1e-9
+
+
+# -- against the twin -----------------------------------------------------------------------
+
+
+def test_collector_reads_every_field_of_every_profile_back() -> None:
+    cfg = small_site()
+    values = known_values(cfg)
+    profiles = cfg.profiles()
+    devices = [d for d in cfg.devices if d.protocol == "snmp"]
+
+    async def body(_twin: SnmpTwin) -> list[tuple[Device, Any, int, int]]:
+        out = []
+        for d in devices:
+            poller = make_poller(cfg, d)
+            before = time.time_ns()
+            readings = await poller.poll()
+            out.append((d, readings, before, time.time_ns()))
+            await poller.close()
+        return out
+
+    seen_profiles = set()
+    for dev, readings, before, after in run(with_twin(cfg, values, body)):
+        prof = profiles[dev.profile]
+        seen_profiles.add(prof.name)
+        assert len(readings) == 1
+        r = readings[0]
+        assert r.measurement == prof.measurement
+        assert r.tags == cfg.tags_of(dev)
+        assert before <= r.time_ns <= after
+        assert set(r.fields) == prof.field_names
+        for f in prof.fields:
+            want, got = values[dev.name][f.name], r.fields[f.name]
+            assert abs(got - want) <= resolution(f), (dev.name, f.name, got, want)
+            # A field's type is fixed by the profile (InfluxDB rejects int/float flips).
+            assert type(got) is (int if f.kind in ("counter", "state") else float), (f.name, got)
+    assert seen_profiles == {"ups_rfc1628", "apc_rpdu2", "bmc_server"}
+
+
+def test_polls_of_many_devices_run_concurrently_on_one_engine() -> None:
+    cfg = small_site()
+    values = known_values(cfg)
+    pollers = [make_poller(cfg, d) for d in cfg.devices if d.protocol == "snmp"]
+
+    async def body(_twin: SnmpTwin) -> list[Any]:
+        for _ in range(3):
+            results = await asyncio.gather(*(p.poll() for p in pollers))
+        return results
+
+    results = run(with_twin(cfg, values, body))
+    assert all(len(r[0].fields) >= 2 for r in results)
+
+
+def test_blackholed_device_times_out_others_unaffected() -> None:
+    cfg = small_site(timeout_s=0.4, retries=1)
+    values = known_values(cfg)
+    dead = "srv-R01-02"
+    budget = 0.4 * (1 + 1)
+
+    async def timed(p: SnmpPoller) -> tuple[str, float, Any]:
+        t0 = time.monotonic()
+        try:
+            res: Any = await p.poll()
+        except PollError as exc:
+            res = exc
+        return p.device.name, time.monotonic() - t0, res
+
+    async def body(twin: SnmpTwin) -> tuple[list[Any], Any]:
+        twin.set_unreachable(dead)
+        pollers = [SnmpPoller(cfg, d) for d in cfg.devices if d.protocol == "snmp"]
+        results = await asyncio.gather(*(timed(p) for p in pollers))
+        twin.set_unreachable(dead, False)
+        again = await SnmpPoller(cfg, cfg.device(dead)).poll()
+        return results, again
+
+    results, again = run(with_twin(cfg, values, body))
+    for name, elapsed, res in results:
+        if name == dead:
+            assert isinstance(res, PollError) and res.kind == "timeout", res
+            # pysnmp's timer ticks every 0.1 s: allow a few ticks past the budget.
+            assert budget * 0.9 <= elapsed <= budget + 0.5, elapsed
+        else:
+            assert isinstance(res, list), (name, res)
+            assert elapsed < budget, (name, elapsed)
+    assert again[0].fields["power_w"] == pytest.approx(values[dead]["power_w"])
+
+
+def test_missing_values_are_left_out_not_fatal() -> None:
+    """A field the agent lacks (noSuchInstance / noSuchObject, or noSuchName in v1) is left
+    out; the other fields are still read. Checked for v2c and v1."""
+    cfg = small_site()
+    values = known_values(cfg)
+    del values["ups-b"]["battery_runtime_min"]
+    bmc = load_profiles()["bmc_server"]
+    # The same profile plus an OID the agent has never heard of (exhaust temperature).
+    extra = FieldSpec(
+        name="exhaust_temp_c",
+        oid="1.3.6.1.4.1.674.10892.5.4.700.20.1.6.1.2",
+        scale=0.1,
+        snmp_type="Integer32",
+    )
+    wider = Profile.model_validate(
+        {
+            **bmc.model_dump(by_alias=True),
+            "fields": [*bmc.model_dump(by_alias=True)["fields"], extra.model_dump(by_alias=True)],
+        }
+    )
+
+    async def body(_twin: SnmpTwin) -> dict[str, Any]:
+        out = {}
+        for version in ("2c", "1"):
+            ups = cfg.device("ups-b")
+            assert ups.snmp is not None
+            ups_v = ups.model_copy(
+                update={"snmp": ups.snmp.model_copy(update={"version": version})}
+            )
+            out[f"ups-{version}"] = (await SnmpPoller(cfg, ups_v).poll())[0].fields
+            srv = cfg.device("srv-R02-01")
+            assert srv.snmp is not None
+            srv_v = srv.model_copy(
+                update={"snmp": srv.snmp.model_copy(update={"version": version})}
+            )
+            out[f"srv-{version}"] = (await SnmpPoller(cfg, srv_v, wider).poll())[0].fields
+        return out
+
+    got = run(with_twin(cfg, values, body))
+    for version in ("2c", "1"):
+        assert "battery_runtime_min" not in got[f"ups-{version}"]
+        assert got[f"ups-{version}"]["input_power_w"] == values["ups-b"]["input_power_w"]
+        assert set(got[f"srv-{version}"]) == {"inlet_temp_c", "power_w"}
+
+
+def test_nothing_readable_is_a_poll_error() -> None:
+    cfg = small_site()
+    values = known_values(cfg)
+    values["srv-R01-01"] = {}
+
+    async def body(_twin: SnmpTwin) -> None:
+        with pytest.raises(PollError) as err:
+            await SnmpPoller(cfg, cfg.device("srv-R01-01")).poll()
+        assert err.value.kind == "decode"
+
+    run(with_twin(cfg, values, body))
+
+
+def test_wrong_community_is_a_timeout() -> None:
+    cfg = small_site(timeout_s=0.3, retries=0)
+    values = known_values(cfg)
+    dev = cfg.device("ups-a")
+    assert dev.snmp is not None
+    wrong = dev.model_copy(
+        update={"snmp": dev.snmp.model_copy(update={"community": Secret(value="private")})}
+    )
+
+    async def body(_twin: SnmpTwin) -> None:
+        with pytest.raises(PollError) as err:
+            await SnmpPoller(cfg, wrong).poll()
+        assert err.value.kind == "timeout"
+
+    run(with_twin(cfg, values, body))
+
+
+def test_small_max_varbinds_splits_the_get() -> None:
+    doc = paris_chapelle(racks=1, servers_per_rack=1, snmp_base_port=free_udp_ports(4))
+    for d in doc["devices"]:
+        if d["protocol"] == "snmp":
+            d["snmp"]["max_varbinds"] = 2
+    cfg = SiteConfig.model_validate(doc)
+    values = known_values(cfg)
+
+    async def body(_twin: SnmpTwin) -> Any:
+        return (await SnmpPoller(cfg, cfg.device("ups-a")).poll())[0].fields
+
+    fields = run(with_twin(cfg, values, body))
+    assert len(fields) == 7
+
+
+# -- decoding rules -------------------------------------------------------------------------
+
+
+def test_decoder_rules() -> None:
+    counter = _Decoder.of(FieldSpec(name="e", kind="counter", oid="1.3", scale=100))
+    assert counter.decode(rfc1902.Integer32(1234567)) == 123_456_700
+    assert isinstance(counter.decode(rfc1902.Counter32(5)), int)
+    tenths = _Decoder.of(FieldSpec(name="t", oid="1.3", scale=0.1))
+    assert tenths.decode(rfc1902.Integer32(2731)) == 273.1  # exact, not 273.09999999999997
+    assert tenths.decode(rfc1902.Integer32(-52)) == -5.2
+    state = _Decoder.of(FieldSpec(name="s", kind="state", oid="1.3", map={3: 0, 5: 1}))
+    assert state.decode(rfc1902.Integer32(5)) == 1
+    assert state.decode(rfc1902.Integer32(4)) is None  # an unmapped code is left out
+    gauge = _Decoder.of(FieldSpec(name="g", oid="1.3"))
+    assert gauge.decode(rfc1902.OctetString(b"12")) is None  # wrong type
+    assert gauge.decode(rfc1905.noSuchInstance) is None
+    assert gauge.decode(rfc1905.noSuchObject) is None
+    assert gauge.decode(rfc1905.endOfMibView) is None
+    assert gauge.decode(rfc1902.Gauge32(7)) == 7.0 and isinstance(
+        gauge.decode(rfc1902.Gauge32(7)), float
+    )
+    text = _Decoder.of(FieldSpec(name="x", oid="1.3", snmp_type="OctetString", offset=-1))
+    assert text.decode(rfc1902.OctetString(b" 21.5")) == 20.5
+    assert text.decode(rfc1902.OctetString(b"n/a")) is None
+
+
+def test_sample_config_is_a_valid_device() -> None:
+    data = yaml.safe_load((REPO / "collectors" / "snmp.sample.yaml").read_text())
+    dev = Device.model_validate(data)
+    prof = load_profiles()[dev.profile]
+    assert dev.protocol == "snmp" == prof.protocol
+    assert dev.snmp is not None and dev.snmp.community is not None
+
+
+# -- SNMPv3 against net-snmp's snmpd ---------------------------------------------------------
+
+
+@pytest.fixture
+def snmpd_v3(tmp_path: Path) -> Iterator[int]:
+    binary = shutil.which("snmpd")
+    if binary is None:
+        raise RuntimeError("snmpd not found: install the Debian package 'snmpd' (see README)")
+    port = free_udp_ports(1)
+    conf = tmp_path / "snmpd.conf"
+    conf.write_text(
+        f"agentAddress udp:127.0.0.1:{port}\n"
+        'createUser dcimv3 SHA "auth-pass-123" AES "priv-pass-456"\n'
+        "rouser dcimv3 priv\n"
+    )
+    env = dict(os.environ, MIBS="", SNMP_PERSISTENT_DIR=str(tmp_path), SNMPCONFPATH=str(tmp_path))
+    proc = subprocess.Popen(
+        [binary, "-f", "-Lo", "-C", "-c", str(conf)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_v3_auth_priv_against_snmpd(snmpd_v3: int) -> None:
+    port = snmpd_v3
+    prof = Profile.model_validate(
+        {
+            "name": "net_snmp_system",
+            "protocol": "snmp",
+            "measurement": "system",
+            "fields": [
+                {
+                    "name": "uptime_s",
+                    "oid": "1.3.6.1.2.1.1.3.0",
+                    "snmp_type": "TimeTicks",
+                    "scale": 0.01,
+                },
+                {
+                    "name": "engine_boots",
+                    "kind": "counter",
+                    "oid": "1.3.6.1.6.3.10.2.1.2.0",
+                    "snmp_type": "Integer32",
+                },
+            ],
+        }
+    )
+
+    def device(auth_key: str) -> Device:
+        return Device.model_validate(
+            {
+                "name": "v3-agent",
+                "protocol": "snmp",
+                "profile": "net_snmp_system",
+                "host": "127.0.0.1",
+                "port": port,
+                "timeout_s": 1.0,
+                "retries": 1,
+                "snmp": {
+                    "version": "3",
+                    "user": "dcimv3",
+                    "auth_protocol": "SHA",
+                    "auth_key": {"value": auth_key},
+                    "priv_protocol": "AES",
+                    "priv_key": {"value": "priv-pass-456"},
+                },
+            }
+        )
+
+    cfg = SiteConfig.model_validate({"site": {"name": "lab"}})
+
+    async def body() -> tuple[Any, PollError]:
+        good = SnmpPoller(cfg, device("auth-pass-123"), prof)
+        deadline = time.monotonic() + 15
+        while True:  # snmpd takes a moment to bind
+            try:
+                readings = await good.poll()
+                break
+            except PollError:
+                if time.monotonic() > deadline:
+                    raise
+        # Another engine ID cache entry is not needed: same user, wrong key -> wrong digest.
+        bad = SnmpPoller(cfg, device("wrong-pass-999").model_copy(update={"name": "v3-bad"}), prof)
+        try:
+            await bad.poll()
+        except PollError as exc:
+            return readings, exc
+        raise AssertionError("a wrong auth key was accepted")
+
+    readings, err = run(body())
+    fields = readings[0].fields
+    assert fields["engine_boots"] >= 1  # snmpEngineBoots
+    assert fields["uptime_s"] >= 0
+    assert err.kind == "auth", (err.kind, err)
