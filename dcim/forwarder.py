@@ -1,0 +1,213 @@
+"""Forwarder: spool -> store, deleting from the spool only what the store acknowledged.
+
+A thread repeatedly peeks the oldest batch, writes it and acks it. A retryable
+:class:`SinkError` (outage, auth, overload) keeps the batch and backs off exponentially with
+jitter (capped, ``Retry-After`` honoured). A non-retryable one (bad data) is bisected: the
+halves are written again until the refused readings are isolated; those go to the spool's
+quarantine with the reason, the rest is delivered. Rewriting accepted halves is harmless:
+writes are idempotent (explicit timestamps). Nothing is lost: at worst it stays spooled.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dcim.reading import Reading
+from dcim.spool import Batch, Spool
+from dcim.storage.base import SinkError, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ForwarderStats:
+    sent: int  # readings delivered
+    pending: int  # readings in the spool
+    quarantined: int  # readings refused for good since start
+    last_error: str | None  # None once a write succeeded again
+    failures: int  # consecutive failed attempts
+
+
+class Forwarder:
+    def __init__(
+        self,
+        spool: Spool,
+        store: Store,
+        *,
+        batch_size: int = 5000,
+        flush_interval_s: float = 1.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 60.0,
+    ):
+        self.spool = spool
+        self.store = store
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self._sent = 0
+        self._quarantined = 0
+        self._last_error: str | None = None
+        self._failures = 0
+        self._outage_since: float | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._drained = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._send_lock = threading.Lock()  # one sender: the thread, or flush() inline
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="dcim-forwarder", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread (what is not sent stays in the spool)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def flush(self, timeout: float) -> bool:
+        """Send what is pending now; True when the spool is empty within ``timeout`` s.
+        Without a running thread, sends in the calling thread."""
+        deadline = time.monotonic() + timeout
+        if self._thread is None or not self._thread.is_alive():
+            while self.spool.pending() and time.monotonic() < deadline:
+                if not self.step():
+                    self._sleep(
+                        min(self._delay(self._retry_after), max(0.0, deadline - time.monotonic()))
+                    )
+            return self.spool.pending() == 0
+        self._wake.set()
+        with self._drained:
+            while self.spool.pending():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake.set()
+                self._drained.wait(min(left, 0.1))
+        return True
+
+    def stats(self) -> ForwarderStats:
+        return ForwarderStats(
+            self._sent, self.spool.pending(), self._quarantined, self._last_error, self._failures
+        )
+
+    # -- work ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        last_send = 0.0
+        while not self._stop.is_set():
+            pending = self.spool.pending()
+            if pending:
+                since = time.monotonic() - last_send
+                if (
+                    pending >= self.batch_size
+                    or since >= self.flush_interval_s
+                    or (self._wake.is_set())
+                ):
+                    self._wake.clear()
+                    ok = self.step()
+                    last_send = time.monotonic()
+                    if not ok:
+                        self._sleep(self._delay(self._retry_after))
+                    continue
+                self._wake.wait(self.flush_interval_s - since)
+                continue
+            with self._drained:
+                self._drained.notify_all()
+            self._wake.clear()
+            if self.spool.pending() == 0:
+                self._wake.wait(self.flush_interval_s)
+        with self._drained:
+            self._drained.notify_all()
+
+    _retry_after: float | None = None
+
+    def step(self) -> bool:
+        """Send one batch. True: delivered (or nothing to send); False: retry later."""
+        with self._send_lock:
+            batch = self.spool.peek(self.batch_size)
+            if not batch.readings:
+                return True
+            try:
+                rejected = self._deliver(batch.readings)
+            except SinkError as exc:
+                self._failed(exc.reason, exc.retry_after_s)
+                return False
+            except Exception as exc:  # a bug in a store must not lose data: retry later
+                log.exception("store write failed unexpectedly; the batch stays spooled")
+                self._failed(f"{type(exc).__name__}: {exc}", None)
+                return False
+            self._ack(batch, rejected)
+            return True
+
+    def _deliver(self, readings: Sequence[Reading]) -> list[tuple[Sequence[Reading], str]]:
+        """Write; on a non-retryable error bisect and return the refused parts."""
+        try:
+            self.store.write(readings)
+            return []
+        except SinkError as exc:
+            if exc.retryable:
+                raise
+            if len(readings) == 1:
+                return [(readings, exc.reason)]
+            mid = len(readings) // 2
+            return self._deliver(readings[:mid]) + self._deliver(readings[mid:])
+
+    def _ack(self, batch: Batch, rejected: list[tuple[Sequence[Reading], str]]) -> None:
+        self.spool.ack(batch, rejected=rejected)
+        bad = sum(len(rs) for rs, _ in rejected)
+        self._sent += len(batch) - bad
+        self._quarantined += bad
+        for rs, reason in rejected[:3]:
+            log.error("quarantined %d reading(s) the sink refused: %s", len(rs), reason)
+        if len(rejected) > 3:
+            log.error("... and %d more refused parts of the same batch", len(rejected) - 3)
+        if self._outage_since is not None:
+            log.warning(
+                "sink reachable again after %.0f s and %d failed attempts; forwarding the "
+                "backlog (%d pending)",
+                time.monotonic() - self._outage_since,
+                self._failures,
+                self.spool.pending(),
+            )
+        self._outage_since = None
+        self._failures = 0
+        self._last_error = None
+        self._retry_after = None
+
+    def _failed(self, reason: str, retry_after: float | None) -> None:
+        self._failures += 1
+        self._retry_after = retry_after
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+        # Log the first failure, a changed reason, then every 10th attempt: not a flood.
+        if self._failures == 1 or reason != self._last_error or self._failures % 10 == 0:
+            log.warning(
+                "sink write failed (attempt %d, %d readings kept in the spool): %s",
+                self._failures,
+                self.spool.pending(),
+                reason,
+            )
+        self._last_error = reason
+
+    def _delay(self, retry_after: float | None) -> float:
+        n = max(0, self._failures - 1)
+        base = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** min(n, 30))
+        delay = base * random.uniform(0.5, 1.0)  # jitter: many collectors, one database
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_max_s * 5))
+        return delay
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)

@@ -1,0 +1,146 @@
+"""Validation before the spool: only what every sink can store gets committed.
+
+``Pipeline(spool).accept(readings)`` keeps good readings, drops bad values (a bad field is
+removed from its reading; a reading with a bad name, tag or time, or with no field left, is
+dropped whole), counts what it dropped in ``rejected`` and logs each kind of problem at
+most once a minute per device and field. It never raises for bad data; spool errors
+(disk full) do propagate, since losing data silently would be worse.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import re
+import threading
+import time
+from collections import Counter
+from typing import Protocol
+
+from dcim.reading import FieldValue, Reading
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # measurement and field names (glossary)
+TAG_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_BAD_TEXT = re.compile(r'[\x00-\x1f\x7f]|\\($|[\\,= "])')  # see lineprotocol
+MAX_STRING = 64 * 1024
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+LOG_EVERY_S = 60.0
+
+
+class _Sink(Protocol):
+    def append(self, readings: list[Reading]) -> None: ...
+
+
+class Pipeline:
+    def __init__(self, spool: _Sink, *, log_every_s: float = LOG_EVERY_S):
+        self.spool = spool
+        self.accepted = 0  # readings committed
+        self.rejected = 0  # values dropped (a dropped reading counts its fields)
+        self.reasons: Counter[str] = Counter()
+        self._log_every_s = log_every_s
+        self._last_log: dict[tuple[str, str, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def accept(self, readings: list[Reading]) -> int:
+        """Validate, commit the good readings to the spool; returns how many were kept."""
+        good: list[Reading] = []
+        for r in readings:
+            clean = self._clean(r)
+            if clean is not None:
+                good.append(clean)
+        if good:
+            self.spool.append(good)
+        with self._lock:
+            self.accepted += len(good)
+        return len(good)
+
+    # -- checks ------------------------------------------------------------------------
+    def _clean(self, r: Reading) -> Reading | None:
+        meas = getattr(r, "measurement", None)
+        if not isinstance(meas, str) or not NAME.match(meas):
+            self._drop(r, "", f"measurement {meas!r} is not a canonical name")
+            return None
+        tags = r.tags
+        if not isinstance(tags, dict):
+            self._drop(r, "", "tags are not a mapping")
+            return None
+        for k, v in tags.items():
+            if not isinstance(k, str) or not TAG_KEY.match(k):
+                self._drop(r, "", f"tag key {k!r} is not a valid name")
+                return None
+            if not isinstance(v, str) or not v or _BAD_TEXT.search(v):
+                self._drop(r, "", f"tag {k}={v!r} is not a non-empty printable string")
+                return None
+        t = r.time_ns
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 < t < INT64_MAX:
+            self._drop(r, "", f"time_ns {t!r} is not a positive int64 of nanoseconds")
+            return None
+        if not isinstance(r.fields, dict) or not r.fields:
+            self._drop(r, "", "reading has no fields")
+            return None
+        fields: dict[str, FieldValue] = {}
+        same = True
+        for name, value in r.fields.items():
+            if not isinstance(name, str) or not NAME.match(name):
+                self._reject(r, str(name), "field name is not a canonical name", 1)
+                continue
+            ok, why = _value(value)
+            if why:
+                self._reject(r, name, why, 1)
+                continue
+            fields[name] = ok  # type: ignore[assignment,unused-ignore]
+            same = same and ok is value
+        if not fields:
+            return None
+        if same and len(fields) == len(r.fields) and type(t) is int:
+            return r
+        return Reading(meas, dict(tags), fields, int(t))
+
+    def _drop(self, r: Reading, field: str, why: str) -> None:
+        n = len(r.fields) if isinstance(getattr(r, "fields", None), dict) else 1
+        self._reject(r, field, why, max(1, n))
+
+    def _reject(self, r: Reading, field: str, why: str, n: int) -> None:
+        tags = r.tags if isinstance(getattr(r, "tags", None), dict) else {}
+        device = str(tags.get("device", "?"))
+        key = (str(getattr(r, "measurement", "?")), device, field)
+        now = time.monotonic()
+        with self._lock:
+            self.rejected += n
+            self.reasons[why if field == "" else f"field: {why}"] += n
+            last, suppressed = self._last_log.get(key, (-math.inf, 0))
+            if now - last < self._log_every_s:
+                self._last_log[key] = (last, suppressed + n)
+                return
+            if len(self._last_log) > 10_000:  # bounded: a flood of distinct keys
+                self._last_log.clear()
+            self._last_log[key] = (now, 0)
+        more = f" ({suppressed} more since the last message)" if suppressed else ""
+        where = f"{key[0]} device {device}" + (f" field {field}" if field else "")
+        log.warning("dropped bad data from %s: %s%s", where, why, more)
+
+
+def _value(v: object) -> tuple[object, str]:
+    """(normalised value, "") or (None, why it is refused)."""
+    if isinstance(v, bool):
+        return v, ""
+    if isinstance(v, numbers.Integral):  # also numpy integers
+        i = int(v)
+        if INT64_MIN <= i <= INT64_MAX:
+            return i, ""
+        return None, f"integer {i} is outside int64"
+    if isinstance(v, numbers.Real):  # float, numpy floats
+        f = float(v)
+        if math.isfinite(f):
+            return f, ""
+        return None, f"value {f} is not a finite number"
+    if isinstance(v, str):
+        if "\n" in v or "\r" in v:
+            return None, "string value contains a newline"
+        if len(v) > MAX_STRING:
+            return None, f"string value is longer than {MAX_STRING} characters"
+        return v, ""
+    return None, f"unsupported value type {type(v).__name__}"

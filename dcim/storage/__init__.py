@@ -1,0 +1,23 @@
+"""Sinks and the query interface: ``make_store(storage)`` gives the configured store."""
+
+from __future__ import annotations
+
+from dcim.config import Storage
+from dcim.storage.base import AGGS, Agg, Row, SinkError, Store, StoreError
+
+__all__ = ["AGGS", "Agg", "Row", "SinkError", "Store", "StoreError", "make_store"]
+
+
+def make_store(storage: Storage, *, read_only: bool = False) -> Store:
+    """The store for ``storage.sink``: embedded -> SqliteStore, influxdb -> InfluxStore.
+
+    ``read_only``: for readers (``dcim kpi``, reports) next to a running collector.
+    """
+    sink = storage.sink
+    if sink.type == "embedded":
+        from dcim.storage.sqlite import SqliteStore
+
+        return SqliteStore(sink.path, read_only=read_only)
+    from dcim.storage.influx import InfluxStore
+
+    return InfluxStore(sink)

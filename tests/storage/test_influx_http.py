@@ -1,0 +1,144 @@
+"""InfluxStore against a scripted HTTP server (status mapping, auth, gzip, v2) and the real
+influxd (database creation, type conflicts)."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dcim.config import InfluxSink, Secret
+from dcim.reading import Reading
+from dcim.storage.base import SinkError
+from dcim.storage.influx import InfluxStore, build_query
+from tests.servers import InfluxServer, free_port
+from tests.storage.helpers import influx_store
+
+T = 1_700_000_000_000_000_000
+R = [Reading("pdu", {"device": "p1"}, {"power_w": 1.0}, T)]
+
+
+class Scripted(http.server.BaseHTTPRequestHandler):
+    replies: list[tuple[int, dict[str, str], bytes]] = []
+    seen: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        status, headers, out = self.replies.pop(0) if self.replies else (204, {}, b"")
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake() -> Iterator[str]:
+    Scripted.replies, Scripted.seen = [], []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "retryable", "retry_after", "text"),
+    [
+        (400, {}, b'{"error":"partial write: field type conflict"}', False, None, "type conflict"),
+        (401, {}, b'{"error":"authorization failed"}', True, None, "credentials"),
+        (403, {}, b"", True, None, "credentials"),
+        (429, {"Retry-After": "7"}, b"", True, 7.0, "429"),
+        (503, {"Retry-After": "2"}, b"busy", True, 2.0, "503"),
+        (500, {}, b'{"error":"timeout"}', True, None, "timeout"),
+        (404, {}, b"404 page not found", True, None, "not found"),
+        (413, {}, b"too large", False, None, "too large"),
+    ],
+)
+def test_status_mapping(
+    fake: str, status: int, headers: dict[str, str], body: bytes, retryable: bool,
+    retry_after: float | None, text: str,
+) -> None:  # fmt: skip
+    Scripted.replies = [(status, headers, body)]
+    st = InfluxStore(InfluxSink(type="influxdb", url=fake, timeout_s=2))
+    with pytest.raises(SinkError) as err:
+        st.write(R)
+    assert err.value.retryable is retryable
+    assert err.value.retry_after_s == retry_after
+    assert text in err.value.reason
+
+
+def test_v1_write_request(fake: str) -> None:
+    sink = InfluxSink(type="influxdb", url=fake, database="db x", retention_policy="rp1",
+                      username="u", password=Secret(value="p"))  # fmt: skip
+    InfluxStore(sink).write(R)
+    req = Scripted.seen[0]
+    assert req["path"].startswith("/write?db=db+x&rp=rp1&precision=ns")
+    assert req["headers"]["Content-Encoding"] == "gzip"
+    assert req["headers"]["Authorization"] == "Basic dTpw"
+    assert gzip.decompress(req["body"]) == f"pdu,device=p1 power_w=1.0 {T}\n".encode()
+
+
+def test_v2_write_request(fake: str) -> None:
+    sink = InfluxSink(type="influxdb", url=fake, api="v2", org="o", bucket="b",
+                      token=Secret(value="tok"))  # fmt: skip
+    InfluxStore(sink).write(R)
+    req = Scripted.seen[0]
+    assert req["path"] == "/api/v2/write?org=o&bucket=b&precision=ns"
+    assert req["headers"]["Authorization"] == "Token tok"
+
+
+def test_database_not_found_creates_it(fake: str) -> None:
+    Scripted.replies = [
+        (404, {}, b'{"error":"database not found: \\"dcim\\""}'),
+        (200, {}, b'{"results":[{"statement_id":0}]}'),
+        (204, {}, b""),
+    ]
+    InfluxStore(InfluxSink(type="influxdb", url=fake)).write(R)
+    assert [s["path"].split("?")[0] for s in Scripted.seen] == ["/write", "/query", "/write"]
+    assert b"CREATE+DATABASE" in Scripted.seen[1]["body"] or "CREATE" in Scripted.seen[1]["path"]
+
+
+def test_closed_port_is_retryable() -> None:
+    st = InfluxStore(InfluxSink(type="influxdb", url=f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(SinkError) as err:
+        st.write(R)
+    assert err.value.retryable and "unreachable" in err.value.reason
+
+
+def test_real_type_conflict_is_not_retryable(influxdb: InfluxServer) -> None:
+    st = influx_store(influxdb, "conf")
+    st.write(R)  # creates the database, power_w is a float
+    bad = [Reading("pdu", {"device": "p1"}, {"power_w": 5}, T + 1)]
+    with pytest.raises(SinkError) as err:
+        st.write(bad)
+    assert not err.value.retryable and "conflict" in err.value.reason
+
+
+def test_query_quoting() -> None:
+    q = build_query(measurement='we"ird', field="a\\b", start_ns=1, end_ns=2, fn="integral",
+                    every_s=60, where={"room": "it's"}, group_by=("device",),
+                    retention_policy="rp")  # fmt: skip
+    assert q == (
+        'SELECT INTEGRAL("a\\\\b", 1s) FROM "rp"."we\\"ird" WHERE time >= 1 AND time < 2 '
+        'AND "room" = \'it\\\'s\' GROUP BY time(60s), "device" fill(none)'
+    )
+
+
+def test_query_with_strange_tag_values(influxdb: InfluxServer) -> None:
+    st = influx_store(influxdb, "q")
+    odd = 'it\'s \\x "odd" a=b,c'
+    st.write([Reading("pdu", {"device": odd}, {"power_w": 2.0}, T)])
+    rows = st.aggregate(measurement="pdu", field="power_w", start_ns=T, end_ns=T + 1,
+                        fn="mean", where={"device": odd}, group_by=("device",))  # fmt: skip
+    assert [(r.tags, r.value) for r in rows] == [({"device": odd}, 2.0)]

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from dcim.forwarder import Forwarder
+from dcim.reading import Reading
+from dcim.spool import Spool
+from dcim.storage.base import SinkError, Store
+from dcim.storage.sqlite import SqliteStore
+from tests.servers import InfluxServer, free_port, start_influxdb
+from tests.storage.helpers import influx_store
+
+T = 1_700_000_000_000_000_000
+S = 1_000_000_000
+
+
+def rd(i: int, dev: str = "p1", value: object = None) -> Reading:
+    v = float(i) if value is None else value
+    return Reading("pdu", {"site": "s", "device": dev}, {"power_w": v}, T + i * S)  # type: ignore[dict-item]
+
+
+def count(store: Store, dev: str | None = None) -> int:
+    where = {"device": dev} if dev else None
+    rows = store.aggregate(measurement="pdu", field="power_w", start_ns=0, end_ns=2 * T,
+                           fn="count", where=where)  # fmt: skip
+    return int(sum(r.value or 0 for r in rows))
+
+
+FAST = dict(backoff_initial_s=0.02, backoff_max_s=0.2)
+
+
+def test_delivers_and_acks(tmp_path: Path) -> None:
+    sp, st = Spool(tmp_path / "spool"), SqliteStore(tmp_path / "s.sqlite")
+    fwd = Forwarder(sp, st, batch_size=100, flush_interval_s=0.05, **FAST)
+    fwd.start()
+    sp.append([rd(i) for i in range(1000)])
+    for i in range(1000, 1050):
+        sp.append([rd(i)])
+    assert fwd.flush(10)
+    assert count(st) == 1050 and sp.pending() == 0
+    stats = fwd.stats()
+    assert stats.sent == 1050 and stats.pending == 0 and stats.last_error is None
+    fwd.stop()
+    sp.close()
+
+
+def test_flush_without_thread(tmp_path: Path) -> None:
+    sp, st = Spool(tmp_path / "spool"), SqliteStore(tmp_path / "s.sqlite")
+    sp.append([rd(i) for i in range(250)])
+    assert Forwarder(sp, st, batch_size=100, flush_interval_s=1).flush(10)
+    assert count(st) == 250
+    sp.close()
+
+
+class Flaky:
+    """Fails ``n`` times with a retryable error (optionally with Retry-After), then works."""
+
+    def __init__(self, n: int, retry_after: float | None = None):
+        self.n, self.retry_after, self.calls, self.got = n, retry_after, [], []  # type: ignore[var-annotated]
+
+    def write(self, readings: Sequence[Reading]) -> None:
+        self.calls.append(time.monotonic())
+        if self.n > 0:
+            self.n -= 1
+            raise SinkError(retryable=True, reason="down", retry_after_s=self.retry_after)
+        self.got.extend(readings)
+
+    def close(self) -> None:
+        pass
+
+
+def test_backoff_and_retry_after(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    st = Flaky(2, retry_after=0.3)
+    fwd = Forwarder(sp, st, batch_size=10, flush_interval_s=0.01, **FAST)  # type: ignore[arg-type]
+    fwd.start()
+    sp.append([rd(i) for i in range(5)])
+    assert fwd.flush(5)
+    assert len(st.got) == 5
+    gaps = [b - a for a, b in zip(st.calls, st.calls[1:], strict=False)]
+    assert all(g >= 0.29 for g in gaps[:2]), gaps  # Retry-After honoured over the backoff
+    fwd.stop()
+    sp.close()
+
+
+def test_delay_grows_with_jitter_and_cap(tmp_path: Path) -> None:
+    with Spool(tmp_path) as sp:
+        fwd = Forwarder(sp, Flaky(0), backoff_initial_s=1, backoff_max_s=60)  # type: ignore[arg-type]
+        delays = []
+        for n in range(1, 12):
+            fwd._failures = n
+            delays.append(fwd._delay(None))
+        assert 0.5 <= delays[0] <= 1 and 1 <= delays[1] <= 2 and 2 <= delays[2] <= 4
+        assert all(30 <= d <= 60 for d in delays[7:])
+
+
+def test_outage_then_recovery_loses_nothing(tmp_path: Path) -> None:
+    srv = start_influxdb(tmp_path / "influx")  # our own: this test stops it
+    try:
+        sp, st = Spool(tmp_path / "spool"), influx_store(srv, "outage")
+        fwd = Forwarder(sp, st, batch_size=50, flush_interval_s=0.02, **FAST)
+        fwd.start()
+        sp.append([rd(i) for i in range(100)])
+        assert fwd.flush(10)
+        srv.stop()
+        sp.append([rd(i) for i in range(100, 300)])
+        assert not fwd.flush(0.5)  # nowhere to go: kept
+        assert sp.pending() == 200
+        assert "unreachable" in (fwd.stats().last_error or "")
+        srv.start()
+        assert fwd.flush(20)
+        assert count(st) == 300 and fwd.stats().last_error is None
+        fwd.stop()
+        sp.close()
+    finally:
+        srv.stop()
+
+
+def test_closed_port_keeps_everything(tmp_path: Path) -> None:
+    from dcim.config import InfluxSink
+    from dcim.storage.influx import InfluxStore
+
+    url = f"http://127.0.0.1:{free_port()}"
+    st = InfluxStore(InfluxSink(type="influxdb", url=url, timeout_s=0.5))
+    with Spool(tmp_path) as sp:
+        sp.append([rd(i) for i in range(20)])
+        fwd = Forwarder(sp, st, batch_size=10, flush_interval_s=0.01, **FAST)
+        assert not fwd.flush(0.3)
+        assert sp.pending() == 20 and fwd.stats().failures >= 1 and not sp.quarantined()
+
+
+def test_bad_batch_quarantined_rest_flows(tmp_path: Path, influxdb: InfluxServer) -> None:
+    st = influx_store(influxdb, "quar")
+    st.write([rd(0)])  # power_w is a float in this database
+    with Spool(tmp_path) as sp:
+        batch = [rd(i) for i in range(1, 100)]
+        batch[41] = rd(42, value=7)  # integer: field type conflict -> 400
+        batch[77] = rd(78, dev="p2", value="text")  # string: conflict as well
+        sp.append(batch)
+        sp.append([rd(i) for i in range(100, 150)])
+        fwd = Forwarder(sp, st, batch_size=100, flush_interval_s=0.01, **FAST)
+        assert fwd.flush(20)
+        q = sp.quarantined()
+        assert sum(x.count for x in q) == 2 and all("conflict" in x.reason for x in q)
+        bad = [r for x in q for r in sp.quarantined_readings(x.id)]
+        assert sorted(r.time_ns for r in bad) == [T + 42 * S, T + 78 * S]
+        assert count(st) == 150 - 2
+        assert fwd.stats().quarantined == 2 and fwd.stats().sent == 147
+
+
+def test_nan_in_spool_is_quarantined(tmp_path: Path) -> None:
+    # The pipeline drops NaN before the spool; if one gets there anyway it must not block.
+    st = SqliteStore(tmp_path / "s.sqlite")
+    with Spool(tmp_path / "sp") as sp:
+        sp.append([rd(1), rd(2, value=float("nan")), rd(3)])
+        assert Forwarder(sp, st, batch_size=10, **FAST).flush(5)
+        assert [x.count for x in sp.quarantined()] == [1]
+        assert count(st) == 2
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_stop_is_prompt_even_in_backoff(tmp_path: Path, n: int) -> None:
+    with Spool(tmp_path) as sp:
+        sp.append([rd(1)])
+        fwd = Forwarder(sp, Flaky(10**6), flush_interval_s=0.01, backoff_initial_s=30)  # type: ignore[arg-type]
+        fwd.start()
+        time.sleep(0.1 * n)
+        t = time.monotonic()
+        fwd.stop()
+        assert time.monotonic() - t < 2
+        assert sp.pending() == 1
