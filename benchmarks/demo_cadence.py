@@ -1,0 +1,115 @@
+"""Does the collector keep up with the full reference site at 10 s intervals?
+
+Starts the twin of the whole Porte de la Chapelle site (``dcim twin serve``, a separate
+process, as real devices are) and the collector (in this process, as ``dcim demo`` runs it)
+on the embedded store, for --seconds, then prints from the stored health readings:
+poll cycles run against cycles due (the reference: one per device per interval), poll-start
+delay p50/p99/max, polls over their deadline, and the collector's CPU share of one core.
+
+    python benchmarks/demo_cadence.py [--seconds 120] [--interval 10] [--racks 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from dcim.config import SiteConfig
+from dcim.reading import Reading
+from dcim.runtime import Collector
+from dcim.twin.site import paris_chapelle
+
+NS = 1_000_000_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def _collect(cfg: SiteConfig, seconds: float, polls: list[Reading]) -> tuple[float, float]:
+    col = Collector(cfg)
+    accept = col.pipeline.accept
+
+    def tap(readings: list[Reading]) -> int:
+        polls.extend(r for r in readings if r.measurement == "dcim_poll")
+        return accept(readings)
+
+    col.pipeline.accept = tap  # type: ignore[method-assign]
+    cpu0, t0 = _cpu(), time.monotonic()
+    await col.start()
+    await asyncio.sleep(seconds)
+    await col.stop()
+    return _cpu() - cpu0, time.monotonic() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=120)
+    ap.add_argument("--interval", type=float, default=10)
+    ap.add_argument("--racks", type=int, default=30)
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dcim-bench-"))
+    doc = paris_chapelle(
+        racks=a.racks, interval_s=a.interval, snmp_base_port=21000, modbus_base_port=25020,
+        mqtt_port=_free_port(), spool_dir=str(work / "spool"),
+        sink={"type": "embedded", "path": str(work / "bench.sqlite")},
+    )
+    path = work / "site.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    cfg = SiteConfig.model_validate(doc)
+    twin = subprocess.Popen(
+        [sys.executable, "-m", "dcim.cli", "twin", "serve", str(path), "--embedded-broker"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert twin.stdout is not None
+        twin.stdout.readline()
+        start_ns = time.time_ns()
+        polls: list[Reading] = []
+        cpu, wall = asyncio.run(_collect(cfg, a.seconds, polls))
+        end_ns = time.time_ns()
+    finally:
+        twin.terminate()
+        twin.wait(10)
+
+    # Skip the first two intervals (start-up spreads the first polls).
+    w0 = start_ns + int(2 * a.interval * NS)
+    window = [r for r in polls if r.time_ns >= w0]
+    done = len(window)
+    polled = [d for d in cfg.devices if d.protocol != "mqtt"]
+    due = len(polled) * (end_ns - w0) / NS / a.interval
+    lates = sorted(float(r.fields.get("late_s", 0.0)) for r in window)
+    errors = sum(1 for r in window if not r.fields.get("up"))
+
+    def pct(p: float) -> float:
+        return lates[min(len(lates) - 1, int(p * len(lates)))] if lates else float("nan")
+
+    print(f"site: {len(cfg.devices)} devices ({len(polled)} polled) at {a.interval:g} s, {wall:.0f} s run")
+    print(f"poll cycles run / due:   {done:.0f} / {due:.0f}  ratio {done / due:.3f}  (target >= 0.99)")
+    print(f"poll-start delay:        p50 {pct(0.5) * 1000:.1f} ms  p99 {pct(0.99) * 1000:.1f} ms  "
+          f"max {lates[-1] * 1000 if lates else float('nan'):.1f} ms  (interval {a.interval * 1000:.0f} ms)")
+    print(f"failed polls:            {errors}")
+    print(f"collector CPU:           {cpu:.1f} s over {wall:.0f} s = {100 * cpu / wall:.1f} % of one core")
+    return 0 if done / due >= 0.99 else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The ``dcim`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from dcim.config import ConfigError, SiteConfig, load_config
+from dcim.timeutil import parse_period, parse_time
+
+log = logging.getLogger("dcim")
+
+
+def _load(path: str) -> SiteConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{len(exc.issues)} error(s) in the configuration:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    counts: dict[str, int] = {}
+    for d in cfg.devices:
+        counts[d.protocol] = counts.get(d.protocol, 0) + 1
+    summary = ", ".join(f"{n} {p}" for p, n in sorted(counts.items()))
+    print(f"{args.config}: OK, site {cfg.site.name}: {len(cfg.devices)} devices ({summary})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dcim.runtime import run_forever
+
+    cfg = _load(args.config)
+    try:
+        asyncio.run(run_forever(cfg))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_kpi(args: argparse.Namespace) -> int:
+    from dcim.kpi.period import compute_kpis
+    from dcim.kpi.render import render_table
+    from dcim.storage import make_store
+
+    cfg = _load(args.config)
+    tz = cfg.site.timezone
+    if args.period:
+        start_ns, end_ns = parse_period(args.period, tz)
+    elif args.start and args.end:
+        start_ns, end_ns = parse_time(args.start, tz), parse_time(args.end, tz)
+    else:
+        print("give --period (2026-10, 2026-10-05, 2026) or --from and --to", file=sys.stderr)
+        return 2
+    if end_ns <= start_ns:
+        print("--to must be after --from", file=sys.stderr)
+        return 2
+    store = make_store(cfg.storage, read_only=True)
+    try:
+        rep = compute_kpis(store, cfg, start_ns, end_ns, category=args.category)
+    finally:
+        store.close()
+    print(render_table(rep, tz))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep.to_dict(), indent=2))
+        print(f"written to {args.json}")
+    return 0
+
+
+def cmd_twin(args: argparse.Namespace) -> int:
+    from dcim.twin import cli as twin_cli
+
+    return twin_cli.main(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dcim.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dcim", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check-config", help="validate a site config; every error with its place")
+    c.add_argument("config")
+    c.set_defaults(func=cmd_check_config)
+
+    r = sub.add_parser("run", help="run the collector for a site (production entry point)")
+    r.add_argument("config")
+    r.set_defaults(func=cmd_run)
+
+    k = sub.add_parser("kpi", help="PUE, heat delivered, ... over a period, with completeness")
+    k.add_argument("config")
+    k.add_argument("--period", help="2026-10 (month), 2026-10-05 (day) or 2026 (year)")
+    k.add_argument("--from", dest="start", help="ISO date/time (site time zone unless given)")
+    k.add_argument("--to", dest="end")
+    k.add_argument("--category", type=int, choices=(1, 2, 3), help="PUE measurement category")
+    k.add_argument("--json", help="also write the report as JSON to this file")
+    k.set_defaults(func=cmd_kpi)
+
+    d = sub.add_parser("demo", help="twin + collectors on the embedded store, live view")
+    d.add_argument("--dir", default="var/demo", help="where the demo keeps config, spool, store")
+    d.add_argument("--racks", type=int, default=30)
+    d.add_argument("--servers-per-rack", type=int, default=10)
+    d.add_argument("--interval", type=float, default=10.0, help="poll interval, seconds")
+    d.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    d.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
+    d.set_defaults(func=cmd_demo)
+
+    from dcim.twin.cli import add_parser as add_twin
+
+    add_twin(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

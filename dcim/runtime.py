@@ -1,0 +1,84 @@
+"""The collector process: pollers + MQTT -> pipeline -> durable spool -> forwarder -> sink."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from collectors import build_pollers
+from dcim.config import SiteConfig
+from dcim.forwarder import Forwarder
+from dcim.pipeline import Pipeline
+from dcim.reading import Reading
+from dcim.scheduler import Scheduler
+from dcim.spool import Spool
+from dcim.storage import make_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Collector:
+    """One site's collector. ``start``/``stop`` on a running asyncio loop."""
+
+    cfg: SiteConfig
+
+    def __post_init__(self) -> None:
+        self.spool = Spool(self.cfg.storage.spool_dir)
+        self.pipeline = Pipeline(self.spool)
+        self.store = make_store(self.cfg.storage)
+        self.forwarder = Forwarder(
+            self.spool,
+            self.store,
+            batch_size=self.cfg.storage.batch_size,
+            flush_interval_s=self.cfg.storage.flush_interval_s,
+        )
+        self.pollers = build_pollers(self.cfg)
+        self.scheduler = Scheduler(self.cfg, self.pollers, self.emit)
+        mqtt_devices = [d for d in self.cfg.devices if d.protocol == "mqtt" and d.enabled]
+        self.mqtt = None
+        if mqtt_devices:
+            from collectors.mqtt import MqttCollector
+
+            self.mqtt = MqttCollector(self.cfg, mqtt_devices, self.emit)
+
+    def emit(self, readings: list[Reading]) -> None:
+        self.pipeline.accept(readings)
+
+    async def start(self) -> None:
+        self.forwarder.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
+        await self.scheduler.start()
+        log.info(
+            "collecting %d devices of site %s into %s",
+            len(self.cfg.devices),
+            self.cfg.site.name,
+            self.cfg.storage.sink.type,
+        )
+
+    async def stop(self, *, flush_timeout_s: float = 30.0) -> None:
+        """Stop polling, then forward what the spool holds (bounded); nothing is lost either
+        way: what is not forwarded stays in the spool for the next start."""
+        await self.scheduler.stop()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        for p in self.pollers:
+            try:
+                await p.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                log.debug("closing %s failed", p.device.name, exc_info=True)
+        await asyncio.to_thread(self.forwarder.flush, flush_timeout_s)
+        self.forwarder.stop()
+        self.spool.close()
+        self.store.close()
+
+
+async def run_forever(cfg: SiteConfig) -> None:
+    col = Collector(cfg)
+    await col.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await col.stop()

@@ -1,0 +1,100 @@
+"""Runs the digital twin: the physics model served over SNMP, Modbus TCP and MQTT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dcim.config import SiteConfig
+from dcim.twin.model import SiteModel
+
+log = logging.getLogger(__name__)
+
+
+class TwinRunner:
+    """The twin of a site, serving every device of ``cfg`` at its configured address.
+
+    ``embedded_broker``: start an in-process MQTT broker at the config's MQTT address (the
+    demo, where no broker is installed); otherwise the twin publishes to the configured one.
+    """
+
+    def __init__(
+        self,
+        cfg: SiteConfig,
+        *,
+        seed: int = 1,
+        t0: float | None = None,
+        embedded_broker: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.t0 = clock() if t0 is None else t0
+        self.model = SiteModel(cfg, t0=self.t0, seed=seed)
+        self.embedded_broker = embedded_broker
+        self._servers: dict[str, Any] = {}  # protocol -> its server
+        self._broker: Any = None
+
+    def values(self, device: str) -> Mapping[str, float | int]:
+        return self.model.values(device, max(self.t0, self.clock()))
+
+    async def start(self) -> None:
+        from dcim.twin.serve_modbus import ModbusTwin
+        from dcim.twin.serve_snmp import SnmpTwin
+
+        protocols = {d.protocol for d in self.cfg.devices if d.enabled}
+        if "snmp" in protocols:
+            self._servers["snmp"] = SnmpTwin(self.cfg, self.values)
+        if "modbus" in protocols:
+            self._servers["modbus"] = ModbusTwin(self.cfg, self.values)
+        for s in self._servers.values():
+            await s.start()
+        if "mqtt" in protocols and self.cfg.mqtt is not None:
+            from dcim.twin.serve_mqtt import EmbeddedBroker, MqttTwin
+
+            if self.embedded_broker:
+                self._broker = EmbeddedBroker(self.cfg.mqtt.host, self.cfg.mqtt.port)
+                self._broker.start()
+            mq = MqttTwin(self.cfg, self.values)
+            mq.start()
+            self._servers["mqtt"] = mq
+        log.info("twin serving %d devices", len(self.cfg.devices))
+
+    async def stop(self) -> None:
+        for proto, s in self._servers.items():
+            if proto == "mqtt":
+                s.stop()
+            else:
+                await s.stop()
+        if self._broker is not None:
+            self._broker.stop()
+
+    def set_unreachable(self, device: str, unreachable: bool = True) -> None:
+        """Blackhole one device (its requests go unanswered, its messages unpublished)."""
+        self._servers[self.cfg.device(device).protocol].set_unreachable(device, unreachable)
+
+
+class TwinThread:
+    """The twin on its own event loop in a background thread (tests, benchmarks)."""
+
+    def __init__(self, runner: TwinRunner) -> None:
+        self.runner = runner
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="twin", daemon=True)
+
+    def __enter__(self) -> TwinRunner:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.runner.start(), self.loop).result(60)
+        return self.runner
+
+    def call(self, fn, *args):  # type: ignore[no-untyped-def]
+        return self.loop.call_soon_threadsafe(fn, *args)
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)

@@ -1,0 +1,58 @@
+"""Config validation: golden cases under tests/cases/config_*/ (config.yaml + error.txt)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcim.cli import main
+from dcim.config import ConfigError, SiteConfig, load_config, parse_config
+from dcim.twin.site import paris_chapelle
+
+CASES = sorted(p for p in (Path(__file__).parent / "cases").glob("config_*") if p.is_dir())
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_golden_config_errors(case: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config((case / "config.yaml").read_text(), filename="config.yaml")
+    expected = (case / "error.txt").read_text().strip().splitlines()
+    assert sorted(str(i) for i in err.value.issues) == sorted(expected)
+
+
+def test_check_config_cli_reports_all_errors_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    path = CASES[0] / "config.yaml"
+    with pytest.raises(SystemExit) as ex:
+        main(["check-config", str(path)])
+    assert ex.value.code == 2
+    err = capsys.readouterr().err
+    n = len((CASES[0] / "error.txt").read_text().strip().splitlines())
+    assert f"{n} error(s)" in err
+    assert err.count(f"{path}:") == n
+
+
+def test_reference_site_example_is_valid_and_current() -> None:
+    cfg = load_config(ROOT / "examples" / "paris-chapelle.yaml")
+    servers = [d for d in cfg.devices if d.profile == "bmc_server"]
+    assert len(servers) == 300 and len(cfg.racks) == 30
+    assert sum(d.profile == "apc_rpdu2" for d in cfg.devices) == 60
+    on_file = yaml.safe_load((ROOT / "examples" / "paris-chapelle.yaml").read_text())
+    assert on_file["devices"] == paris_chapelle()["devices"], "regenerate: dcim twin write-config"
+
+
+def test_yaml_syntax_error_has_a_line() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("site:\n  name: [x\n", filename="bad.yaml")
+    assert str(err.value).startswith("bad.yaml:")
+
+
+def test_tags_carry_topology() -> None:
+    cfg = SiteConfig.model_validate(paris_chapelle(racks=2, servers_per_rack=1))
+    pdu = cfg.device("pdu-R01-A")
+    assert cfg.tags_of(pdu) == {
+        "site": "paris-chapelle", "device": "pdu-R01-A", "rack": "R01", "room": "salle-a",
+        "role": "pdu_output",
+    }
