@@ -67,8 +67,12 @@ def main() -> int:
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dcim-bench-"))
     doc = paris_chapelle(
-        racks=a.racks, interval_s=a.interval, snmp_base_port=21000, modbus_base_port=25020,
-        mqtt_port=_free_port(), spool_dir=str(work / "spool"),
+        racks=a.racks,
+        interval_s=a.interval,
+        snmp_base_port=21000,
+        modbus_base_port=25020,
+        mqtt_port=_free_port(),
+        spool_dir=str(work / "spool"),
         sink={"type": "embedded", "path": str(work / "bench.sqlite")},
     )
     path = work / "site.yaml"
@@ -76,7 +80,8 @@ def main() -> int:
     cfg = SiteConfig.model_validate(doc)
     twin = subprocess.Popen(
         [sys.executable, "-m", "dcim.cli", "twin", "serve", str(path), "--embedded-broker"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert twin.stdout is not None
@@ -101,12 +106,23 @@ def main() -> int:
     def pct(p: float) -> float:
         return lates[min(len(lates) - 1, int(p * len(lates)))] if lates else float("nan")
 
-    print(f"site: {len(cfg.devices)} devices ({len(polled)} polled) at {a.interval:g} s, {wall:.0f} s run")
-    print(f"poll cycles run / due:   {done:.0f} / {due:.0f}  ratio {done / due:.3f}  (target >= 0.99)")
-    print(f"poll-start delay:        p50 {pct(0.5) * 1000:.1f} ms  p99 {pct(0.99) * 1000:.1f} ms  "
-          f"max {lates[-1] * 1000 if lates else float('nan'):.1f} ms  (interval {a.interval * 1000:.0f} ms)")
+    print(
+        f"site: {len(cfg.devices)} devices ({len(polled)} polled) "
+        f"at {a.interval:g} s, {wall:.0f} s run"
+    )
+    print(
+        f"poll cycles run / due:   {done:.0f} / {due:.0f}  ratio {done / due:.3f}  (target >= 0.99)"
+    )
+    print(
+        f"poll-start delay:        p50 {pct(0.5) * 1000:.1f} ms  p99 {pct(0.99) * 1000:.1f} ms  "
+        f"max {lates[-1] * 1000 if lates else float('nan'):.1f} ms  "
+        f"(interval {a.interval * 1000:.0f} ms)"
+    )
     print(f"failed polls:            {errors}")
-    print(f"collector CPU:           {cpu:.1f} s over {wall:.0f} s = {100 * cpu / wall:.1f} % of one core")
+    print(
+        f"collector CPU:           {cpu:.1f} s over {wall:.0f} s "
+        f"= {100 * cpu / wall:.1f} % of one core"
+    )
     return 0 if done / due >= 0.99 else 1
 
 

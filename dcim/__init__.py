@@ -1,2 +1,3 @@
 """DCIM with heat-recovery telemetry."""
+
 __version__ = "0.1.0"

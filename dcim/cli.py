@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -39,10 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dcim.runtime import run_forever
 
     cfg = _load(args.config)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_forever(cfg))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -73,12 +72,6 @@ def cmd_kpi(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(rep.to_dict(), indent=2))
         print(f"written to {args.json}")
     return 0
-
-
-def cmd_twin(args: argparse.Namespace) -> int:
-    from dcim.twin import cli as twin_cli
-
-    return twin_cli.main(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -73,7 +73,9 @@ class Secret(_Model):
         if self.env is not None:
             val = os.environ.get(self.env)
             if val is None:
-                raise ConfigError([ConfigIssue("", None, "secret", f"environment variable {self.env} is not set")])
+                raise ConfigError(
+                    [ConfigIssue("", None, "secret", f"environment variable {self.env} is not set")]
+                )
             return val
         assert self.file is not None
         return self.file.read_text().strip()
@@ -94,7 +96,9 @@ class SnmpOptions(_Model):
     @model_validator(mode="after")
     def _credentials(self) -> SnmpOptions:
         if self.version in ("1", "2c") and self.community is None:
-            raise ValueError(f"SNMP v{self.version} needs 'community' (e.g. community: {{env: SNMP_COMMUNITY}})")
+            raise ValueError(
+                f"SNMP v{self.version} needs 'community' (e.g. community: {{env: SNMP_COMMUNITY}})"
+            )
         if self.version == "3" and not self.user:
             raise ValueError("SNMPv3 needs 'user'")
         if self.auth_protocol and self.auth_key is None:
@@ -323,7 +327,11 @@ def _path_str(loc: tuple[str | int, ...], data: Any) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-            name = node[part].get("name") if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) else None
+            name = (
+                node[part].get("name")
+                if isinstance(node, list) and part < len(node) and isinstance(node[part], dict)
+                else None
+            )
             if name:
                 out += f"({name})"
         else:
@@ -346,43 +354,108 @@ def _cross_checks(cfg: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
     racks = {r.name for r in cfg.racks}
     for i, rack in enumerate(cfg.racks):
         if rack.room not in rooms:
-            problems.append((("racks", i, "room"), f"room {rack.room!r} is not defined under 'rooms:' (known: {sorted(rooms)})"))
-    names: dict[str, int] = {}
+            problems.append(
+                (
+                    ("racks", i, "room"),
+                    f"room {rack.room!r} is not defined under 'rooms:' (known: {sorted(rooms)})",
+                )
+            )
+    names = {dev.name for dev in cfg.devices}
     endpoints: dict[tuple[str, int, int | None], str] = {}
     for i, dev in enumerate(cfg.devices):
-        if dev.name in names:
-            problems.append((("devices", i, "name"), f"device name {dev.name!r} is already used by devices[{names[dev.name]}]; names must be unique"))
-        names.setdefault(dev.name, i)
         if dev.rack is not None and dev.rack not in racks:
-            problems.append((("devices", i, "rack"), f"rack {dev.rack!r} is not defined under 'racks:'"))
+            problems.append(
+                (("devices", i, "rack"), f"rack {dev.rack!r} is not defined under 'racks:'")
+            )
         if dev.room is not None and dev.room not in rooms:
-            problems.append((("devices", i, "room"), f"room {dev.room!r} is not defined under 'rooms:'"))
+            problems.append(
+                (("devices", i, "room"), f"room {dev.room!r} is not defined under 'rooms:'")
+            )
         prof = profiles.get(dev.profile)
         if prof is None:
-            problems.append((("devices", i, "profile"), f"unknown profile {dev.profile!r}; available: {', '.join(sorted(profiles))}"))
+            problems.append(
+                (
+                    ("devices", i, "profile"),
+                    f"unknown profile {dev.profile!r}; available: {', '.join(sorted(profiles))}",
+                )
+            )
         else:
             if prof.protocol != dev.protocol:
-                problems.append((("devices", i, "profile"), f"profile {dev.profile!r} is for {prof.protocol}, but the device's protocol is {dev.protocol}"))
+                problems.append(
+                    (
+                        ("devices", i, "profile"),
+                        f"profile {dev.profile!r} is for {prof.protocol}, "
+                        f"but the device's protocol is {dev.protocol}",
+                    )
+                )
             if dev.role and ROLE_FIELD[dev.role] not in prof.field_names:
-                problems.append((("devices", i, "role"), f"role {dev.role!r} is measured by field {ROLE_FIELD[dev.role]!r}, which profile {dev.profile!r} does not provide"))
+                problems.append(
+                    (
+                        ("devices", i, "role"),
+                        f"role {dev.role!r} is measured by field {ROLE_FIELD[dev.role]!r}, "
+                        f"which profile {dev.profile!r} does not provide",
+                    )
+                )
         if dev.protocol != "mqtt" and dev.host is not None and dev.port is not None:
             key = (dev.host, dev.port, dev.modbus.unit_id if dev.modbus else None)
             if key in endpoints and dev.enabled:
-                problems.append((("devices", i, "port"), f"{dev.host}:{dev.port}" + (f" unit {key[2]}" if key[2] is not None else "") + f" is already polled as device {endpoints[key]!r}"))
+                problems.append(
+                    (
+                        ("devices", i, "port"),
+                        f"{dev.host}:{dev.port}"
+                        + (f" unit {key[2]}" if key[2] is not None else "")
+                        + f" is already polled as device {endpoints[key]!r}",
+                    )
+                )
             endpoints.setdefault(key, dev.name)
     for i, dev in enumerate(cfg.devices):
         if dev.upstream is not None:
             if dev.upstream not in names:
-                problems.append((("devices", i, "upstream"), f"upstream meter {dev.upstream!r} is not a device of this site"))
+                problems.append(
+                    (
+                        ("devices", i, "upstream"),
+                        f"upstream meter {dev.upstream!r} is not a device of this site",
+                    )
+                )
             elif dev.upstream == dev.name:
-                problems.append((("devices", i, "upstream"), "a meter cannot be upstream of itself"))
+                problems.append(
+                    (("devices", i, "upstream"), "a meter cannot be upstream of itself")
+                )
     if any(d.protocol == "mqtt" for d in cfg.devices) and cfg.mqtt is None:
         first = next(i for i, d in enumerate(cfg.devices) if d.protocol == "mqtt")
-        problems.append((("devices", first, "protocol"), "mqtt devices need a top-level 'mqtt:' broker section (host, port, ...)"))
+        problems.append(
+            (
+                ("devices", first, "protocol"),
+                "mqtt devices need a top-level 'mqtt:' broker section (host, port, ...)",
+            )
+        )
     return problems
 
 
-def parse_config(text: str, *, filename: str = "<config>", base_dir: Path | None = None) -> SiteConfig:
+def _duplicate_names(raw_devices: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """Device names used twice, checked on the raw document so that a device that fails the
+    schema for another reason still counts."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    first: dict[str, int] = {}
+    for i, raw in enumerate(raw_devices if isinstance(raw_devices, list) else []):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            problems.append(
+                (
+                    ("devices", i, "name"),
+                    f"device name {name!r} is already used by devices[{first[name]}]; "
+                    "names must be unique",
+                )
+            )
+        first.setdefault(name, i)
+    return problems
+
+
+def parse_config(
+    text: str, *, filename: str = "<config>", base_dir: Path | None = None
+) -> SiteConfig:
     """Validate a YAML document; raise ConfigError with every problem found."""
     try:
         data = yaml.safe_load(text)
@@ -390,9 +463,20 @@ def parse_config(text: str, *, filename: str = "<config>", base_dir: Path | None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise ConfigError([ConfigIssue(filename, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+        raise ConfigError(
+            [ConfigIssue(filename, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+        ) from exc
     if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue(filename, 1, "", "the file must be a mapping with at least 'site:' and 'devices:'")])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    filename,
+                    1,
+                    "",
+                    "the file must be a mapping with at least 'site:' and 'devices:'",
+                )
+            ]
+        )
     if base_dir is not None:
         data = _resolve_paths(data, base_dir)
     try:
@@ -400,24 +484,41 @@ def parse_config(text: str, *, filename: str = "<config>", base_dir: Path | None
     except ValidationError as exc:
         issues = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("embedded", "influxdb", "function-after[_exactly_one(), Secret]")))
+            loc = tuple(
+                p
+                for p in err["loc"]
+                if not (
+                    isinstance(p, str)
+                    and p in ("embedded", "influxdb", "function-after[_exactly_one(), Secret]")
+                )
+            )
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check its spelling and indentation)"
             elif err["type"] == "missing":
                 msg = "required key is missing"
-            elif err["type"] in ("literal_error", "enum"):
-                msg = f"{msg}, got {err.get('input')!r}"
+            elif err["type"] == "string_pattern_mismatch" and loc[-1] == "url":
+                msg = (
+                    "must start with http:// or https:// (e.g. http://127.0.0.1:8086), "
+                    f"got {err['input']!r}"
+                )
+            elif isinstance(err.get("input"), str | int | float | bool):
+                msg = f"{msg}, got {err['input']!r}"
             issues.append(ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg))
         # Cross-field checks can still run on the parts that validated.
         raise ConfigError(issues + _partial_cross_checks(data, filename, lines)) from exc
-    problems = _cross_checks(cfg)
+    problems = _duplicate_names(data.get("devices")) + _cross_checks(cfg)
     if problems:
-        raise ConfigError(ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg) for loc, msg in problems)
+        raise ConfigError(
+            ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg)
+            for loc, msg in problems
+        )
     return cfg
 
 
-def _partial_cross_checks(data: dict[str, Any], filename: str, lines: dict[tuple[str | int, ...], int]) -> list[ConfigIssue]:
+def _partial_cross_checks(
+    data: dict[str, Any], filename: str, lines: dict[tuple[str | int, ...], int]
+) -> list[ConfigIssue]:
     """When the schema fails somewhere, still report cross-field problems among the devices
     that are individually valid, so one run shows every error."""
     try:
@@ -432,14 +533,25 @@ def _partial_cross_checks(data: dict[str, Any], filename: str, lines: dict[tuple
         skeleton = SiteConfig.model_construct(
             site=Site(name="x"),
             defaults=Defaults(),
-            rooms=[Room.model_validate(r) for r in data.get("rooms") or [] if isinstance(r, dict) and "name" in r],
-            racks=[Rack.model_validate(r) for r in data.get("racks") or [] if isinstance(r, dict) and {"name", "room"} <= r.keys()],
+            rooms=[
+                Room.model_validate(r)
+                for r in data.get("rooms") or []
+                if isinstance(r, dict) and "name" in r
+            ],
+            racks=[
+                Rack.model_validate(r)
+                for r in data.get("racks") or []
+                if isinstance(r, dict) and {"name", "room"} <= r.keys()
+            ],
             devices=devices,
             mqtt=MqttBroker() if data.get("mqtt") is not None else None,
             storage=Storage(),
             profile_dirs=[Path(p) for p in data.get("profile_dirs") or []],
         )
-        out = []
+        out = [
+            ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg)
+            for loc, msg in _duplicate_names(data.get("devices"))
+        ]
         for loc, msg in _cross_checks(skeleton):
             if loc and loc[0] == "devices" and isinstance(loc[1], int):
                 loc = ("devices", index[loc[1]], *loc[2:])
@@ -457,10 +569,17 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             if isinstance(storage.get(key), str) and not Path(storage[key]).is_absolute():
                 storage[key] = str(base / storage[key])
         sink = storage.get("sink")
-        if isinstance(sink, dict) and isinstance(sink.get("path"), str) and not Path(sink["path"]).is_absolute():
+        if (
+            isinstance(sink, dict)
+            and isinstance(sink.get("path"), str)
+            and not Path(sink["path"]).is_absolute()
+        ):
             sink["path"] = str(base / sink["path"])
     if isinstance(data.get("profile_dirs"), list):
-        data["profile_dirs"] = [str(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p for p in data["profile_dirs"]]
+        data["profile_dirs"] = [
+            str(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p
+            for p in data["profile_dirs"]
+        ]
     return data
 
 

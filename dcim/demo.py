@@ -64,23 +64,31 @@ def render(cfg: SiteConfig, col: Collector, started_ns: int) -> str:
     stats = col.forwarder.stats()
     pue = p.get("pue_instantaneous")
     lines = [
-        f"DCIM demo: {cfg.site.name} (digital twin)   {datetime.now():%Y-%m-%d %H:%M:%S}   Ctrl-C stops",
+        f"DCIM demo: {cfg.site.name} (digital twin)   "
+        f"{datetime.now():%Y-%m-%d %H:%M:%S}   Ctrl-C stops",
         "",
         f"  IT power (UPS output)        {_kw(p.get('it_w'))}",
-        f"  Facility power (E_DC scope)  {_kw(p.get('facility_w'))}   heat pumps {_kw(p.get('heat_pump_board'))} (outside E_DC)",
-        f"  PUE, instantaneous           {'   n/a' if pue is None else f'{pue:7.3f}'}      (power based, dashboards only)",
+        f"  Facility power (E_DC scope)  {_kw(p.get('facility_w'))}   "
+        f"heat pumps {_kw(p.get('heat_pump_board'))} (outside E_DC)",
+        f"  PUE, instantaneous           {'   n/a' if pue is None else f'{pue:7.3f}'}      "
+        "(power based, dashboards only)",
         f"  Heat exported to CPCU        {_kw(p.get('heat_export_cpcu'))}",
         f"  Heat to the greenhouses      {_kw(p.get('heat_export_greenhouse'))}",
         "",
-        f"  Devices polled: {up} up, {len(down)} down" + (f" ({', '.join(down[:5])}...)" if down else "")
+        f"  Devices polled: {up} up, {len(down)} down"
+        + (f" ({', '.join(down[:5])}...)" if down else "")
         + f"; MQTT sensors {mqtt_up}/{mqtt_n} reporting",
-        f"  Poll start delay p99: {p99 * 1000:.0f} ms; spool pending {stats.pending}, forwarded {stats.sent}",
+        f"  Poll start delay p99: {p99 * 1000:.0f} ms; "
+        f"spool pending {stats.pending}, forwarded {stats.sent}",
     ]
     if now - started_ns > 90 * NS:
         rep = compute_kpis(col.store, cfg, started_ns + 30 * NS, now - 20 * NS, category=1)
         f = rep.figure("pue")
         if f.value is not None:
-            lines.append(f"  PUE (energy, category 1) since start: {f.value:.3f}, data {f.completeness:.0%} complete")
+            lines.append(
+                f"  PUE (energy, category 1) since start: {f.value:.3f}, "
+                f"data {f.completeness:.0%} complete"
+            )
     return "\n".join(lines)
 
 

@@ -18,7 +18,9 @@ def parse_time(text: str, tz: str) -> int:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"not an ISO date or date-time: {text!r} (e.g. 2026-10-01T00:00)") from None
+        raise SystemExit(
+            f"not an ISO date or date-time: {text!r} (e.g. 2026-10-01T00:00)"
+        ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=ZoneInfo(tz))
     return _ns(dt)

@@ -49,7 +49,9 @@ def free_ports(n: int, kind: int = socket.SOCK_STREAM) -> int:
 def need(binary: str, package: str) -> str:
     path = shutil.which(binary)
     if path is None:
-        raise RuntimeError(f"{binary} not found: install the Debian package {package!r} (see README)")
+        raise RuntimeError(
+            f"{binary} not found: install the Debian package {package!r} (see README)"
+        )
     return path
 
 
@@ -88,7 +90,9 @@ class Server:
 
     def start(self) -> None:
         log = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.proc = subprocess.Popen(
+            self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
 
 
 class InfluxServer(Server):
@@ -144,7 +148,9 @@ bind-address = "127.0.0.1:{rpc}"
   run-interval = "1s"
 """
     )
-    srv = InfluxServer(None, port, workdir, [binary, "run", "-config", str(conf)], workdir / "influxd.log")
+    srv = InfluxServer(
+        None, port, workdir, [binary, "run", "-config", str(conf)], workdir / "influxd.log"
+    )
     srv.start()
     return srv
 
@@ -171,7 +177,9 @@ def start_mosquitto(workdir: Path, *, port: int | None = None) -> MosquittoServe
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     passwd = workdir / "passwd"
-    subprocess.run([pw, "-b", "-c", str(passwd), MosquittoServer.user, MosquittoServer.password], check=True)
+    subprocess.run(
+        [pw, "-b", "-c", str(passwd), MosquittoServer.user, MosquittoServer.password], check=True
+    )
     acl = workdir / "acl"
     acl.write_text(f"user {MosquittoServer.user}\ntopic readwrite #\n")
     conf = workdir / "mosquitto.conf"

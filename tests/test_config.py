@@ -23,7 +23,9 @@ def test_golden_config_errors(case: Path) -> None:
     assert sorted(str(i) for i in err.value.issues) == sorted(expected)
 
 
-def test_check_config_cli_reports_all_errors_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_cli_reports_all_errors_with_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     path = CASES[0] / "config.yaml"
     with pytest.raises(SystemExit) as ex:
         main(["check-config", str(path)])
@@ -53,6 +55,9 @@ def test_tags_carry_topology() -> None:
     cfg = SiteConfig.model_validate(paris_chapelle(racks=2, servers_per_rack=1))
     pdu = cfg.device("pdu-R01-A")
     assert cfg.tags_of(pdu) == {
-        "site": "paris-chapelle", "device": "pdu-R01-A", "rack": "R01", "room": "salle-a",
+        "site": "paris-chapelle",
+        "device": "pdu-R01-A",
+        "rack": "R01",
+        "room": "salle-a",
         "role": "pdu_output",
     }

@@ -27,13 +27,22 @@ RUN_S = 80.0
 BLACKHOLED = ("srv-R01-01", "crah-1")  # one SNMP agent, one Modbus device
 
 
-def site(tmp: Path, name: str, sink: dict[str, Any], mqtt: MosquittoServer, ports: tuple[int, int]) -> Path:
+def site(
+    tmp: Path, name: str, sink: dict[str, Any], mqtt: MosquittoServer, ports: tuple[int, int]
+) -> Path:
     doc = paris_chapelle(
-        racks=4, servers_per_rack=3, snmp_base_port=ports[0], modbus_base_port=ports[1],
-        mqtt_port=mqtt.port, interval_s=INTERVAL, spool_dir=str(tmp / name / "spool"), sink=sink,
+        racks=4,
+        servers_per_rack=3,
+        snmp_base_port=ports[0],
+        modbus_base_port=ports[1],
+        mqtt_port=mqtt.port,
+        interval_s=INTERVAL,
+        spool_dir=str(tmp / name / "spool"),
+        sink=sink,
     )
-    doc["mqtt"].update(username=mqtt.user, password={"value": mqtt.password},
-                       client_id=f"dcim-e2e-{name}")
+    doc["mqtt"].update(
+        username=mqtt.user, password={"value": mqtt.password}, client_id=f"dcim-e2e-{name}"
+    )
     doc["defaults"]["timeout_s"] = 1.0
     path = tmp / f"{name}.yaml"
     (tmp / name).mkdir(parents=True, exist_ok=True)
@@ -47,7 +56,9 @@ def rel_err(a: float | None, b: float) -> float:
 
 
 @pytest.mark.slow
-def test_twin_to_influxdb_and_embedded(tmp_path: Path, influxdb: InfluxServer, mosquitto: MosquittoServer) -> None:
+def test_twin_to_influxdb_and_embedded(
+    tmp_path: Path, influxdb: InfluxServer, mosquitto: MosquittoServer
+) -> None:
     ports = (free_ports(40, kind=2), free_ports(16))  # UDP range for SNMP agents, TCP for Modbus
     influx_sink = {"type": "influxdb", "url": influxdb.url, "database": "e2e"}
     embedded_sink = {"type": "embedded", "path": str(tmp_path / "embedded.sqlite")}
@@ -59,8 +70,12 @@ def test_twin_to_influxdb_and_embedded(tmp_path: Path, influxdb: InfluxServer, m
     runner = TwinRunner(cfg["embedded"], seed=7)
     with TwinThread(runner) as twin:
         procs = {
-            k: subprocess.Popen([sys.executable, "-m", "dcim.cli", "run", str(p)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            k: subprocess.Popen(
+                [sys.executable, "-m", "dcim.cli", "run", str(p)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             for k, p in paths.items()
         }
         try:
@@ -90,31 +105,58 @@ def test_twin_to_influxdb_and_embedded(tmp_path: Path, influxdb: InfluxServer, m
             rep = compute_kpis(store, c, start_ns, end_ns, category=1)
             assert rel_err(rep.figure("pue").value, truth.pue(1)) < 0.01, (k, rep.figures)
             assert rel_err(rep.figure("heat_cpcu_kwh").value, truth.heat_cpcu_wh / 1000) < 0.01
-            assert rel_err(rep.figure("heat_greenhouse_kwh").value, truth.heat_greenhouse_wh / 1000) < 0.01
+            assert (
+                rel_err(rep.figure("heat_greenhouse_kwh").value, truth.heat_greenhouse_wh / 1000)
+                < 0.01
+            )
             assert rep.figure("pue").completeness > 0.9
 
             # Every device was polled; the blackholed ones are recorded as gaps (up=0)...
-            polls = store.aggregate(measurement="dcim_poll", field="up", start_ns=int(t_blackhole * NS) + 3 * int(INTERVAL * NS),
-                                    end_ns=int(t_end * NS), fn="mean", group_by=("device",))
+            polls = store.aggregate(
+                measurement="dcim_poll",
+                field="up",
+                start_ns=int(t_blackhole * NS) + 3 * int(INTERVAL * NS),
+                end_ns=int(t_end * NS),
+                fn="mean",
+                group_by=("device",),
+            )
             up = {r.tags["device"]: r.value for r in polls}
             for dev in BLACKHOLED:
                 assert up.get(dev) == 0.0, (k, dev, up.get(dev))
             # ...and the others kept their cadence: every cycle ran, none started late.
-            counts = store.aggregate(measurement="dcim_poll", field="up", start_ns=start_ns, end_ns=end_ns,
-                                     fn="count", group_by=("device",))
+            counts = store.aggregate(
+                measurement="dcim_poll",
+                field="up",
+                start_ns=start_ns,
+                end_ns=end_ns,
+                fn="count",
+                group_by=("device",),
+            )
             expected = (end_ns - start_ns) / NS / INTERVAL
             polled = [d.name for d in c.devices if d.protocol != "mqtt"]
             got = {r.tags["device"]: r.value or 0 for r in counts}
             assert set(polled) <= set(got)
             for dev in polled:
                 assert got[dev] >= expected - 1.5, (k, dev, got[dev], expected)
-            late = store.aggregate(measurement="dcim_poll", field="late_s", start_ns=start_ns, end_ns=end_ns,
-                                   fn="max", group_by=("device",))
+            late = store.aggregate(
+                measurement="dcim_poll",
+                field="late_s",
+                start_ns=start_ns,
+                end_ns=end_ns,
+                fn="max",
+                group_by=("device",),
+            )
             worst = max(r.value or 0 for r in late if r.tags["device"] not in BLACKHOLED)
             assert worst < 1.0, (k, worst)
             # MQTT readings arrived too.
-            gh = store.aggregate(measurement="greenhouse", field="air_temp_c", start_ns=start_ns, end_ns=end_ns,
-                                 fn="count", group_by=("device",))
+            gh = store.aggregate(
+                measurement="greenhouse",
+                field="air_temp_c",
+                start_ns=start_ns,
+                end_ns=end_ns,
+                fn="count",
+                group_by=("device",),
+            )
             assert len(gh) == 4 and all((r.value or 0) >= expected - 2 for r in gh), gh
         finally:
             store.close()

@@ -246,3 +246,18 @@ def test_jitter_shifts_runs_but_keeps_the_cadence() -> None:
         gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
         assert max(gaps) > 0.22 or min(gaps) < 0.18  # jittered...
         assert all(0.09 < g < 0.31 for g in gaps)  # ...within one jitter of the grid
+
+
+@pytest.mark.parametrize(("step", "jitter"), [(0.3, 0.0), (0.1, 0.05), (10.0, 2.0), (1 / 3, 0.0)])
+def test_grid_trigger_moves_forward_one_slot_at_a_time(step: float, jitter: float) -> None:
+    from datetime import UTC, datetime
+
+    from dcim.scheduler import _GridTrigger
+
+    start = datetime(2025, 1, 15, 10, 0, 0, 123457, tzinfo=UTC)
+    trig = _GridTrigger(seconds=step, start_date=start, jitter_s=jitter)
+    t = trig.get_next_fire_time(None, start)
+    for k in range(1, 5000):
+        t = trig.get_next_fire_time(t, start)
+        offset = t.timestamp() - start.timestamp() - k * trig.interval_length  # whole us
+        assert -1e-5 <= offset <= jitter + 1e-5, (k, offset)

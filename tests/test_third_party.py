@@ -20,8 +20,12 @@ from tests.servers import free_ports, need
 
 @pytest.fixture
 def frozen_twin():  # type: ignore[no-untyped-def]
-    doc = paris_chapelle(racks=2, servers_per_rack=2, snmp_base_port=free_ports(12, kind=2),
-                         modbus_base_port=free_ports(16))
+    doc = paris_chapelle(
+        racks=2,
+        servers_per_rack=2,
+        snmp_base_port=free_ports(12, kind=2),
+        modbus_base_port=free_ports(16),
+    )
     doc["devices"] = [d for d in doc["devices"] if d["protocol"] != "mqtt"]
     cfg = SiteConfig.model_validate(doc)
     t = 1_790_000_000.0
@@ -42,10 +46,17 @@ def _poll_all(cfg: SiteConfig) -> dict[str, dict[str, float]]:
     return asyncio.run(go())
 
 
-def test_snmpget_and_mbpoll_read_what_the_collectors_store(frozen_twin: SiteConfig, tmp_path: Path) -> None:
+def test_snmpget_and_mbpoll_read_what_the_collectors_store(
+    frozen_twin: SiteConfig, tmp_path: Path
+) -> None:
     cfg = frozen_twin
     # net-snmp: no MIBs, no persistent state outside the temp dir.
-    env = {**os.environ, "MIBS": "", "SNMP_PERSISTENT_DIR": str(tmp_path), "SNMPCONFPATH": str(tmp_path)}
+    env = {
+        **os.environ,
+        "MIBS": "",
+        "SNMP_PERSISTENT_DIR": str(tmp_path),
+        "SNMPCONFPATH": str(tmp_path),
+    }
     ours = _poll_all(cfg)
     profiles = cfg.profiles()
     snmpget, mbpoll = need("snmpget", "snmp"), need("mbpoll", "mbpoll")
@@ -54,10 +65,28 @@ def test_snmpget_and_mbpoll_read_what_the_collectors_store(frozen_twin: SiteConf
         prof = profiles[dev.profile]
         if dev.protocol == "snmp":
             oids = [f.oid for f in prof.fields]
-            out = subprocess.run([snmpget, "-v2c", "-c", "public", "-On", "-Oqv", "-t", "2",
-                                  f"127.0.0.1:{dev.port}", *oids], capture_output=True, text=True, check=True, env=env)
+            out = subprocess.run(
+                [
+                    snmpget,
+                    "-v2c",
+                    "-c",
+                    "public",
+                    "-On",
+                    "-Oqv",
+                    "-t",
+                    "2",
+                    f"127.0.0.1:{dev.port}",
+                    *oids,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            )
             for f, raw in zip(prof.fields, out.stdout.split(), strict=True):
-                value = f.map.get(int(raw), float(raw)) if f.map else float(raw) * f.scale + f.offset
+                value = (
+                    f.map.get(int(raw), float(raw)) if f.map else float(raw) * f.scale + f.offset
+                )
                 assert ours[dev.name][f.name] == pytest.approx(value), (dev.name, f.name)
                 checked += 1
         elif dev.protocol == "modbus":
@@ -65,12 +94,41 @@ def test_snmpget_and_mbpoll_read_what_the_collectors_store(frozen_twin: SiteConf
             for f in prof.fields:
                 if f.type not in ("uint16", "int16") or (f.table or prof.modbus.table) != "holding":
                     continue
-                out = subprocess.run([mbpoll, "-m", "tcp", "-p", str(dev.port), "-a", str(dev.modbus.unit_id),
-                                      "-0", "-r", str(f.address), "-c", "1", "-t", "4", "-1", "-q", "127.0.0.1"],
-                                     capture_output=True, text=True, check=True)
-                raw = int(out.stdout.split("]:")[-1].split()[0]) if "]:" in out.stdout else int(out.stdout.split()[-1])
+                out = subprocess.run(
+                    [
+                        mbpoll,
+                        "-m",
+                        "tcp",
+                        "-p",
+                        str(dev.port),
+                        "-a",
+                        str(dev.modbus.unit_id),
+                        "-0",
+                        "-r",
+                        str(f.address),
+                        "-c",
+                        "1",
+                        "-t",
+                        "4",
+                        "-1",
+                        "-q",
+                        "127.0.0.1",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                raw = (
+                    int(out.stdout.split("]:")[-1].split()[0])
+                    if "]:" in out.stdout
+                    else int(out.stdout.split()[-1])
+                )
                 if f.type == "int16" and raw >= 32768:
                     raw -= 65536
-                assert ours[dev.name][f.name] == pytest.approx(raw * f.scale + f.offset), (dev.name, f.name, out.stdout)
+                assert ours[dev.name][f.name] == pytest.approx(raw * f.scale + f.offset), (
+                    dev.name,
+                    f.name,
+                    out.stdout,
+                )
                 checked += 1
     assert checked > 50

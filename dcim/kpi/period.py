@@ -92,10 +92,23 @@ def meter_energies(
         window = _window_s(end_ns - start_ns, interval)
         where = {"site": cfg.site.name, "role": role}
 
-        def q(fn: str, a: int, b: int, every: int | None = None) -> dict[str, list[Sample]]:
+        def q(
+            fn: str,
+            a: int,
+            b: int,
+            every: int | None = None,
+            measurement: str = measurement,
+            where: dict[str, str] = where,
+        ) -> dict[str, list[Sample]]:
             rows = store.aggregate(
-                measurement=measurement, field=fld, start_ns=a, end_ns=b, fn=fn,  # type: ignore[arg-type]
-                every_s=every, where=where, group_by=("device",),
+                measurement=measurement,
+                field=fld,
+                start_ns=a,
+                end_ns=b,
+                fn=fn,  # type: ignore[arg-type]
+                every_s=every,
+                where=where,
+                group_by=("device",),
             )
             res: dict[str, list[Sample]] = defaultdict(list)
             for r in rows:
@@ -119,17 +132,21 @@ def meter_energies(
             if first_in and last_in:
                 t0 = first_in[0].time_ns
                 interior = [Sample(t0 + i + 1, s.value) for i, s in enumerate(windows.get(n, []))]
-            samples = (
-                before_start.get(n, []) + first_in + interior + last_in + after_end.get(n, [])
-            )
+            samples = before_start.get(n, []) + first_in + interior + last_in + after_end.get(n, [])
             inc = counter_increase(samples, start_ns, end_ns, max_extrapolation_ns=look)
             got = int(counts[n][0].value) if counts.get(n) else 0
             expected = max(1, round((end_ns - start_ns) / NS / cfg.interval_of(d)))
             out.append(
                 MeterEnergy(
-                    device=n, role=role, field=fld, value=inc.value, samples=got,
-                    expected=expected, completeness=min(1.0, got / expected),
-                    interpolated=inc.interpolated, extrapolated=inc.extrapolated,
+                    device=n,
+                    role=role,
+                    field=fld,
+                    value=inc.value,
+                    samples=got,
+                    expected=expected,
+                    completeness=min(1.0, got / expected),
+                    interpolated=inc.interpolated,
+                    extrapolated=inc.extrapolated,
                     resets=inc.resets,
                 )
             )
@@ -152,55 +169,102 @@ def compute_kpis(
     """Energy-based PUE (with its category), heat delivered and the energies behind them."""
     rep = KpiReport(start_ns, end_ns, interim=(end_ns - start_ns) < YEAR_NS)
     roles = {d.role for d in cfg.devices if d.role}
-    by_role = {r: meter_energies(store, cfg, r, start_ns, end_ns) for r in sorted(roles)}
+    by_role: dict[str, list[MeterEnergy]] = {
+        r: meter_energies(store, cfg, r, start_ns, end_ns) for r in sorted(roles)
+    }
     rep.meters = [m for ms in by_role.values() for m in ms]
 
     incomer, c_in, est_in = _sum(by_role.get("grid_incomer", []))
     incomer_names = {d.name for d in cfg.devices_with_role("grid_incomer")}
     hp_inside = [
-        m for m in by_role.get("heat_pump_board", [])
+        m
+        for m in by_role.get("heat_pump_board", [])
         if cfg.device(m.device).upstream in incomer_names
     ]
     hp, c_hp, est_hp = _sum(hp_inside)
     e_dc = None if incomer is None else incomer - (hp or 0.0)
     c_dc = min(c_in, c_hp) if hp_inside else c_in
-    rep.figures.append(Figure("e_dc_kwh", _kwh(e_dc), "kWh", c_dc, est_in or est_hp,
-                              "grid incomer less heat-pump boards downstream of it (EnEfG)"))
+    rep.figures.append(
+        Figure(
+            "e_dc_kwh",
+            _kwh(e_dc),
+            "kWh",
+            c_dc,
+            est_in or est_hp,
+            "grid incomer less heat-pump boards downstream of it (EnEfG)",
+        )
+    )
 
     it: dict[int, tuple[float | None, float, bool]] = {}
     for cat, role in IT_ROLE_BY_CATEGORY.items():
         if by_role.get(role):
             it[cat] = _sum(by_role[role])
-            rep.figures.append(Figure(f"e_it_cat{cat}_kwh", _kwh(it[cat][0]), "kWh", it[cat][1],
-                                      it[cat][2], f"IT energy at {role.replace('_', ' ')}"))
+            rep.figures.append(
+                Figure(
+                    f"e_it_cat{cat}_kwh",
+                    _kwh(it[cat][0]),
+                    "kWh",
+                    it[cat][1],
+                    it[cat][2],
+                    f"IT energy at {role.replace('_', ' ')}",
+                )
+            )
     usable = [c for c in it if it[c][0] is not None]
     chosen = category if category is not None else (max(usable) if usable else None)
     rep.pue_category = chosen
     for cat in sorted(it):
         e_it, c_it, est_it = it[cat]
         label = "interim (period shorter than a year)" if rep.interim else "annual"
-        rep.figures.append(Figure(f"pue_cat{cat}", indicators.pue(e_dc, e_it), "", min(c_dc, c_it),
-                                  est_it or est_in, f"PUE category {cat}, {label}"))
+        rep.figures.append(
+            Figure(
+                f"pue_cat{cat}",
+                indicators.pue(e_dc, e_it),
+                "",
+                min(c_dc, c_it),
+                est_it or est_in,
+                f"PUE category {cat}, {label}",
+            )
+        )
     if chosen is not None and chosen in it:
-        rep.figures.append(Figure("pue", rep.figure(f"pue_cat{chosen}").value, "",
-                                  rep.figure(f"pue_cat{chosen}").completeness,
-                                  rep.figure(f"pue_cat{chosen}").estimated,
-                                  f"category {chosen}"))
+        rep.figures.append(
+            Figure(
+                "pue",
+                rep.figure(f"pue_cat{chosen}").value,
+                "",
+                rep.figure(f"pue_cat{chosen}").completeness,
+                rep.figure(f"pue_cat{chosen}").estimated,
+                f"category {chosen}",
+            )
+        )
 
-    for role, name in (("heat_export_cpcu", "heat_cpcu_kwh"),
-                       ("heat_export_greenhouse", "heat_greenhouse_kwh"),
-                       ("heat_recovered", "heat_recovered_kwh")):
+    for role, name in (
+        ("heat_export_cpcu", "heat_cpcu_kwh"),
+        ("heat_export_greenhouse", "heat_greenhouse_kwh"),
+        ("heat_recovered", "heat_recovered_kwh"),
+    ):
         if by_role.get(role):
             v, c, est = _sum(by_role[role])
-            rep.figures.append(Figure(name, _kwh(v), "kWh", c, est, f"heat meters with role {role}"))
-    reuse = [rep.figure(n) for n in ("heat_cpcu_kwh", "heat_greenhouse_kwh")
-             if any(f.name == n for f in rep.figures)]
+            rep.figures.append(
+                Figure(name, _kwh(v), "kWh", c, est, f"heat meters with role {role}")
+            )
+    reuse = [
+        rep.figure(n)
+        for n in ("heat_cpcu_kwh", "heat_greenhouse_kwh")
+        if any(f.name == n for f in rep.figures)
+    ]
     if reuse and chosen is not None:
         e_reuse = None if any(f.value is None for f in reuse) else sum(f.value or 0 for f in reuse)
         c_reuse = min(f.completeness for f in reuse)
         e_dc_kwh = _kwh(e_dc)
-        rep.figures.append(Figure("erf", indicators.erf(e_reuse, e_dc_kwh), "",
-                                  min(c_reuse, c_dc), note="heat exported / E_DC"))
+        rep.figures.append(
+            Figure(
+                "erf",
+                indicators.erf(e_reuse, e_dc_kwh),
+                "",
+                min(c_reuse, c_dc),
+                note="heat exported / E_DC",
+            )
+        )
     return rep
 
 
@@ -215,9 +279,13 @@ def instantaneous(store: Store, cfg: SiteConfig, at_ns: int) -> dict[str, float 
         total: float | None = 0.0
         for measurement in {profiles[d.profile].measurement for d in devs}:
             rows = store.aggregate(
-                measurement=measurement, field=power_field.get(measurement, "power_w"),
-                start_ns=at_ns - look, end_ns=at_ns + 1, fn="last",
-                where={"site": cfg.site.name, "role": role}, group_by=("device",),
+                measurement=measurement,
+                field=power_field.get(measurement, "power_w"),
+                start_ns=at_ns - look,
+                end_ns=at_ns + 1,
+                fn="last",
+                where={"site": cfg.site.name, "role": role},
+                group_by=("device",),
             )
             n_devs = sum(1 for d in devs if profiles[d.profile].measurement == measurement)
             if len(rows) < n_devs or total is None:

@@ -29,12 +29,19 @@ def render_table(rep: KpiReport, tz: str) -> str:
     lines.append(f"{'meter':<22}{'role':<24}{'increase':>16}  {'samples':>13}  flags")
     for m in rep.meters:
         unit = "m3" if m.field.endswith("m3_total") else "kWh"
-        val = "n/a" if m.value is None else (
-            f"{m.value:,.3f} m3" if unit == "m3" else f"{m.value / 1000:,.1f} kWh"
+        val = (
+            "n/a"
+            if m.value is None
+            else (f"{m.value:,.3f} m3" if unit == "m3" else f"{m.value / 1000:,.1f} kWh")
         )
         flags = ",".join(
-            n for n, on in (("interpolated", m.interpolated), ("extrapolated", m.extrapolated),
-                            (f"{m.resets} reset(s)", m.resets > 0)) if on
+            n
+            for n, on in (
+                ("interpolated", m.interpolated),
+                ("extrapolated", m.extrapolated),
+                (f"{m.resets} reset(s)", m.resets > 0),
+            )
+            if on
         )
         lines.append(
             f"{m.device:<22}{m.role:<24}{val:>16}  {m.samples:>6}/{m.expected:<6}  {flags}"

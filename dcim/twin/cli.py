@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 def add_parser(sub: Any) -> None:
     t = sub.add_parser("twin", help="the digital twin of the reference site")
+    t.set_defaults(func=main)
     tsub = t.add_subparsers(dest="twin_command", required=True)
 
     s = tsub.add_parser("serve", help="serve a site's devices over SNMP, Modbus TCP and MQTT")
@@ -101,8 +103,14 @@ def backfill(args: argparse.Namespace) -> int:
     t = time.monotonic()
     n = 0
     try:
-        for batch in gen(cfg, model, start, end, interval_s=args.interval or cfg.defaults.interval_s,
-                         devices=devices):
+        for batch in gen(
+            cfg,
+            model,
+            start,
+            end,
+            interval_s=args.interval or cfg.defaults.interval_s,
+            devices=devices,
+        ):
             n += pipe.accept(batch)
         fwd.flush(3600)
     finally:
@@ -131,10 +139,8 @@ def serve(args: argparse.Namespace) -> int:
         finally:
             await runner.stop()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(go())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

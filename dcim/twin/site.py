@@ -56,7 +56,8 @@ def paris_chapelle(
     half = max(1, racks // 2)
     rooms = [{"name": "salle-a"}, {"name": "salle-b"}]
     rack_list = [
-        {"name": f"R{r:02d}", "room": "salle-a" if r <= half else "salle-b"} for r in range(1, racks + 1)
+        {"name": f"R{r:02d}", "room": "salle-a" if r <= half else "salle-b"}
+        for r in range(1, racks + 1)
     ]
     devices: list[dict[str, Any]] = []
 
@@ -124,7 +125,9 @@ def paris_chapelle(
     for i in range(1, HEAT_PUMPS + 1):
         devices.append(modbus_dev(f"hp-{i}", "heat_pump"))
     for i in range(1, CRAH_UNITS + 1):
-        devices.append(modbus_dev(f"crah-{i}", "crah", room="salle-a" if i <= CRAH_UNITS // 2 else "salle-b"))
+        devices.append(
+            modbus_dev(f"crah-{i}", "crah", room="salle-a" if i <= CRAH_UNITS // 2 else "salle-b")
+        )
     for i in range(1, DRY_COOLERS + 1):
         devices.append(modbus_dev(f"drycooler-{i}", "dry_cooler"))
     devices.append(modbus_dev("wm-1", "water_meter", role="water"))
@@ -143,7 +146,9 @@ def paris_chapelle(
         "site": {
             "name": "paris-chapelle",
             "timezone": "Europe/Paris",
-            "description": "City of Paris datacenter, Porte de la Chapelle (digital twin addresses)",
+            "description": (
+                "City of Paris datacenter, Porte de la Chapelle (digital twin addresses)"
+            ),
         },
         "defaults": {"interval_s": interval_s, "timeout_s": 2.0, "retries": 1, "jitter_s": 0.0},
         "rooms": rooms,
