@@ -120,9 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.verbose:  # our own debug lines, not the protocol libraries' packet dumps
+        for name in ("dcim", "collectors"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
     return int(args.func(args) or 0)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from dataclasses import dataclass
 
 from collectors import build_pollers
@@ -76,9 +77,18 @@ class Collector:
 
 
 async def run_forever(cfg: SiteConfig) -> None:
+    """Collect until SIGINT or SIGTERM (systemd, docker stop), then stop cleanly. The handlers
+    are installed explicitly: a process started in the background by a shell inherits SIGINT
+    ignored, and Python's default SIGTERM action would skip the final flush."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     col = Collector(cfg)
     await col.start()
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("stopping: polls end, the spool is forwarded (what is left stays spooled)")
     finally:
         await col.stop()
+        log.info("stopped")

@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -25,14 +27,21 @@ NS = 1_000_000_000
 INTERVAL = 5.0
 RUN_S = 80.0
 BLACKHOLED = ("srv-R01-01", "crah-1")  # one SNMP agent, one Modbus device
+# The twin runs as on a winter night (heat pumps on, both heat consumers drawing), whatever
+# the date of the test run; a minute of the smallest flow is then ~100 Wh, so the meters'
+# 1 Wh registers are not what limits the 1 % comparison.
+AS_OF = datetime(2026, 1, 15, 3, 0, tzinfo=ZoneInfo("Europe/Paris")).timestamp()
+# 30 racks (the reference site's electrical size: racks, PDUs, rack gear), one server each.
+RACKS, SERVERS_PER_RACK = 30, 1
+N_SNMP = 2 + 3 * RACKS  # UPSes, two PDUs and one BMC per rack
 
 
 def site(
     tmp: Path, name: str, sink: dict[str, Any], mqtt: MosquittoServer, ports: tuple[int, int]
 ) -> Path:
     doc = paris_chapelle(
-        racks=4,
-        servers_per_rack=3,
+        racks=RACKS,
+        servers_per_rack=SERVERS_PER_RACK,
         snmp_base_port=ports[0],
         modbus_base_port=ports[1],
         mqtt_port=mqtt.port,
@@ -59,7 +68,10 @@ def rel_err(a: float | None, b: float) -> float:
 def test_twin_to_influxdb_and_embedded(
     tmp_path: Path, influxdb: InfluxServer, mosquitto: MosquittoServer
 ) -> None:
-    ports = (free_ports(40, kind=2), free_ports(16))  # UDP range for SNMP agents, TCP for Modbus
+    ports = (
+        free_ports(N_SNMP, kind=2),
+        free_ports(16),
+    )  # UDP range for SNMP agents, TCP for Modbus
     influx_sink = {"type": "influxdb", "url": influxdb.url, "database": "e2e"}
     embedded_sink = {"type": "embedded", "path": str(tmp_path / "embedded.sqlite")}
     paths = {
@@ -67,7 +79,7 @@ def test_twin_to_influxdb_and_embedded(
         "embedded": site(tmp_path, "embedded", embedded_sink, mosquitto, ports),
     }
     cfg = {k: SiteConfig.model_validate(yaml.safe_load(p.read_text())) for k, p in paths.items()}
-    runner = TwinRunner(cfg["embedded"], seed=7)
+    runner = TwinRunner(cfg["embedded"], seed=7, offset_s=AS_OF - time.time())
     with TwinThread(runner) as twin:
         procs = {
             k: subprocess.Popen(
@@ -97,18 +109,21 @@ def test_twin_to_influxdb_and_embedded(
     start_ns = int((t_begin + 2 * INTERVAL + 1) * NS)
     end_ns = int((t_end - 2 * INTERVAL - 1) * NS)
     assert (end_ns - start_ns) / NS >= 55, "the twin must run live for at least a minute"
-    truth = runner.model.truth(start_ns / NS, end_ns / NS)
+    truth = runner.model.truth(runner.model_time(start_ns / NS), runner.model_time(end_ns / NS))
 
     for k, c in cfg.items():
         store = make_store(c.storage)
         try:
             rep = compute_kpis(store, c, start_ns, end_ns, category=1)
-            assert rel_err(rep.figure("pue").value, truth.pue(1)) < 0.01, (k, rep.figures)
-            assert rel_err(rep.figure("heat_cpcu_kwh").value, truth.heat_cpcu_wh / 1000) < 0.01
-            assert (
-                rel_err(rep.figure("heat_greenhouse_kwh").value, truth.heat_greenhouse_wh / 1000)
-                < 0.01
-            )
+            errors = {
+                "pue": rel_err(rep.figure("pue").value, truth.pue(1)),
+                "heat_cpcu": rel_err(rep.figure("heat_cpcu_kwh").value, truth.heat_cpcu_wh / 1e3),
+                "heat_greenhouse": rel_err(
+                    rep.figure("heat_greenhouse_kwh").value, truth.heat_greenhouse_wh / 1e3
+                ),
+            }
+            print(k, {n: f"{e:.3%}" for n, e in errors.items()})
+            assert max(errors.values()) < 0.01, (k, errors, rep.figures, truth)
             assert rep.figure("pue").completeness > 0.9
 
             # Every device was polled; the blackholed ones are recorded as gaps (up=0)...

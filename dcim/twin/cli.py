@@ -28,7 +28,11 @@ def add_parser(sub: Any) -> None:
     s = tsub.add_parser("serve", help="serve a site's devices over SNMP, Modbus TCP and MQTT")
     s.add_argument("config")
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--t0", type=float, default=None, help="model start, UNIX seconds (default now)")
+    s.add_argument(
+        "--as-of",
+        help="simulate the plant as at this date-time (e.g. 2026-01-15T03:00, a winter night), "
+        "running on from there; default: now",
+    )
     s.add_argument("--embedded-broker", action="store_true", help="run an MQTT broker in-process")
 
     w = tsub.add_parser("write-config", help="write the reference site's config (YAML)")
@@ -129,7 +133,8 @@ def serve(args: argparse.Namespace) -> int:
     from dcim.twin.runner import TwinRunner
 
     cfg = _load(args.config)
-    runner = TwinRunner(cfg, seed=args.seed, t0=args.t0, embedded_broker=args.embedded_broker)
+    offset = parse_time(args.as_of, cfg.site.timezone) / NS - time.time() if args.as_of else 0.0
+    runner = TwinRunner(cfg, seed=args.seed, offset_s=offset, embedded_broker=args.embedded_broker)
 
     async def go() -> None:
         await runner.start()

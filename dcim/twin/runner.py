@@ -20,6 +20,9 @@ class TwinRunner:
 
     ``embedded_broker``: start an in-process MQTT broker at the config's MQTT address (the
     demo, where no broker is installed); otherwise the twin publishes to the configured one.
+    ``offset_s``: the model runs that far ahead of the wall clock (a winter night in July),
+    so a scenario does not depend on when it is run; the devices still stamp wall-clock
+    time, and ``model_time(t)`` turns a wall-clock time into the model's.
     """
 
     def __init__(
@@ -29,18 +32,23 @@ class TwinRunner:
         seed: int = 1,
         t0: float | None = None,
         embedded_broker: bool = False,
+        offset_s: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.t0 = clock() if t0 is None else t0
+        self.offset_s = offset_s
+        self.t0 = self.model_time(clock()) if t0 is None else t0
         self.model = SiteModel(cfg, t0=self.t0, seed=seed)
         self.embedded_broker = embedded_broker
         self._servers: dict[str, Any] = {}  # protocol -> its server
         self._broker: Any = None
 
+    def model_time(self, wall_s: float) -> float:
+        return wall_s + self.offset_s
+
     def values(self, device: str) -> Mapping[str, float | int]:
-        return self.model.values(device, max(self.t0, self.clock()))
+        return self.model.values(device, max(self.t0, self.model_time(self.clock())))
 
     async def start(self) -> None:
         from dcim.twin.serve_modbus import ModbusTwin
