@@ -8,10 +8,11 @@ import contextlib
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from dcim.config import ConfigError, SiteConfig, load_config
-from dcim.timeutil import parse_period, parse_time
+from dcim.timeutil import NS, parse_duration, parse_period, parse_time
 
 log = logging.getLogger("dcim")
 
@@ -52,12 +53,18 @@ def cmd_kpi(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     tz = cfg.site.timezone
-    if args.period:
+    if args.last:
+        end_ns = time.time_ns()
+        start_ns = end_ns - parse_duration(args.last) * NS
+    elif args.period:
         start_ns, end_ns = parse_period(args.period, tz)
     elif args.start and args.end:
         start_ns, end_ns = parse_time(args.start, tz), parse_time(args.end, tz)
     else:
-        print("give --period (2026-10, 2026-10-05, 2026) or --from and --to", file=sys.stderr)
+        print(
+            "give --period (2026-10, 2026-10-05, 2026), --from and --to, or --last (15m, 2h, 7d)",
+            file=sys.stderr,
+        )
         return 2
     if end_ns <= start_ns:
         print("--to must be after --from", file=sys.stderr)
@@ -98,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--period", help="2026-10 (month), 2026-10-05 (day) or 2026 (year)")
     k.add_argument("--from", dest="start", help="ISO date/time (site time zone unless given)")
     k.add_argument("--to", dest="end")
+    k.add_argument("--last", help="the period up to now: 90s, 15m, 2h, 7d")
     k.add_argument("--category", type=int, choices=(1, 2, 3), help="PUE measurement category")
     k.add_argument("--json", help="also write the report as JSON to this file")
     k.set_defaults(func=cmd_kpi)

@@ -107,15 +107,22 @@ async def _demo(cfg: SiteConfig, args: argparse.Namespace) -> None:
             if args.duration and time.time_ns() - started > args.duration * NS:
                 break
             text = render(cfg, col, started)
-            if args.no_view:
-                print(text.splitlines()[2:6], flush=True)
+            if args.no_view:  # one line per refresh, for logs and pipes
+                print(
+                    " | ".join(
+                        " ".join(line.split()) for line in text.splitlines()[2:] if line.strip()
+                    ),
+                    flush=True,
+                )
             else:
                 sys.stdout.write("\x1b[H\x1b[2J" + text + "\n")
                 sys.stdout.flush()
     finally:
         print("\nstopping: forwarding what the spool holds...", flush=True)
         await col.stop()
-        print(f"stopped; data in {cfg.storage.sink}", flush=True)
+        sink = cfg.storage.sink
+        where = sink.path if sink.type == "embedded" else sink.url
+        print(f"stopped; the data is in {where}", flush=True)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -45,3 +45,14 @@ def parse_period(text: str, tz: str) -> tuple[int, int]:
 
 def fmt_ns(ns: int, tz: str) -> str:
     return datetime.fromtimestamp(ns / NS, ZoneInfo(tz)).isoformat(timespec="seconds")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """'90s', '15m', '2h', '7d' -> seconds."""
+    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if m is None or int(m[1]) == 0:
+        raise SystemExit(f"duration {text!r}: use a positive number and s, m, h or d (e.g. 15m)")
+    return int(m[1]) * _UNITS[m[2]]

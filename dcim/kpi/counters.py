@@ -65,8 +65,9 @@ def counter_increase(
 
     ``samples`` are sorted by time and may extend past the period on both sides (one sample
     each side is enough for interpolation). Without a sample on one side of a boundary, the
-    nearest sample inside the period within ``max_extrapolation_ns`` stands for the boundary
-    (``extrapolated``); otherwise the value is None.
+    index there is extrapolated from the nearest sample inside the period, if it is within
+    ``max_extrapolation_ns``, at the mean rate of the samples inside the period
+    (``extrapolated``: an estimate, flagged as such); otherwise the value is None.
     """
     pts = [s for s in samples if not math.isnan(s.value)]
     inside = [s for s in pts if start_ns <= s.time_ns <= end_ns]
@@ -75,18 +76,22 @@ def counter_increase(
     before_end = next((s for s in reversed(pts) if s.time_ns <= end_ns), None)
     after_end = next((s for s in pts if s.time_ns >= end_ns), None)
     interpolated = extrapolated = False
+    rate = 0.0  # per ns, for extrapolation: mean over the samples inside (0 across a reset)
+    if len(inside) >= 2 and inside[-1].value >= inside[0].value:
+        rate = (inside[-1].value - inside[0].value) / (inside[-1].time_ns - inside[0].time_ns)
 
     v_start = _at(start_ns, before_start, after_start, wrap_at)
     first = before_start
     if v_start is not None:
         interpolated = before_start is not None and before_start.time_ns != start_ns
     elif after_start is not None and after_start.time_ns - start_ns <= max_extrapolation_ns:
-        v_start, first, extrapolated = after_start.value, after_start, True
+        v_start = max(0.0, after_start.value - rate * (after_start.time_ns - start_ns))
+        first, extrapolated = Sample(start_ns, v_start), True
     v_end = _at(end_ns, before_end, after_end, wrap_at)
     if v_end is not None:
         interpolated = interpolated or (before_end is not None and before_end.time_ns != end_ns)
     elif before_end is not None and end_ns - before_end.time_ns <= max_extrapolation_ns:
-        v_end, extrapolated = before_end.value, True
+        v_end, extrapolated = before_end.value + rate * (end_ns - before_end.time_ns), True
         after_end = None
     if v_start is None or v_end is None or first is None or before_end is None:
         return CounterIncrease(None, interpolated, extrapolated, 0, len(inside))

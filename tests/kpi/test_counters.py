@@ -37,7 +37,21 @@ def test_no_data_after_end_is_unknown_unless_extrapolation_allowed() -> None:
     pts = series([0.0, 10.0, 20.0])
     assert counter_increase(pts, 0, 25 * S).value is None
     inc = counter_increase(pts, 0, 25 * S, max_extrapolation_ns=10 * S)
-    assert inc.value == pytest.approx(20.0) and inc.extrapolated
+    # the last 5 s at the rate seen inside the period (1/s), flagged as an estimate
+    assert inc.value == pytest.approx(25.0) and inc.extrapolated
+
+
+def test_start_extrapolated_at_the_rate_inside_when_data_begins_late() -> None:
+    pts = series([100.0, 120.0, 140.0], t0=20)  # 2 units/s from t=20; the period starts at 0
+    assert counter_increase(pts, 0, 40 * S).value is None
+    inc = counter_increase(pts, 0, 40 * S, max_extrapolation_ns=30 * S)
+    assert inc.value == pytest.approx(80.0) and inc.extrapolated and not inc.resets
+
+
+def test_no_extrapolation_rate_across_a_reset() -> None:
+    pts = series([100.0, 3.0], t0=10)  # reset between the only two samples
+    inc = counter_increase(pts, 0, 30 * S, max_extrapolation_ns=30 * S)
+    assert inc.value == pytest.approx(3.0) and inc.resets == 1
 
 
 def test_empty_series() -> None:
