@@ -28,8 +28,8 @@ demo: install
 	$(VENV)/bin/dcim demo
 
 lint: install-test
-	$(VENV)/bin/ruff check dcim collectors tests benchmarks
-	$(VENV)/bin/ruff format --check dcim collectors tests benchmarks
+	$(VENV)/bin/ruff check dcim collectors tests benchmarks dashboards
+	$(VENV)/bin/ruff format --check dcim collectors tests benchmarks dashboards
 
 typecheck: install-test
 	$(VENV)/bin/mypy dcim collectors

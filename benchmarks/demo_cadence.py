@@ -27,15 +27,10 @@ import yaml
 from dcim.config import SiteConfig
 from dcim.reading import Reading
 from dcim.runtime import Collector
+from dcim.twin.ports import free_port, free_ports
 from dcim.twin.site import paris_chapelle
 
 NS = 1_000_000_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cpu() -> float:
@@ -43,7 +38,11 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def _collect(cfg: SiteConfig, seconds: float, polls: list[Reading]) -> tuple[float, float]:
+async def _collect(
+    cfg: SiteConfig, seconds: float, polls: list[Reading]
+) -> tuple[float, float, int, int]:
+    """Runs the collector; returns CPU s, wall s, and the UNIX ns its scheduler started and
+    was stopped at."""
     col = Collector(cfg)
     accept = col.pipeline.accept
 
@@ -54,9 +53,11 @@ async def _collect(cfg: SiteConfig, seconds: float, polls: list[Reading]) -> tup
     col.pipeline.accept = tap  # type: ignore[method-assign]
     cpu0, t0 = _cpu(), time.monotonic()
     await col.start()
+    started = time.time_ns()
     await asyncio.sleep(seconds)
+    stopped = time.time_ns()
     await col.stop()
-    return _cpu() - cpu0, time.monotonic() - t0
+    return _cpu() - cpu0, time.monotonic() - t0, started, stopped
 
 
 def main() -> int:
@@ -69,9 +70,9 @@ def main() -> int:
     doc = paris_chapelle(
         racks=a.racks,
         interval_s=a.interval,
-        snmp_base_port=21000,
-        modbus_base_port=25020,
-        mqtt_port=_free_port(),
+        snmp_base_port=free_ports(2 + 12 * a.racks, kind=socket.SOCK_DGRAM),
+        modbus_base_port=free_ports(20),
+        mqtt_port=free_port(),
         spool_dir=str(work / "spool"),
         sink={"type": "embedded", "path": str(work / "bench.sqlite")},
     )
@@ -85,21 +86,26 @@ def main() -> int:
     )
     try:
         assert twin.stdout is not None
-        twin.stdout.readline()
-        start_ns = time.time_ns()
+        line = twin.stdout.readline()
+        if "twin serving" not in line:
+            print("the twin did not start (see above)", file=sys.stderr)
+            return 1
         polls: list[Reading] = []
-        cpu, wall = asyncio.run(_collect(cfg, a.seconds, polls))
-        end_ns = time.time_ns()
+        cpu, wall, start_ns, stop_ns = asyncio.run(_collect(cfg, a.seconds, polls))
     finally:
         twin.terminate()
         twin.wait(10)
 
-    # Skip the first two intervals (start-up spreads the first polls).
-    w0 = start_ns + int(2 * a.interval * NS)
-    window = [r for r in polls if r.time_ns >= w0]
-    done = len(window)
+    # A whole number of intervals, from two intervals after the start (the first polls are
+    # spread over one) to one before the stop: each device is due exactly once per interval.
+    step = int(a.interval * NS)
+    w0 = start_ns + 2 * step
+    w1 = w0 + (stop_ns - step - w0) // step * step
     polled = [d for d in cfg.devices if d.protocol != "mqtt"]
-    due = len(polled) * (end_ns - w0) / NS / a.interval
+    names = {d.name for d in polled}  # MQTT devices have dcim_poll rows too (per interval)
+    window = [r for r in polls if w0 <= r.time_ns < w1 and r.tags["device"] in names]
+    done = sum(1 for r in window if r.fields.get("error") != "missed")
+    due = len(polled) * (w1 - w0) / step
     lates = sorted(float(r.fields.get("late_s", 0.0)) for r in window)
     errors = sum(1 for r in window if not r.fields.get("up"))
 

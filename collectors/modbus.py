@@ -37,6 +37,12 @@ from dcim.profiles import Profile
 from dcim.reading import FieldValue, Reading
 
 log = logging.getLogger(__name__)
+# pymodbus logs every failed connect and retry at ERROR ("Failed to connect ... Repeating"):
+# with a dead unit that is a line per poll. The scheduler logs each device's failure once,
+# with its kind, and records it as a gap. (Set the "pymodbus" logger to see its lines.)
+_pymodbus_log = logging.getLogger("pymodbus")
+if _pymodbus_log.level == logging.NOTSET:
+    _pymodbus_log.setLevel(logging.CRITICAL)
 
 _CLIENT_TIMEOUT_S = 3600.0
 _GATEWAY_EXCEPTIONS = {
