@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timezone
-from functools import cache, cached_property
+from functools import cached_property
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from iapws import IAPWS97
 from numpy.typing import NDArray
+
+from dcim.kpi import water
 
 if TYPE_CHECKING:
     from dcim.twin.model import SiteModel, _Flow
@@ -174,28 +175,14 @@ class Waves:
 # -- water (EN 1434 heat coefficient) -------------------------------------------------------------
 
 
-@cache
-def _water_table() -> tuple[Arr, Arr, Arr]:
-    """(T degC, specific enthalpy J/kg, density kg/m3) on a 0.25 K grid, 0-100 degC, 3 bar.
-
-    IAPWS-IF97 (the ``iapws`` package), tabulated once and interpolated."""
-    temps = np.arange(0.0, 100.001, 0.25)
-    states = [IAPWS97(T=t + KELVIN, P=LOOP_PRESSURE_MPA) for t in temps]
-    h = np.array([s.h * 1000.0 for s in states])
-    rho = np.array([s.rho for s in states])
-    return temps, h, rho
-
-
 def enthalpy(t: Arr) -> Arr:
     """Specific enthalpy of the loop water, J/kg."""
-    temps, h, _ = _water_table()
-    return np.asarray(np.interp(t, temps, h))
+    return water.enthalpy(t, LOOP_PRESSURE_MPA)
 
 
 def density(t: Arr) -> Arr:
     """Density of the loop water, kg/m3."""
-    temps, _, rho = _water_table()
-    return np.asarray(np.interp(t, temps, rho))
+    return water.density(t, LOOP_PRESSURE_MPA)
 
 
 def flow_for_heat(q_w: Arr, t_supply: Arr, t_return: Arr) -> Arr:
