@@ -131,6 +131,9 @@ class Device(_Model):
     rack: str | None = None
     role: Role | None = None
     upstream: str | None = None  # the meter this one is downstream of (heat-pump board)
+    # Heat meters: the pipe the flow sensor sits in (EN 1434: the volume is measured there,
+    # so the water density is taken at that pipe's temperature).
+    flow_sensor: Literal["supply", "return"] = "return"
     interval_s: float | None = Field(default=None, gt=0, le=86400)
     timeout_s: float | None = Field(default=None, gt=0, le=300)
     retries: int | None = Field(default=None, ge=0, le=10)
