@@ -58,6 +58,15 @@ class FieldSpec(_Strict):
     # MQTT: dot-separated path in the JSON payload
     json_path: str | None = Field(default=None, alias="json")
 
+    @property
+    def wrap_at(self) -> float | None:
+        """Where an unsigned counter register rolls over, in the field's unit (``2**bits *
+        scale``); None where it cannot (signed, float, 64-bit: centuries at any site)."""
+        bits = {"uint16": 16, "uint32": 32, "Counter32": 32}.get(self.type or self.snmp_type or "")
+        if self.kind != "counter" or bits is None:
+            return None
+        return float(2**bits) * self.scale
+
 
 class ModbusDefaults(_Strict):
     table: ModbusTable = "holding"

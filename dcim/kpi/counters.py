@@ -11,6 +11,7 @@ increase is the sum of the steps between consecutive samples; a step down is a c
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -18,6 +19,25 @@ from typing import NamedTuple
 class Sample(NamedTuple):
     time_ns: int
     value: float
+
+
+class Replacement(NamedTuple):
+    """A meter swapped at ``time_ns``: the old one's last index and the new one's first."""
+
+    time_ns: int
+    old_last: float
+    new_first: float
+
+
+def continuous(samples: Sequence[Sample], replacements: Sequence[Replacement]) -> list[Sample]:
+    """The samples on one continuous index across meter replacements: from each replacement
+    on (samples at or after its time come from the new meter), values are shifted by
+    ``old_last - new_first`` (accumulated over successive replacements)."""
+    out = list(samples)
+    for r in sorted(replacements):
+        shift = r.old_last - r.new_first
+        out = [Sample(s.time_ns, s.value + shift) if s.time_ns >= r.time_ns else s for s in out]
+    return out
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,7 @@ def counter_increase(
     *,
     wrap_at: float | None = None,
     max_extrapolation_ns: int = 0,
+    replacements: Sequence[Replacement] = (),
 ) -> CounterIncrease:
     """Increase of a cumulative counter over [start_ns, end_ns).
 
@@ -68,8 +89,10 @@ def counter_increase(
     index there is extrapolated from the nearest sample inside the period, if it is within
     ``max_extrapolation_ns``, at the mean rate of the samples inside the period
     (``extrapolated``: an estimate, flagged as such); otherwise the value is None.
+    ``replacements``: meter swaps declared in the config (see :func:`continuous`); the energy
+    between the old meter's last sample and its removal is counted, nothing twice.
     """
-    pts = [s for s in samples if not math.isnan(s.value)]
+    pts = [s for s in continuous(samples, replacements) if not math.isnan(s.value)]
     inside = [s for s in pts if start_ns <= s.time_ns <= end_ns]
     before_start = next((s for s in reversed(pts) if s.time_ns <= start_ns), None)
     after_start = next((s for s in pts if s.time_ns >= start_ns), None)
