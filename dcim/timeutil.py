@@ -28,7 +28,13 @@ def parse_time(text: str, tz: str) -> int:
 
 def parse_period(text: str, tz: str) -> tuple[int, int]:
     """'2026' (year), '2026-10' (month) or '2026-10-05' (day), local at the site -> [start, end)."""
-    zone = ZoneInfo(tz)
+    try:
+        return _period(text, ZoneInfo(tz))
+    except ValueError as exc:  # a month 13, a day 31 in April
+        raise SystemExit(f"period {text!r}: {exc}") from None
+
+
+def _period(text: str, zone: ZoneInfo) -> tuple[int, int]:
     if re.fullmatch(r"\d{4}", text):
         y = int(text)
         return _ns(datetime(y, 1, 1, tzinfo=zone)), _ns(datetime(y + 1, 1, 1, tzinfo=zone))
