@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +122,17 @@ class MqttOptions(_Model):
     topic: str  # concrete topic or filter for this device
 
 
+class MeterReplacement(_Model):
+    """A meter swapped for another under the same device name. ``at``: when (without an offset
+    it is local time at the site); the old meter's last index and the new one's first, in the
+    counter's canonical unit (Wh, m3), as read on the two meters' displays."""
+
+    at: datetime
+    field: str | None = None  # default: the counter the device's role is measured by
+    old_last_index: float = Field(ge=0)
+    new_first_index: float = Field(ge=0)
+
+
 class Device(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     protocol: Literal["snmp", "modbus", "mqtt"]
@@ -134,6 +146,7 @@ class Device(_Model):
     # Heat meters: the pipe the flow sensor sits in (EN 1434: the volume is measured there,
     # so the water density is taken at that pipe's temperature).
     flow_sensor: Literal["supply", "return"] = "return"
+    replacements: list[MeterReplacement] = []
     interval_s: float | None = Field(default=None, gt=0, le=86400)
     timeout_s: float | None = Field(default=None, gt=0, le=300)
     retries: int | None = Field(default=None, ge=0, le=10)
@@ -223,6 +236,50 @@ class Storage(_Model):
     flush_interval_s: float = Field(default=1.0, gt=0, le=3600)
 
 
+class RenewableDeclaration(_Model):
+    """Renewable electricity claimed for REF and CUE: ``kwh_per_year`` (pro rata over the
+    report's period) or ``share`` (0..1 of E_DC). Onsite generation can instead be metered
+    by devices with role ``renewable_onsite``."""
+
+    kind: Literal["guarantees_of_origin", "ppa", "onsite"]
+    kwh_per_year: float | None = Field(default=None, ge=0)
+    share: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> RenewableDeclaration:
+        if (self.kwh_per_year is None) == (self.share is None):
+            raise ValueError(
+                f"a {self.kind!r} declaration needs exactly one of 'kwh_per_year' "
+                "(energy per year) or 'share' (0..1 of E_DC)"
+            )
+        return self
+
+
+class KpiSettings(_Model):
+    """How the KPI report computes and qualifies its figures (``kpi:`` section)."""
+
+    # French electricity mix, average: 0.052 kgCO2eq/kWh (ADEME Base Empreinte 2022).
+    grid_carbon_kg_per_kwh: float = Field(default=0.052, ge=0, le=2)
+    renewable: list[RenewableDeclaration] = []
+    # A figure whose data completeness is below this is reported as n/a, not as a number.
+    min_completeness: float = Field(default=0.9, ge=0, le=1)
+    # How far (in poll intervals) a meter index at a period boundary may be extrapolated.
+    max_gap_extrapolation_intervals: float = Field(default=3.0, ge=0, le=1000)
+    # Heat removed vs IT energy: |heat / E_IT - 1| above this flags a possibly broken meter.
+    balance_tolerance: float = Field(default=0.15, gt=0, le=1)
+    # Energy meters at the UPS input(s), for the distribution partial PUE.
+    ups_input_meters: list[str] = []
+
+    @model_validator(mode="after")
+    def _shares(self) -> KpiSettings:
+        total = sum(r.share or 0.0 for r in self.renewable)
+        if total > 1.0 + 1e-9:
+            raise ValueError(
+                f"the renewable 'share's add up to {total:g}, more than all of E_DC (at most 1)"
+            )
+        return self
+
+
 class SiteConfig(_Model):
     site: Site
     defaults: Defaults = Defaults()
@@ -232,6 +289,7 @@ class SiteConfig(_Model):
     mqtt: MqttBroker | None = None
     storage: Storage = Storage()
     profile_dirs: list[Path] = []
+    kpi: KpiSettings = KpiSettings()
 
     # -- helpers -------------------------------------------------------------------------
     def device(self, name: str) -> Device:
@@ -399,6 +457,19 @@ def _cross_checks(cfg: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
                         f"which profile {dev.profile!r} does not provide",
                     )
                 )
+            for j, rep in enumerate(dev.replacements):
+                fld = rep.field or (ROLE_FIELD[dev.role] if dev.role else None)
+                counters = sorted(f.name for f in prof.fields if f.kind == "counter")
+                if fld not in counters:
+                    problems.append(
+                        (
+                            ("devices", i, "replacements", j, "field"),
+                            f"give the counter replaced ('field:'), one of {counters}"
+                            if fld is None
+                            else f"{fld!r} is not a counter of profile {dev.profile!r} "
+                            f"(counters: {counters})",
+                        )
+                    )
         if dev.protocol != "mqtt" and dev.host is not None and dev.port is not None:
             key = (dev.host, dev.port, dev.modbus.unit_id if dev.modbus else None)
             if key in endpoints and dev.enabled:
