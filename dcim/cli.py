@@ -81,6 +81,20 @@ def cmd_kpi(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Read one device through its profile, once, and print what would be stored."""
+    from dcim.probe import probe
+
+    cfg = _load(args.config)
+    try:
+        dev = cfg.device(args.device)
+    except KeyError:
+        names = ", ".join(d.name for d in cfg.devices[:10])
+        print(f"no device {args.device!r} in {args.config} (e.g. {names})", file=sys.stderr)
+        return 2
+    return probe(cfg, dev, timeout_s=args.timeout)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dcim.demo import run_demo
 
@@ -109,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--category", type=int, choices=(1, 2, 3), help="PUE measurement category")
     k.add_argument("--json", help="also write the report as JSON to this file")
     k.set_defaults(func=cmd_kpi)
+
+    pr = sub.add_parser("probe", help="read one device once and print what would be stored")
+    pr.add_argument("config")
+    pr.add_argument("device")
+    pr.add_argument("--timeout", type=float, default=None, help="MQTT: seconds to wait")
+    pr.set_defaults(func=cmd_probe)
 
     d = sub.add_parser("demo", help="twin + collectors on the embedded store, live view")
     d.add_argument("--dir", default="var/demo", help="where the demo keeps config, spool, store")
