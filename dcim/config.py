@@ -234,6 +234,12 @@ class Storage(_Model):
     sink: EmbeddedSink | InfluxSink = Field(default_factory=EmbeddedSink, discriminator="type")
     batch_size: int = Field(default=5000, ge=1, le=1_000_000)
     flush_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    # Disk budget of the spool (MiB, data pages + WAL). When full, "refuse_new" keeps every
+    # accepted reading and refuses new ones (counted, logged); "drop_oldest" deletes the
+    # oldest unforwarded readings to make room: data loss, only when configured.
+    spool_max_mb: float = Field(default=1024, ge=1)
+    spool_on_full: Literal["refuse_new", "drop_oldest"] = "refuse_new"
+    spool_warn_pct: float = Field(default=80, gt=0, le=100)  # WARNING log once above this
 
 
 class RenewableDeclaration(_Model):
@@ -495,6 +501,30 @@ def _cross_checks(cfg: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
                 problems.append(
                     (("devices", i, "upstream"), "a meter cannot be upstream of itself")
                 )
+    for i, meter in enumerate(cfg.kpi.ups_input_meters):
+        at: tuple[str | int, ...] = ("kpi", "ups_input_meters", i)
+        if meter not in names:
+            problems.append((at, f"UPS input meter {meter!r} is not a device of this site"))
+            continue
+        prof = profiles.get(cfg.device(meter).profile)
+        if prof is not None and "energy_wh_total" not in prof.field_names:
+            problems.append(
+                (
+                    at,
+                    f"UPS input meter {meter!r} needs an energy counter (energy_wh_total), "
+                    f"which profile {prof.name!r} does not provide",
+                )
+            )
+    metered_onsite = [d.name for d in cfg.devices_with_role("renewable_onsite")]
+    for i, decl in enumerate(cfg.kpi.renewable):
+        if decl.kind == "onsite" and metered_onsite:
+            problems.append(
+                (
+                    ("kpi", "renewable", i, "kind"),
+                    f"onsite generation is already metered by {', '.join(metered_onsite)} "
+                    "(role renewable_onsite): declaring it too would count it twice",
+                )
+            )
     if any(d.protocol == "mqtt" for d in cfg.devices) and cfg.mqtt is None:
         first = next(i for i, d in enumerate(cfg.devices) if d.protocol == "mqtt")
         problems.append(

@@ -6,6 +6,8 @@ jitter (capped, ``Retry-After`` honoured). A non-retryable one (bad data) is bis
 halves are written again until the refused readings are isolated; those go to the spool's
 quarantine with the reason, the rest is delivered. Rewriting accepted halves is harmless:
 writes are idempotent (explicit timestamps). Nothing is lost: at worst it stays spooled.
+The thread never dies: any unexpected error (a store bug, a spool disk error) is logged and
+retried after the same back-off.
 """
 
 from __future__ import annotations
@@ -107,36 +109,45 @@ class Forwarder:
     def _run(self) -> None:
         last_send = 0.0
         while not self._stop.is_set():
-            pending = self.spool.pending()
-            if pending:
-                since = time.monotonic() - last_send
-                if (
-                    pending >= self.batch_size
-                    or since >= self.flush_interval_s
-                    or (self._wake.is_set())
-                ):
-                    self._wake.clear()
-                    ok = self.step()
-                    last_send = time.monotonic()
-                    if not ok:
-                        self._sleep(self._delay(self._retry_after))
-                    continue
-                self._wake.wait(self.flush_interval_s - since)
-                continue
-            with self._drained:
-                self._drained.notify_all()
-            self._wake.clear()
-            if self.spool.pending() == 0:
-                self._wake.wait(self.flush_interval_s)
+            try:
+                last_send = self._tick(last_send)
+            except Exception as exc:  # noqa: BLE001 - a dead thread would stop forwarding for good
+                self._unexpected("forwarder error", exc)
+                self._sleep(self._delay(None))
         with self._drained:
             self._drained.notify_all()
+
+    def _tick(self, last_send: float) -> float:
+        """One turn of the thread's loop; returns when it last sent."""
+        pending = self.spool.pending()
+        if pending:
+            since = time.monotonic() - last_send
+            if pending >= self.batch_size or since >= self.flush_interval_s or self._wake.is_set():
+                self._wake.clear()
+                ok = self.step()
+                last_send = time.monotonic()
+                if not ok:
+                    self._sleep(self._delay(self._retry_after))
+                return last_send
+            self._wake.wait(self.flush_interval_s - since)
+            return last_send
+        with self._drained:
+            self._drained.notify_all()
+        self._wake.clear()
+        if self.spool.pending() == 0:
+            self._wake.wait(self.flush_interval_s)
+        return last_send
 
     _retry_after: float | None = None
 
     def step(self) -> bool:
         """Send one batch. True: delivered (or nothing to send); False: retry later."""
         with self._send_lock:
-            batch = self.spool.peek(self.batch_size)
+            try:
+                batch = self.spool.peek(self.batch_size)
+            except Exception as exc:  # the spool file failed under us: keep trying, log
+                self._unexpected("reading the spool failed", exc)
+                return False
             if not batch.readings:
                 return True
             try:
@@ -200,6 +211,14 @@ class Forwarder:
                 reason,
             )
         self._last_error = reason
+
+    def _unexpected(self, what: str, exc: Exception) -> None:
+        """A bug or a disk error: logged with its traceback when new (then every 10th time),
+        counted as a failed attempt so the back-off applies."""
+        reason = f"{type(exc).__name__}: {exc}"
+        if reason != self._last_error or self._failures % 10 == 9:
+            log.exception("%s; retrying after a back-off (what is spooled stays spooled)", what)
+        self._failed(reason, None)
 
     def _delay(self, retry_after: float | None) -> float:
         n = max(0, self._failures - 1)

@@ -3,8 +3,10 @@
 ``Pipeline(spool).accept(readings)`` keeps good readings, drops bad values (a bad field is
 removed from its reading; a reading with a bad name, tag or time, or with no field left, is
 dropped whole), counts what it dropped in ``rejected`` and logs each kind of problem at
-most once a minute per device and field. It never raises for bad data; spool errors
-(disk full) do propagate, since losing data silently would be worse.
+most once a minute per device and field. It never raises for bad data. A spool at its disk
+budget (:class:`SpoolFullError`, ``on_full="refuse_new"``) refuses the readings: they are
+counted in ``refused_full`` and logged at most once a minute, and the collector goes on. Other
+spool errors (disk full) do propagate, since losing data silently would be worse.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import Counter
 from typing import Protocol
 
 from dcim.reading import FieldValue, Reading
+from dcim.spool import SpoolFullError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,9 @@ class Pipeline:
         self.accepted = 0  # readings committed
         self.rejected = 0  # values dropped (a dropped reading counts its fields)
         self.reasons: Counter[str] = Counter()
+        self.refused_full = 0  # good readings the spool refused: over its disk budget
         self._log_every_s = log_every_s
+        self._last_full_log = (-math.inf, 0)  # (when, readings refused since)
         self._last_log: dict[tuple[str, str, str], tuple[float, int]] = {}
         self._lock = threading.Lock()
 
@@ -52,7 +57,11 @@ class Pipeline:
             if clean is not None:
                 good.append(clean)
         if good:
-            self.spool.append(good)
+            try:
+                self.spool.append(good)
+            except SpoolFullError as exc:
+                self._refused(len(good), exc)
+                return 0
         with self._lock:
             self.accepted += len(good)
         return len(good)
@@ -98,6 +107,18 @@ class Pipeline:
         if same and len(fields) == len(r.fields) and type(t) is int:
             return r
         return Reading(meas, dict(tags), fields, int(t))
+
+    def _refused(self, n: int, exc: SpoolFullError) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.refused_full += n
+            last, suppressed = self._last_full_log
+            if now - last < self._log_every_s:
+                self._last_full_log = (last, suppressed + n)
+                return
+            self._last_full_log = (now, 0)
+        more = f" ({suppressed} more refused since the last message)" if suppressed else ""
+        log.error("%s%s", exc, more)
 
     def _drop(self, r: Reading, field: str, why: str) -> None:
         n = len(r.fields) if isinstance(getattr(r, "fields", None), dict) else 1

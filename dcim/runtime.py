@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from dataclasses import dataclass
 
 from collectors import build_pollers
 from dcim.config import SiteConfig
 from dcim.forwarder import Forwarder
 from dcim.pipeline import Pipeline
-from dcim.reading import Reading
+from dcim.reading import FieldValue, Reading
 from dcim.scheduler import Scheduler
 from dcim.spool import Spool
 from dcim.storage import make_store
@@ -26,7 +28,14 @@ class Collector:
     cfg: SiteConfig
 
     def __post_init__(self) -> None:
-        self.spool = Spool(self.cfg.storage.spool_dir)
+        st = self.cfg.storage
+        self.spool = Spool(
+            st.spool_dir,
+            max_bytes=int(st.spool_max_mb * 2**20),
+            on_full=st.spool_on_full,
+            warn_pct=st.spool_warn_pct,
+        )
+        self._health_task: asyncio.Task[None] | None = None
         self.pipeline = Pipeline(self.spool)
         self.store = make_store(self.cfg.storage)
         self.forwarder = Forwarder(
@@ -47,8 +56,35 @@ class Collector:
     def emit(self, readings: list[Reading]) -> None:
         self.pipeline.accept(readings)
 
+    def spool_health(self) -> Reading:
+        """The ``dcim_spool`` reading: disk use of the spool against its budget."""
+        s = self.spool.stats()
+        fields: dict[str, FieldValue] = {
+            "bytes": s.bytes,
+            "max_bytes": s.max_bytes,
+            "used_pct": s.used_pct,
+            "pending": s.pending,
+            "refused_total": s.refused_total,
+            "dropped_total": s.dropped_total,
+            "full": int(s.full),
+            "warn": int(s.warn),
+        }
+        return Reading("dcim_spool", {"site": self.cfg.site.name}, fields, time.time_ns())
+
+    async def _spool_health_loop(self) -> None:
+        # Through the pipeline like any reading: when the spool is full it is refused, and
+        # the pipeline's (rate-limited) error log says so.
+        every = max(1.0, self.cfg.storage.flush_interval_s)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                self.pipeline.accept([self.spool_health()])
+            except Exception:  # noqa: BLE001 - health must not stop the collector
+                log.exception("emitting the dcim_spool health reading failed")
+
     async def start(self) -> None:
         self.forwarder.start()
+        self._health_task = asyncio.create_task(self._spool_health_loop())
         if self.mqtt is not None:
             self.mqtt.start()
         await self.scheduler.start()
@@ -63,6 +99,11 @@ class Collector:
         """Stop polling, then forward what the spool holds (bounded); nothing is lost either
         way: what is not forwarded stays in the spool for the next start."""
         await self.scheduler.stop()
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            self._health_task = None
         if self.mqtt is not None:
             self.mqtt.stop()
         for p in self.pollers:

@@ -1,18 +1,22 @@
 from __future__ import annotations
 
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dcim.forwarder import Forwarder
+from dcim.pipeline import Pipeline
 from dcim.reading import Reading
-from dcim.spool import Spool
+from dcim.spool import Batch, Spool
 from dcim.storage.base import SinkError, Store
 from dcim.storage.sqlite import SqliteStore
 from tests.servers import InfluxServer, free_port, start_influxdb
 from tests.storage.helpers import influx_store
+from tests.test_spool import _scribble, _spool_of, _truncate
 
 T = 1_700_000_000_000_000_000
 S = 1_000_000_000
@@ -173,3 +177,84 @@ def test_stop_is_prompt_even_in_backoff(tmp_path: Path, n: int) -> None:
         fwd.stop()
         assert time.monotonic() - t < 2
         assert sp.pending() == 1
+
+
+def test_full_spool_refuses_new_then_forwards_what_it_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    st = SqliteStore(tmp_path / "s.sqlite")
+    with Spool(tmp_path / "sp", max_bytes=2**20) as sp:
+        pipe = Pipeline(sp, log_every_s=3600)
+        accepted = 0
+        with caplog.at_level("ERROR", logger="dcim.pipeline"):
+            for k in range(0, 30_000, 100):  # the sink is away: nothing is forwarded
+                accepted += pipe.accept([rd(i) for i in range(k, k + 100)])
+        assert 5000 < accepted < 30_000 and pipe.accepted == accepted
+        assert pipe.refused_full == 30_000 - accepted == sp.stats().refused_total
+        msgs = [r.getMessage() for r in caplog.records]
+        assert len(msgs) == 1 and "is full" in msgs[0]  # rate-limited, the collector goes on
+        assert Forwarder(sp, st, batch_size=5000, **FAST).flush(10)  # the sink is back
+        assert count(st) == accepted and sp.pending() == 0
+        assert pipe.accept([rd(i) for i in range(30_000, 30_100)]) == 100  # room again
+
+
+@pytest.mark.parametrize("damage", [_truncate, _scribble])
+def test_readable_part_of_a_corrupt_spool_is_forwarded(
+    tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    damage(_spool_of(tmp_path / "sp", 2000))
+    st = SqliteStore(tmp_path / "s.sqlite")
+    with Spool(tmp_path / "sp") as sp:
+        n = sp.pending()
+        assert sp.corrupt_copy is not None and n > 500
+        assert Forwarder(sp, st, batch_size=300, **FAST).flush(10)
+        assert count(st) == n
+
+
+def test_undecodable_rows_do_not_stop_the_forwarder(tmp_path: Path) -> None:
+    with Spool(tmp_path / "sp") as sp:
+        sp.append([rd(i) for i in range(10)])
+    con = sqlite3.connect(tmp_path / "sp" / "spool.sqlite")
+    con.executemany("INSERT INTO spool (r) VALUES (?)", [("{broken",), (b"\xff",)])
+    con.commit()
+    con.close()
+    st = SqliteStore(tmp_path / "s.sqlite")
+    with Spool(tmp_path / "sp") as sp:
+        sp.append([rd(i) for i in range(10, 20)])
+        fwd = Forwarder(sp, st, batch_size=5, flush_interval_s=0.01, **FAST)
+        fwd.start()
+        assert fwd.flush(5)
+        assert count(st) == 20 and len(sp.quarantined()) == 2
+        assert fwd._thread is not None and fwd._thread.is_alive()
+        fwd.stop()
+
+
+class FlakyDisk(Spool):
+    """A real spool whose first reads and acks fail as a broken disk would."""
+
+    fails, ack_fails = 2, 2
+
+    def peek(self, max_n: int) -> Batch:
+        if self.fails:
+            self.fails -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().peek(max_n)
+
+    def ack(self, batch: Batch, **kw: Any) -> None:  # escapes step(): the thread's own guard
+        if self.ack_fails:
+            self.ack_fails -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        super().ack(batch, **kw)
+
+
+def test_thread_survives_unexpected_errors(tmp_path: Path) -> None:
+    st = SqliteStore(tmp_path / "s.sqlite")
+    with FlakyDisk(tmp_path / "sp") as sp:
+        sp.append([rd(i) for i in range(5)])
+        fwd = Forwarder(sp, st, batch_size=100, flush_interval_s=0.01, **FAST)
+        fwd.start()
+        assert fwd.flush(5)
+        assert count(st) == 5 and sp.fails == sp.ack_fails == 0
+        assert fwd.stats().last_error is None
+        assert fwd._thread is not None and fwd._thread.is_alive()
+        fwd.stop()

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from dcim.config import EmbeddedSink, SiteConfig, Storage
 from dcim.pipeline import Pipeline
 from dcim.reading import Reading
+from dcim.spool import Spool
 
 T = 1_700_000_000_000_000_000
 
@@ -100,3 +103,34 @@ def test_nothing_good_appends_nothing() -> None:
     sp = ListSpool()
     assert Pipeline(sp).accept([rd({"v": math.nan})]) == 0
     assert sp.items == []
+
+
+def test_full_spool_is_refused_and_counted_never_raises(tmp_path: Path) -> None:
+    with Spool(tmp_path, max_bytes=2**20) as sp:
+        pipe = Pipeline(sp)
+        big = [rd({"v": float(i), "s": "x" * 2000}, t=T + i) for i in range(600)]  # > 1 MB
+        assert pipe.accept(big) == 0
+        assert pipe.refused_full == 600 and pipe.accepted == 0 and sp.pending() == 0
+        assert pipe.accept([rd({"v": 1.0})]) == 1  # what fits still goes in
+
+
+def test_spool_health_reading(tmp_path: Path) -> None:
+    from dcim.runtime import Collector
+
+    storage = Storage(
+        spool_dir=tmp_path / "sp", sink=EmbeddedSink(path=tmp_path / "s.sqlite"), spool_max_mb=2
+    )
+    col = Collector(SiteConfig.model_validate({"site": {"name": "s1"}, "storage": storage}))
+    try:
+        r = col.spool_health()
+        assert r.measurement == "dcim_spool" and r.tags == {"site": "s1"}
+        f: dict[str, Any] = r.fields
+        assert f["max_bytes"] == 2 * 2**20 and 0 < f["bytes"] < f["max_bytes"]
+        assert (f["pending"], f["refused_total"], f["dropped_total"], f["full"], f["warn"]) == (
+            0, 0, 0, 0, 0,
+        )  # fmt: skip
+        assert col.pipeline.accept([r]) == 1 and col.pipeline.rejected == 0  # valid names
+        assert col.spool_health().fields["pending"] == 1
+    finally:
+        col.spool.close()
+        col.store.close()
