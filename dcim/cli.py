@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--timeout", type=float, default=None, help="MQTT: seconds to wait")
     pr.set_defaults(func=cmd_probe)
 
+    from dcim.quarantine import add_parser as add_quarantine
+
+    add_quarantine(sub)
+
     d = sub.add_parser("demo", help="twin + collectors on the embedded store, live view")
     d.add_argument("--dir", default="var/demo", help="where the demo keeps config, spool, store")
     d.add_argument("--racks", type=int, default=30)

@@ -147,6 +147,47 @@ def _as_text(raw: bytes | None) -> str:
     return "" if raw is None else raw.decode("utf-8", "replace")  # NULL: a garbled row
 
 
+def _quarantined(con: sqlite3.Connection) -> list[Quarantined]:
+    rows = con.execute("SELECT id, time_ns, reason, n FROM quarantine ORDER BY id").fetchall()
+    return [Quarantined(*row) for row in rows]
+
+
+def _quarantined_readings(con: sqlite3.Connection, qid: int) -> list[Reading]:
+    row = con.execute("SELECT readings FROM quarantine WHERE id=?", (qid,)).fetchone()
+    if row is None:
+        raise KeyError(qid)
+    try:
+        return [Reading(m, tg, f, t) for m, tg, f, t in json.loads(row[0])]
+    except (ValueError, TypeError) as exc:
+        raise SpoolError(
+            f"quarantine entry {qid} is a corrupt spool row kept as raw text: {exc}"
+        ) from exc
+
+
+class QuarantineView:
+    """The quarantine of a spool directory, read-only and without the spool's lock, so it can
+    be read while the collector runs (``dcim quarantine list|show``)."""
+
+    def __init__(self, directory: str | Path):
+        path = Path(directory) / "spool.sqlite"
+        if not path.exists():
+            raise SpoolError(f"no spool at {path}")
+        self._con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        self._con.execute("PRAGMA busy_timeout=10000")
+
+    def entries(self) -> list[Quarantined]:
+        return _quarantined(self._con)
+
+    def readings(self, qid: int) -> list[Reading]:
+        return _quarantined_readings(self._con, qid)
+
+    def pending(self) -> int:
+        return int(self._con.execute("SELECT count(*) FROM spool").fetchone()[0])
+
+    def close(self) -> None:
+        self._con.close()
+
+
 def _readable_rows(con: sqlite3.Connection, table: str, cols: str) -> Iterator[tuple[Any, ...]]:
     """(id, *cols) of every row of ``table`` that can still be read, in id order. On an
     unreadable page, jump ahead with doubling steps until rows are found again (best effort:
@@ -550,23 +591,12 @@ class Spool:
     def quarantined(self) -> list[Quarantined]:
         with self._rlock:
             self._check_open()
-            rows = self._r.execute(
-                "SELECT id, time_ns, reason, n FROM quarantine ORDER BY id"
-            ).fetchall()
-        return [Quarantined(*row) for row in rows]
+            return _quarantined(self._r)
 
     def quarantined_readings(self, qid: int) -> list[Reading]:
         with self._rlock:
             self._check_open()
-            row = self._r.execute("SELECT readings FROM quarantine WHERE id=?", (qid,)).fetchone()
-        if row is None:
-            raise KeyError(qid)
-        try:
-            return [Reading(m, tg, f, t) for m, tg, f, t in json.loads(row[0])]
-        except (ValueError, TypeError) as exc:
-            raise SpoolError(
-                f"quarantine entry {qid} is a corrupt spool row kept as raw text: {exc}"
-            ) from exc
+            return _quarantined_readings(self._r, qid)
 
     def requeue(self, qid: int) -> int:
         """Put a quarantined batch back at the end of the spool (after fixing the sink)."""
