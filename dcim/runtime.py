@@ -74,7 +74,7 @@ class Collector:
     async def _spool_health_loop(self) -> None:
         # Through the pipeline like any reading: when the spool is full it is refused, and
         # the pipeline's (rate-limited) error log says so.
-        every = max(1.0, self.cfg.storage.flush_interval_s)
+        every = self.cfg.defaults.interval_s  # as often as the devices are polled
         while True:
             await asyncio.sleep(every)
             try:
