@@ -2,30 +2,41 @@
 
 The database aggregates (last value per window, counts); Python only chains the per-window
 indexes of each meter, so a year is a few thousand rows per meter, not millions of points.
+
+Every figure carries the completeness of its data; below ``kpi.min_completeness`` its value
+is withheld (None, "insufficient data: ...") rather than shown as a number that looks exact.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from dcim.config import ROLE_FIELD, Device, SiteConfig
 from dcim.kpi import indicators
-from dcim.kpi.counters import Sample, counter_increase
+from dcim.kpi.counters import Replacement, Sample, counter_increase
+from dcim.profiles import Profile
 from dcim.storage.base import Store
 
 NS = 1_000_000_000
 YEAR_NS = 365 * 86400 * NS
+_MEAN_YEAR_DAYS = 365.2425
 IT_ROLE_BY_CATEGORY = {1: "ups_output", 2: "pdu_output", 3: "it_input"}
 # Window for the per-window indexes: about 500 windows over the period, at least 10 s.
 _WINDOWS = (10, 60, 300, 900, 3600, 6 * 3600, 86400)
+# A boundary index is searched for this many poll intervals around the boundary (at least).
+_SEARCH_INTERVALS = 3.0
+HEAT_PUMP_MEASUREMENT = "heat_pump"
 
 
 @dataclass(frozen=True)
 class MeterEnergy:
     device: str
-    role: str
+    role: str  # topology role, or what the counter is used for ("heat_pump", "ups_input")
     field: str
     value: float | None  # increase over the period, in the counter's unit (Wh, m3)
     samples: int
@@ -44,6 +55,7 @@ class Figure:
     completeness: float  # share of expected samples present, 0..1
     estimated: bool = False  # some part was interpolated/extrapolated across a gap
     note: str = ""
+    flagged: bool = False  # a check failed (boundary error, energy balance): read the note
 
 
 @dataclass
@@ -54,6 +66,8 @@ class KpiReport:
     meters: list[MeterEnergy] = field(default_factory=list)
     pue_category: int | None = None
     interim: bool = True
+    warnings: list[str] = field(default_factory=list)  # configuration problems for the figures
+    settings: dict[str, Any] = field(default_factory=dict)  # the ``kpi:`` settings used
 
     def figure(self, name: str) -> Figure:
         for f in self.figures:
@@ -65,6 +79,14 @@ class KpiReport:
         return asdict(self)
 
 
+class Energy(NamedTuple):
+    """A sum of counter increases: value (counter unit), completeness 0..1, estimated."""
+
+    value: float | None
+    completeness: float
+    estimated: bool
+
+
 def _window_s(period_ns: int, interval_s: float) -> int:
     target = period_ns / NS / 500
     for w in _WINDOWS:
@@ -73,24 +95,70 @@ def _window_s(period_ns: int, interval_s: float) -> int:
     return _WINDOWS[-1]
 
 
-def meter_energies(
-    store: Store, cfg: SiteConfig, role: str, start_ns: int, end_ns: int
+def wrap_at(profile: Profile, field_name: str) -> float | None:
+    """The value at which a counter field rolls over (in its scaled unit), from its register
+    or SNMP type: uint16/uint32 registers and Counter32 objects wrap; wider ones never do
+    in practice (None)."""
+    try:
+        spec = profile.field(field_name)
+    except KeyError:
+        return None
+    bits = {"uint16": 16, "uint32": 32}.get(spec.type or "") or (
+        32 if spec.snmp_type == "Counter32" else None
+    )
+    if bits is None or spec.scale <= 0:
+        return None
+    return float(2**bits) * spec.scale
+
+
+def replacements_of(cfg: SiteConfig, dev: Device, field_name: str) -> list[Replacement]:
+    """The meter swaps declared on ``dev`` for its counter ``field_name`` (``field:`` defaults
+    to the counter of the device's role); a time without an offset is local at the site."""
+    out: list[Replacement] = []
+    for r in dev.replacements:
+        fld = r.field or (ROLE_FIELD[dev.role] if dev.role else None)
+        if fld != field_name:
+            continue
+        at = r.at if r.at.tzinfo is not None else r.at.replace(tzinfo=ZoneInfo(cfg.site.timezone))
+        out.append(Replacement(round(at.timestamp() * NS), r.old_last_index, r.new_first_index))
+    return out
+
+
+def counter_energies(
+    store: Store,
+    cfg: SiteConfig,
+    devices: Sequence[Device],
+    field_name: str,
+    start_ns: int,
+    end_ns: int,
+    *,
+    role: str | None = None,
+    label: str | None = None,
 ) -> list[MeterEnergy]:
-    """Counter increase of every enabled device with ``role`` over [start, end)."""
-    devices = cfg.devices_with_role(role)
+    """Increase of the counter ``field_name`` of each of ``devices`` over [start, end).
+
+    ``role``: count only readings tagged with this topology role (as E_DC/E_IT meters are).
+    ``label``: what :attr:`MeterEnergy.role` says (default: ``role``). A boundary index is
+    extrapolated at most ``kpi.max_gap_extrapolation_intervals`` poll intervals; counters of
+    16/32-bit registers are unwrapped at their modulus; declared meter replacements are
+    chained (:func:`replacements_of`).
+    """
     if not devices:
         return []
-    fld = ROLE_FIELD[role]
     profiles = cfg.profiles()
     by_measurement: dict[str, list[Device]] = defaultdict(list)
     for d in devices:
         by_measurement[profiles[d.profile].measurement].append(d)
+    max_gap = cfg.kpi.max_gap_extrapolation_intervals
     out: list[MeterEnergy] = []
     for measurement, devs in by_measurement.items():
         interval = max(cfg.interval_of(d) for d in devs)
-        look = int(3 * interval * NS)
+        look = int(max(max_gap, _SEARCH_INTERVALS) * interval * NS)
+        extrapolation = int(max_gap * interval * NS)
         window = _window_s(end_ns - start_ns, interval)
-        where = {"site": cfg.site.name, "role": role}
+        where = {"site": cfg.site.name}
+        if role is not None:
+            where["role"] = role
 
         def q(
             fn: str,
@@ -102,7 +170,7 @@ def meter_energies(
         ) -> dict[str, list[Sample]]:
             rows = store.aggregate(
                 measurement=measurement,
-                field=fld,
+                field=field_name,
                 start_ns=a,
                 end_ns=b,
                 fn=fn,  # type: ignore[arg-type]
@@ -118,7 +186,37 @@ def meter_energies(
 
         before_start = q("last", start_ns - look, start_ns)
         after_start = q("first", start_ns, min(end_ns, start_ns + look))
-        windows = q("last", start_ns, end_ns, window)
+        # Per-window last values, queried per segment between declared meter replacements so
+        # that no window mixes the old meter's index with the new one's.
+        reps = {d.name: replacements_of(cfg, d, field_name) for d in devs}
+        cuts = sorted(
+            {r.time_ns for rs in reps.values() for r in rs if start_ns < r.time_ns < end_ns}
+        )
+        bounds = [start_ns, *cuts, end_ns]
+        # A window whose minimum is below the index before it holds a reset or wrap: its
+        # samples are then read one by one, so the index just before the step is not lost.
+        fine = max(1, int(interval // 2))
+        windows: dict[str, list[Sample]] = defaultdict(list)
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            lasts = q("last", a, b, window)
+            lows = q("min", a, b, window) if window > fine else {}
+            for dev, rows in lasts.items():
+                low = {s.time_ns: s.value for s in lows.get(dev, [])}
+                first = after_start.get(dev) if a == start_ns else None
+                prev = first[0].value if first else None
+                for r in rows:
+                    if prev is not None and low.get(r.time_ns, r.value) < prev:
+                        detail = q(
+                            "last",
+                            max(r.time_ns, a),
+                            min(r.time_ns + window * NS, b),
+                            fine,
+                            where={**where, "device": dev},
+                        ).get(dev, [])
+                        windows[dev].extend(Sample(max(x.time_ns, a), x.value) for x in detail)
+                    else:
+                        windows[dev].append(Sample(max(r.time_ns, a), r.value))
+                    prev = r.value
         before_end = q("last", max(start_ns, end_ns - look), end_ns)
         after_end = q("first", end_ns, end_ns + look)
         counts = q("count", start_ns, end_ns)
@@ -126,21 +224,32 @@ def meter_energies(
             n = d.name
             first_in = after_start.get(n, [])
             last_in = before_end.get(n, [])
-            # Interior indexes: per-window last values, ordered, placed strictly between the
-            # first and last real samples inside the period (only their order matters).
+            # Interior indexes: per-window last values, in order, placed after the first real
+            # sample inside the period and not after the last one; a window's time is its
+            # start (or its segment's), so each stays on its side of a meter replacement.
             interior: list[Sample] = []
             if first_in and last_in:
-                t0 = first_in[0].time_ns
-                interior = [Sample(t0 + i + 1, s.value) for i, s in enumerate(windows.get(n, []))]
+                t0, t1 = first_in[0].time_ns, last_in[-1].time_ns
+                interior = [
+                    Sample(min(max(w.time_ns, t0 + 1 + i), max(t1, t0 + 1 + i)), w.value)
+                    for i, w in enumerate(windows.get(n, []))
+                ]
             samples = before_start.get(n, []) + first_in + interior + last_in + after_end.get(n, [])
-            inc = counter_increase(samples, start_ns, end_ns, max_extrapolation_ns=look)
+            inc = counter_increase(
+                samples,
+                start_ns,
+                end_ns,
+                wrap_at=wrap_at(profiles[d.profile], field_name),
+                max_extrapolation_ns=extrapolation,
+                replacements=reps[n],
+            )
             got = int(counts[n][0].value) if counts.get(n) else 0
             expected = max(1, round((end_ns - start_ns) / NS / cfg.interval_of(d)))
             out.append(
                 MeterEnergy(
                     device=n,
-                    role=role,
-                    field=fld,
+                    role=label if label is not None else (role or ""),
+                    field=field_name,
                     value=inc.value,
                     samples=got,
                     expected=expected,
@@ -153,117 +262,469 @@ def meter_energies(
     return out
 
 
-def _sum(meters: list[MeterEnergy]) -> tuple[float | None, float, bool]:
-    """Sum over meters; None if any meter has no value. Returns (sum, completeness, estimated)."""
+def meter_energies(
+    store: Store, cfg: SiteConfig, role: str, start_ns: int, end_ns: int
+) -> list[MeterEnergy]:
+    """Counter increase of every enabled device with ``role`` over [start, end)."""
+    return counter_energies(
+        store, cfg, cfg.devices_with_role(role), ROLE_FIELD[role], start_ns, end_ns, role=role
+    )
+
+
+def _sum(meters: list[MeterEnergy]) -> Energy:
+    """Sum over meters; None if any meter has no value (or there is no meter)."""
     if not meters:
-        return None, 0.0, False
+        return Energy(None, 0.0, False)
     vals = [m.value for m in meters]
     total = None if any(v is None for v in vals) else sum(v for v in vals if v is not None)
     completeness = sum(m.completeness for m in meters) / len(meters)
-    return total, completeness, any(m.extrapolated for m in meters)
+    return Energy(total, completeness, any(m.extrapolated for m in meters))
+
+
+def heat_pumps(cfg: SiteConfig) -> list[Device]:
+    """Enabled devices whose profile measures a heat pump (measurement ``heat_pump``)."""
+    profiles = cfg.profiles()
+    return [
+        d
+        for d in cfg.devices
+        if d.enabled
+        and d.profile in profiles
+        and profiles[d.profile].measurement == HEAT_PUMP_MEASUREMENT
+    ]
+
+
+def boundary_warnings(cfg: SiteConfig) -> list[str]:
+    """Topology gaps that may put heat-pump electricity inside E_DC (EnEfG boundary)."""
+    incomers = {d.name for d in cfg.devices_with_role("grid_incomer")}
+    out: list[str] = []
+    boards = cfg.devices_with_role("heat_pump_board")
+    for d in boards:
+        if d.upstream is None:
+            out.append(
+                f"heat-pump board {d.name} has no 'upstream': name the grid incomer that feeds "
+                "it, otherwise its electricity is not taken out of E_DC and may be inside it "
+                "(EnEfG boundary)"
+            )
+        elif d.upstream not in incomers:
+            out.append(
+                f"heat-pump board {d.name}: upstream {d.upstream!r} is not a grid incomer, so "
+                "its electricity is not taken out of E_DC and may be inside it (EnEfG boundary)"
+            )
+    hps = heat_pumps(cfg)
+    if hps and not boards:
+        out.append(
+            f"heat pumps {', '.join(d.name for d in hps)} have no heat_pump_board meter: "
+            "their electricity may be inside E_DC (EnEfG boundary)"
+        )
+    return out
+
+
+def year_fraction(start_ns: int, end_ns: int) -> tuple[float, bool]:
+    """The period in years, and whether it is a whole number of years (a calendar year of
+    365 or 366 days counts as exactly 1); otherwise days / 365.2425."""
+    days = (end_ns - start_ns) / NS / 86400
+    n = round(days / _MEAN_YEAR_DAYS)
+    if n >= 1 and abs(days - n * _MEAN_YEAR_DAYS) <= 1.0:
+        return float(n), True
+    return days / _MEAN_YEAR_DAYS, False
+
+
+class _Figures:
+    """Appends figures to a report, withholding values whose data is too incomplete."""
+
+    def __init__(self, rep: KpiReport, min_completeness: float) -> None:
+        self.rep = rep
+        self.min = min_completeness
+
+    def add(
+        self,
+        name: str,
+        value: float | None,
+        unit: str,
+        completeness: float,
+        estimated: bool = False,
+        note: str = "",
+        *,
+        flagged: bool = False,
+        metered: bool = True,
+    ) -> None:
+        """``metered=False``: the figure is not available for want of a meter (its note says
+        so), not for want of data: no completeness judgement."""
+        if metered and completeness < self.min:
+            pct = math.floor(completeness * 100 + 1e-9)
+            head = f"insufficient data: {pct} % of expected samples (minimum {self.min * 100:g} %)"
+            value, note = None, f"{head}; {note}" if note else head
+        self.rep.figures.append(Figure(name, value, unit, completeness, estimated, note, flagged))
+
+
+def _kwh_txt(wh: float | None) -> str:
+    return "n/a" if wh is None else f"{wh / 1000:,.0f} kWh"
 
 
 def compute_kpis(
     store: Store, cfg: SiteConfig, start_ns: int, end_ns: int, *, category: int | None = None
 ) -> KpiReport:
-    """Energy-based PUE (with its category), heat delivered and the energies behind them."""
-    rep = KpiReport(start_ns, end_ns, interim=(end_ns - start_ns) < YEAR_NS)
+    """Energy-based PUE (with its category), heat delivered and reused, partial PUEs, REF,
+    CUE, WUE, heat-pump seasonal COPs, the energy balance and the energies behind them."""
+    ks = cfg.kpi
+    rep = KpiReport(
+        start_ns,
+        end_ns,
+        interim=(end_ns - start_ns) < YEAR_NS,
+        warnings=boundary_warnings(cfg),
+        settings=ks.model_dump(mode="json"),
+    )
+    figs = _Figures(rep, ks.min_completeness)
     roles = {d.role for d in cfg.devices if d.role}
     by_role: dict[str, list[MeterEnergy]] = {
         r: meter_energies(store, cfg, r, start_ns, end_ns) for r in sorted(roles)
     }
-    rep.meters = [m for ms in by_role.values() for m in ms]
-
-    incomer, c_in, est_in = _sum(by_role.get("grid_incomer", []))
-    incomer_names = {d.name for d in cfg.devices_with_role("grid_incomer")}
-    hp_inside = [
-        m
-        for m in by_role.get("heat_pump_board", [])
-        if cfg.device(m.device).upstream in incomer_names
-    ]
-    hp, c_hp, est_hp = _sum(hp_inside)
-    e_dc = None if incomer is None else incomer - (hp or 0.0)
-    c_dc = min(c_in, c_hp) if hp_inside else c_in
-    rep.figures.append(
-        Figure(
-            "e_dc_kwh",
-            _kwh(e_dc),
-            "kWh",
-            c_dc,
-            est_in or est_hp,
-            "grid incomer less heat-pump boards downstream of it (EnEfG)",
-        )
+    hps = heat_pumps(cfg)
+    hp_elec = counter_energies(
+        store, cfg, hps, "electrical_energy_wh_total", start_ns, end_ns, label="heat_pump"
     )
+    hp_heat = counter_energies(
+        store, cfg, hps, "heat_energy_wh_total", start_ns, end_ns, label="heat_pump"
+    )
+    ups_in_devs = [cfg.device(n) for n in ks.ups_input_meters if cfg.device(n).enabled]
+    ups_in_meters = counter_energies(
+        store, cfg, ups_in_devs, "energy_wh_total", start_ns, end_ns, label="ups_input"
+    )
+    rep.meters = [m for ms in by_role.values() for m in ms] + ups_in_meters + hp_elec + hp_heat
 
-    it: dict[int, tuple[float | None, float, bool]] = {}
+    # -- E_DC, and the heat-pump boundary (EnEfG) ---------------------------------------------
+    incomer = _sum(by_role.get("grid_incomer", []))
+    incomer_names = {d.name for d in cfg.devices_with_role("grid_incomer")}
+    boards = by_role.get("heat_pump_board", [])
+    hp_in = [m for m in boards if cfg.device(m.device).upstream in incomer_names]
+    hp_unsure = [m for m in boards if cfg.device(m.device).upstream not in incomer_names]
+    hp = _sum(hp_in)
+    e_dc = (
+        None
+        if incomer.value is None or (hp_in and hp.value is None)
+        else incomer.value - (hp.value or 0.0)
+    )
+    c_dc = min(incomer.completeness, hp.completeness) if hp_in else incomer.completeness
+    est_dc = incomer.estimated or hp.estimated
+    dc_notes = (
+        ["grid incomer less heat-pump boards downstream of it (EnEfG)"]
+        if incomer_names
+        else ["no grid_incomer meter"]
+    )
+    boundary_flag = False
+    if hp_unsure:
+        why = ", ".join(
+            f"{m.device}: "
+            + (
+                "no upstream meter"
+                if cfg.device(m.device).upstream is None
+                else f"upstream {cfg.device(m.device).upstream} is not a grid incomer"
+            )
+            for m in hp_unsure
+        )
+        chk = indicators.check_boundary(e_dc, _sum(hp_unsure).value, None)
+        dc_notes.append(f"{chk.note} ({why})")
+        boundary_flag = chk.flagged
+    elif hps and not cfg.devices_with_role("heat_pump_board"):
+        chk = indicators.check_boundary(e_dc, _sum(hp_elec).value, None)
+        dc_notes.append(f"{chk.note} (heat pumps without a heat_pump_board meter)")
+        boundary_flag = chk.flagged
+    figs.add(
+        "e_dc_kwh",
+        _kwh(e_dc),
+        "kWh",
+        c_dc,
+        est_dc,
+        "; ".join(dc_notes),
+        flagged=boundary_flag,
+    )
+    if boards:
+        all_hp = _sum(boards)
+        figs.add(
+            "e_heat_pump_kwh",
+            _kwh(all_hp.value),
+            "kWh",
+            all_hp.completeness,
+            all_hp.estimated,
+            "heat-pump boards: electricity to upgrade waste heat, outside E_DC (EnEfG)"
+            + (f"; {_kwh_txt(_sum(hp_unsure).value)} of it possibly inside" if hp_unsure else ""),
+            flagged=boundary_flag,
+        )
+
+    # -- IT energy and PUE ------------------------------------------------------------------------
+    it: dict[int, Energy] = {}
     for cat, role in IT_ROLE_BY_CATEGORY.items():
         if by_role.get(role):
             it[cat] = _sum(by_role[role])
-            rep.figures.append(
-                Figure(
-                    f"e_it_cat{cat}_kwh",
-                    _kwh(it[cat][0]),
-                    "kWh",
-                    it[cat][1],
-                    it[cat][2],
-                    f"IT energy at {role.replace('_', ' ')}",
-                )
+            figs.add(
+                f"e_it_cat{cat}_kwh",
+                _kwh(it[cat].value),
+                "kWh",
+                it[cat].completeness,
+                it[cat].estimated,
+                f"IT energy at {role.replace('_', ' ')}",
             )
-    usable = [c for c in it if it[c][0] is not None]
+    usable = [c for c in it if it[c].value is not None]
     chosen = category if category is not None else (max(usable) if usable else None)
     rep.pue_category = chosen
+    boundary_txt = "; E_DC may include heat-pump electricity (see e_dc_kwh)"
+    label = "interim (period shorter than a year)" if rep.interim else "annual"
     for cat in sorted(it):
-        e_it, c_it, est_it = it[cat]
-        label = "interim (period shorter than a year)" if rep.interim else "annual"
-        rep.figures.append(
-            Figure(
-                f"pue_cat{cat}",
-                indicators.pue(e_dc, e_it),
-                "",
-                min(c_dc, c_it),
-                est_it or est_in,
-                f"PUE category {cat}, {label}",
-            )
+        figs.add(
+            f"pue_cat{cat}",
+            indicators.pue(e_dc, it[cat].value),
+            "",
+            min(c_dc, it[cat].completeness),
+            it[cat].estimated or est_dc,
+            f"PUE category {cat}, {label}" + (boundary_txt if boundary_flag else ""),
+            flagged=boundary_flag,
         )
-    if chosen is not None and chosen in it:
-        rep.figures.append(
-            Figure(
-                "pue",
-                rep.figure(f"pue_cat{chosen}").value,
-                "",
-                rep.figure(f"pue_cat{chosen}").completeness,
-                rep.figure(f"pue_cat{chosen}").estimated,
-                f"category {chosen}",
-            )
+    e_it = it[chosen] if chosen is not None and chosen in it else None
+    if e_it is not None:
+        figs.add(
+            "pue",
+            indicators.pue(e_dc, e_it.value),
+            "",
+            min(c_dc, e_it.completeness),
+            e_it.estimated or est_dc,
+            f"category {chosen}" + (boundary_txt if boundary_flag else ""),
+            flagged=boundary_flag,
         )
+    it_note = f"category {chosen}"
 
+    # -- heat --------------------------------------------------------------------------------------
+    heat: dict[str, Energy] = {}
     for role, name in (
         ("heat_export_cpcu", "heat_cpcu_kwh"),
         ("heat_export_greenhouse", "heat_greenhouse_kwh"),
         ("heat_recovered", "heat_recovered_kwh"),
     ):
         if by_role.get(role):
-            v, c, est = _sum(by_role[role])
-            rep.figures.append(
-                Figure(name, _kwh(v), "kWh", c, est, f"heat meters with role {role}")
+            heat[role] = h = _sum(by_role[role])
+            figs.add(
+                name,
+                _kwh(h.value),
+                "kWh",
+                h.completeness,
+                h.estimated,
+                f"heat meters with role {role}",
             )
-    reuse = [
-        rep.figure(n)
-        for n in ("heat_cpcu_kwh", "heat_greenhouse_kwh")
-        if any(f.name == n for f in rep.figures)
-    ]
-    if reuse and chosen is not None:
-        e_reuse = None if any(f.value is None for f in reuse) else sum(f.value or 0 for f in reuse)
-        c_reuse = min(f.completeness for f in reuse)
-        e_dc_kwh = _kwh(e_dc)
-        rep.figures.append(
-            Figure(
-                "erf",
-                indicators.erf(e_reuse, e_dc_kwh),
+    reuse = [heat[r] for r in ("heat_export_cpcu", "heat_export_greenhouse") if r in heat]
+    if reuse:
+        e_reuse = None if any(h.value is None for h in reuse) else sum(h.value or 0 for h in reuse)
+        c_reuse = min(h.completeness for h in reuse)
+        est_reuse = any(h.estimated for h in reuse)
+        reuse_note = "heat exported"
+        if hp_in:
+            # The heat pumps are outside the datacenter boundary (their electricity is not in
+            # E_DC): what crosses the boundary to be reused is the heat exported less that
+            # electricity, the waste heat the heat pumps take up (ISO/IEC 30134-6, EnEfG).
+            e_reuse = None if e_reuse is None or hp.value is None else e_reuse - hp.value
+            c_reuse = min(c_reuse, hp.completeness)
+            reuse_note = "heat exported less heat-pump electricity (reuse at the DC boundary)"
+        figs.add("e_reuse_kwh", _kwh(e_reuse), "kWh", min(c_reuse, c_dc), est_reuse, reuse_note)
+        erf = indicators.erf(e_reuse, e_dc)
+        above = erf is not None and erf > 1.0
+        figs.add(
+            "erf",
+            erf,
+            "",
+            min(c_reuse, c_dc),
+            est_reuse or est_dc,
+            "E_reuse / E_DC"
+            + ("; above 1: E_reuse includes energy from outside E_DC" if above else ""),
+            flagged=above,
+        )
+        if e_it is not None:
+            figs.add(
+                "ere",
+                indicators.ere(e_dc, e_reuse, e_it.value),
                 "",
-                min(c_reuse, c_dc),
-                note="heat exported / E_DC",
+                min(c_reuse, c_dc, e_it.completeness),
+                est_reuse or est_dc or e_it.estimated,
+                f"(E_DC - E_reuse) / E_IT, {it_note}",
             )
+
+    # -- partial PUEs ------------------------------------------------------------------------------
+    if e_it is not None:
+        if by_role.get("cooling_board"):
+            cool = _sum(by_role["cooling_board"])
+            figs.add(
+                "ppue_cooling",
+                indicators.partial_pue(cool.value, e_it.value),
+                "",
+                min(cool.completeness, e_it.completeness),
+                cool.estimated or e_it.estimated,
+                f"(E_IT + cooling boards) / E_IT, {it_note}",
+            )
+        else:
+            figs.add(
+                "ppue_cooling",
+                None,
+                "",
+                0.0,
+                note="not computed: no cooling_board meter",
+                metered=False,
+            )
+        if ups_in_meters:
+            ups_in = _sum(ups_in_meters)
+            losses = (
+                None if ups_in.value is None or e_it.value is None else ups_in.value - e_it.value
+            )
+            ppue_d = indicators.partial_pue(losses, e_it.value)
+            below = ppue_d is not None and ppue_d < 1.0
+            figs.add(
+                "ppue_distribution",
+                ppue_d,
+                "",
+                min(ups_in.completeness, e_it.completeness),
+                ups_in.estimated or e_it.estimated,
+                f"UPS input / E_IT, {it_note}"
+                + ("; UPS input below E_IT: check the meters" if below else ""),
+                flagged=below,
+            )
+        else:
+            figs.add(
+                "ppue_distribution",
+                None,
+                "",
+                0.0,
+                note="not computed: UPS input not metered (list its energy meters in "
+                "kpi.ups_input_meters)",
+                metered=False,
+            )
+
+    # -- renewable energy, carbon ------------------------------------------------------------------
+    years, whole = year_fraction(start_ns, end_ns)
+    ren: float | None = 0.0
+    c_ren, est_ren = 1.0, False
+    parts: list[str] = []
+    for decl in ks.renewable:
+        v: float | None
+        if decl.kwh_per_year is not None:
+            v = decl.kwh_per_year * 1000.0 * years
+            est_ren = est_ren or not whole
+            parts.append(
+                f"{decl.kind} {_kwh_txt(v)}"
+                + ("" if whole else f" ({decl.kwh_per_year:,.0f} kWh/year pro rata)")
+            )
+        else:
+            assert decl.share is not None
+            v = None if e_dc is None else decl.share * e_dc
+            c_ren = min(c_ren, c_dc)
+            parts.append(f"{decl.kind} {decl.share:.1%} of E_DC")
+        ren = None if ren is None or v is None else ren + v
+    if by_role.get("renewable_onsite"):
+        onsite = _sum(by_role["renewable_onsite"])
+        ren = None if ren is None or onsite.value is None else ren + onsite.value
+        c_ren, est_ren = min(c_ren, onsite.completeness), est_ren or onsite.estimated
+        parts.append(f"onsite metered {_kwh_txt(onsite.value)}")
+    ren_note = ", ".join(parts) or "none declared (kpi.renewable) or metered (renewable_onsite)"
+    figs.add("e_renewable_kwh", _kwh(ren), "kWh", c_ren, est_ren, ren_note)
+    capped = ren is not None and e_dc is not None and ren > e_dc
+    figs.add(
+        "ref",
+        indicators.ref(ren, e_dc),
+        "",
+        min(c_ren, c_dc),
+        est_ren or est_dc,
+        "E_renewable / E_DC" + ("; renewable above E_DC: capped at 1" if capped else ""),
+    )
+    factor = ks.grid_carbon_kg_per_kwh
+    carbon_note = (
+        f"market based: (E_DC - E_renewable) x {factor:g} kgCO2eq/kWh (kpi.grid_carbon_kg_per_kwh)"
+    )
+    figs.add(
+        "co2_kg",
+        indicators.carbon_kg(e_dc, ren, factor),
+        "kgCO2eq",
+        min(c_ren, c_dc),
+        est_ren or est_dc,
+        carbon_note,
+    )
+    if e_it is not None:
+        figs.add(
+            "cue",
+            indicators.cue(e_dc, ren, e_it.value, factor),
+            "kgCO2eq/kWh",
+            min(c_ren, c_dc, e_it.completeness),
+            est_ren or est_dc or e_it.estimated,
+            f"kgCO2eq / E_IT, {it_note}; {carbon_note}",
+        )
+
+    # -- water -------------------------------------------------------------------------------------
+    water = _sum(by_role["water"]) if by_role.get("water") else None
+    if water is not None:
+        figs.add(
+            "water_m3",
+            water.value,
+            "m3",
+            water.completeness,
+            water.estimated,
+            "water meters with role water",
+        )
+    if e_it is not None:
+        if water is not None:
+            figs.add(
+                "wue",
+                indicators.wue(None if water.value is None else water.value * 1000.0, e_it.value),
+                "L/kWh",
+                min(water.completeness, e_it.completeness),
+                water.estimated or e_it.estimated,
+                f"litres of water / E_IT, {it_note}",
+            )
+        else:
+            figs.add("wue", None, "L/kWh", 0.0, note="not computed: no water meter", metered=False)
+
+    # -- heat recovery and the energy balance ------------------------------------------------------
+    rec = heat.get("heat_recovered")
+    if rec is not None and e_it is not None:
+        c_bal = min(rec.completeness, e_it.completeness)
+        est_bal = rec.estimated or e_it.estimated
+        figs.add(
+            "heat_recovery_ratio",
+            indicators.heat_recovery_ratio(rec.value, e_it.value),
+            "",
+            c_bal,
+            est_bal,
+            f"heat recovered / E_IT, {it_note}",
+        )
+        ratio, off = indicators.energy_balance(rec.value, e_it.value, ks.balance_tolerance)
+        tol = f"1 \u00b1 {ks.balance_tolerance:g}"
+        if ratio is None:
+            bal_note = "heat recovered / E_IT undefined"
+        elif off:
+            meters = ", ".join(m.device for m in by_role["heat_recovered"])
+            bal_note = (
+                f"heat recovered / E_IT = {ratio:.3f}, outside {tol}: possibly a broken or "
+                f"mis-scaled sensor; check heat meter(s) {meters} and the IT meters"
+            )
+        else:
+            bal_note = f"heat recovered / E_IT = {ratio:.3f}, within {tol}"
+        figs.add("energy_balance", ratio, "", c_bal, est_bal, bal_note, flagged=off)
+
+    # -- heat pumps: seasonal COP ------------------------------------------------------------------
+    elec_by = {m.device: m for m in hp_elec}
+    heat_by = {m.device: m for m in hp_heat}
+    pairs = [(d.name, elec_by[d.name], heat_by[d.name]) for d in hps if d.name in elec_by]
+    for name, el, he in pairs:
+        figs.add(
+            f"seasonal_cop_{name}",
+            indicators.seasonal_cop(he.value, el.value),
+            "",
+            min(el.completeness, he.completeness),
+            el.extrapolated or he.extrapolated,
+            f"heat out / electricity in of {name} over the period (its energy counters)",
+        )
+    if pairs:
+        el_sum, he_sum = _sum([p[1] for p in pairs]), _sum([p[2] for p in pairs])
+        figs.add(
+            "seasonal_cop",
+            indicators.seasonal_cop(he_sum.value, el_sum.value),
+            "",
+            min(el_sum.completeness, he_sum.completeness),
+            el_sum.estimated or he_sum.estimated,
+            f"all heat pumps ({len(pairs)}): heat out / electricity in over the period",
         )
     return rep
 
