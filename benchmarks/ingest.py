@@ -1,0 +1,440 @@
+"""Ingest: how fast readings go through the durable spool and into InfluxDB, and in how much
+memory an outage backlog is held and forwarded.
+
+(a) spool: append + peek + ack of N readings (10 fields each, then the reference site's own
+    mix), in points/s (one point = one field value) and lines/s; target >= 200,000 points/s.
+(b) the collector's pipeline -> spool -> forwarder -> a private InfluxDB 1.x, sustained,
+    against the ceiling measured in the same run: the same line protocol posted straight to
+    ``/write`` with curl in batches of the same size; target >= 70 % of the ceiling. Twice:
+    fed flat out while the forwarder runs (all of it in one process, as in the collector),
+    and the forwarder alone draining the same readings already spooled (an outage backlog).
+(c) memory: a collector process (the real ``Collector`` object: pollers, pipeline, spool,
+    forwarder, InfluxDB store) while one hour of the reference site's readings (data plus
+    ``dcim_poll`` rows, 387 devices every 10 s) pile up in the spool with InfluxDB down,
+    then drain once it is up; its peak RSS against 150 MB. The hour is replayed as fast as
+    the spool takes it, one accept per 10 s cycle, instead of being polled live.
+
+    .venv/bin/python benchmarks/ingest.py [--readings 200000] [--hours 1]
+
+Needs ``influxd`` (Debian ``influxdb``) and ``curl``; uses ``tests/servers.py`` to start
+InfluxDB on a free port in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dcim.config import InfluxSink, SiteConfig
+from dcim.forwarder import Forwarder
+from dcim.pipeline import Pipeline
+from dcim.reading import Reading
+from dcim.spool import Spool
+from dcim.storage.influx import InfluxStore
+from dcim.storage.lineprotocol import encode_many
+from dcim.twin.backfill import backfill
+from dcim.twin.model import SiteModel
+from dcim.twin.site import paris_chapelle
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests.servers: how the tests start InfluxDB
+
+from tests.servers import InfluxServer, start_influxdb  # noqa: E402
+
+NS = 1_000_000_000
+INTERVAL_S = 10.0  # the reference site's poll interval
+BATCH = 5000  # the forwarder's default batch size (storage.batch_size)
+SPOOL_TARGET = 200_000  # points/s
+RATIO_TARGET = 0.70
+RSS_TARGET_MB = 150.0
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def ten_field_readings(n: int) -> list[Reading]:
+    """Readings shaped like the reference site's (its tags, a PDU-like measurement), 10 float
+    fields each, one per device and 10 s tick."""
+    rnd = random.Random(1)
+    devices = [(f"R{r:02d}", f"pdu-R{r:02d}-{s}") for r in range(1, 31) for s in "AB"]
+    t0 = (time.time_ns() // (10 * NS) - n // len(devices) - 1) * 10 * NS
+    out = []
+    for i in range(n):
+        rack, dev = devices[i % len(devices)]
+        tags = {
+            "site": "paris-chapelle",
+            "room": "salle-a" if rack <= "R15" else "salle-b",
+            "rack": rack,
+            "device": dev,
+            "role": "pdu_output",
+        }
+        fields: dict[str, float | int | bool | str] = {
+            f"f{k}_w": rnd.uniform(0, 5000) for k in range(10)
+        }
+        out.append(Reading("pdu", tags, fields, t0 + (i // len(devices)) * 10 * NS + i))
+    return out
+
+
+def reference_cycles(cfg: SiteConfig, hours: float) -> list[list[Reading]]:
+    """``hours`` of the reference site up to now, as the collector would emit them: for each
+    10 s cycle, every device's data reading and its ``dcim_poll`` row (1 ms earlier: the poll
+    started before the answer came)."""
+    end = time.time() // INTERVAL_S * INTERVAL_S
+    start = end - hours * 3600
+    model = SiteModel(cfg, t0=start - 60, seed=1)
+    protocol = {d.name: d.protocol for d in cfg.devices}
+    step = int(INTERVAL_S * NS)
+    cycles: dict[int, list[Reading]] = {}
+    for batch in backfill(cfg, model, start, end - 1, interval_s=INTERVAL_S):
+        for r in batch:
+            dev = r.tags["device"]
+            health = Reading(
+                "dcim_poll",
+                {"site": cfg.site.name, "device": dev, "protocol": protocol[dev]},
+                {
+                    "up": 1,
+                    "duration_s": 0.012,
+                    "values_read": len(r.fields),
+                    "error": "",
+                    "late_s": 0.0,
+                },
+                r.time_ns - 1_000_000,
+            )
+            cycles.setdefault(r.time_ns // step, []).extend((r, health))
+    return [cycles[k] for k in sorted(cycles)]
+
+
+def points(readings: list[Reading]) -> int:
+    return sum(len(r.fields) for r in readings)
+
+
+# -- (a) spool ----------------------------------------------------------------------------------
+
+
+def bench_spool(readings: list[Reading], append_batch: int = 1000) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as d, Spool(d) as spool:
+        t0 = time.perf_counter()
+        for i in range(0, len(readings), append_batch):
+            spool.append(readings[i : i + append_batch])
+        t1 = time.perf_counter()
+        n = 0
+        while True:
+            batch = spool.peek(BATCH)
+            if not batch.readings:
+                break
+            n += len(batch)
+            spool.ack(batch)
+        t2 = time.perf_counter()
+        assert n == len(readings) and spool.pending() == 0, (n, spool.pending())
+    return {"append_s": t1 - t0, "drain_s": t2 - t1, "total_s": t2 - t0}
+
+
+def bench_small_appends(cycle: list[Reading], seconds: float = 3.0) -> float:
+    """Appends per second of one poll each (data + dcim_poll: one transaction, one fsync)."""
+    polls = [cycle[i : i + 2] for i in range(0, len(cycle), 2)]
+    with tempfile.TemporaryDirectory() as d, Spool(d) as spool:
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            spool.append(polls[n % len(polls)])
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+
+def report_spool(args: argparse.Namespace, cycles: list[list[Reading]]) -> None:
+    print(f"(a) spool: append (batches of 1,000) + peek/ack (batches of {BATCH:,})")
+    ref = [r for c in cycles for r in c][: args.readings]
+    for label, readings in (
+        ("10 fields/reading", ten_field_readings(args.readings)),
+        (f"reference mix, {points(ref) / len(ref):.2f} fields/reading", ref),
+    ):
+        t = bench_spool(readings)
+        n, p = len(readings), points(readings)
+        verdict = "OK" if p / t["total_s"] >= SPOOL_TARGET else "BELOW TARGET"
+        print(
+            f"    {label}: {n:,} readings, {p:,} points: "
+            f"append {n / t['append_s']:,.0f} lines/s, peek+ack {n / t['drain_s']:,.0f} lines/s; "
+            f"append+peek+ack {n / t['total_s']:,.0f} lines/s = "
+            f"{p / t['total_s']:,.0f} points/s (target >= {SPOOL_TARGET:,}: {verdict})"
+        )
+    rate = bench_small_appends(cycles[0])
+    need = sum(1 for r in cycles[0] if r.measurement == "dcim_poll") / INTERVAL_S
+    print(
+        f"    one poll per append (data + dcim_poll, one fsync each): {rate:,.0f} appends/s "
+        f"(the reference site makes {need:.1f} polls/s)"
+    )
+
+
+# -- (b) into InfluxDB --------------------------------------------------------------------------
+
+
+def influx_query(srv: InfluxServer, q: str, db: str = "") -> list[dict[str, Any]]:
+    data = urllib.parse.urlencode({"q": q, "db": db, "epoch": "ns"}).encode()
+    with urllib.request.urlopen(f"{srv.url}/query", data=data, timeout=300) as r:
+        doc = json.loads(r.read())
+    series: list[dict[str, Any]] = []
+    for res in doc.get("results", []):
+        if "error" in res:
+            raise RuntimeError(f"{q}: {res['error']}")
+        series.extend(res.get("series", []))
+    return series
+
+
+def polls_in(srv: InfluxServer, db: str) -> int:
+    s = influx_query(srv, 'SELECT count("up") FROM "dcim_poll"', db)
+    return int(s[0]["values"][0][1]) if s else 0
+
+
+def ceiling(srv: InfluxServer, readings: list[Reading], db: str, work: Path) -> float:
+    """Seconds to post ``readings`` as line protocol with curl, one request per batch."""
+    influx_query(srv, f'CREATE DATABASE "{db}"')
+    files = []
+    for k, i in enumerate(range(0, len(readings), BATCH)):
+        f = work / f"{db}-{k:05d}.lp"
+        f.write_bytes(encode_many(readings[i : i + BATCH]))
+        files.append(f)
+    url = f"{srv.url}/write?db={db}&precision=ns"
+    t0 = time.perf_counter()
+    for f in files:
+        subprocess.run(["curl", "-sSf", "--data-binary", f"@{f}", url], check=True)
+    elapsed = time.perf_counter() - t0
+    for f in files:
+        f.unlink()
+    return elapsed
+
+
+def through_collector(
+    srv: InfluxServer, cycles: list[list[Reading]], db: str, work: Path, *, concurrent: bool
+) -> tuple[float, float]:
+    """The collector's path into InfluxDB, one accept per 10 s cycle, as fast as the pipeline
+    takes them. ``concurrent``: the forwarder runs while the cycles are fed, and the result
+    is (seconds from the first accept until the spool is empty, seconds the feeding took);
+    otherwise the cycles are spooled first and the result is (seconds the forwarder took to
+    drain them, seconds the spooling took)."""
+    sink = InfluxSink(type="influxdb", url=srv.url, database=db, timeout_s=60.0)
+    store = InfluxStore(sink)
+    store.ensure_database()
+    spool = Spool(work / f"spool-{db}")
+    fwd = Forwarder(spool, store, batch_size=BATCH, flush_interval_s=1.0)
+    pipe = Pipeline(spool)
+    try:
+        if concurrent:
+            fwd.start()
+        t0 = time.perf_counter()
+        for c in cycles:
+            pipe.accept(c)
+        fed = time.perf_counter() - t0
+        if not concurrent:
+            t0 = time.perf_counter()
+            fwd.start()
+        if not fwd.flush(600):
+            raise RuntimeError(f"not drained: {fwd.stats()}")
+        elapsed = time.perf_counter() - t0
+    finally:
+        fwd.stop()
+        spool.close()
+        store.close()
+    st = fwd.stats()
+    if st.quarantined:
+        raise RuntimeError(f"{st.quarantined} readings quarantined")
+    return elapsed, fed
+
+
+def report_influx(cycles: list[list[Reading]], work: Path) -> None:
+    readings = [r for c in cycles for r in c]
+    n, p = len(readings), points(readings)
+    n_polls = sum(1 for r in readings if r.measurement == "dcim_poll")
+    srv = start_influxdb(work / "influxdb-b")
+    try:
+        c1 = ceiling(srv, readings, "ceiling1", work)
+        e2e, fed = through_collector(srv, cycles, "collector", work, concurrent=True)
+        drain, spooled = through_collector(srv, cycles, "backlog", work, concurrent=False)
+        c2 = ceiling(srv, readings, "ceiling2", work)
+        for db in ("ceiling1", "collector", "backlog", "ceiling2"):
+            got = polls_in(srv, db)
+            if got != n_polls:
+                raise RuntimeError(f"{db}: {got} dcim_poll points in InfluxDB, {n_polls} sent")
+    finally:
+        srv.stop()
+    best = min(c1, c2)
+
+    def verdict(seconds: float) -> str:
+        ok = best / seconds >= RATIO_TARGET
+        return f"{best / seconds:.0%} of the ceiling (target >= {RATIO_TARGET:.0%}: " + (
+            "OK)" if ok else "BELOW TARGET)"
+        )
+
+    print(
+        f"(b) into InfluxDB 1.x, {n:,} lines = {p:,} points "
+        f"({p / n:.2f} fields/line), batches of {BATCH:,} lines:"
+    )
+    print(
+        f"    ceiling, curl --data-binary to /write: {p / c1:,.0f} then {p / c2:,.0f} points/s "
+        f"({n / best:,.0f} lines/s at best)"
+    )
+    print(
+        f"    pipeline -> spool -> forwarder, fed flat out: {p / e2e:,.0f} points/s "
+        f"({n / e2e:,.0f} lines/s; feeding took {fed:.1f} of {e2e:.1f} s): {verdict(e2e)}"
+    )
+    print(
+        f"    forwarder draining a spooled backlog: {p / drain:,.0f} points/s "
+        f"({n / drain:,.0f} lines/s): {verdict(drain)}"
+    )
+    print(
+        f"    (pipeline -> spool alone, forwarder idle: {n / spooled:,.0f} lines/s = "
+        f"{p / spooled:,.0f} points/s)"
+    )
+
+
+# -- (c) memory ---------------------------------------------------------------------------------
+
+
+def vm(key: str) -> float:
+    """VmRSS / VmHWM of this process, MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def memory_child(config: str, stream: str) -> None:
+    """The collector side of (c): replay the hour into the spool with InfluxDB down, say so,
+    wait for a line on stdin (InfluxDB is up), wait until drained, print figures as JSON."""
+    from dcim.config import load_config
+    from dcim.runtime import Collector
+
+    peak = {"phase": 0.0}
+
+    def sample(stop: threading.Event) -> None:
+        while not stop.wait(0.1):
+            peak["phase"] = max(peak["phase"], vm("VmRSS"))
+
+    logging.basicConfig(level=logging.WARNING, format="    [collector] %(message)s")
+    col = Collector(load_config(config))
+    col.forwarder.start()
+    base = vm("VmRSS")
+    stop = threading.Event()
+    threading.Thread(target=sample, args=(stop,), daemon=True).start()
+    t0 = time.perf_counter()
+    with open(stream) as f:
+        for line in f:
+            col.pipeline.accept([Reading(*r) for r in json.loads(line)])
+    fed_s = time.perf_counter() - t0
+    backlog = col.spool.pending()
+    build_peak, peak["phase"] = max(peak["phase"], vm("VmRSS")), 0.0
+    print(json.dumps({"backlog": backlog}), flush=True)
+    sys.stdin.readline()
+    t1 = time.perf_counter()
+    first: float | None = None
+    while col.spool.pending():
+        if first is None and col.spool.pending() < backlog:
+            first = time.perf_counter() - t1
+        time.sleep(0.1)
+    drain_s = time.perf_counter() - t1
+    stop.set()
+    col.forwarder.stop()
+    col.spool.close()
+    col.store.close()
+    out = {
+        "base_mb": base,
+        "build_peak_mb": build_peak,
+        "drain_peak_mb": max(peak["phase"], vm("VmRSS")),
+        "hwm_mb": vm("VmHWM"),
+        "fed_s": fed_s,
+        "drain_s": drain_s,
+        "first_ack_s": first or drain_s,
+        "sent": col.forwarder.stats().sent,
+    }
+    print(json.dumps(out), flush=True)
+
+
+def report_memory(cycles: list[list[Reading]], hours: float, work: Path) -> None:
+    srv = start_influxdb(work / "influxdb-c")
+    srv.stop()  # down: the port and data directory are kept for the restart
+    try:
+        doc = paris_chapelle(
+            spool_dir=str(work / "spool-c"),
+            sink={"type": "influxdb", "url": srv.url, "database": "backlog"},
+        )
+        config = work / "site-c.yaml"
+        config.write_text(yaml.safe_dump(doc))
+        stream = work / "hour.jsonl"
+        with stream.open("w") as f:
+            for c in cycles:
+                f.write(json.dumps([[r.measurement, r.tags, r.fields, r.time_ns] for r in c]))
+                f.write("\n")
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--memory-child", str(config), str(stream)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdin is not None and child.stdout is not None
+        backlog = json.loads(child.stdout.readline())["backlog"]
+        srv.start()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        res = json.loads(child.stdout.readline())
+        if child.wait(60) != 0:
+            raise RuntimeError("the memory child failed")
+        got = polls_in(srv, "backlog")
+    finally:
+        srv.stop()
+    n_polls = sum(1 for c in cycles for r in c if r.measurement == "dcim_poll")
+    if got != n_polls:
+        raise RuntimeError(f"(c): {got} dcim_poll points in InfluxDB, {n_polls} spooled")
+    verdict = "OK" if res["hwm_mb"] <= RSS_TARGET_MB else "ABOVE TARGET"
+    print(
+        f"(c) memory, {hours:g} h outage backlog of the reference site: {backlog:,} readings "
+        f"spooled in {res['fed_s']:.1f} s with InfluxDB down"
+    )
+    print(
+        f"    collector RSS: {res['base_mb']:.0f} MB at start, peak {res['build_peak_mb']:.0f} MB "
+        f"while the backlog built up, peak {res['drain_peak_mb']:.0f} MB while it drained "
+        f"({res['drain_s']:.1f} s after InfluxDB came up, first ack after "
+        f"{res['first_ack_s']:.1f} s of retry backoff)"
+    )
+    print(
+        f"    peak RSS (VmHWM): {res['hwm_mb']:.0f} MB "
+        f"(target <= {RSS_TARGET_MB:.0f} MB: {verdict})"
+    )
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--memory-child":
+        memory_child(sys.argv[2], sys.argv[3])
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--readings", type=int, default=200_000, help="readings for (a)")
+    p.add_argument("--hours", type=float, default=1.0, help="reference-site hours, (b) and (c)")
+    args = p.parse_args()
+    cfg = SiteConfig.model_validate(paris_chapelle())
+    t = time.perf_counter()
+    cycles = reference_cycles(cfg, args.hours)
+    n = sum(len(c) for c in cycles)
+    print(
+        f"reference site: {len(cfg.devices)} devices every {INTERVAL_S:g} s, {args.hours:g} h = "
+        f"{len(cycles)} cycles, {n:,} readings (data + dcim_poll), built in "
+        f"{time.perf_counter() - t:.1f} s; {os.cpu_count()} CPUs"
+    )
+    report_spool(args, cycles)
+    with tempfile.TemporaryDirectory(prefix="dcim-ingest-") as d:
+        report_influx(cycles, Path(d))
+        report_memory(cycles, args.hours, Path(d))
+
+
+if __name__ == "__main__":
+    main()
