@@ -273,6 +273,9 @@ class KpiSettings(_Model):
     max_gap_extrapolation_intervals: float = Field(default=3.0, ge=0, le=1000)
     # Heat removed vs IT energy: |heat / E_IT - 1| above this flags a possibly broken meter.
     balance_tolerance: float = Field(default=0.15, gt=0, le=1)
+    # A heat meter's register vs the heat integrated from its flow and temperatures: a larger
+    # relative difference is flagged (a class 2 meter alone may be off by 2-3 %).
+    heat_reconcile_tolerance: float = Field(default=0.03, gt=0, le=1)
     # Energy meters at the UPS input(s), for the distribution partial PUE.
     ups_input_meters: list[str] = []
 

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 from dcim.config import ROLE_FIELD, Device, SiteConfig
 from dcim.kpi import indicators
 from dcim.kpi.counters import Replacement, Sample, counter_increase
+from dcim.kpi.heat import FIELDS as HEAT_FIELDS
+from dcim.kpi.heat import integrated_heat, reconcile
 from dcim.profiles import Profile
 from dcim.storage.base import Store
 
@@ -361,6 +363,42 @@ def _kwh_txt(wh: float | None) -> str:
     return "n/a" if wh is None else f"{wh / 1000:,.0f} kWh"
 
 
+def _heat_checks(
+    figs: _Figures,
+    store: Store,
+    cfg: SiteConfig,
+    meters: Sequence[MeterEnergy],
+    start_ns: int,
+    end_ns: int,
+) -> None:
+    """``heat_check_<device>``: each heat meter's register increase against the heat integrated
+    from its flow and temperatures (EN 1434 k), as (register - integrated) / integrated."""
+    profiles = cfg.profiles()
+    tol = cfg.kpi.heat_reconcile_tolerance
+    for m in meters:
+        dev = cfg.device(m.device)
+        prof = profiles[dev.profile]
+        if not set(HEAT_FIELDS) <= prof.field_names:
+            continue
+        got = integrated_heat(store, cfg, dev, start_ns, end_ns, measurement=prof.measurement)
+        rec = reconcile(dev.name, m.value, got.value_wh, tol)
+        note = (
+            f"register {_kwh_txt(m.value)} vs {_kwh_txt(got.value_wh)} from flow and "
+            f"temperatures (flow sensor in the {dev.flow_sensor} pipe); tolerance {tol:.1%}"
+        )
+        if rec.ok is False:
+            note += ": CHECK the meter, its sensors or its declared flow-sensor pipe"
+        figs.add(
+            f"heat_check_{dev.name}",
+            rec.difference,
+            "",
+            min(m.completeness, got.completeness),
+            m.extrapolated,
+            note,
+            flagged=rec.ok is False,
+        )
+
+
 def compute_kpis(
     store: Store, cfg: SiteConfig, start_ns: int, end_ns: int, *, category: int | None = None
 ) -> KpiReport:
@@ -509,6 +547,7 @@ def compute_kpis(
                 h.estimated,
                 f"heat meters with role {role}",
             )
+            _heat_checks(figs, store, cfg, by_role[role], start_ns, end_ns)
     reuse = [heat[r] for r in ("heat_export_cpcu", "heat_export_greenhouse") if r in heat]
     if reuse:
         e_reuse = None if any(h.value is None for h in reuse) else sum(h.value or 0 for h in reuse)

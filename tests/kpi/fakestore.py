@@ -56,7 +56,7 @@ class FakeStore:
         group_by: Sequence[str] = (),
     ) -> list[Row]:
         check_query(fn, start_ns, end_ns, every_s)
-        assert fn in ("first", "last", "count", "min"), fn
+        assert fn in ("first", "last", "count", "min", "mean"), fn
         groups: dict[tuple[tuple[str, ...], int], list[tuple[int, float]]] = defaultdict(list)
         keyed: dict[tuple[tuple[str, ...], int], dict[str, str]] = {}
         for tags, t, v in self.points.get((measurement, field), []):
@@ -75,10 +75,10 @@ class FakeStore:
             window = key[1]
             if fn == "count":
                 rows.append(Row(keyed[key], window if every_s else start_ns, float(len(pts))))
-            elif fn == "min":
-                rows.append(
-                    Row(keyed[key], window if every_s else start_ns, min(v for _, v in pts))
-                )
+            elif fn in ("min", "mean"):
+                vals = [v for _, v in pts]
+                agg = min(vals) if fn == "min" else sum(vals) / len(vals)
+                rows.append(Row(keyed[key], window if every_s else start_ns, agg))
             else:
                 t, v = pts[0] if fn == "first" else pts[-1]
                 rows.append(Row(keyed[key], window if every_s else t, v))
