@@ -7,6 +7,12 @@ most once a minute per device and field. It never raises for bad data. A spool a
 budget (:class:`SpoolFullError`, ``on_full="refuse_new"``) refuses the readings: they are
 counted in ``refused_full`` and logged at most once a minute, and the collector goes on. Other
 spool errors (disk full) do propagate, since losing data silently would be worse.
+
+Field types are kept stable, so that InfluxDB never answers "field type conflict" (which
+would send a whole batch to the quarantine): the first type a (measurement, field) is seen
+with is its type for the process. Later an integer for a float field becomes a float
+(lossless), a whole float for an integer field becomes an integer; anything else (3.5 for an
+integer field, text for a number) is refused with that reason.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class Pipeline:
         self._last_full_log = (-math.inf, 0)  # (when, readings refused since)
         self._last_log: dict[tuple[str, str, str], tuple[float, int]] = {}
         self._lock = threading.Lock()
+        self._types: dict[tuple[str, str], type] = {}  # (measurement, field) -> first type
 
     def accept(self, readings: list[Reading]) -> int:
         """Validate, commit the good readings to the spool; returns how many were kept."""
@@ -97,6 +104,8 @@ class Pipeline:
                 self._reject(r, str(name), "field name is not a canonical name", 1)
                 continue
             ok, why = _value(value)
+            if not why:
+                ok, why = self._stable(meas, name, ok)
             if why:
                 self._reject(r, name, why, 1)
                 continue
@@ -107,6 +116,21 @@ class Pipeline:
         if same and len(fields) == len(r.fields) and type(t) is int:
             return r
         return Reading(meas, dict(tags), fields, int(t))
+
+    def _stable(self, measurement: str, field: str, v: object) -> tuple[object, str]:
+        """(value in the field's established type, "") or (None, why it cannot be)."""
+        key = (measurement, field)
+        want = self._types.get(key)
+        if want is None:
+            with self._lock:
+                want = self._types.setdefault(key, type(v))
+        if type(v) is want:
+            return v, ""
+        if want is float and type(v) is int:
+            return float(v), ""
+        if want is int and type(v) is float and v.is_integer():
+            return int(v), ""
+        return None, f"{type(v).__name__} value {v!r} for a field stored as {want.__name__}"
 
     def _refused(self, n: int, exc: SpoolFullError) -> None:
         now = time.monotonic()

@@ -134,3 +134,21 @@ def test_spool_health_reading(tmp_path: Path) -> None:
     finally:
         col.spool.close()
         col.store.close()
+
+
+def test_field_types_stay_stable_so_influxdb_never_sees_a_conflict(tmp_path: Path) -> None:
+    with Spool(tmp_path) as sp:
+        p = Pipeline(sp)
+
+        def one(**fields: object) -> None:
+            p.accept([Reading("pdu", {"device": "p1"}, dict(fields), 1_000 + p.accepted)])  # type: ignore[arg-type]
+
+        one(power_w=1.5, status=0)  # power_w: float, status: int
+        one(power_w=2, status=1.0)  # an int for the float, a whole float for the int
+        one(power_w="high", status=2.5)  # cannot be kept in their types: refused
+        got = [r.fields for r in sp.peek(10).readings]
+    assert got[:2] == [{"power_w": 1.5, "status": 0}, {"power_w": 2.0, "status": 1}]
+    assert type(got[1]["power_w"]) is float and type(got[1]["status"]) is int
+    assert len(got) == 2 and p.rejected == 2
+    assert any("stored as float" in why for why in p.reasons)
+    assert any("stored as int" in why for why in p.reasons)
