@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ from collectors.modbus import make_poller
 from collectors.modbus_codec import FieldCodec, field_codecs
 from dcim.config import Device, SiteConfig
 from dcim.profiles import load_profile
+from dcim.twin.ports import free_ports
 from dcim.twin.serve_modbus import ModbusTwin
 from dcim.twin.site import paris_chapelle
 
@@ -65,28 +65,6 @@ BASE: dict[str, float] = {
     "water_outlet_temp_c": 35.2,
     "outdoor_temp_c": -3.4,
 }
-
-
-def free_ports(n: int) -> int:
-    """First of ``n`` consecutive free TCP ports on 127.0.0.1 (each checked by binding)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n > 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + n):
-                socks.append(socket.socket())
-                socks[-1].bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free ports")
 
 
 def site(

@@ -20,37 +20,17 @@ from collectors.base import PollError
 from collectors.snmp import SnmpPoller, _Decoder, make_poller
 from dcim.config import Device, Secret, SiteConfig
 from dcim.profiles import FieldSpec, Profile, load_profiles
+from dcim.twin.ports import free_ports
 from dcim.twin.serve_snmp import SnmpTwin
 from dcim.twin.site import paris_chapelle
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_udp_ports(n: int) -> int:
-    """First of ``n`` consecutive free UDP ports on 127.0.0.1 (each checked by binding it)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n >= 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free UDP ports")
-
-
 def small_site(**defaults: Any) -> SiteConfig:
-    doc = paris_chapelle(racks=2, servers_per_rack=2, snmp_base_port=free_udp_ports(10))
+    doc = paris_chapelle(
+        racks=2, servers_per_rack=2, snmp_base_port=free_ports(10, kind=socket.SOCK_DGRAM)
+    )
     doc["defaults"].update(defaults)
     return SiteConfig.model_validate(doc)
 
@@ -261,7 +241,9 @@ def test_wrong_community_is_a_timeout() -> None:
 
 
 def test_small_max_varbinds_splits_the_get() -> None:
-    doc = paris_chapelle(racks=1, servers_per_rack=1, snmp_base_port=free_udp_ports(4))
+    doc = paris_chapelle(
+        racks=1, servers_per_rack=1, snmp_base_port=free_ports(4, kind=socket.SOCK_DGRAM)
+    )
     for d in doc["devices"]:
         if d["protocol"] == "snmp":
             d["snmp"]["max_varbinds"] = 2
@@ -317,7 +299,7 @@ def snmpd_v3(tmp_path: Path) -> Iterator[int]:
     binary = shutil.which("snmpd")
     if binary is None:
         raise RuntimeError("snmpd not found: install the Debian package 'snmpd' (see README)")
-    port = free_udp_ports(1)
+    port = free_ports(1, kind=socket.SOCK_DGRAM)
     conf = tmp_path / "snmpd.conf"
     conf.write_text(
         f"agentAddress udp:127.0.0.1:{port}\n"

@@ -15,31 +15,9 @@ from pysnmp.proto import rfc1902
 
 from dcim.config import SiteConfig
 from dcim.profiles import FieldSpec
+from dcim.twin.ports import free_ports
 from dcim.twin.serve_snmp import SYS_DESCR, SYS_NAME, SYS_UPTIME, SnmpTwin, encode_value
 from dcim.twin.site import paris_chapelle
-
-
-def free_udp_ports(n: int) -> int:
-    """First of ``n`` consecutive free UDP ports on 127.0.0.1 (each checked by binding it)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n >= 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {n} consecutive free UDP ports")
 
 
 def need(binary: str, package: str) -> str:
@@ -54,7 +32,9 @@ def need(binary: str, package: str) -> str:
 @pytest.fixture
 def site() -> SiteConfig:
     return SiteConfig.model_validate(
-        paris_chapelle(racks=2, servers_per_rack=2, snmp_base_port=free_udp_ports(10))
+        paris_chapelle(
+            racks=2, servers_per_rack=2, snmp_base_port=free_ports(10, kind=socket.SOCK_DGRAM)
+        )
     )
 
 
