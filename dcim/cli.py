@@ -95,6 +95,20 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return probe(cfg, dev, timeout_s=args.timeout)
 
 
+def cmd_db_init(args: argparse.Namespace) -> int:
+    from dcim.dbinit import init_sink
+    from dcim.storage import StoreError
+
+    cfg = _load(args.config)
+    try:
+        for line in init_sink(cfg.storage.sink):
+            print(line)
+    except StoreError as exc:
+        print(f"dcim db init: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dcim.demo import run_demo
 
@@ -133,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     from dcim.quarantine import add_parser as add_quarantine
 
     add_quarantine(sub)
+
+    db = sub.add_parser("db", help="set up the store").add_subparsers(dest="db", required=True)
+    di = db.add_parser("init", help="create database, retention policies and rollups (idempotent)")
+    di.add_argument("config")
+    di.set_defaults(func=cmd_db_init)
 
     d = sub.add_parser("demo", help="twin + collectors on the embedded store, live view")
     d.add_argument("--dir", default="var/demo", help="where the demo keeps config, spool, store")

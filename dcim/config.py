@@ -205,15 +205,31 @@ class MqttBroker(_Model):
 
 
 class EmbeddedSink(_Model):
+    """The embedded SQLite store. Raw rows older than ``retention_raw_days`` (``null``: keep
+    them) are deleted by ``SqliteStore.maintain()`` once rolled up into the 1-minute and
+    1-hour rollup tables, which are kept."""
+
     type: Literal["embedded"] = "embedded"
     path: Path = Path("var/dcim.sqlite")
+    retention_raw_days: int | None = Field(default=400, ge=1)
 
 
 class InfluxSink(_Model):
+    """InfluxDB. ``dcim db init`` (v1 API) creates the database, the raw retention policy
+    (named ``retention_policy``, default ``raw``, made the DEFAULT one, kept
+    ``retention_raw``), ``rp_1m`` (kept ``retention_1m``) and ``rp_1h`` (``retention_1h``), and
+    the continuous queries that fill them. Durations are InfluxQL ones (``30d``, ``52w``,
+    ``INF``). ``precision``: the timestamp precision of writes (times are truncated to it).
+    Writes go to ``retention_policy`` when given, else to the database's default policy."""
+
     type: Literal["influxdb"]
     url: str = Field(pattern=r"^https?://")
     database: str = "dcim"
     retention_policy: str | None = None
+    retention_raw: str = "30d"
+    retention_1m: str = "400d"
+    retention_1h: str = "INF"
+    precision: Literal["ns", "us", "ms", "s"] = "ns"
     username: str | None = None
     password: Secret | None = None
     token: Secret | None = None
@@ -227,6 +243,47 @@ class InfluxSink(_Model):
         if self.api == "v2" and (not self.org or not self.bucket or self.token is None):
             raise ValueError("api: v2 needs 'org', 'bucket' and 'token'")
         return self
+
+    @model_validator(mode="after")
+    def _retention(self) -> InfluxSink:
+        for key, least in (("retention_raw", 2), ("retention_1m", 1), ("retention_1h", 1)):
+            text = getattr(self, key)
+            try:
+                secs = self.duration_s(text)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+            if secs is not None and secs < least * 3600:
+                why = "the hourly rollups read 2h of raw points" if least == 2 else "InfluxDB's"
+                raise ValueError(f"{key}: {text!r} is shorter than the minimum {least}h ({why})")
+            setattr(self, key, text.strip().upper() if secs is None else text.strip())
+        if self.retention_policy in ("rp_1m", "rp_1h"):
+            raise ValueError(
+                f"retention_policy: {self.retention_policy!r} is the name of a rollup policy"
+            )
+        return self
+
+    @property
+    def raw_policy(self) -> str:
+        """The retention policy raw points are written to (and rolled up from)."""
+        return self.retention_policy or "raw"
+
+    @staticmethod
+    def duration_s(text: str) -> int | None:
+        """An InfluxQL duration (``30d``, ``1h30m``, ``52w``) in seconds, None for ``INF``.
+        Raises ValueError naming the accepted forms."""
+        import re
+
+        t = text.strip()
+        if t.upper() == "INF":
+            return None
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+        parts = re.findall(r"(\d+)([smhdw])", t)
+        if not parts or "".join(n + u for n, u in parts) != t:
+            raise ValueError(
+                f"{text!r} is not an InfluxQL retention duration: use a number with "
+                "s, m, h, d or w (e.g. 30d, 52w, 1h30m) or INF (keep forever)"
+            )
+        return sum(int(n) * units[u] for n, u in parts)
 
 
 class Storage(_Model):

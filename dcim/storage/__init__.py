@@ -12,12 +12,16 @@ def make_store(storage: Storage, *, read_only: bool = False) -> Store:
     """The store for ``storage.sink``: embedded -> SqliteStore, influxdb -> InfluxStore.
 
     ``read_only``: for readers (``dcim kpi``, reports) next to a running collector.
+    The embedded store's writer should call ``SqliteStore.maintain()`` every few minutes
+    (rollups, raw retention); InfluxDB does both itself once ``dcim db init`` ran.
     """
     sink = storage.sink
     if sink.type == "embedded":
         from dcim.storage.sqlite import SqliteStore
 
-        return SqliteStore(sink.path, read_only=read_only)
+        return SqliteStore(
+            sink.path, read_only=read_only, retention_raw_days=sink.retention_raw_days
+        )
     from dcim.storage.influx import InfluxStore
 
     return InfluxStore(sink)

@@ -15,6 +15,12 @@ Semantics follow InfluxQL so both stores answer the same:
   fields across window boundaries; the embedded store does the float arithmetic);
 - ``count`` counts values of any type, the other aggregates use numeric values only;
 - rows are sorted by group (tag values in ``group_by`` order), then time.
+
+Rollups: both stores keep 1-minute and 1-hour rollups (count, sum, min, max, first, last per
+series and field). ``aggregate`` answers whole rollup windows that nest in the ``every_s``
+windows from them, where the store knows them complete, and the rest from the raw points
+(:func:`plan_pieces`, :func:`merge_parts`); the answer is the raw one. Never for
+``integral``.
 """
 
 from __future__ import annotations
@@ -91,3 +97,92 @@ def check_query(fn: str, start_ns: int, end_ns: int, every_s: int | None) -> Non
 def sort_rows(rows: list[Row], group_by: Sequence[str]) -> list[Row]:
     rows.sort(key=lambda r: (tuple(r.tags.get(k, "") for k in group_by), r.time_ns))
     return rows
+
+
+NS = 1_000_000_000
+ROLLUP_LEVELS = (3600, 60)  # seconds, coarsest first
+# One partial answer: group (tag values in group_by order), time, value, weight (mean: the
+# count of the values summed in ``value``; else unused).
+Part = tuple[tuple[str, ...], int, float, float]
+
+
+def floor_to(t_ns: int, step_s: int) -> int:
+    return t_ns - t_ns % (step_s * NS)
+
+
+def ceil_to(t_ns: int, step_s: int) -> int:
+    return -floor_to(-t_ns, step_s)
+
+
+def plan_pieces(
+    fn: str, start_ns: int, end_ns: int, every_s: int | None, rollup_before_ns: int | None
+) -> list[tuple[int, int, int]]:
+    """Split ``[start_ns, end_ns)`` into time-ordered pieces ``(lo, hi, level)``: level 0 is
+    the raw points, 60/3600 the 1-minute/1-hour rollups, used for whole rollup windows
+    before ``rollup_before_ns`` that nest in the ``every_s`` windows (``None``: raw only)."""
+    pieces: list[tuple[int, int, int]] = []
+
+    def add(lo: int, hi: int, level: int) -> None:
+        if lo >= hi:
+            return
+        if pieces and pieces[-1][2] == level == 0 and pieces[-1][1] == lo:
+            lo = pieces.pop()[0]
+        pieces.append((lo, hi, level))
+
+    def fill(lo: int, hi: int, levels: tuple[int, ...]) -> None:
+        if not levels:
+            add(lo, hi, 0)
+            return
+        a, b = ceil_to(lo, levels[0]), floor_to(hi, levels[0])
+        if a >= b:
+            fill(lo, hi, levels[1:])
+            return
+        fill(lo, a, levels[1:])
+        add(a, b, levels[0])
+        fill(b, hi, levels[1:])
+
+    levels = tuple(lv for lv in ROLLUP_LEVELS if every_s is None or every_s % lv == 0)
+    if fn == "integral" or rollup_before_ns is None:
+        levels = ()
+    split = end_ns if rollup_before_ns is None else max(start_ns, min(end_ns, rollup_before_ns))
+    fill(start_ns, split, levels)
+    add(split, end_ns, 0)
+    return pieces
+
+
+def merge_parts(
+    fn: str,
+    every_s: int | None,
+    start_ns: int,
+    group_by: Sequence[str],
+    pieces: Sequence[Sequence[Part]],
+) -> list[Row]:
+    """Combine the answers of time-ordered pieces into the answer over their union: counts
+    and sums add, mean = sum of sums / sum of counts, first from the earliest piece, last
+    from the latest. Windows are keyed by their start, and without ``every_s`` a group is
+    one window."""
+    acc: dict[tuple[tuple[str, ...], int], list[float]] = {}
+    for part in pieces:
+        for g, t, v, n in part:
+            key = (g, t if every_s else 0)
+            cur = acc.get(key)
+            if cur is None:
+                acc[key] = [t, v, n]
+            elif fn in ("count", "sum", "mean"):
+                cur[1] += v
+                cur[2] += n
+            elif fn == "min":
+                cur[1] = min(cur[1], v)
+            elif fn == "max":
+                cur[1] = max(cur[1], v)
+            elif fn == "last":
+                cur[0], cur[1] = t, v
+    rows = []
+    for (group, _), (at, value, weight) in acc.items():
+        if fn == "mean":
+            if not weight:
+                continue
+            value = value / weight
+        t_out = int(at) if every_s or fn in ("first", "last") else start_ns
+        rows.append(Row(dict(zip(group_by, group, strict=True)), t_out, float(value)))
+    return sort_rows(rows, group_by)

@@ -1,9 +1,22 @@
 """InfluxDB store over HTTP with the standard library only (no client package).
 
-Writes: v1 ``POST /write?db=&rp=&precision=ns`` (InfluxDB 1.x, and 1.8+/2.x/3.x through
-their v1 API), or with ``api: v2`` ``POST /api/v2/write?org=&bucket=&precision=ns``;
-gzip body, ``Authorization: Token`` when a token is given, else basic auth.
+Writes: v1 ``POST /write?db=&rp=&precision=`` (InfluxDB 1.x, and 1.8+/2.x/3.x through
+their v1 API), or with ``api: v2`` ``POST /api/v2/write?org=&bucket=&precision=``;
+gzip body, ``Authorization: Token`` when a token is given, else basic auth. Times are
+truncated to the sink's ``precision`` (1.x knows microseconds as ``u``, not ``us``).
 Queries: InfluxQL on ``/query`` (v1 API; on 2.x it needs a DBRP mapping for ``database``).
+
+Rollups (v1, after ``dcim db init``): continuous queries write per series and window
+``mean_<field>``, ``min_``, ``max_``, ``first_``, ``last_``, ``count_`` and ``sum_`` into the
+``rp_1m`` and ``rp_1h`` retention policies (:func:`rollup_select` is their body). A CQ only
+covers recent windows, so a batch with points older than a few minutes (a backlog from the
+spool) has its hours rolled up again after the write (:meth:`InfluxStore.rollup`); if that
+fails for want of the server, the write fails (retryable) and the batch comes again.
+``aggregate`` uses the rollups only where the raw points may be gone, i.e. before the raw
+policy's retention (or before ``rollup_before_ns`` when given): there the CQs are long
+done, and elsewhere the raw points give the exact answer. Rollup windows carry their
+start, not the point's time, so there ``first``/``last`` over a group of several series
+pick by minute/hour, and ``first``/``last`` without ``every_s`` stay on the raw points.
 
 Write responses become :class:`SinkError`: 204 ok; 400/413/422 (bad data, partial write,
 field type conflict, beyond retention) not retryable; 401/403 retryable, since wrong
@@ -19,6 +32,7 @@ import email.utils
 import gzip
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -28,10 +42,34 @@ from typing import Any
 
 from dcim.config import InfluxSink
 from dcim.reading import Reading
-from dcim.storage.base import Agg, Row, SinkError, StoreError, check_query, sort_rows
+from dcim.storage.base import (
+    NS,
+    Agg,
+    Part,
+    Row,
+    SinkError,
+    StoreError,
+    ceil_to,
+    check_query,
+    floor_to,
+    merge_parts,
+    plan_pieces,
+    sort_rows,
+)
 from dcim.storage.lineprotocol import encode_many
 
 log = logging.getLogger(__name__)
+
+ROLLUP_RP = {60: "rp_1m", 3600: "rp_1h"}
+ROLLUP_FNS = ("mean", "min", "max", "first", "last", "count", "sum")
+_GROUP = {60: "1m", 3600: "1h"}
+LATE_NS = 180 * NS  # older points miss the CQs (cq_1m resamples 5 min): rolled up on write
+_POLICY_TTL_S = 300.0
+_PRECISION_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": NS}
+
+
+class StoreUnavailable(StoreError):
+    """The server did not answer (connection refused, timeout, 5xx): try again later."""
 
 
 def quote_ident(name: str) -> str:
@@ -55,10 +93,11 @@ def build_query(
     where: Mapping[str, str] | None = None,
     group_by: Sequence[str] = (),
     retention_policy: str | None = None,
+    select: str | None = None,
 ) -> str:
-    """The InfluxQL statement for one ``Store.aggregate`` call."""
+    """The InfluxQL statement for one ``Store.aggregate`` call (``select``: other columns)."""
     check_query(fn, start_ns, end_ns, every_s)
-    sel = (
+    sel = select or (
         f"INTEGRAL({quote_ident(field)}, 1s)"
         if fn == "integral"
         else f"{fn.upper()}({quote_ident(field)})"
@@ -77,6 +116,28 @@ def build_query(
     return q
 
 
+def rollup_select(
+    sink: InfluxSink, level: int, start_ns: int | None = None, end_ns: int | None = None
+) -> str:
+    """The rollup of every raw measurement into ``ROLLUP_RP[level]`` (level 60 or 3600 s):
+    the body of its continuous query, or with ``start_ns``/``end_ns`` a statement for that
+    time range."""
+    db = quote_ident(sink.database)
+    aggs = ", ".join(f"{fn}(*)" for fn in ROLLUP_FNS)
+    where = "" if start_ns is None else f" WHERE time >= {int(start_ns)} AND time < {end_ns}"
+    return (
+        f"SELECT {aggs} INTO {db}.{quote_ident(ROLLUP_RP[level])}.:MEASUREMENT "
+        f"FROM {db}.{quote_ident(sink.raw_policy)}./.*/{where} GROUP BY time({_GROUP[level]}), *"
+    )
+
+
+def go_duration_s(text: str) -> int | None:
+    """A duration as InfluxDB shows it (``720h0m0s``) in seconds; None for ``0s`` (INF)."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    total = sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(h|ms|us|µs|ns|m|s)", text))
+    return int(total) or None
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -90,8 +151,19 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class InfluxStore:
-    def __init__(self, sink: InfluxSink, *, create_database: bool = True):
+    def __init__(
+        self,
+        sink: InfluxSink,
+        *,
+        create_database: bool = True,
+        rollup_before_ns: int | None = None,
+    ):
+        """``rollup_before_ns``: answer from the rollups before this time (the default:
+        only where the raw retention may have deleted the points)."""
         self.sink = sink
+        self.rollup_before_ns = rollup_before_ns
+        self._policies_at = -_POLICY_TTL_S
+        self._policies: dict[str, tuple[int | None, bool]] = {}
         self.base = sink.url.rstrip("/")
         self.create_database = create_database and sink.api == "v1"
         self._headers: dict[str, str] = {}
@@ -132,6 +204,13 @@ class InfluxStore:
     def write(self, readings: Sequence[Reading]) -> None:
         if not readings:
             return
+        late_before = time.time_ns() - LATE_NS
+        late = {floor_to(r.time_ns, 3600) for r in readings if r.time_ns < late_before}
+        div = _PRECISION_NS[self.sink.precision]
+        if div != 1:
+            readings = [
+                Reading(r.measurement, r.tags, r.fields, r.time_ns // div) for r in readings
+            ]
         try:
             body = gzip.compress(encode_many(readings), compresslevel=1)
         except ValueError as exc:
@@ -144,11 +223,14 @@ class InfluxStore:
             params = {"db": self.sink.database}
             if self.sink.retention_policy:
                 params["rp"] = self.sink.retention_policy
-        params["precision"] = "ns"
+        prec = self.sink.precision
+        params["precision"] = "u" if prec == "us" and self.sink.api == "v1" else prec
         hdr = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
         for attempt in (1, 2):
             status, text, headers = self._request("POST", path, params, body, hdr)
             if status in (200, 204):
+                if late:
+                    self._rollup_late(sorted(late))
                 return
             msg = text.decode("utf-8", "replace").strip()
             missing = status == 404 and "database not found" in msg
@@ -175,19 +257,135 @@ class InfluxStore:
             retryable=True, reason=f"{where} answered {status}: {msg}", retry_after_s=retry_after
         )
 
+    def _rollup_late(self, hours: list[int]) -> None:
+        """Roll up again the hours (sorted starts) that got points the CQs will not see."""
+        try:
+            if not self.rollups_ready():
+                return
+            runs: list[list[int]] = []  # consecutive hours: one call
+            for h in hours:
+                if runs and runs[-1][1] == h:
+                    runs[-1][1] = h + 3600 * NS
+                else:
+                    runs.append([h, h + 3600 * NS])
+            for a, b in runs:
+                self.rollup(a, b)
+        except StoreUnavailable as exc:
+            raise SinkError(
+                retryable=True,
+                reason=f"rollup of late points failed, the batch comes again: {exc}",
+            ) from exc
+        except StoreError as exc:  # refused: retrying cannot help, the raw points are in
+            log.error("late points written, but their rollups were refused: %s", exc)
+
+    # -- rollups -------------------------------------------------------------------------
+    def policies(self) -> dict[str, tuple[int | None, bool]]:
+        """Retention policies of the database: name -> (duration in s or None for INF,
+        is the default). Cached a few minutes; {} when the database does not exist."""
+        now = time.monotonic()
+        if now - self._policies_at < _POLICY_TTL_S:
+            return self._policies
+        out: dict[str, tuple[int | None, bool]] = {}
+        q = f"SHOW RETENTION POLICIES ON {quote_ident(self.sink.database)}"
+        for s in self.query(q, write=True):
+            for row in s.get("values", []):
+                rp = dict(zip(s["columns"], row, strict=True))
+                out[str(rp["name"])] = (go_duration_s(str(rp["duration"])), bool(rp["default"]))
+        self._policies, self._policies_at = out, now
+        return out
+
+    def rollups_ready(self) -> bool:
+        """Whether ``dcim db init`` made the raw and rollup policies (v1 API only). Raises
+        StoreUnavailable when the server does not answer."""
+        if self.sink.api != "v1":
+            return False
+        try:
+            have = self.policies()
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:  # e.g. not allowed to list them: no rollups
+            log.debug("no rollups: %s", exc)
+            self._policies, self._policies_at = {}, time.monotonic()
+            return False
+        return {self.sink.raw_policy, *ROLLUP_RP.values()} <= have.keys()
+
+    def rollup(self, start_ns: int, end_ns: int) -> int:
+        """(Re)compute the 1-minute and 1-hour rollups of the hours that ``[start_ns,
+        end_ns)`` touches from the raw points, a day per statement; the CQ body over a
+        past range. Returns the number of rollup points written."""
+        written = 0
+        a, end = floor_to(start_ns, 3600), ceil_to(end_ns, 3600)
+        while a < end:
+            b = min(end, a + 86400 * NS)
+            for level in ROLLUP_RP:
+                for s in self.query(rollup_select(self.sink, level, a, b), write=True):
+                    written += sum(int(v[1]) for v in s.get("values", []))
+            a = b
+        return written
+
+    def _rollup_before(self, fn: Agg, every_s: int | None) -> int | None:
+        if fn == "integral" or (every_s is None and fn in ("first", "last")):
+            return None  # the rollups do not keep the time of the points
+        if self.rollup_before_ns is not None:
+            return self.rollup_before_ns
+        if not self.rollups_ready():
+            return None
+        raw_s = self.policies()[self.sink.raw_policy][0]
+        if raw_s is None:
+            return None  # raw points are kept forever: they answer
+        return ceil_to(time.time_ns() - raw_s * NS + 60 * NS, 3600)
+
+    def _pieces(
+        self,
+        pieces: list[tuple[int, int, int]],
+        *,
+        measurement: str,
+        field: str,
+        fn: Agg,
+        every_s: int | None,
+        where: Mapping[str, str] | None,
+        group_by: Sequence[str],
+    ) -> list[list[Part]]:
+        out: list[list[Part]] = []
+        for lo, hi, level in pieces:
+            rp, sel = self.sink.retention_policy, None
+            if level:
+                rp = ROLLUP_RP[level]
+                f = {k: quote_ident(f"{k}_{field}") for k in ("count", "sum")}
+                sel = {
+                    "count": f"SUM({f['count']})",
+                    "mean": f"SUM({f['sum']}), SUM({f['count']})",
+                }.get(fn, f"{fn.upper()}({quote_ident(f'{fn}_{field}')})")
+            elif fn == "mean":
+                sel = f"SUM({quote_ident(field)}), COUNT({quote_ident(field)})"
+            q = build_query(measurement=measurement, field=field, start_ns=lo, end_ns=hi,
+                            fn=fn, every_s=every_s, where=where, group_by=group_by,
+                            retention_policy=rp, select=sel)  # fmt: skip
+            part: list[Part] = []
+            for s in self.query(q):
+                tags = s.get("tags") or {}
+                g = tuple(str(tags.get(k, "")) for k in group_by)
+                for t, v, *n in s.get("values", []):
+                    if isinstance(v, bool | int | float) and (not n or n[0]):
+                        part.append((g, int(t), float(v), float(n[0]) if n else 1.0))
+            out.append(part)
+        return out
+
     # -- querying ------------------------------------------------------------------------
     def query(self, q: str, *, write: bool = False) -> list[dict[str, Any]]:
-        """Run InfluxQL; returns the ``series`` of every result (chunks merged)."""
+        """Run InfluxQL; returns the ``series`` of every result (chunks merged). Raises
+        StoreUnavailable when the server does not answer, StoreError when it refuses."""
         params = {"q": q, "db": self.sink.database, "epoch": "ns"}
         if not write:
             params.update(chunked="true", chunk_size="10000")
         try:
             status, text, _ = self._request("POST", "/query", params)
         except SinkError as exc:
-            raise StoreError(exc.reason) from exc
+            raise StoreUnavailable(exc.reason) from exc
         if status != 200:
             msg = text.decode("utf-8", "replace").strip()
-            raise StoreError(f"InfluxDB query failed ({status}): {msg}: {q}")
+            err = StoreUnavailable if status >= 500 else StoreError
+            raise err(f"InfluxDB query failed ({status}): {msg}: {q}")
         series: list[dict[str, Any]] = []
         for line in text.splitlines():
             if not line.strip():
@@ -219,6 +417,12 @@ class InfluxStore:
         where: Mapping[str, str] | None = None,
         group_by: Sequence[str] = (),
     ) -> list[Row]:
+        check_query(fn, start_ns, end_ns, every_s)
+        pieces = plan_pieces(fn, start_ns, end_ns, every_s, self._rollup_before(fn, every_s))
+        if len(pieces) > 1 or pieces[0][2]:
+            parts = self._pieces(pieces, measurement=measurement, field=field, fn=fn,
+                                 every_s=every_s, where=where, group_by=group_by)  # fmt: skip
+            return merge_parts(fn, every_s, start_ns, group_by, parts)
         q = build_query(
             measurement=measurement,
             field=field,

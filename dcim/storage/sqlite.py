@@ -9,6 +9,16 @@ rows); the points are aggregated in SQL, the integral with ``LAG()``.
 
 ``synchronous=FULL``: the spool deletes what this store acknowledged, so an acknowledged
 write must survive a power cut too.
+
+Rollups: ``rollup_1m`` and ``rollup_1h`` hold per series, field and window the count of
+values, and over the numeric ones their count, sum, min, max and the first and last value
+with its time, so every aggregate but the integral is exact from them. :meth:`maintain`
+fills them for closed hours up to a watermark (``rollup_state.rolled_to_ns``); a write
+before the watermark marks its hour in ``rollup_dirty`` (same transaction) and ``maintain``
+redoes it. ``aggregate`` uses the rollups before the watermark and the first dirty hour.
+Raw rows older than ``retention_raw_days`` are deleted by ``maintain`` (whole hours, rolled
+up ones only); a point written later than that is dropped by the next ``maintain``, as
+InfluxDB drops points beyond its retention.
 """
 
 from __future__ import annotations
@@ -17,11 +27,26 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from dcim.reading import Reading
-from dcim.storage.base import Agg, Row, SinkError, StoreError, check_query, sort_rows
+from dcim.storage.base import (
+    NS,
+    Agg,
+    Part,
+    Row,
+    SinkError,
+    StoreError,
+    check_query,
+    floor_to,
+    merge_parts,
+    plan_pieces,
+    sort_rows,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -33,7 +58,22 @@ CREATE TABLE IF NOT EXISTS point (
     series_id INTEGER NOT NULL, field_id INTEGER NOT NULL, time_ns INTEGER NOT NULL, value ANY,
     PRIMARY KEY (series_id, field_id, time_ns)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rollup_dirty (hour_ns INTEGER PRIMARY KEY);
+""" + "".join(
+    f"""CREATE TABLE IF NOT EXISTS {t} (
+    series_id INTEGER NOT NULL, field_id INTEGER NOT NULL, time_ns INTEGER NOT NULL,
+    n INTEGER NOT NULL, n_num INTEGER NOT NULL, total ANY, vmin ANY, vmax ANY,
+    first_t INTEGER, first_v ANY, last_t INTEGER, last_v ANY,
+    PRIMARY KEY (series_id, field_id, time_ns)
+) WITHOUT ROWID;
 """
+    for t in ("rollup_1m", "rollup_1h")
+)
+_TABLE = {60: "rollup_1m", 3600: "rollup_1h"}
+HOUR = 3600 * NS
+_GRACE_NS = 300 * NS  # maintain() rolls up hours that ended at least this long ago
+_CHUNK_HOURS = 24  # hours rolled up per transaction (the writer waits meanwhile)
 _NUMERIC = "typeof(p.value) IN ('integer', 'real')"
 _SIMPLE = {"mean": "AVG", "min": "MIN", "max": "MAX", "sum": "SUM", "count": "COUNT"}
 
@@ -44,9 +84,16 @@ def _tags_key(tags: Mapping[str, str]) -> str:
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path, *, read_only: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        retention_raw_days: int | None = None,
+    ):
         self.path = Path(path)
         self.read_only = read_only
+        self.retention_raw_days = retention_raw_days
         try:
             if read_only:
                 if not self.path.exists():
@@ -102,6 +149,9 @@ class SqliteStore:
             except sqlite3.OperationalError as exc:  # locked for longer than busy_timeout
                 raise SinkError(retryable=True, reason=f"embedded store busy: {exc}") from exc
             try:
+                wm = self._con.execute(
+                    "SELECT value FROM rollup_state WHERE name = 'rolled_to_ns'"
+                ).fetchone()
                 rows = []
                 for r in readings:
                     sid = self._series_id(r.measurement, _tags_key(r.tags))
@@ -114,6 +164,9 @@ class SqliteStore:
                             )
                         rows.append((sid, self._field_id(name), r.time_ns, value))
                 self._con.executemany("INSERT OR REPLACE INTO point VALUES (?, ?, ?, ?)", rows)
+                if wm is not None:  # late points: their hours' rollups are redone
+                    late = {(floor_to(r.time_ns, 3600),) for r in readings if r.time_ns < wm[0]}
+                    self._con.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", late)
                 self._con.execute("COMMIT")
             except BaseException as exc:
                 self._con.execute("ROLLBACK")
@@ -164,14 +217,32 @@ class SqliteStore:
                 groups.append(g)
         if not pairs:
             return []
-        sql = _query(fn, every_s, start_ns)
         values = ",".join(f"({int(sid)},{int(grp)})" for sid, grp in pairs)
-        if sql.startswith("WITH "):  # more common table expressions after g
-            sql = ", " + sql.removeprefix("WITH ")
-        full = f"WITH g(sid, grp) AS (VALUES {values}) {sql}"
-        args = {"fid": fid_row[0], "start": start_ns, "end": end_ns}
+
+        def run(sql: str, lo: int, hi: int) -> list[Any]:
+            if sql.startswith("WITH "):  # more common table expressions after g
+                sql = ", " + sql.removeprefix("WITH ")
+            full = f"WITH g(sid, grp) AS (VALUES {values}) {sql}"
+            return self._con.execute(full, {"fid": fid_row[0], "start": lo, "end": hi}).fetchall()
+
         with self._lock:
-            result = self._con.execute(full, args).fetchall()
+            self._con.execute("BEGIN")  # one snapshot for the watermark and the pieces
+            try:
+                before = None if fn == "integral" else self._rollup_before(start_ns, end_ns)
+                pieces = plan_pieces(fn, start_ns, end_ns, every_s, before)
+                if len(pieces) == 1 and not pieces[0][2]:
+                    result = run(_query(fn, every_s, start_ns), start_ns, end_ns)
+                else:
+                    parts: list[list[Part]] = []
+                    for lo, hi, level in pieces:
+                        res = run(_piece_query(fn, every_s, lo, level), lo, hi)
+                        parts.append(
+                            [(groups[g], int(t), v, n) for g, t, v, n in res if v is not None]
+                        )
+            finally:
+                self._con.execute("COMMIT")
+        if len(pieces) > 1 or pieces[0][2]:
+            return merge_parts(fn, every_s, start_ns, group_by, parts)
         rows = [
             Row(
                 dict(zip(group_by, groups[grp], strict=True)),
@@ -181,6 +252,110 @@ class SqliteStore:
             for grp, t, v in result
         ]
         return sort_rows(rows, group_by)
+
+    def _rollup_before(self, start_ns: int, end_ns: int) -> int | None:
+        """The rollups are complete before this time (the watermark, or the first hour with
+        late points not yet redone); None: no rollups. The caller holds the lock."""
+        try:
+            state = dict(self._con.execute("SELECT name, value FROM rollup_state"))
+            wm = state.get("rolled_to_ns")
+            if wm is None:
+                return None
+            lo = max(floor_to(start_ns, 3600), state.get("raw_from_ns", start_ns))
+            dirty = self._con.execute(
+                "SELECT MIN(hour_ns) FROM rollup_dirty WHERE hour_ns >= ? AND hour_ns < ?",
+                (lo, end_ns),
+            ).fetchone()[0]
+        except sqlite3.OperationalError:  # a store from before the rollups, opened read-only
+            return None
+        return int(wm) if dirty is None else min(int(wm), int(dirty))
+
+    # -- rollups and retention ---------------------------------------------------------------
+    def rollup_status(self) -> dict[str, int | None]:
+        """``rolled_to_ns`` (rollups complete before, None: never maintained),
+        ``raw_from_ns`` (raw rows deleted before, None: none yet), ``dirty_hours``."""
+        with self._lock:
+            state = dict(self._con.execute("SELECT name, value FROM rollup_state"))
+            dirty = self._con.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0]
+        return {
+            "rolled_to_ns": state.get("rolled_to_ns"),
+            "raw_from_ns": state.get("raw_from_ns"),
+            "dirty_hours": int(dirty),
+        }
+
+    @contextmanager
+    def _txn(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"embedded store busy: {exc}") from exc
+            try:
+                yield self._con
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+
+    def maintain(self, now_ns: int | None = None) -> dict[str, int]:
+        """Roll up the hours closed since the last call into ``rollup_1m``/``rollup_1h``,
+        redo the hours that got late points, then delete raw rows older than
+        ``retention_raw_days``. Call it periodically from the writing process (every few
+        minutes; it is cheap when there is nothing to do; the first call on a large store
+        rolls up everything, a day per transaction). Returns counts for the log:
+        ``hours_rolled``, ``hours_redone``, ``raw_deleted``."""
+        if self.read_only:
+            raise StoreError(f"{self.path} is opened read-only")
+        now = time.time_ns() if now_ns is None else now_ns
+        target = floor_to(now - _GRACE_NS, 3600)
+        stats = {"hours_rolled": 0, "hours_redone": 0, "raw_deleted": 0}
+        try:
+            with self._lock:
+                state = dict(self._con.execute("SELECT name, value FROM rollup_state"))
+                dirty = [
+                    h for (h,) in self._con.execute("SELECT hour_ns FROM rollup_dirty ORDER BY 1")
+                ]
+                wm = state.get("rolled_to_ns")
+                if wm is None:  # the first call: from the oldest point on
+                    first = self._con.execute(
+                        "SELECT MIN((SELECT MIN(time_ns) FROM point "
+                        "WHERE series_id = s.id AND field_id = f.id)) "
+                        "FROM series s CROSS JOIN field_key f"
+                    ).fetchone()[0]
+                    wm = None if first is None else floor_to(first, 3600)
+            raw_from = state.get("raw_from_ns")
+            for i in range(0, len(dirty), _CHUNK_HOURS):
+                chunk = dirty[i : i + _CHUNK_HOURS]
+                with self._txn() as con:
+                    for h in chunk:
+                        if raw_from is None or h >= raw_from:
+                            _rollup(con, h, h + HOUR)
+                            stats["hours_redone"] += 1
+                        else:  # points written later than the retention: dropped
+                            stats["raw_deleted"] += _delete_raw(con, h, h + HOUR)
+                    con.executemany(
+                        "DELETE FROM rollup_dirty WHERE hour_ns = ?", [(h,) for h in chunk]
+                    )
+            while wm is not None and wm < target:
+                nxt = min(target, wm + _CHUNK_HOURS * HOUR)
+                with self._txn() as con:
+                    _rollup(con, wm, nxt)
+                    con.execute(
+                        "INSERT OR REPLACE INTO rollup_state VALUES ('rolled_to_ns', ?)", (nxt,)
+                    )
+                stats["hours_rolled"] += (nxt - wm) // HOUR
+                wm = nxt
+            if self.retention_raw_days is not None and wm is not None:
+                cut = min(floor_to(now - self.retention_raw_days * 86400 * NS, 3600), wm)
+                if raw_from is None or cut > raw_from:
+                    with self._txn() as con:
+                        stats["raw_deleted"] += _delete_raw(con, None, cut)
+                        con.execute(
+                            "INSERT OR REPLACE INTO rollup_state VALUES ('raw_from_ns', ?)", (cut,)
+                        )
+        except sqlite3.Error as exc:
+            raise StoreError(f"embedded store maintenance failed: {exc}") from exc
+        return stats
 
     def close(self) -> None:
         with self._lock:
@@ -229,6 +404,76 @@ def _query(fn: Agg, every_s: int | None, start_ns: int) -> str:
             f"{pick}(p.time_ns) {_SOURCE} AND {_NUMERIC} GROUP BY {by})"
         )
     return _integral_sql(every_s, start_ns)
+
+
+_NUM = "typeof(p.value) IN ('integer', 'real')"
+_ROLLUP_SQL = """INSERT OR REPLACE INTO {table} SELECT sid, fid, b, n, n_num, total, vmin, vmax,
+ first_t, (SELECT value FROM point WHERE series_id = sid AND field_id = fid AND time_ns = first_t),
+ last_t, (SELECT value FROM point WHERE series_id = sid AND field_id = fid AND time_ns = last_t)
+FROM (SELECT p.series_id AS sid, p.field_id AS fid, {bucket} AS b,
+ COUNT(p.value) AS n, SUM({num}) AS n_num, SUM(CASE WHEN {num} THEN p.value END) AS total,
+ MIN(CASE WHEN {num} THEN p.value END) AS vmin, MAX(CASE WHEN {num} THEN p.value END) AS vmax,
+ MIN(CASE WHEN {num} THEN p.time_ns END) AS first_t,
+ MAX(CASE WHEN {num} THEN p.time_ns END) AS last_t
+ FROM series s CROSS JOIN field_key f CROSS JOIN point p
+ ON p.series_id = s.id AND p.field_id = f.id AND p.time_ns >= :a AND p.time_ns < :b
+ GROUP BY p.series_id, p.field_id, b)"""
+
+
+def _rollup(con: sqlite3.Connection, a: int, b: int) -> None:
+    """(Re)compute both rollups of the hours ``[a, b)`` from the raw points."""
+    for level, table in _TABLE.items():
+        sql = _ROLLUP_SQL.format(table=table, bucket=_bucket("p.time_ns", level, 0), num=_NUM)
+        con.execute(sql, {"a": a, "b": b})
+
+
+def _delete_raw(con: sqlite3.Connection, lo: int | None, hi: int) -> int:
+    """Delete the raw points in ``[lo, hi)`` (one index range per series and field)."""
+    before = con.total_changes
+    con.execute(
+        "DELETE FROM point WHERE (series_id, field_id) IN "
+        "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
+        "AND time_ns >= ? AND time_ns < ?",
+        (-(2**63) if lo is None else lo, hi),
+    )
+    return con.total_changes - before
+
+
+def _piece_query(fn: Agg, every_s: int | None, start_ns: int, level: int) -> str:
+    """Like :func:`_query` for one piece of :func:`plan_pieces`, from the raw points (level
+    0) or a rollup table; rows are (grp, time, value, weight)."""
+    if level == 0 and fn == "mean":
+        b = _bucket("p.time_ns", every_s, start_ns)
+        return (
+            f"SELECT g.grp, {b} AS b, SUM(p.value), COUNT(p.value) {_SOURCE} "
+            f"AND {_NUMERIC} GROUP BY g.grp, b"
+        )
+    if level == 0:
+        q = _query(fn, every_s, start_ns)
+        if q.startswith("WITH "):  # the integral: never in pieces
+            raise ValueError(f"{fn} cannot be answered in pieces")
+        return f"SELECT *, 1 FROM ({q})"
+    table = _TABLE[level]
+    b = _bucket("r.time_ns", every_s, 0)
+    src = (
+        f"FROM g JOIN {table} r ON r.series_id = g.sid AND r.field_id = :fid "
+        "AND r.time_ns >= :start AND r.time_ns < :end"
+    )
+    by = "g.grp" if every_s is None else "g.grp, b"
+    if fn == "count":
+        return f"SELECT g.grp, {b} AS b, SUM(r.n), 1 {src} GROUP BY {by}"
+    src += " AND r.n_num > 0"  # the other aggregates: numeric values only
+    if fn in ("sum", "mean"):
+        return f"SELECT g.grp, {b} AS b, SUM(r.total), SUM(r.n_num) {src} GROUP BY {by}"
+    if fn in ("min", "max"):
+        return f"SELECT g.grp, {b} AS b, {fn.upper()}(r.v{fn}), 1 {src} GROUP BY {by}"
+    pick, col = ("MIN", "first") if fn == "first" else ("MAX", "last")
+    # One MIN()/MAX() aggregate: the bare r.first_v/last_v comes from its row.
+    if every_s is None:
+        inner = f"g.grp AS grp, {pick}(r.{col}_t) AS b, r.{col}_v AS v"
+    else:
+        inner = f"g.grp AS grp, {b} AS b, r.{col}_v AS v, {pick}(r.{col}_t)"
+    return f"SELECT grp, b, v, 1 FROM (SELECT {inner} {src} GROUP BY {by})"
 
 
 def _integral_sql(every_s: int | None, start_ns: int) -> str:

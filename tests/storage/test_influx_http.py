@@ -6,6 +6,8 @@ from __future__ import annotations
 import gzip
 import http.server
 import threading
+import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,7 +107,8 @@ def test_database_not_found_creates_it(fake: str) -> None:
         (204, {}, b""),
     ]
     InfluxStore(InfluxSink(type="influxdb", url=fake)).write(R)
-    assert [s["path"].split("?")[0] for s in Scripted.seen] == ["/write", "/query", "/write"]
+    paths = [s["path"].split("?")[0] for s in Scripted.seen]
+    assert paths[:3] == ["/write", "/query", "/write"]
     assert b"CREATE+DATABASE" in Scripted.seen[1]["body"] or "CREATE" in Scripted.seen[1]["path"]
 
 
@@ -142,3 +145,41 @@ def test_query_with_strange_tag_values(influxdb: InfluxServer) -> None:
     rows = st.aggregate(measurement="pdu", field="power_w", start_ns=T, end_ns=T + 1,
                         fn="mean", where={"device": odd}, group_by=("device",))  # fmt: skip
     assert [(r.tags, r.value) for r in rows] == [({"device": odd}, 2.0)]
+
+
+_POLICIES = (
+    b'{"results":[{"statement_id":0,"series":[{"columns":["name","duration",'
+    b'"shardGroupDuration","replicaN","default"],"values":[["raw","720h0m0s","24h0m0s",1,true],'
+    b'["rp_1m","9600h0m0s","168h0m0s",1,false],["rp_1h","0s","168h0m0s",1,false]]}]}]}'
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "raises"),
+    [(503, b"busy", True), (200, b'{"results":[{"statement_id":0,"error":"nope"}]}', False)],
+)
+def test_late_points_rolled_up_after_the_write(
+    fake: str, status: int, body: bytes, raises: bool
+) -> None:
+    """Points older than a few minutes miss the CQs: their hours are rolled up again; if the
+    server is gone meanwhile the write is retried, if it refuses the rollup, it is logged."""
+    Scripted.replies = [(204, {}, b""), (200, {}, _POLICIES), (status, {}, body)]
+    st = InfluxStore(InfluxSink(type="influxdb", url=fake, timeout_s=2))
+    if raises:
+        with pytest.raises(SinkError) as err:
+            st.write(R)
+        assert err.value.retryable and "rollup" in err.value.reason
+    else:
+        st.write(R)
+    rollup = urllib.parse.parse_qs(Scripted.seen[2]["path"].split("?", 1)[1])["q"][0]
+    assert rollup.startswith("SELECT mean(*), min(*), max(*), first(*), last(*), count(*), sum(*)")
+    assert f"WHERE time >= {T - T % (3600 * 10**9)} AND" in rollup
+    assert 'INTO "dcim"."rp_1m".:MEASUREMENT FROM "dcim"."raw"./.*/' in rollup
+
+
+def test_recent_points_are_left_to_the_cqs(fake: str) -> None:
+    now = time.time_ns()
+    InfluxStore(InfluxSink(type="influxdb", url=fake)).write(
+        [Reading("pdu", {"device": "p1"}, {"power_w": 1.0}, now)]
+    )
+    assert [s["path"].split("?")[0] for s in Scripted.seen] == ["/write"]

@@ -1,0 +1,244 @@
+"""``dcim db init`` on the real influxd: retention policies, continuous queries, idempotence;
+the rollup statement's values; aggregate from the rollups as from the raw points."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dcim.cli import main
+from dcim.config import InfluxSink
+from dcim.dbinit import init_sink
+from dcim.reading import Reading
+from dcim.storage.base import Row
+from dcim.storage.influx import InfluxStore, rollup_select
+from tests.servers import InfluxServer
+from tests.storage.helpers import influx_store
+
+S = 1_000_000_000
+H = 3600 * S
+NOW = time.time_ns()
+T0 = NOW - NOW % H - 30 * H  # an hour boundary, out of reach of the running CQs
+SPAN = 4 * H
+DEVICES = {"em1": "r1", "em2": "r1", "em3": None}
+
+
+def dataset() -> list[Reading]:
+    """Three meters over four hours, irregular times (distinct across series), a gap."""
+    rng = random.Random(5)
+    out = []
+    for i, (dev, room) in enumerate(DEVICES.items()):
+        tags = {"site": "paris", "device": dev} | ({"room": room} if room else {})
+        t, energy = T0 + i * 1_000_000, 1000 * (i + 1)
+        while t < T0 + SPAN - 60 * S:
+            t += rng.choice([20, 30, 45, 60]) * S + rng.randrange(1000)
+            if dev == "em2" and T0 + H + 600 * S < t < T0 + 2 * H + 300 * S:
+                continue
+            energy += rng.randrange(0, 50)
+            fields: dict[str, Any] = {
+                "power_w": round(rng.uniform(-50, 5000), 3),
+                "energy_wh_total": energy,
+                "status": "ok",
+            }
+            out.append(Reading("energy_meter", dict(tags), fields, t))
+    return out
+
+
+def _sink(st: InfluxStore, **kw: Any) -> InfluxSink:
+    return st.sink.model_copy(update=kw)
+
+
+def _rps(srv: InfluxServer, db: str) -> dict[str, tuple[str, bool]]:
+    res = srv.query(f'SHOW RETENTION POLICIES ON "{db}"', db)["results"][0]["series"][0]
+    return {r[0]: (r[1], r[4]) for r in res["values"]}
+
+
+def _cqs(srv: InfluxServer, db: str) -> dict[str, str]:
+    series = srv.query("SHOW CONTINUOUS QUERIES", db)["results"][0]["series"]
+    return {r[0]: r[1] for s in series if s["name"] == db for r in s.get("values", [])}
+
+
+def test_db_init_creates_policies_and_cqs_idempotently(influxdb: InfluxServer) -> None:
+    st = influx_store(influxdb, "init")
+    st.write([Reading("pdu", {"device": "p1"}, {"power_w": 1.0}, NOW)])  # creates it
+    sink, db = st.sink, st.sink.database
+    first = init_sink(sink)
+    assert first[0] == f"database {db}: exists"
+    assert "retention policy raw (raw points, default): created, keeps 30d" in first
+    assert any(line.startswith("note: the default policy was autogen") for line in first)
+    assert _rps(influxdb, db) == {
+        "autogen": ("0s", False),
+        "raw": ("720h0m0s", True),
+        "rp_1m": ("9600h0m0s", False),
+        "rp_1h": ("0s", False),
+    }
+    cqs = _cqs(influxdb, db)
+    assert set(cqs) == {"cq_1m", "cq_1h"}
+    assert "RESAMPLE FOR 5m BEGIN SELECT mean(*), min(*), max(*), first(*), last(*), " \
+        f"count(*), sum(*) INTO {db}.rp_1m.:MEASUREMENT FROM {db}.raw./.*/ GROUP BY " \
+        "time(1m), * END" in cqs["cq_1m"]  # fmt: skip
+    assert f"INTO {db}.rp_1h.:MEASUREMENT FROM {db}.raw./.*/ GROUP BY time(1h), *" in cqs["cq_1h"]
+
+    again = init_sink(sink)
+    assert again[0] == f"database {db}: exists"
+    assert all("unchanged" in line for line in again[1:]), again
+    assert _cqs(influxdb, db) == cqs
+
+    changed = init_sink(_sink(influx_store(influxdb), database=db, retention_raw="7d",
+                              retention_1h="520w"))  # fmt: skip
+    assert "retention policy raw (raw points, default): altered, keeps 7d (was 30d, default)" in (
+        changed
+    )
+    assert "retention policy rp_1h (1-hour rollups): altered, keeps 520w (was INF)" in changed
+    assert _rps(influxdb, db)["raw"] == ("168h0m0s", True)
+
+    # another raw policy: created, made the default, the CQs read from it
+    other = init_sink(_sink(influx_store(influxdb), database=db, retention_policy="short"))
+    assert any("continuous query cq_1m: replaced" in line for line in other)
+    assert _rps(influxdb, db)["short"] == ("720h0m0s", True)
+    assert _rps(influxdb, db)["raw"][1] is False
+    assert f"FROM {db}.short./.*/" in _cqs(influxdb, db)["cq_1h"]
+
+
+@pytest.fixture(scope="module")
+def rolled(influxdb: InfluxServer) -> Iterator[InfluxStore]:
+    """A database set up by db init; the data is hours old, so writing it rolls it up."""
+    st = influx_store(influxdb, "roll")
+    init_sink(st.sink)
+    st.write(dataset())
+    yield st
+    st.close()
+
+
+def _expected(level_s: int) -> dict[tuple[str, int], dict[str, Any]]:
+    """The rollup rows computed here: (device, window) -> {mean_power_w: ..., ...}."""
+    groups: dict[tuple[str, int], list[Reading]] = defaultdict(list)
+    for r in dataset():
+        groups[(r.tags["device"], r.time_ns - r.time_ns % (level_s * S))].append(r)
+    out = {}
+    for key, rs in groups.items():
+        row: dict[str, Any] = {}
+        for f in ("power_w", "energy_wh_total"):
+            vals = [r.fields[f] for r in rs]
+            row |= {f"mean_{f}": sum(vals) / len(vals), f"min_{f}": min(vals),
+                    f"max_{f}": max(vals), f"first_{f}": vals[0], f"last_{f}": vals[-1],
+                    f"count_{f}": len(vals), f"sum_{f}": sum(vals)}  # fmt: skip
+        row |= {"count_status": len(rs), "first_status": "ok", "last_status": "ok"}
+        out[key] = row
+    return out
+
+
+@pytest.mark.parametrize(("level", "rp"), [(60, "rp_1m"), (3600, "rp_1h")])
+def test_rollup_statement_values(
+    rolled: InfluxStore, influxdb: InfluxServer, level: int, rp: str
+) -> None:
+    """The CQ body run over a past range (what write() did for these late points)."""
+    db = rolled.sink.database
+    assert rolled.rollup(T0, T0 + SPAN) > 0  # idempotent: the same points again
+    res = influxdb.query(f'SELECT * FROM "{rp}"."energy_meter" GROUP BY "device"', db)
+    got = {}
+    for s in res["results"][0]["series"]:
+        for values in s["values"]:
+            row = dict(zip(s["columns"], values, strict=True))
+            t = row.pop("time")
+            row.pop("site")
+            row.pop("room", None)
+            got[(s["tags"]["device"], t)] = {k: v for k, v in row.items() if v is not None}
+    expected = _expected(level)
+    assert got.keys() == expected.keys()
+    for key, row in expected.items():
+        texts = {k: got[key].pop(k) for k in ("first_status", "last_status")}
+        assert texts == {k: row.pop(k) for k in texts}
+        assert got[key] == pytest.approx(row, rel=1e-12), key
+    assert "WHERE time >= 1 AND time < 2 GROUP BY time(1m), *" in rollup_select(
+        rolled.sink, 60, 1, 2
+    )
+
+
+def _same(a: list[Row], b: list[Row]) -> None:
+    assert [(r.tags, r.time_ns) for r in a] == [(r.tags, r.time_ns) for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.value == pytest.approx(y.value, rel=1e-12), (x, y)
+
+
+FNS = ["mean", "min", "max", "first", "last", "count", "sum"]
+SHAPES = [(None, ()), ({"room": "r1"}, ("device",)), ({"room": ""}, ("room", "device"))]
+
+
+def test_aggregate_from_rollups_like_raw(rolled: InfluxStore) -> None:
+    raw = InfluxStore(rolled.sink)  # raw kept 30d: the default answers from raw points
+    fast = InfluxStore(rolled.sink, rollup_before_ns=NOW)  # rollups for all closed windows
+    assert raw._rollup_before("last", 60) == pytest.approx(NOW - 30 * 24 * H, abs=2 * H)
+    ranges = [(T0, T0 + SPAN), (T0 + 17 * S, T0 + 3 * H + 1234 * S)]
+    for fn, every, (where, group_by), (a, b), field in itertools.product(
+        FNS, [None, 60, 300, 3600, 7200], SHAPES, ranges, ["power_w", "energy_wh_total"]
+    ):
+        if fn in ("first", "last") and "device" not in group_by:
+            continue  # rollups keep window starts: exact for one series per group only
+        kw = dict(measurement="energy_meter", field=field, start_ns=a, end_ns=b, fn=fn,
+                  every_s=every, where=where, group_by=group_by)  # fmt: skip
+        expect = raw.aggregate(**kw)  # type: ignore[arg-type]
+        assert expect
+        _same(fast.aggregate(**kw), expect)  # type: ignore[arg-type]
+
+
+def test_rollups_only_beyond_raw_retention(influxdb: InfluxServer) -> None:
+    st = influx_store(influxdb, "horizon")
+    assert st._rollup_before("count", 3600) is None  # no database, no rollups
+    st = InfluxStore(_sink(st, retention_raw="2h"))
+    init_sink(st.sink)
+    cut = st._rollup_before("count", 3600)
+    assert cut is not None and cut % H == 0 and 0 < cut - (time.time_ns() - 2 * H) <= H + 60 * S
+    assert st._rollup_before("first", None) is None  # the time of the point is not kept
+    assert st._rollup_before("integral", 60) is None
+    forever = InfluxStore(_sink(st, retention_raw="INF"))
+    init_sink(forever.sink)
+    assert forever._rollup_before("count", 3600) is None  # raw points kept: they answer
+
+
+@pytest.mark.parametrize(("precision", "unit"), [("s", S), ("ms", 10**6), ("us", 1000)])
+def test_write_precision(influxdb: InfluxServer, precision: str, unit: int) -> None:
+    st = InfluxStore(_sink(influx_store(influxdb, "prec"), precision=precision))
+    t = NOW - NOW % H + 123_456_789_123
+    st.write([Reading("pdu", {"device": "p1"}, {"power_w": 1.0}, t)])
+    rows = st.aggregate(measurement="pdu", field="power_w", start_ns=t - H, end_ns=t + H,
+                        fn="last")  # fmt: skip
+    assert [r.time_ns for r in rows] == [t - t % unit]
+
+
+def _config(tmp_path: Path, sink: dict[str, Any]) -> str:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump({"site": {"name": "x"}, "storage": {"sink": sink}}))
+    return str(path)
+
+
+def test_cli_db_init(
+    influxdb: InfluxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _config(tmp_path, {"type": "influxdb", "url": influxdb.url, "database": "cli_init"})
+    assert main(["db", "init", cfg]) == 0
+    out = capsys.readouterr().out
+    assert "database cli_init: created" in out and "continuous query cq_1h: created" in out
+    emb = _config(tmp_path, {"type": "embedded", "path": str(tmp_path / "s.sqlite")})
+    assert main(["db", "init", emb]) == 0
+    assert main(["db", "init", emb]) == 0
+    out = capsys.readouterr().out
+    assert "s.sqlite: created" in out and "s.sqlite: schema checked" in out
+    assert "raw points kept 400 days" in out
+    bad = _config(tmp_path, {"type": "influxdb", "url": "http://127.0.0.1:9", "timeout_s": 1})
+    assert main(["db", "init", bad]) == 1
+    assert "unreachable" in capsys.readouterr().err
+
+
+def test_bad_retention_is_a_config_error(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, {"type": "influxdb", "url": "http://x", "retention_1m": "30x"})
+    with pytest.raises(SystemExit):
+        main(["db", "init", cfg])

@@ -1,0 +1,167 @@
+"""Embedded store: maintain() rolls up closed hours, aggregate answers from the rollups exactly
+as from the raw points, late points redo their hour, old raw rows are deleted."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dcim.reading import Reading
+from dcim.storage.base import Row, plan_pieces
+from dcim.storage.sqlite import SqliteStore
+
+S = 1_000_000_000
+H = 3600 * S
+T0 = 472_222 * H  # 2023-11-14 22:00 UTC, an hour boundary
+SPAN = 5 * H
+DEVICES = {"em1": "r1", "em2": "r1", "em3": None}
+
+
+def dataset() -> list[Reading]:
+    """Three meters over five hours, irregular times, a gap, ints, floats and a string."""
+    rng = random.Random(11)
+    out = []
+    for i, (dev, room) in enumerate(DEVICES.items()):
+        tags = {"site": "paris", "device": dev} | ({"room": room} if room else {})
+        t, energy = T0 + i * 1_000_000, 1000 * (i + 1)
+        while t < T0 + SPAN - 60 * S:
+            t += rng.choice([20, 30, 45, 60]) * S + rng.randrange(1000)
+            if dev == "em2" and T0 + H + 600 * S < t < T0 + 2 * H + 300 * S:
+                continue  # a hole across an hour boundary
+            energy += rng.randrange(0, 50)
+            fields: dict[str, Any] = {
+                "power_w": round(rng.uniform(-50, 5000), 3),
+                "energy_wh_total": energy,
+                "status": "ok",
+            }
+            out.append(Reading("energy_meter", dict(tags), fields, t))
+    return out
+
+
+def _same(a: list[Row], b: list[Row]) -> None:
+    assert [(r.tags, r.time_ns) for r in a] == [(r.tags, r.time_ns) for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.value == pytest.approx(y.value, rel=1e-12), (x, y)
+
+
+def _stores(tmp_path: Path, **kw: Any) -> tuple[SqliteStore, SqliteStore]:
+    raw, rolled = SqliteStore(tmp_path / "raw.sqlite"), SqliteStore(tmp_path / "r.sqlite", **kw)
+    for st in (raw, rolled):
+        st.write(dataset())
+    return raw, rolled
+
+
+FNS = ["mean", "min", "max", "first", "last", "count", "sum"]
+EVERY = [None, 60, 300, 3600, 7200]
+SHAPES = [(None, ()), (None, ("device",)), ({"room": "r1"}, ("device",)), ({"room": ""}, ())]
+
+
+def test_pieces_plan() -> None:
+    m = 60 * S
+    # hour-multiple windows: raw edges, 1-minute rollups up to the hours, 1-hour rollups
+    assert plan_pieces("last", 17 * S, 3 * H + 5 * m + 3 * S, 3600, 10 * H) == [
+        (17 * S, m, 0), (m, H, 60), (H, 3 * H, 3600), (3 * H, 3 * H + 5 * m, 60),
+        (3 * H + 5 * m, 3 * H + 5 * m + 3 * S, 0),
+    ]  # fmt: skip
+    # rollups only before rollup_before; windows that are not whole minutes: raw only
+    assert plan_pieces("count", 0, 3 * H, None, 2 * H + 30 * S) == [
+        (0, 2 * H, 3600),
+        (2 * H, 3 * H, 0),
+    ]
+    assert plan_pieces("count", 0, 3 * H, 45, 10 * H) == [(0, 3 * H, 0)]
+    assert plan_pieces("integral", 0, 3 * H, 60, 10 * H) == [(0, 3 * H, 0)]
+    assert plan_pieces("mean", 0, 3 * H, 60, None) == [(0, 3 * H, 0)]
+
+
+def test_rollups_answer_like_raw(tmp_path: Path) -> None:
+    """Not aligned ranges too: the edges come from the raw points."""
+    raw, rolled = _stores(tmp_path)
+    assert rolled.maintain(now_ns=T0 + 10 * H) == {
+        "hours_rolled": 9, "hours_redone": 0, "raw_deleted": 0,
+    }  # fmt: skip
+    assert rolled.maintain(now_ns=T0 + 10 * H)["hours_rolled"] == 0
+    assert rolled._rollup_before(T0, T0 + SPAN) == T0 + 9 * H
+    ranges = [(T0, T0 + SPAN), (T0 + 17 * S, T0 + 4 * H + 1234 * S), (T0 - H, T0 + 2 * H)]
+    for fn, every, (where, group_by), (a, b), field in itertools.product(
+        FNS, EVERY, SHAPES, ranges, ["power_w", "energy_wh_total"]
+    ):
+        kw = dict(measurement="energy_meter", field=field, start_ns=a, end_ns=b, fn=fn,
+                  every_s=every, where=where, group_by=group_by)  # fmt: skip
+        expect = raw.aggregate(**kw)  # type: ignore[arg-type]
+        assert expect
+        _same(rolled.aggregate(**kw), expect)  # type: ignore[arg-type]
+    for st in (raw, rolled):
+        st.close()
+
+
+def test_retention_deletes_raw_and_rollups_still_answer(tmp_path: Path) -> None:
+    raw, rolled = _stores(tmp_path, retention_raw_days=1)
+    stats = rolled.maintain(now_ns=T0 + 2 * 24 * H)
+    assert stats["raw_deleted"] == len(dataset()) * 3  # three fields each
+    assert rolled._con.execute("SELECT COUNT(*) FROM point").fetchone()[0] == 0
+    for fn, every, (where, group_by), field in itertools.product(
+        FNS, EVERY, SHAPES, ["power_w", "energy_wh_total", "status"]
+    ):
+        if field == "status" and fn != "count":
+            continue
+        kw = dict(measurement="energy_meter", field=field, start_ns=T0 - H, end_ns=T0 + SPAN,
+                  fn=fn, every_s=every, where=where, group_by=group_by)  # fmt: skip
+        expect = raw.aggregate(**kw)  # type: ignore[arg-type]
+        assert expect
+        _same(rolled.aggregate(**kw), expect)  # type: ignore[arg-type]
+    # first/last without windows keep the time of the point
+    kw = dict(measurement="energy_meter", field="power_w", start_ns=T0, end_ns=T0 + SPAN,
+              group_by=("device",))  # fmt: skip
+    for fn in ("first", "last"):
+        _same(rolled.aggregate(fn=fn, **kw), raw.aggregate(fn=fn, **kw))  # type: ignore[arg-type]
+    # a point older than the retention, written later, is dropped like InfluxDB does
+    late = Reading("energy_meter", {"device": "em1"}, {"power_w": 1.0}, T0 + 30 * S)
+    rolled.write([late])
+    assert rolled.maintain(now_ns=T0 + 2 * 24 * H) == {
+        "hours_rolled": 0, "hours_redone": 0, "raw_deleted": 1,
+    }  # fmt: skip
+    for st in (raw, rolled):
+        st.close()
+
+
+def test_late_points_redo_their_hour(tmp_path: Path) -> None:
+    raw, rolled = _stores(tmp_path)
+    rolled.maintain(now_ns=T0 + SPAN + H)
+    late = [
+        Reading("energy_meter", {"site": "paris", "device": "em2", "room": "r1"},
+                {"power_w": 9999.5, "energy_wh_total": 10**6}, T0 + H + 900 * S),
+        Reading("energy_meter", {"site": "paris", "device": "em9"},
+                {"power_w": -1.0, "energy_wh_total": 1}, T0 + 3 * H + 1),
+    ]  # fmt: skip
+    for st in (raw, rolled):
+        st.write(late)
+    assert rolled._rollup_before(T0, T0 + SPAN) == T0 + H  # the first hour to redo
+    assert rolled._rollup_before(T0 + 4 * H, T0 + SPAN) == T0 + SPAN  # the watermark
+
+    def check() -> None:
+        for fn, every in itertools.product(FNS, [None, 60, 3600]):
+            kw = dict(measurement="energy_meter", field="power_w", start_ns=T0,
+                      end_ns=T0 + SPAN, fn=fn, every_s=every, group_by=("device",))  # fmt: skip
+            _same(rolled.aggregate(**kw), raw.aggregate(**kw))  # type: ignore[arg-type]
+
+    check()  # answered from the raw points from the first dirty hour on
+    assert rolled.maintain(now_ns=T0 + SPAN + H)["hours_redone"] == 2
+    assert rolled._rollup_before(T0, T0 + SPAN) == T0 + SPAN  # the watermark
+    check()  # the redone rollups hold the late points
+    for st in (raw, rolled):
+        st.close()
+
+
+def test_maintain_on_an_empty_store_and_read_only(tmp_path: Path) -> None:
+    st = SqliteStore(tmp_path / "e.sqlite", retention_raw_days=30)
+    assert st.maintain() == {"hours_rolled": 0, "hours_redone": 0, "raw_deleted": 0}
+    st.write(dataset()[:5])
+    st.close()
+    ro = SqliteStore(tmp_path / "e.sqlite", read_only=True)
+    with pytest.raises(Exception, match="read-only"):
+        ro.maintain()
+    ro.close()
