@@ -19,6 +19,7 @@ from dcim.spool import Spool
 from dcim.storage import make_store
 
 log = logging.getLogger(__name__)
+MAINTAIN_EVERY_S = 300.0
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Collector:
             on_full=st.spool_on_full,
             warn_pct=st.spool_warn_pct,
         )
-        self._health_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.pipeline = Pipeline(self.spool)
         self.store = make_store(self.cfg.storage)
         self.forwarder = Forwarder(
@@ -82,9 +83,27 @@ class Collector:
             except Exception:  # noqa: BLE001 - health must not stop the collector
                 log.exception("emitting the dcim_spool health reading failed")
 
+    async def _maintain_loop(self) -> None:
+        # The embedded store rolls up closed hours and applies its raw retention itself
+        # (InfluxDB does both in the server, with the continuous queries of `dcim db init`).
+        maintain = getattr(self.store, "maintain", None)
+        if maintain is None:
+            return
+        while True:
+            try:
+                done = await asyncio.to_thread(maintain)
+                if any(done.values()):
+                    log.info("embedded store maintenance: %s", done)
+            except Exception:  # noqa: BLE001 - retried at the next round
+                log.exception("embedded store maintenance failed")
+            await asyncio.sleep(MAINTAIN_EVERY_S)
+
     async def start(self) -> None:
         self.forwarder.start()
-        self._health_task = asyncio.create_task(self._spool_health_loop())
+        self._tasks = [
+            asyncio.create_task(self._spool_health_loop()),
+            asyncio.create_task(self._maintain_loop()),
+        ]
         if self.mqtt is not None:
             self.mqtt.start()
         await self.scheduler.start()
@@ -99,11 +118,11 @@ class Collector:
         """Stop polling, then forward what the spool holds (bounded); nothing is lost either
         way: what is not forwarded stays in the spool for the next start."""
         await self.scheduler.stop()
-        if self._health_task is not None:
-            self._health_task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
-            self._health_task = None
+                await task
+        self._tasks = []
         if self.mqtt is not None:
             self.mqtt.stop()
         for p in self.pollers:
