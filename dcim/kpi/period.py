@@ -97,20 +97,10 @@ def _window_s(period_ns: int, interval_s: float) -> int:
     return _WINDOWS[-1]
 
 
-def wrap_at(profile: Profile, field_name: str) -> float | None:
-    """The value at which a counter field rolls over (in its scaled unit), from its register
-    or SNMP type: uint16/uint32 registers and Counter32 objects wrap; wider ones never do
-    in practice (None)."""
-    try:
-        spec = profile.field(field_name)
-    except KeyError:
+def _wrap_at(profile: Profile, field_name: str) -> float | None:
+    if field_name not in profile.field_names:
         return None
-    bits = {"uint16": 16, "uint32": 32}.get(spec.type or "") or (
-        32 if spec.snmp_type == "Counter32" else None
-    )
-    if bits is None or spec.scale <= 0:
-        return None
-    return float(2**bits) * spec.scale
+    return profile.field(field_name).wrap_at
 
 
 def replacements_of(cfg: SiteConfig, dev: Device, field_name: str) -> list[Replacement]:
@@ -241,7 +231,7 @@ def counter_energies(
                 samples,
                 start_ns,
                 end_ns,
-                wrap_at=wrap_at(profiles[d.profile], field_name),
+                wrap_at=_wrap_at(profiles[d.profile], field_name),
                 max_extrapolation_ns=extrapolation,
                 replacements=reps[n],
             )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dcim.config import SiteConfig
-from dcim.kpi.period import compute_kpis, counter_energies, wrap_at
+from dcim.kpi.period import compute_kpis, counter_energies
 from dcim.kpi.render import render_table
 from tests.kpi.fakestore import FakeStore
 
@@ -282,15 +282,6 @@ def test_heat_pump_counter_wraps_at_32_bits() -> None:
     assert rep.figure("seasonal_cop_hp-1").value == pytest.approx(4.0)
     heat = next(m for m in rep.meters if m.device == "hp-1" and m.field.startswith("heat"))
     assert heat.resets == 1
-
-
-def test_wrap_at_from_profile_types() -> None:
-    profiles = site().profiles()
-    assert wrap_at(profiles["heat_pump"], "heat_energy_wh_total") == 2.0**32
-    assert wrap_at(profiles["energy_meter_3ph"], "energy_wh_total") is None  # int64
-    assert wrap_at(profiles["heat_meter_en1434"], "volume_m3_total") == pytest.approx(
-        2.0**32 * 0.001
-    )
 
 
 def test_counter_energies_for_any_device_and_field() -> None:
