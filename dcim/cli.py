@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_kpi(args: argparse.Namespace) -> int:
     from dcim.kpi.period import compute_kpis
     from dcim.kpi.render import render_table
-    from dcim.storage import make_store
+    from dcim.storage import StoreError, make_store
 
     cfg = _load(args.config)
     tz = cfg.site.timezone
@@ -69,9 +69,19 @@ def cmd_kpi(args: argparse.Namespace) -> int:
     if end_ns <= start_ns:
         print("--to must be after --from", file=sys.stderr)
         return 2
-    store = make_store(cfg.storage, read_only=True)
+    store = make_store(cfg.storage, read_only=not args.series)
     try:
         rep = compute_kpis(store, cfg, start_ns, end_ns, category=args.category)
+        if args.series:
+            from dcim.kpi.series import kpi_series
+
+            points = kpi_series(store, cfg, start_ns, end_ns, args.series)
+            try:
+                store.write(points)
+            except StoreError as exc:
+                print(f"the {args.series} KPI series was not written: {exc}", file=sys.stderr)
+                return 1
+            print(f"{len(points)} {args.series} 'kpi' point(s) written to the store")
     finally:
         store.close()
     print(render_table(rep, tz))
@@ -136,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--last", help="the period up to now: 90s, 15m, 2h, 7d")
     k.add_argument("--category", type=int, choices=(1, 2, 3), help="PUE measurement category")
     k.add_argument("--json", help="also write the report as JSON to this file")
+    k.add_argument(
+        "--series",
+        choices=("hourly", "daily"),
+        help="also write hourly or daily KPI points (measurement 'kpi') to the store",
+    )
     k.set_defaults(func=cmd_kpi)
 
     pr = sub.add_parser("probe", help="read one device once and print what would be stored")
