@@ -1,16 +1,20 @@
-"""SNMP collector: one GET cycle of a profile's OIDs (v1, v2c, v3) per poll.
+"""SNMP collector: per poll, a GET of a profile's scalar OIDs and a walk of its tables
+(v1, v2c, v3).
 
 All pollers of a process share one pysnmp ``SnmpEngine`` (one UDP socket, one timer) on the
 running asyncio loop; requests to different agents are multiplexed by request id, so a dead
 agent only costs its own timeout. Each poller configures its target once and hands
-pre-built var-binds straight to the command generator, skipping the MIB layer and the
+pre-built var-binds straight to the command generators, skipping the MIB layer and the
 per-call target lookup of ``get_cmd`` (about 12 % less CPU; the rest is pyasn1's BER codec).
 
-Decoding, per value: noSuchObject / noSuchInstance / endOfMibView or a non-numeric type
-leave that field out; ``map`` is applied to the raw code, then ``value = raw*scale + offset``.
-A field's Python type never changes from one poll to the next (InfluxDB rejects a field
-that flips between integer and float): ``counter`` and ``state`` fields with integral
-scale, offset and map are ``int``, everything else is ``float``.
+Layers: :meth:`SnmpPoller._request` is the transport (one GET, GETNEXT or GETBULK exchange,
+answers turned into the neutral form of :mod:`collectors.snmp_codec`); ``_get_chunk`` and
+``_walk`` handle the protocol's error statuses (SNMPv1 noSuchName, tooBig); what to ask and
+how answers become readings (decoding, table rows, counter rates) is all in
+:mod:`collectors.snmp_codec`.
+
+Per device: ``timeout_s`` and ``retries`` (the engine resends), ``snmp.max_varbinds`` OIDs
+per request and ``snmp.max_repetitions`` rows per column of a GETBULK (halved on tooBig).
 """
 
 from __future__ import annotations
@@ -18,11 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pyasn1.type import univ
@@ -46,12 +48,25 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmHMACSHAAuthProtocol,
 )
 from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
-from pysnmp.proto import errind, rfc1902
+from pysnmp.proto import errind, rfc1902, rfc1905
 
 from collectors.base import ErrorKind, PollError
+from collectors.snmp_codec import (
+    INTEGER_TYPES,
+    SYS_UPTIME,
+    SYS_UPTIME_COLUMN,
+    Columns,
+    Oid,
+    ProfilePlan,
+    RateState,
+    Value,
+    VarBind,
+    dotted,
+    uptime_of,
+)
 from dcim.config import Device, SiteConfig, SnmpOptions
-from dcim.profiles import FieldSpec, Profile
-from dcim.reading import FieldValue, Reading
+from dcim.profiles import Profile
+from dcim.reading import Reading
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +103,9 @@ _AUTH_ERRORS = (
 )
 _NO_SUCH_NAME, _TOO_BIG, _AUTHORIZATION_ERROR = 2, 1, 16
 _GET = cmdgen.GetCommandGenerator()
+_NEXT = cmdgen.NextCommandGeneratorSingleRun()
+_BULK = cmdgen.BulkCommandGeneratorSingleRun()
+_NULL = univ.Null("")
 RCVBUF_BYTES = 4 * 1024 * 1024
 
 # -- the shared engine ----------------------------------------------------------------------
@@ -126,73 +144,46 @@ def close_shared_engine() -> None:
     sock.close()
 
 
-# -- decoding -------------------------------------------------------------------------------
+# -- pysnmp values -> the codec's neutral form -----------------------------------------------
+
+_TYPE_NAMES = {
+    rfc1902.Counter32.tagSet: "Counter32",
+    rfc1902.Counter64.tagSet: "Counter64",
+    rfc1902.Gauge32.tagSet: "Gauge32",
+    rfc1902.TimeTicks.tagSet: "TimeTicks",
+    rfc1902.Integer32.tagSet: "Integer32",
+    rfc1902.IpAddress.tagSet: "IpAddress",
+    rfc1902.Opaque.tagSet: "Opaque",
+    univ.OctetString.tagSet: "OctetString",
+    univ.ObjectIdentifier.tagSet: "ObjectIdentifier",
+    univ.Null.tagSet: "Null",
+    rfc1905.noSuchObject.tagSet: "noSuchObject",
+    rfc1905.noSuchInstance.tagSet: "noSuchInstance",
+    rfc1905.endOfMibView.tagSet: "endOfMibView",
+}
+_BYTES = frozenset({"OctetString", "IpAddress", "Opaque"})
 
 
-def _integral(x: float) -> bool:
-    return math.isfinite(x) and float(x).is_integer()
-
-
-@dataclass(frozen=True, slots=True)
-class _Decoder:
-    """Raw SNMP value -> canonical value for one field (None: leave the field out)."""
-
-    name: str
-    scale: float
-    offset: float
-    divisor: int | None  # raw / divisor is exact where scale = 1/divisor (0.1 -> 10)
-    mapping: dict[int, float] | None
-    as_int: bool
-    text: bool  # OctetString field holding a number as text
-
-    @classmethod
-    def of(cls, f: FieldSpec) -> _Decoder:
-        inv = 1.0 / f.scale if f.scale else 0.0
-        divisor = (
-            round(inv) if f.scale and abs(f.scale) < 1 and abs(inv - round(inv)) < 1e-9 else None
-        )
-        ints = _integral(f.scale) and _integral(f.offset)
-        if f.map:
-            ints = ints and all(_integral(v) for v in f.map.values())
-        return cls(
-            name=f.name,
-            scale=f.scale,
-            offset=f.offset,
-            divisor=divisor,
-            mapping=dict(f.map) if f.map else None,
-            as_int=ints and f.kind in ("counter", "state"),
-            text=f.snmp_type == "OctetString",
-        )
-
-    def decode(self, val: Any) -> FieldValue | None:
-        raw: float
-        if isinstance(val, univ.Integer):  # Integer32, Gauge32, Counter32/64, TimeTicks
-            raw = int(val)
-        elif self.text and isinstance(val, univ.OctetString):
-            try:
-                raw = float(bytes(val).decode("ascii").strip())
-            except ValueError:
-                return None
-            if not math.isfinite(raw):
-                return None
-        else:  # noSuchObject, noSuchInstance, endOfMibView, Null or a type of the wrong kind
-            return None
-        if self.mapping is not None:
-            if raw not in self.mapping:
-                return None
-            raw = self.mapping[int(raw)]
-        if self.as_int:
-            return int(raw) * int(self.scale) + int(self.offset)
-        if self.divisor is not None:
-            return raw / self.divisor + self.offset
-        return float(raw * self.scale + self.offset)
+def neutral(val: Any) -> Value:
+    """A pysnmp value as ``(type, python value)`` (see :mod:`collectors.snmp_codec`)."""
+    kind = _TYPE_NAMES.get(getattr(val, "tagSet", None), val.__class__.__name__)
+    if kind in INTEGER_TYPES:
+        return kind, int(val)
+    if kind in _BYTES:
+        return kind, bytes(val)
+    if kind == "ObjectIdentifier":
+        return kind, str(val)
+    return kind, None
 
 
 # -- the poller -----------------------------------------------------------------------------
 
+_Answer = tuple[Any, int, int, list[VarBind], int]  # error, status, index, var-binds, time_ns
+
 
 class SnmpPoller:
-    """Reads one SNMP device: GET of every OID of its profile, ``max_varbinds`` per request."""
+    """Reads one SNMP device: GET of the profile's scalar OIDs, ``max_varbinds`` per request,
+    and a walk of its tables' columns (GETBULK, ``max_repetitions`` rows per column)."""
 
     def __init__(self, cfg: SiteConfig, device: Device, profile: Profile | None = None) -> None:
         if device.snmp is None or device.host is None or device.port is None:
@@ -208,17 +199,12 @@ class SnmpPoller:
             raise PollError("config", f"profile {profile.name!r} is not an SNMP profile")
         self.device = device
         self._opts: SnmpOptions = device.snmp
-        self._measurement = profile.measurement
+        self._profile_name = profile.name
         self._tags = cfg.tags_of(device)
         self._timeout = cfg.timeout_of(device)
         self._retries = cfg.retries_of(device)
-        self._decoders: dict[rfc1902.ObjectName, _Decoder] = {}
-        for f in profile.fields:
-            assert f.oid is not None  # the Profile validator guarantees it for SNMP
-            self._decoders[rfc1902.ObjectName(f.oid)] = _Decoder.of(f)
-        oids = list(self._decoders)
-        n = self._opts.max_varbinds
-        self._chunks = [oids[i : i + n] for i in range(0, len(oids), n)]
+        self._plan = ProfilePlan.of(profile, max_varbinds=self._opts.max_varbinds)
+        self._rates = RateState()
         self._engine: SnmpEngine | None = None
         self._target = ""
         self._warned: set[str] = set()
@@ -252,74 +238,157 @@ class SnmpPoller:
 
     async def poll(self) -> list[Reading]:
         engine = await self._configure()
-        fields: dict[str, FieldValue] = {}
+        plan = self._plan
+        problems: list[tuple[str, str]] = []
+        answers: dict[Oid, Value] = {}
+        uptimes: dict[Oid, int | None] = {}
         time_ns = 0
-        for chunk in self._chunks:
-            got_ns = await self._get_chunk(engine, chunk, fields)
+        for chunk in plan.scalars.chunks:
+            got_ns = await self._get_chunk(engine, chunk, answers, uptimes)
             time_ns = time_ns or got_ns
-        if not fields:
-            raise PollError("decode", f"no value of profile {self.device.profile!r} could be read")
-        return [Reading(self._measurement, dict(self._tags), fields, time_ns)]
+        walked: Columns = {}
+        if plan.columns:
+            walked, got_ns = await self._walk(engine)
+            time_ns = time_ns or got_ns
+        time_ns = time_ns or time.time_ns()
+        mono_s = time.monotonic()
+        out: list[Reading] = []
+        fields = plan.scalars.decode(answers, uptimes, mono_s, self._rates, problems)
+        if fields:
+            out.append(Reading(plan.measurement, dict(self._tags), fields, time_ns))
+        for table in plan.tables:
+            out += table.rows(walked, self._tags, time_ns, mono_s, self._rates, problems)
+        for name, why in problems:
+            self._warn_missing(name, why)
+        if not out:
+            raise PollError("decode", f"no value of profile {self._profile_name!r} could be read")
+        return out
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _raise(self, err: Any) -> None:
+        kind: ErrorKind = "timeout" if isinstance(err, errind.RequestTimedOut) else "protocol"
+        if isinstance(err, _AUTH_ERRORS):
+            kind = "auth"
+        raise PollError(kind, f"{self.device.name}: {err}")
+
+    def _status_error(self, status: int, index: int) -> PollError:
+        return PollError(
+            "auth" if status == _AUTHORIZATION_ERROR else "protocol",
+            f"{self.device.name}: error-status {status} at index {index}",
+        )
 
     async def _get_chunk(
-        self, engine: SnmpEngine, oids: list[rfc1902.ObjectName], out: dict[str, FieldValue]
+        self,
+        engine: SnmpEngine,
+        oids: list[Oid],
+        out: dict[Oid, Value],
+        uptimes: dict[Oid, int | None],
     ) -> int:
-        """GET ``oids`` into ``out``; returns the time of the first response (0: none)."""
+        """GET ``oids`` into ``out`` (and each answer's sysUpTime into ``uptimes`` when the
+        chunk asked for it); returns the time of the first response (0: none)."""
         pending = [oids]
         first_ns = 0
         while pending:
             batch = pending.pop()
-            if not batch:
+            if not batch or batch == [SYS_UPTIME] and len(oids) > 1:
                 continue
-            err, status, index, var_binds, got_ns = await self._request(engine, batch)
+            err, status, index, var_binds, got_ns = await self._request(engine, "get", batch)
             if err is not None:
-                kind: ErrorKind = (
-                    "timeout" if isinstance(err, errind.RequestTimedOut) else "protocol"
-                )
-                if isinstance(err, _AUTH_ERRORS):
-                    kind = "auth"
-                raise PollError(kind, f"{self.device.name}: {err}")
+                self._raise(err)
             first_ns = first_ns or got_ns
             if status == _NO_SUCH_NAME and 0 < index <= len(batch):
                 # SNMPv1 fails the whole request for one missing OID: drop it, ask again.
-                self._warn_missing(self._decoders[batch[index - 1]].name, "noSuchName")
+                self._warn_missing(dotted(batch[index - 1]), "noSuchName")
                 pending.append(batch[: index - 1] + batch[index:])
                 continue
             if status == _TOO_BIG and len(batch) > 1:
                 half = len(batch) // 2
-                pending += [batch[:half], batch[half:]]
+                up = [SYS_UPTIME] if batch[0] == SYS_UPTIME else []
+                pending += [batch[:half], up + batch[half:]]
                 continue
             if status:
-                raise PollError(
-                    "auth" if status == _AUTHORIZATION_ERROR else "protocol",
-                    f"{self.device.name}: error-status {status} at index {index}",
-                )
+                raise self._status_error(status, index)
+            ticks = None
             for oid, val in var_binds:
-                dec = self._decoders.get(oid)
-                if dec is None:
-                    continue
-                value = dec.decode(val)
-                if value is None:
-                    self._warn_missing(dec.name, val.__class__.__name__)
-                else:
-                    out[dec.name] = value
+                if oid == SYS_UPTIME:
+                    ticks = uptime_of(val)
+            for oid, val in var_binds:
+                out[oid] = val
+                if batch[0] == SYS_UPTIME:
+                    uptimes[oid] = ticks
         return first_ns
 
+    async def _walk(self, engine: SnmpEngine) -> tuple[Columns, int]:
+        """Every column of the profile's tables: GETBULK (SNMPv1: GETNEXT)."""
+        walk = self._plan.walk(self._opts.max_varbinds)
+        v1 = self._opts.version == "1"
+        max_rep = self._opts.max_repetitions
+        first_ns = 0
+        while not walk.done:
+            batch = walk.request()
+            cursors = walk.cursors(batch)
+            non_rep = [SYS_UPTIME_COLUMN] if walk.uptime else []
+            if v1:
+                err, status, index, var_binds, got_ns = await self._request(
+                    engine, "next", non_rep + cursors
+                )
+            else:
+                err, status, index, var_binds, got_ns = await self._request(
+                    engine, "bulk", non_rep + cursors, len(non_rep), max_rep
+                )
+            if err is not None:
+                self._raise(err)
+            first_ns = first_ns or got_ns
+            if status == _NO_SUCH_NAME and len(non_rep) < index <= len(non_rep) + len(batch):
+                walk.end(batch[index - len(non_rep) - 1])  # SNMPv1: past the end of the MIB
+                continue
+            if status == _NO_SUCH_NAME and index and non_rep:
+                walk.uptime = False  # an SNMPv1 agent without sysUpTime
+                continue
+            if status == _TOO_BIG:
+                if max_rep > 1:
+                    max_rep = max(1, max_rep // 2)
+                    continue
+                if walk.max_columns > 1:
+                    walk.max_columns = max(1, walk.max_columns // 2)
+                    continue
+            if status:
+                raise self._status_error(status, index)
+            ticks = None
+            if non_rep and var_binds and var_binds[0][0] == SYS_UPTIME:
+                ticks = uptime_of(var_binds[0][1])
+            walk.feed(batch, var_binds[len(non_rep) :], ticks)
+        for col in walk.looped:
+            self._warn_missing(dotted(col), "the agent answered OIDs out of order")
+        return walk.results, first_ns
+
     async def _request(
-        self, engine: SnmpEngine, oids: Sequence[rfc1902.ObjectName]
-    ) -> tuple[Any, int, int, Sequence[tuple[Any, Any]], int]:
+        self,
+        engine: SnmpEngine,
+        kind: str,
+        oids: Sequence[Oid],
+        non_repeaters: int = 0,
+        max_repetitions: int = 0,
+    ) -> _Answer:
+        """One GET ("get"), GETNEXT ("next") or GETBULK ("bulk") exchange: the transport."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[Any, int, int, Sequence[tuple[Any, Any]], int]] = (
-            loop.create_future()
-        )
+        fut: asyncio.Future[_Answer] = loop.create_future()
 
         def done(_e: Any, _h: Any, err: Any, status: Any, index: Any, vbs: Any, _ctx: Any) -> None:
             if not fut.done():
-                fut.set_result((err, int(status or 0), int(index or 0), vbs, time.time_ns()))
+                got = [(tuple(o), neutral(v)) for o, v in vbs or ()]
+                fut.set_result((err, int(status or 0), int(index or 0), got, time.time_ns()))
 
-        _GET.send_varbinds(
-            engine, self._target, None, b"", [(o, univ.Null("")) for o in oids], done
-        )
+        var_binds = [(rfc1902.ObjectName(o), _NULL) for o in oids]
+        if kind == "get":
+            _GET.send_varbinds(engine, self._target, None, b"", var_binds, done)
+        elif kind == "next":
+            _NEXT.send_varbinds(engine, self._target, None, b"", var_binds, done)
+        else:
+            _BULK.send_varbinds(
+                engine, self._target, None, b"", non_repeaters, max_repetitions, var_binds, done
+            )
         # The engine enforces timeout and retries; this bound only guards against a lost callback.
         limit = self._timeout * (self._retries + 1) + 2.0
         try:
@@ -330,7 +399,7 @@ class SnmpPoller:
     def _warn_missing(self, field: str, why: str) -> None:
         if field not in self._warned:  # once per field, not every cycle
             self._warned.add(field)
-            log.warning("%s: field %s left out (%s)", self.device.name, field, why)
+            log.warning("%s: %s left out (%s)", self.device.name, field, why)
 
     async def close(self) -> None:
         # The engine and its socket are shared; the target entry is a few bytes in its LCD.

@@ -17,7 +17,8 @@ import yaml
 from pysnmp.proto import rfc1902, rfc1905
 
 from collectors.base import PollError
-from collectors.snmp import SnmpPoller, _Decoder, make_poller
+from collectors.snmp import SnmpPoller, make_poller, neutral
+from collectors.snmp_codec import _Decoder
 from dcim.config import Device, Secret, SiteConfig
 from dcim.profiles import FieldSpec, Profile, load_profiles
 from dcim.twin.ports import free_ports
@@ -262,25 +263,25 @@ def test_small_max_varbinds_splits_the_get() -> None:
 
 def test_decoder_rules() -> None:
     counter = _Decoder.of(FieldSpec(name="e", kind="counter", oid="1.3", scale=100))
-    assert counter.decode(rfc1902.Integer32(1234567)) == 123_456_700
-    assert isinstance(counter.decode(rfc1902.Counter32(5)), int)
+    assert counter.decode(neutral(rfc1902.Integer32(1234567))) == 123_456_700
+    assert isinstance(counter.decode(neutral(rfc1902.Counter32(5))), int)
     tenths = _Decoder.of(FieldSpec(name="t", oid="1.3", scale=0.1))
-    assert tenths.decode(rfc1902.Integer32(2731)) == 273.1  # exact, not 273.09999999999997
-    assert tenths.decode(rfc1902.Integer32(-52)) == -5.2
+    assert tenths.decode(neutral(rfc1902.Integer32(2731))) == 273.1  # exact, not 273.09999999999997
+    assert tenths.decode(neutral(rfc1902.Integer32(-52))) == -5.2
     state = _Decoder.of(FieldSpec(name="s", kind="state", oid="1.3", map={3: 0, 5: 1}))
-    assert state.decode(rfc1902.Integer32(5)) == 1
-    assert state.decode(rfc1902.Integer32(4)) is None  # an unmapped code is left out
+    assert state.decode(neutral(rfc1902.Integer32(5))) == 1
+    assert state.decode(neutral(rfc1902.Integer32(4))) is None  # an unmapped code is left out
     gauge = _Decoder.of(FieldSpec(name="g", oid="1.3"))
-    assert gauge.decode(rfc1902.OctetString(b"12")) is None  # wrong type
-    assert gauge.decode(rfc1905.noSuchInstance) is None
-    assert gauge.decode(rfc1905.noSuchObject) is None
-    assert gauge.decode(rfc1905.endOfMibView) is None
-    assert gauge.decode(rfc1902.Gauge32(7)) == 7.0 and isinstance(
-        gauge.decode(rfc1902.Gauge32(7)), float
+    assert gauge.decode(neutral(rfc1902.OctetString(b"12"))) is None  # wrong type
+    assert gauge.decode(neutral(rfc1905.noSuchInstance)) is None
+    assert gauge.decode(neutral(rfc1905.noSuchObject)) is None
+    assert gauge.decode(neutral(rfc1905.endOfMibView)) is None
+    assert gauge.decode(neutral(rfc1902.Gauge32(7))) == 7.0 and isinstance(
+        gauge.decode(neutral(rfc1902.Gauge32(7))), float
     )
     text = _Decoder.of(FieldSpec(name="x", oid="1.3", snmp_type="OctetString", offset=-1))
-    assert text.decode(rfc1902.OctetString(b" 21.5")) == 20.5
-    assert text.decode(rfc1902.OctetString(b"n/a")) is None
+    assert text.decode(neutral(rfc1902.OctetString(b" 21.5"))) == 20.5
+    assert text.decode(neutral(rfc1902.OctetString(b"n/a"))) is None
 
 
 def test_sample_config_is_a_valid_device() -> None:
