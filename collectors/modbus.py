@@ -196,6 +196,7 @@ class ModbusPoller:
             self._plan = plan_reads(field_codecs(profile), self._opts)
         except ValueError as exc:
             raise PollError("config", f"profile {profile.name!r}: {exc}") from exc
+        self._order = [f.name for f in profile.fields]  # fields in profile order, every poll
         self._endpoint: Endpoint | None = None
         self._warned: set[str] = set()
 
@@ -234,7 +235,8 @@ class ModbusPoller:
                 "decode",
                 f"{self.device.name}: no value of profile {self.device.profile!r} could be decoded",
             )
-        return [Reading(self._measurement, dict(self._tags), fields, time_ns)]
+        ordered = {n: fields[n] for n in self._order if n in fields}
+        return [Reading(self._measurement, dict(self._tags), ordered, time_ns)]
 
     def _warn(self, key: str, why: str) -> None:
         if key not in self._warned:  # once per field or block, not every cycle

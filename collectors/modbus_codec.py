@@ -13,9 +13,10 @@ bit tables (coils, discrete inputs) every field is one bit.
 Scaling, everywhere: ``value = raw * scale + offset``; encoding is the exact inverse,
 ``raw = round((value - offset) / scale)`` for integer types. Integer counters wrap modulo
 their range (the device's register rolls over); other integers saturate. A float32 decodes
-to the shortest decimal that is the same float32 (230.1, not 230.10000610351562). Counters
-and states with integral scale and offset in integer registers decode to ``int``, all else to
-``float``, so a field's type never changes between polls (InfluxDB rejects that).
+to the shortest decimal that is the same float32 (230.1, not 230.10000610351562). Counters,
+states and info values (serial numbers) with integral scale and offset in integer registers
+decode to ``int``, all else to ``float``, so a field's type never changes between polls
+(InfluxDB rejects that).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ class FieldCodec:
     scale: float
     offset: float
     mapping: Mapping[int, float] | None
-    as_int: bool  # the canonical value is an int (counters and states with integral scaling)
+    as_int: bool  # an int: counters, states and info (serials) with integral scaling
     divisor: int | None  # raw / divisor is exact where scale = 1/divisor (0.1 -> 10)
 
     @classmethod
@@ -190,7 +191,7 @@ class FieldCodec:
             scale=f.scale,
             offset=f.offset,
             mapping=dict(f.map) if f.map else None,
-            as_int=ints and f.kind in ("counter", "state") and f.type not in _FLOATS,
+            as_int=ints and f.kind in ("counter", "state", "info") and f.type not in _FLOATS,
             divisor=divisor,
         )
 

@@ -5,7 +5,9 @@ several meters, or a controller with its own port).
 Registers are computed at request time: ``values(device_name)`` (canonical units) is called
 once per request and the fields the request covers are encoded through the device's profile
 with :mod:`collectors.modbus_codec`, the exact inverse of the collector's decoding. A field
-missing from ``values`` reads as NaN in float registers and 0 otherwise.
+missing from ``values`` reads as NaN in float registers and 0 otherwise, except identity
+fields (``kind: info``, e.g. a meter's serial number), which the physics model does not
+know: they read as a stable number (8 digits) or text derived from the device name.
 
 What a real device does, and so does the twin:
 
@@ -32,6 +34,7 @@ import asyncio
 import functools
 import logging
 import struct
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -55,6 +58,7 @@ class _Unit:
     device: Device
     tables: dict[str, list[FieldCodec]]
     spans: dict[str, tuple[int, int]]  # table -> [first, end) of its register map
+    identity: dict[str, float | int | str] = field(default_factory=dict)  # info fields
     warned: set[str] = field(default_factory=set)
 
     @classmethod
@@ -63,7 +67,13 @@ class _Unit:
         for f in sorted(codecs, key=lambda f: f.address):
             tables.setdefault(f.table, []).append(f)
         spans = {t: (fs[0].address, max(f.end for f in fs)) for t, fs in tables.items()}
-        return cls(device, tables, spans)
+        serial = 10_000_000 + zlib.crc32(device.name.encode()) % 90_000_000
+        identity: dict[str, float | int | str] = {
+            f.name: device.name if f.type == "string" else serial
+            for f in codecs
+            if f.kind == "info"
+        }
+        return cls(device, tables, spans, identity)
 
     def block(
         self, table: str, start: int, count: int, values: Mapping[str, float | int]
@@ -76,8 +86,9 @@ class _Unit:
                 continue
             if f.address >= end:
                 break
-            words = f.encode(values.get(f.name))
-            if f.name not in values and f.name not in self.warned:
+            value = values.get(f.name, self.identity.get(f.name))
+            words = f.encode(value)
+            if value is None and f.name not in self.warned:
                 self.warned.add(f.name)
                 log.warning("twin %s: no value for field %s", self.device.name, f.name)
             if words is None:

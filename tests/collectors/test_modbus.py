@@ -42,6 +42,7 @@ BASE: dict[str, float] = {
     "supply_temp_c": 38.25,
     "return_temp_c": 28.5,
     "status": 0,
+    "meter_serial": 71_234_567,
     "primary_supply_temp_c": 40.1,
     "primary_return_temp_c": 30.2,
     "secondary_supply_temp_c": 37.3,

@@ -41,7 +41,7 @@ GLOSSARY = {
     "heat_meter_en1434": (
         "heat_meter",
         "heat_energy_wh_total volume_m3_total heat_power_w flow_m3_per_h"
-        " supply_temp_c return_temp_c status",
+        " supply_temp_c return_temp_c status meter_serial",
     ),
     "plate_heat_exchanger": (
         "heat_exchanger",
