@@ -11,7 +11,11 @@ closes. A lock keeps requests from interleaving (gateways and pymodbus's client 
 transaction at a time). Each request has its own timeout (``timeout_s``) and ``retries``, so a
 dead unit only costs the others on its gateway the time its own requests wait; after a
 timeout its poll stops instead of queueing its remaining requests. A dropped connection is
-reopened by the next request, that is on the next poll.
+reopened by the next request, that is on the next poll, with a backoff: after a failed
+connect the endpoint does not try again for 0.5 s, doubling per failure up to 30 s (+-10 %
+jitter, so collectors do not reconnect in step); polls in between fail at once with the last
+failure's kind. A gateway that is down thus costs its units one connect attempt per backoff
+period, not one per unit per poll (each of which would hold the shared lock for a timeout).
 
 Errors: an exception response (illegal address, ...) leaves that request's fields out; the
 poll fails (``PollError``) only when nothing at all was read. Kinds: ``timeout`` (no answer,
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,6 +50,8 @@ if _pymodbus_log.level == logging.NOTSET:
     _pymodbus_log.setLevel(logging.CRITICAL)
 
 _CLIENT_TIMEOUT_S = 3600.0
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 30.0
 _GATEWAY_EXCEPTIONS = {
     0x0A: "gateway path unavailable",
     0x0B: "gateway target device failed to respond",
@@ -80,17 +87,35 @@ class Endpoint:
         )
         self.lock = asyncio.Lock()
         self.users = 0
+        self.connect_failures = 0  # in a row; 0 once connected
+        self._retry_at = 0.0  # monotonic time before which no connect is tried
+        self._last_failure: _RequestFailed | None = None
 
     async def _connect(self, timeout: float) -> None:
+        wait = self._retry_at - time.monotonic()
+        if wait > 0 and self._last_failure is not None:
+            raise _RequestFailed(
+                self._last_failure.kind,
+                f"{self._last_failure} (next connect attempt in {wait:.1f} s, "
+                f"after {self.connect_failures} failed)",
+            )
         try:
             ok = await asyncio.wait_for(self.client.connect(), timeout)
         except TimeoutError:
             self.client.close()
-            raise _RequestFailed(
+            raise self._backoff(
                 "timeout", f"connecting to {self.host}:{self.port}: no answer in {timeout:.1f} s"
             ) from None
         if not ok or not self.client.connected:
-            raise _RequestFailed("refused", f"cannot connect to {self.host}:{self.port}")
+            raise self._backoff("refused", f"cannot connect to {self.host}:{self.port}")
+        self.connect_failures, self._retry_at, self._last_failure = 0, 0.0, None
+
+    def _backoff(self, kind: ErrorKind, message: str) -> _RequestFailed:
+        self.connect_failures += 1
+        delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** (self.connect_failures - 1))
+        self._retry_at = time.monotonic() + delay * random.uniform(0.9, 1.1)
+        self._last_failure = _RequestFailed(kind, message)
+        return self._last_failure
 
     async def read(self, req: ReadRequest, unit: int, timeout: float, retries: int) -> list[Any]:
         """Registers (or bits) of ``req`` from ``unit``; raises _RequestFailed."""

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from collectors.base import PollError
-from collectors.modbus import make_poller
+from collectors.modbus import BACKOFF_MIN_S, make_poller
 from collectors.modbus_codec import FieldCodec, field_codecs
 from dcim.config import Device, SiteConfig
 from dcim.profiles import load_profile
@@ -257,29 +257,87 @@ def test_poll_fails_when_every_request_gets_an_exception(tmp_path: Path) -> None
     run(cfg, body, twin_cfg)
 
 
-def test_refused_then_reconnects_on_the_next_poll() -> None:
+def test_refused_then_reconnects_with_backoff() -> None:
     cfg = site(timeout_s=0.5, retries=0)
     dev = cfg.device("hm-cpcu")
 
     async def go() -> None:
         poller = make_poller(cfg, dev)
+        ep = poller._ep()
+        attempts = 0
+        connect = ep.client.connect
+
+        async def counted() -> bool:
+            nonlocal attempts
+            attempts += 1
+            return await connect()
+
+        ep.client.connect = counted  # type: ignore[method-assign]
         with pytest.raises(PollError) as err:
             await poller.poll()
-        assert err.value.kind == "refused"
+        assert err.value.kind == "refused" and attempts == 1
+        # Within the backoff: fails at once, same kind, no new connect attempt.
+        for _ in range(3):
+            with pytest.raises(PollError) as err:
+                await poller.poll()
+            assert err.value.kind == "refused" and "next connect attempt in" in str(err.value)
+        assert attempts == 1
         twin = ModbusTwin(cfg, fake_values(cfg))
         await twin.start()
+        await asyncio.sleep(BACKOFF_MIN_S * 1.1)
         assert "heat_energy_wh_total" in (await poller.poll())[0].fields
+        assert attempts == 2 and ep.connect_failures == 0
         await twin.stop()  # drops the connection
         with pytest.raises(PollError) as err:
             await poller.poll()
         assert err.value.kind == "refused"
+        # Each failed connect doubles the wait: 0.5, 1, 2 s (+-10 %).
+        while ep.connect_failures < 3:
+            await asyncio.sleep(max(0.0, ep._retry_at - time.monotonic()))
+            before = ep.connect_failures
+            with pytest.raises(PollError):
+                await poller.poll()
+            n = ep.connect_failures
+            assert n == before + 1
+            wait = ep._retry_at - time.monotonic()
+            assert 0.85 * BACKOFF_MIN_S * 2 ** (n - 1) < wait <= 1.1 * BACKOFF_MIN_S * 2 ** (n - 1)
         twin = ModbusTwin(cfg, fake_values(cfg))
         await twin.start()
         try:
+            await asyncio.sleep(max(0.0, ep._retry_at - time.monotonic()))
             assert "heat_energy_wh_total" in (await poller.poll())[0].fields
+            assert ep.connect_failures == 0
         finally:
             await poller.close()
             await twin.stop()
+
+    asyncio.run(go())
+
+
+def test_a_dead_gateway_costs_its_units_one_connect_attempt() -> None:
+    cfg = site(timeout_s=0.5, retries=0)
+    meters = [d for d in cfg.devices if d.profile == "energy_meter_3ph"]
+
+    async def go() -> None:
+        pollers = [make_poller(cfg, d) for d in meters]
+        ep = pollers[0]._ep()
+        assert all(p._ep() is ep for p in pollers)  # one endpoint for the gateway
+        attempts = 0
+        connect = ep.client.connect
+
+        async def counted() -> bool:
+            nonlocal attempts
+            attempts += 1
+            return await connect()
+
+        ep.client.connect = counted  # type: ignore[method-assign]
+        t0 = time.monotonic()
+        results = await asyncio.gather(*(p.poll() for p in pollers), return_exceptions=True)
+        assert time.monotonic() - t0 < 0.5
+        assert all(isinstance(r, PollError) and r.kind == "refused" for r in results), results
+        assert attempts == 1
+        for p in pollers:
+            await p.close()
 
     asyncio.run(go())
 
