@@ -346,6 +346,15 @@ class KpiSettings(_Model):
         return self
 
 
+class MetricsEndpoint(_Model):
+    """The collector's own metrics, Prometheus text format, at ``http://HOST:PORT/metrics``.
+    Off unless the site file has a ``metrics:`` section (``metrics: {}`` serves on
+    127.0.0.1:9108). Keep it on loopback (or behind a proxy): it has no authentication."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)  # 0: any free port
+
+
 class SiteConfig(_Model):
     site: Site
     defaults: Defaults = Defaults()
@@ -356,6 +365,7 @@ class SiteConfig(_Model):
     storage: Storage = Storage()
     profile_dirs: list[Path] = []
     kpi: KpiSettings = KpiSettings()
+    metrics: MetricsEndpoint | None = None  # the collector's /metrics endpoint; None: off
 
     # -- helpers -------------------------------------------------------------------------
     def device(self, name: str) -> Device:

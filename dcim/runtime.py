@@ -1,4 +1,5 @@
-"""The collector process: pollers + MQTT -> pipeline -> durable spool -> forwarder -> sink."""
+"""The collector process: pollers + MQTT -> pipeline -> durable spool -> forwarder -> sink, and
+its own metrics on ``/metrics`` when the site file has a ``metrics:`` section (dcim.metrics)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from collectors import build_pollers
 from dcim.config import SiteConfig
 from dcim.forwarder import Forwarder
+from dcim.metrics import MetricsServer, PollMetrics
 from dcim.pipeline import Pipeline
 from dcim.reading import FieldValue, Reading
 from dcim.scheduler import Scheduler
@@ -45,6 +47,8 @@ class Collector:
             batch_size=self.cfg.storage.batch_size,
             flush_interval_s=self.cfg.storage.flush_interval_s,
         )
+        self.poll_metrics = PollMetrics()
+        self.metrics_server: MetricsServer | None = None
         self.pollers = build_pollers(self.cfg)
         self.scheduler = Scheduler(self.cfg, self.pollers, self.emit)
         mqtt_devices = [d for d in self.cfg.devices if d.protocol == "mqtt" and d.enabled]
@@ -55,6 +59,7 @@ class Collector:
             self.mqtt = MqttCollector(self.cfg, mqtt_devices, self.emit)
 
     def emit(self, readings: list[Reading]) -> None:
+        self.poll_metrics.observe(readings)
         self.pipeline.accept(readings)
 
     def spool_health(self) -> Reading:
@@ -99,6 +104,9 @@ class Collector:
             await asyncio.sleep(MAINTAIN_EVERY_S)
 
     async def start(self) -> None:
+        if self.cfg.metrics is not None:  # first: a port in use fails the start, not later
+            m = self.cfg.metrics
+            self.metrics_server = MetricsServer(self, self.poll_metrics, m.host, m.port)
         self.forwarder.start()
         self._tasks = [
             asyncio.create_task(self._spool_health_loop()),
@@ -132,6 +140,9 @@ class Collector:
                 log.debug("closing %s failed", p.device.name, exc_info=True)
         await asyncio.to_thread(self.forwarder.flush, flush_timeout_s)
         self.forwarder.stop()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         self.spool.close()
         self.store.close()
 

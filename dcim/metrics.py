@@ -1,0 +1,254 @@
+"""The collector's own metrics in Prometheus text exposition format (``GET /metrics``).
+
+Off by default; a ``metrics:`` section in the site file turns it on (``metrics: {}``: on
+127.0.0.1:9108, the port next to node_exporter's 9100 that exporters of this kind use). The
+endpoint has no authentication: keep it on loopback, or behind a proxy that adds some.
+
+Where the values come from:
+
+- every ``dcim_poll`` health reading the collector emits (the scheduler's per poll, MQTT's
+  per message and per gap) is observed on its way to the pipeline (:meth:`PollMetrics.observe`),
+  so the endpoint shows exactly what the database gets;
+- spool, pipeline, forwarder and MQTT client counters are read when Prometheus scrapes.
+
+Metrics (labels in braces):
+
+======================================================  ======================================
+``dcim_poll_up{device,protocol}``                       1 if the last cycle read values
+``dcim_poll_duration_seconds{device,protocol}``         duration of the last poll
+``dcim_poll_values_read{device,protocol}``              values read by the last poll
+``dcim_poll_late_seconds{device,protocol}``             start delay of the last poll
+``dcim_poll_last_success_timestamp_seconds{...}``       UNIX time of the last good cycle
+``dcim_polls_total{device,protocol}``                   cycles (good, failed, missed, gaps)
+``dcim_poll_errors_total{device,protocol,kind}``        failed cycles by kind (timeout, refused,
+                                                        protocol, deadline, missed, gap, ...)
+``dcim_spool_pending_readings``, ``dcim_spool_bytes``,  spool backlog and disk use
+``dcim_spool_max_bytes``, ``dcim_spool_quarantined_readings``
+``dcim_spool_refused_total``, ``dcim_spool_dropped_total``  readings refused / dropped when full
+``dcim_pipeline_accepted_total``,                       readings committed, values refused
+``dcim_pipeline_rejected_values_total``
+``dcim_forwarder_sent_total``,                          readings delivered to the sink, refused
+``dcim_forwarder_quarantined_total``                    by it for good
+``dcim_forwarder_consecutive_failures``                 failed sink writes in a row (0: healthy)
+``dcim_mqtt_connected``                                 1 while connected to the broker
+``dcim_mqtt_messages_total{device}``,                   messages received, and those with a
+``dcim_mqtt_malformed_total{device}``                   malformed payload
+``dcim_collector_info{site,version}``                   1
+``process_*``                                           CPU, memory, open files (Linux)
+======================================================  ======================================
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector as _PromCollector
+
+from dcim import __version__
+from dcim.reading import Reading
+
+if TYPE_CHECKING:
+    from dcim.runtime import Collector
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+
+
+@dataclass
+class _Device:
+    protocol: str
+    up: float = 0.0
+    duration_s: float = 0.0
+    values_read: float = 0.0
+    late_s: float = 0.0
+    last_ok_s: float | None = None
+    polls: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class PollMetrics:
+    """Per-device state from the ``dcim_poll`` readings; ``observe`` is thread-safe (called
+    from the event loop and from MQTT's network thread) and cheap."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._devices: dict[str, _Device] = {}
+
+    def observe(self, readings: Iterable[Reading]) -> None:
+        for r in readings:
+            if r.measurement != "dcim_poll":
+                continue
+            name, f = r.tags.get("device", ""), r.fields
+            with self._lock:
+                d = self._devices.get(name)
+                if d is None:
+                    d = self._devices[name] = _Device(r.tags.get("protocol", ""))
+                d.polls += 1
+                d.up = float(f.get("up", 0))
+                d.duration_s = float(f.get("duration_s", 0.0))
+                d.values_read = float(f.get("values_read", 0))
+                d.late_s = float(f.get("late_s", 0.0))
+                error = str(f.get("error", ""))
+                if error:
+                    d.errors[error] += 1
+                else:
+                    d.last_ok_s = r.time_ns / NS
+
+    def snapshot(self) -> dict[str, _Device]:
+        with self._lock:
+            return {
+                k: _Device(
+                    v.protocol,
+                    v.up,
+                    v.duration_s,
+                    v.values_read,
+                    v.late_s,
+                    v.last_ok_s,
+                    v.polls,
+                    Counter(v.errors),
+                )  # fmt: skip
+                for k, v in self._devices.items()
+            }
+
+
+class CollectorMetrics(_PromCollector):
+    """A prometheus_client collector reading the state of a running :class:`Collector`."""
+
+    def __init__(self, collector: Collector, polls: PollMetrics) -> None:
+        self.collector = collector
+        self.polls = polls
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._polls()
+        for source in (self._spool, self._pipeline, self._forwarder, self._mqtt):
+            try:
+                yield from source()
+            except Exception:  # noqa: BLE001 - one failing source must not break the scrape
+                log.debug("metrics source %s failed", source.__name__, exc_info=True)
+        info = GaugeMetricFamily(
+            "dcim_collector_info", "The collector's site and version", labels=["site", "version"]
+        )
+        info.add_metric([self.collector.cfg.site.name, __version__], 1)
+        yield info
+
+    def _polls(self) -> Iterator[Metric]:
+        labels = ["device", "protocol"]
+        up = GaugeMetricFamily("dcim_poll_up", "1 if the last cycle read values", labels=labels)
+        dur = GaugeMetricFamily(
+            "dcim_poll_duration_seconds", "Duration of the last poll", labels=labels
+        )
+        vals = GaugeMetricFamily(
+            "dcim_poll_values_read", "Values read by the last poll", labels=labels
+        )
+        late = GaugeMetricFamily(
+            "dcim_poll_late_seconds", "Start delay of the last poll", labels=labels
+        )
+        last_ok = GaugeMetricFamily(
+            "dcim_poll_last_success_timestamp_seconds",
+            "UNIX time of the last cycle that read values",
+            labels=labels,
+        )
+        polls = CounterMetricFamily(
+            "dcim_polls", "Poll cycles (good, failed, missed, MQTT gaps)", labels=labels
+        )
+        errors = CounterMetricFamily(
+            "dcim_poll_errors", "Failed cycles by error kind", labels=[*labels, "kind"]
+        )
+        for name, d in sorted(self.polls.snapshot().items()):
+            key = [name, d.protocol]
+            up.add_metric(key, d.up)
+            dur.add_metric(key, d.duration_s)
+            vals.add_metric(key, d.values_read)
+            late.add_metric(key, d.late_s)
+            if d.last_ok_s is not None:
+                last_ok.add_metric(key, d.last_ok_s)
+            polls.add_metric(key, d.polls)
+            for kind, n in sorted(d.errors.items()):
+                errors.add_metric([*key, kind], n)
+        yield from (up, dur, vals, late, last_ok, polls, errors)
+
+    def _spool(self) -> Iterator[Metric]:
+        spool = self.collector.spool
+        s = spool.stats()
+        quarantined = sum(q.count for q in spool.quarantined())
+        yield GaugeMetricFamily(
+            "dcim_spool_pending_readings", "Readings in the spool not yet forwarded", s.pending
+        )
+        yield GaugeMetricFamily("dcim_spool_bytes", "Spool disk use (data + WAL)", s.bytes)
+        yield GaugeMetricFamily("dcim_spool_max_bytes", "Spool disk budget (0: none)", s.max_bytes)
+        yield GaugeMetricFamily(
+            "dcim_spool_quarantined_readings",
+            "Readings the sink refused for good, kept in the quarantine",
+            quarantined,
+        )
+        yield CounterMetricFamily(
+            "dcim_spool_refused", "Readings refused: spool at its budget", s.refused_total
+        )
+        yield CounterMetricFamily(
+            "dcim_spool_dropped", "Oldest readings dropped to make room", s.dropped_total
+        )
+
+    def _pipeline(self) -> Iterator[Metric]:
+        p = self.collector.pipeline
+        yield CounterMetricFamily(
+            "dcim_pipeline_accepted", "Readings committed to the spool", p.accepted
+        )
+        yield CounterMetricFamily(
+            "dcim_pipeline_rejected_values", "Values refused by validation", p.rejected
+        )
+
+    def _forwarder(self) -> Iterator[Metric]:
+        f = self.collector.forwarder.stats()
+        yield CounterMetricFamily("dcim_forwarder_sent", "Readings delivered to the sink", f.sent)
+        yield CounterMetricFamily(
+            "dcim_forwarder_quarantined", "Readings the sink refused for good", f.quarantined
+        )
+        yield GaugeMetricFamily(
+            "dcim_forwarder_consecutive_failures",
+            "Failed sink writes in a row (0: the last write succeeded)",
+            f.failures,
+        )
+
+    def _mqtt(self) -> Iterator[Metric]:
+        m = self.collector.mqtt
+        if m is None:
+            return
+        yield GaugeMetricFamily(
+            "dcim_mqtt_connected", "1 while connected to the broker", int(m.connected.is_set())
+        )
+        msgs = CounterMetricFamily(
+            "dcim_mqtt_messages", "MQTT messages received", labels=["device"]
+        )
+        bad = CounterMetricFamily(
+            "dcim_mqtt_malformed", "MQTT messages with a malformed payload", labels=["device"]
+        )
+        for name in sorted(m.received):
+            msgs.add_metric([name], m.received[name])
+            bad.add_metric([name], m.malformed.get(name, 0))
+        yield msgs
+        yield bad
+
+
+class MetricsServer:
+    """``/metrics`` over HTTP on its own thread (prometheus_client's WSGI server)."""
+
+    def __init__(self, collector: Collector, polls: PollMetrics, host: str, port: int) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(CollectorMetrics(collector, polls))
+        self.registry.register(ProcessCollector(registry=None))
+        self._server: Any
+        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        self.host, self.port = host, int(self._server.server_port)
+        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
