@@ -35,11 +35,21 @@ def frozen_twin():  # type: ignore[no-untyped-def]
 
 
 def _poll_all(cfg: SiteConfig) -> dict[str, dict[str, float]]:
+    """Each device's own reading (the profile's measurement and the device's tags, not the
+    per-row readings of its tables)."""
+    profiles = cfg.profiles()
+
     async def go() -> dict[str, dict[str, float]]:
         out = {}
         for p in build_pollers(cfg):
             readings = await p.poll()
-            out[p.device.name] = {k: v for r in readings for k, v in r.fields.items()}
+            dev = p.device
+            out[dev.name] = {
+                k: v
+                for r in readings
+                if r.measurement == profiles[dev.profile].measurement and r.tags == cfg.tags_of(dev)
+                for k, v in r.fields.items()
+            }
             await p.close()
         return out
 

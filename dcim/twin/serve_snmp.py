@@ -9,6 +9,13 @@ code listed for a value wins), then the field's ``snmp_type`` (Counter32 wraps m
 agent (noSuchInstance). A wrong community or a blackholed device gets no answer, as from a
 real agent.
 
+Table rows (the profile's ``tables``) are served for the keys ``"<table>/<index>/<name>"``
+of ``values``, e.g. ``"outlet/3/power_w": 212.0`` or ``"outlet/3/outlet_name": "srv-01"``
+(index dotted for a multi-part index: ``"probe/1.2/temp_c"``): each field at its column and
+that index, each tag at its column (text, or the first code ``map`` gives for it). Columns a
+field depends on are served so that it decodes: its ``when`` columns with the first code
+listed, its ``exponent`` columns with the value that makes the exponent 0 (whole units).
+
 The messages are decoded and built with pysnmp's protocol API on plain asyncio datagram
 endpoints: far cheaper than one SnmpEngine per device when one process serves ~400 agents.
 """
@@ -29,11 +36,11 @@ from pyasn1.error import PyAsn1Error
 from pysnmp.proto import api, rfc1902, rfc1905
 
 from dcim.config import Device, SiteConfig
-from dcim.profiles import FieldSpec, Profile
+from dcim.profiles import FieldSpec, Profile, TableSpec
 
 log = logging.getLogger(__name__)
 
-Values = Callable[[str], Mapping[str, float | int]]
+Values = Callable[[str], Mapping[str, float | int | str]]
 Oid = tuple[int, ...]
 
 SYS_DESCR: Oid = (1, 3, 6, 1, 2, 1, 1, 1, 0)
@@ -85,6 +92,8 @@ class _Table:
     oids: list[Oid]
     fields: list[FieldSpec | None]  # None: a system object
     descr: bytes
+    tables: dict[str, TableSpec]
+    columns: list[Oid]  # every column of the profile's tables
 
     @classmethod
     def of(cls, profile: Profile) -> _Table:
@@ -98,16 +107,74 @@ class _Table:
             rows.append((tuple(int(p) for p in f.oid.split(".")), f))
         rows.sort(key=lambda r: r[0])
         descr = f"dcim twin agent: {profile.description or profile.name} [{profile.name}]"
-        return cls([r[0] for r in rows], [r[1] for r in rows], descr.encode())
+        columns = sorted({_oid(c) for t in profile.tables for c in t.columns()})
+        return cls(
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            descr.encode(),
+            {t.name: t for t in profile.tables},
+            columns,
+        )
+
+    def cells(self, values: Mapping[str, float | int | str]) -> dict[Oid, Any]:
+        """The table cells ``values`` holds (keys ``table/index/name``), encoded."""
+        rows: dict[tuple[str, str], dict[str, float | int | str]] = {}
+        for key, value in values.items():
+            if "/" in key:
+                table, index, name = key.split("/", 2)
+                rows.setdefault((table, index), {})[name] = value
+        out: dict[Oid, Any] = {}
+        for (table, index), row in rows.items():
+            spec = self.tables.get(table)
+            if spec is None:
+                continue
+            idx = _oid(index)
+            codes: dict[Oid, int] = {}
+            for t in spec.tags:
+                if t.name not in row:
+                    continue
+                col, val = _oid(t.oid), row[t.name]
+                if t.map:
+                    found = [k for k, v in t.map.items() if v == val]
+                    if found:
+                        codes[col] = found[0]
+                elif isinstance(val, str):
+                    out[col + idx] = rfc1902.OctetString(val.encode())
+                else:
+                    codes[col] = int(val)
+            for f in spec.fields:
+                if f.oid is None or f.name not in row or isinstance(row[f.name], str):
+                    continue
+                enc = encode_value(f, float(row[f.name]))
+                if enc is None:
+                    continue
+                out[_oid(f.oid) + idx] = enc
+                for col_text, accepted in (f.when or {}).items():
+                    codes.setdefault(_oid(col_text), accepted[0])
+                for e in f.exponent:
+                    codes.setdefault(_oid(e.oid), -e.plus)
+            for col, code in codes.items():
+                out.setdefault(col + idx, rfc1902.Integer32(code))
+        return out
+
+
+def _oid(text: str) -> Oid:
+    return tuple(int(p) for p in text.split("."))
 
 
 class _View:
     """What one agent serves for one request: the table with this request's values."""
 
-    def __init__(self, agent: _Agent, values: Mapping[str, float | int], v1: bool) -> None:
+    def __init__(self, agent: _Agent, values: Mapping[str, float | int | str], v1: bool) -> None:
         self.agent = agent
         self.values = values
         self.v1 = v1
+        self.cells = agent.table.cells(values) if agent.table.tables else {}
+        if v1:
+            self.cells = {
+                k: v for k, v in self.cells.items() if not isinstance(v, rfc1902.Counter64)
+            }
+        self.cell_oids = sorted(self.cells)
 
     def value_at(self, i: int) -> Any | None:
         table = self.agent.table
@@ -120,9 +187,10 @@ class _View:
             if oid == SYS_DESCR:
                 return rfc1902.OctetString(table.descr)
             return rfc1902.OctetString(self.agent.device.name.encode())
-        if f.name not in self.values:
+        value = self.values.get(f.name)
+        if value is None or isinstance(value, str):
             return None
-        val = encode_value(f, self.values[f.name])
+        val = encode_value(f, value)
         if self.v1 and isinstance(val, rfc1902.Counter64):
             return None  # SNMPv1 has no Counter64
         return val
@@ -130,15 +198,22 @@ class _View:
     def get(self, oid: Oid) -> Any | None:
         oids = self.agent.table.oids
         i = bisect.bisect_left(oids, oid)
-        return self.value_at(i) if i < len(oids) and oids[i] == oid else None
+        if i < len(oids) and oids[i] == oid:
+            return self.value_at(i)
+        return self.cells.get(oid)
 
     def next(self, oid: Oid) -> tuple[Oid, Any] | None:
         oids = self.agent.table.oids
+        found: tuple[Oid, Any] | None = None
         for i in range(bisect.bisect_right(oids, oid), len(oids)):
             val = self.value_at(i)
             if val is not None:
-                return oids[i], val
-        return None
+                found = (oids[i], val)
+                break
+        j = bisect.bisect_right(self.cell_oids, oid)
+        if j < len(self.cell_oids) and (found is None or self.cell_oids[j] < found[0]):
+            found = (self.cell_oids[j], self.cells[self.cell_oids[j]])
+        return found
 
 
 class _Agent(asyncio.DatagramProtocol):
@@ -277,7 +352,8 @@ class SnmpTwin:
                     if v1:
                         return self._error(p, rsp, rsp_pdu, _NO_SUCH_NAME, i + 1, req_vbs)
                     known = any(
-                        o[: len(key)] == key or key[: len(o)] == o for o in agent.table.oids
+                        o[: len(key)] == key or key[: len(o)] == o
+                        for o in (*agent.table.oids, *agent.table.columns)
                     )
                     val = rfc1905.noSuchInstance if known else rfc1905.noSuchObject
                 out.append((oid, val))

@@ -28,17 +28,93 @@ from dcim.twin.site import paris_chapelle
 REPO = Path(__file__).resolve().parents[2]
 
 
-def small_site(**defaults: Any) -> SiteConfig:
-    doc = paris_chapelle(
-        racks=2, servers_per_rack=2, snmp_base_port=free_ports(10, kind=socket.SOCK_DGRAM)
-    )
+def small_site(*, extra_profiles: bool = False, **defaults: Any) -> SiteConfig:
+    """The reference site with 2 racks of 2 servers (10 SNMP devices); ``extra_profiles``
+    adds a switch (entity_sensor) and a rack probe (apc_env_probe)."""
+    base = free_ports(12, kind=socket.SOCK_DGRAM)
+    doc = paris_chapelle(racks=2, servers_per_rack=2, snmp_base_port=base)
     doc["defaults"].update(defaults)
+    if extra_profiles:
+        for k, (name, profile) in enumerate(
+            (("sw-R01-tor1", "entity_sensor"), ("env-R01", "apc_env_probe"))
+        ):
+            doc["devices"].append(
+                {
+                    "name": name,
+                    "protocol": "snmp",
+                    "profile": profile,
+                    "host": "127.0.0.1",
+                    "port": base + 10 + k,
+                    "rack": "R01",
+                    "snmp": {"version": "2c", "community": {"value": "public"}},
+                }
+            )
     return SiteConfig.model_validate(doc)
 
 
-def known_values(cfg: SiteConfig) -> dict[str, dict[str, float | int]]:
-    """Distinct values per device, off the profiles' resolution grid on purpose."""
-    out: dict[str, dict[str, float | int]] = {}
+def table_values(profile: str, i: int) -> dict[str, float | int | str]:
+    """Rows of the profile's tables (keys ``table/index/name``, see the twin's serve_snmp)."""
+    out: dict[str, float | int | str] = {}
+    if profile == "apc_rpdu2":
+        for ph in (1, 2, 3):
+            out |= {
+                f"phase/{ph}/current_a": 7.3 + ph + i,
+                f"phase/{ph}/voltage_v": 229 + ph,
+                f"phase/{ph}/power_w": 1_650.0 + 10 * ph,
+                f"phase/{ph}/apparent_power_va": 1_700.0 + 10 * ph,
+                f"phase/{ph}/power_factor": 0.97,
+                f"phase/{ph}/pdu_module": 1,
+            }
+        for o in range(1, 25):
+            out |= {
+                f"outlet/{o}/current_a": 0.1 * o,
+                f"outlet/{o}/power_w": 20.0 * o + i,
+                f"outlet/{o}/energy_wh_total": 1_000_000 + 100 * o,
+                f"outlet/{o}/outlet_name": f"srv-{o:02d} PSU1",
+                f"outlet/{o}/pdu_module": 1,
+            }
+    elif profile == "ups_rfc1628":
+        for line in (1, 2, 3):
+            out |= {
+                f"input_line/{line}/frequency_hz": 50.0,
+                f"input_line/{line}/voltage_v": 230 + line,
+                f"input_line/{line}/current_a": 40.1 + line,
+                f"input_line/{line}/power_w": 9_000.0 + line + i,
+                f"output_line/{line}/voltage_v": 230,
+                f"output_line/{line}/current_a": 39.4 + line,
+                f"output_line/{line}/power_w": 8_800.0 + line,
+                f"output_line/{line}/load_pct": 44 + line,
+            }
+    elif profile == "entity_sensor":
+        for idx, field, value, name in (
+            (100006001, "temp_c", 46.0, "Cpu temp sensor"),
+            (100711301, "power_w", 287.0, "PowerSupply1 input power"),
+            (100711201, "current_a", 2.0, "PowerSupply1 input current"),
+            (100006002, "voltage_v", 12.0, "Rail1 12V"),
+            (100601111, "fan_rpm", 8_220.0, "Fan Tray 1 Fan 1"),
+        ):
+            out |= {
+                f"sensor/{idx}/{field}": value,
+                f"sensor/{idx}/sensor": name,
+                f"sensor/{idx}/description": f"{name} sensor",
+            }
+    elif profile == "apc_env_probe":
+        out |= {
+            "probe/1.1/temp_c": 24,
+            "probe/1.1/humidity_pct": 41,
+            "probe/1.1/probe_name": "R01 front top",
+            "probe/2.1/temp_c": 35,
+            "probe/2.1/probe_name": "R01 rear top",
+        }
+    return out
+
+
+def known_values(
+    cfg: SiteConfig, *, tables: bool = False
+) -> dict[str, dict[str, float | int | str]]:
+    """Distinct values per device, off the profiles' resolution grid on purpose; ``tables``:
+    with rows for the profiles' tables too."""
+    out: dict[str, dict[str, float | int | str]] = {}
     for i, d in enumerate(d for d in cfg.devices if d.protocol == "snmp"):
         if d.profile == "ups_rfc1628":
             out[d.name] = {
@@ -57,9 +133,27 @@ def known_values(cfg: SiteConfig) -> dict[str, dict[str, float | int]]:
                 "current_a": 7.34 + i,
                 "voltage_v": 231.2,
             }
-        else:
+        elif d.profile == "bmc_server":
             out[d.name] = {"inlet_temp_c": 21.37 + i / 10, "power_w": 287 + i}
+        else:
+            out[d.name] = {}
+        if tables:
+            out[d.name] |= table_values(d.profile, i)
+            # A scalar and its table row are the same OID (upsInputTruePower.1 is line 1's
+            # power): one device serves one value for both.
+            for scalar, cell in SAME_OID.get(d.profile, {}).items():
+                out[d.name][cell] = out[d.name][scalar]
     return out
+
+
+SAME_OID = {
+    "ups_rfc1628": {
+        "input_power_w": "input_line/1/power_w",
+        "output_power_w": "output_line/1/power_w",
+        "output_load_pct": "output_line/1/load_pct",
+    },
+    "apc_rpdu2": {"current_a": "phase/1/current_a", "voltage_v": "phase/1/voltage_v"},
+}
 
 
 def run(coro: Any) -> Any:
@@ -67,7 +161,7 @@ def run(coro: Any) -> Any:
 
 
 async def with_twin(
-    cfg: SiteConfig, values: Mapping[str, Mapping[str, float | int]], body: Any
+    cfg: SiteConfig, values: Mapping[str, Mapping[str, float | int | str]], body: Any
 ) -> Any:
     twin = SnmpTwin(cfg, lambda name: values[name])
     await twin.start()
@@ -85,8 +179,10 @@ def resolution(f: FieldSpec) -> float:
 
 
 def test_collector_reads_every_field_of_every_profile_back() -> None:
-    cfg = small_site()
-    values = known_values(cfg)
+    """Every field and every table row of every SNMP profile, through the twin's agents: the
+    twin encodes through the profile, the collector decodes through it."""
+    cfg = small_site(extra_profiles=True)
+    values = known_values(cfg, tables=True)
     profiles = cfg.profiles()
     devices = [d for d in cfg.devices if d.protocol == "snmp"]
 
@@ -104,18 +200,40 @@ def test_collector_reads_every_field_of_every_profile_back() -> None:
     for dev, readings, before, after in run(with_twin(cfg, values, body)):
         prof = profiles[dev.profile]
         seen_profiles.add(prof.name)
-        assert len(readings) == 1
-        r = readings[0]
-        assert r.measurement == prof.measurement
-        assert r.tags == cfg.tags_of(dev)
-        assert before <= r.time_ns <= after
-        assert set(r.fields) == prof.field_names
-        for f in prof.fields:
-            want, got = values[dev.name][f.name], r.fields[f.name]
-            assert abs(got - want) <= resolution(f), (dev.name, f.name, got, want)
-            # A field's type is fixed by the profile (InfluxDB rejects int/float flips).
-            assert type(got) is (int if f.kind in ("counter", "state") else float), (f.name, got)
-    assert seen_profiles == {"ups_rfc1628", "apc_rpdu2", "bmc_server"}
+        want = values[dev.name]
+        expected_rows = {k.rsplit("/", 1)[0] for k in want if "/" in k}
+        scalar = [
+            r for r in readings if r.measurement == prof.measurement and r.tags == cfg.tags_of(dev)
+        ]
+        assert len(scalar) == (1 if prof.fields else 0), (dev.name, readings)
+        assert len(readings) == len(scalar) + len(expected_rows), (dev.name, len(readings))
+        for r in readings:
+            assert before <= r.time_ns <= after
+            assert r.tags.items() >= cfg.tags_of(dev).items()
+            if r in scalar:
+                specs, prefix = list(prof.fields), ""
+            else:
+                table = next(
+                    t
+                    for t in prof.tables
+                    if (t.measurement or prof.measurement) == r.measurement
+                    and set(t.index) <= set(r.tags)
+                )
+                index = ".".join(r.tags[n] for n in table.index)
+                prefix = f"{table.name}/{index}/"
+                specs = [f for f in table.fields if prefix + f.name in want]
+                for t in table.tags:
+                    assert r.tags[t.name] == str(want[prefix + t.name]), (dev.name, t.name)
+            assert set(r.fields) == {f.name for f in specs}, (dev.name, r.measurement, r.tags)
+            for f in specs:
+                wanted, got = want[prefix + f.name], r.fields[f.name]
+                assert isinstance(wanted, int | float)
+                tolerance = 0.5 + 1e-9 if f.exponent else resolution(f)
+                assert abs(got - wanted) <= tolerance, (dev.name, f.name, got, wanted)
+                # A field's type is fixed by the profile (InfluxDB rejects int/float flips).
+                ints = f.kind in ("counter", "state") and not f.exponent
+                assert type(got) is (int if ints else float), (f.name, got)
+    assert seen_profiles == {name for name, p in profiles.items() if p.protocol == "snmp"}
 
 
 def test_polls_of_many_devices_run_concurrently_on_one_engine() -> None:

@@ -384,3 +384,53 @@ def test_bind_conflict_names_the_device_and_stop_frees_ports(site: SiteConfig) -
         await again.stop()
 
     asyncio.run(go())
+
+
+def test_table_rows_are_served_through_the_profile(
+    site: SiteConfig, netsnmp_env: dict[str, str]
+) -> None:
+    """Rows given as ``table/index/name`` values are served at their columns: a v2c
+    snmpbulkwalk of the outlet table reads each outlet's power and name; the phase table's
+    row 1 is the scalar fields' OIDs (one value for one OID); SNMPv1 walks them too."""
+    values: dict[str, dict[str, float | int | str]] = dict(values_for(site))
+    pdu = site.device("pdu-R01-A")
+    for o in range(1, 25):
+        values[pdu.name] |= {f"outlet/{o}/power_w": 10.0 * o, f"outlet/{o}/outlet_name": f"srv {o}"}
+    values[pdu.name] |= {"phase/2/current_a": 4.5, "phase/2/voltage_v": 231}
+
+    async def body(_twin: SnmpTwin) -> list[tuple[int, str]]:
+        addr = f"127.0.0.1:{pdu.port}"
+        return [
+            await netsnmp(
+                netsnmp_env,
+                "snmpbulkwalk",
+                "-v2c",
+                "-c",
+                "public",
+                "-Cr10",
+                addr,
+                ".1.3.6.1.4.1.318.1.1.26.9.4.3.1",
+            ),
+            await netsnmp(
+                netsnmp_env,
+                "snmpwalk",
+                "-v1",
+                "-c",
+                "public",
+                addr,
+                ".1.3.6.1.4.1.318.1.1.26.6.3.1",
+            ),
+        ]
+
+    (rc, outlets), (rc1, phases) = run_with_twin(site, lambda n: values[n], body)
+    assert rc == 0 and rc1 == 0, outlets + phases
+    lines = [line for line in outlets.splitlines() if " = " in line and "No more" not in line]
+    assert len(lines) == 48, outlets  # names (.3) then powers (.7) of 24 outlets
+    assert '.1.3.6.1.4.1.318.1.1.26.9.4.3.1.3.24 = STRING: "srv 24"' in lines
+    assert ".1.3.6.1.4.1.318.1.1.26.9.4.3.1.7.24 = INTEGER: 240" in lines
+    assert phases.splitlines() == [
+        ".1.3.6.1.4.1.318.1.1.26.6.3.1.5.1 = INTEGER: 99",  # the scalar current_a (9.87 A)
+        ".1.3.6.1.4.1.318.1.1.26.6.3.1.5.2 = INTEGER: 45",
+        ".1.3.6.1.4.1.318.1.1.26.6.3.1.6.1 = INTEGER: 229",
+        ".1.3.6.1.4.1.318.1.1.26.6.3.1.6.2 = INTEGER: 231",
+    ], phases
