@@ -30,8 +30,11 @@ _MEAN_YEAR_DAYS = 365.2425
 IT_ROLE_BY_CATEGORY = {1: "ups_output", 2: "pdu_output", 3: "it_input"}
 # Window for the per-window indexes: about 500 windows over the period, at least 10 s.
 _WINDOWS = (10, 60, 300, 900, 3600, 6 * 3600, 86400)
-# A boundary index is searched for this many poll intervals around the boundary (at least).
+# A boundary index is searched for this many poll intervals around the boundary, and at
+# least _SEARCH_MIN_NS: two whole minutes, so that a boundary older than InfluxDB's raw
+# retention is answered from the 1-minute rollups (which hold no partial minutes).
 _SEARCH_INTERVALS = 3.0
+_SEARCH_MIN_NS = 120 * NS
 HEAT_PUMP_MEASUREMENT = "heat_pump"
 
 
@@ -145,7 +148,7 @@ def counter_energies(
     out: list[MeterEnergy] = []
     for measurement, devs in by_measurement.items():
         interval = max(cfg.interval_of(d) for d in devs)
-        look = int(max(max_gap, _SEARCH_INTERVALS) * interval * NS)
+        look = max(_SEARCH_MIN_NS, int(max(max_gap, _SEARCH_INTERVALS) * interval * NS))
         extrapolation = int(max_gap * interval * NS)
         window = _window_s(end_ns - start_ns, interval)
         where = {"site": cfg.site.name}

@@ -15,8 +15,11 @@ fails for want of the server, the write fails (retryable) and the batch comes ag
 ``aggregate`` uses the rollups only where the raw points may be gone, i.e. before the raw
 policy's retention (or before ``rollup_before_ns`` when given): there the CQs are long
 done, and elsewhere the raw points give the exact answer. Rollup windows carry their
-start, not the point's time, so there ``first``/``last`` over a group of several series
-pick by minute/hour, and ``first``/``last`` without ``every_s`` stay on the raw points.
+start, not the point's time (a CQ cannot keep it): there ``first``/``last`` over a group of
+several series pick by minute/hour, and without ``every_s`` they return the start of the
+rollup window holding the point (up to a minute early from ``rp_1m``, an hour from
+``rp_1h``), so that a meter index at a period boundary older than the raw retention is still
+found (the KPI code looks a few minutes around a boundary; see ``dcim.kpi.period``).
 
 Write responses become :class:`SinkError`: 204 ok; 400/413/422 (bad data, partial write,
 field type conflict, beyond retention) not retryable; 401/403 retryable, since wrong
@@ -324,8 +327,8 @@ class InfluxStore:
         return written
 
     def _rollup_before(self, fn: Agg, every_s: int | None) -> int | None:
-        if fn == "integral" or (every_s is None and fn in ("first", "last")):
-            return None  # the rollups do not keep the time of the points
+        if fn == "integral":
+            return None
         if self.rollup_before_ns is not None:
             return self.rollup_before_ns
         if not self.rollups_ready():

@@ -91,4 +91,4 @@ def test_reconcile_flags_a_difference_above_tolerance() -> None:
     assert reconcile("hm", 1010.0, 1000.0, 0.005).ok is False
     assert reconcile("hm", 1004.0, 1000.0, 0.005).ok is True
     assert reconcile("hm", None, 1000.0, 0.005).ok is None
-    assert window_for(31 * 86400, 10) == 60 and window_for(365 * 86400, 10) == 900
+    assert window_for(31 * 86400, 10) == 60 and window_for(365 * 86400, 10) == 3600

@@ -187,7 +187,36 @@ def test_aggregate_from_rollups_like_raw(rolled: InfluxStore) -> None:
                   every_s=every, where=where, group_by=group_by)  # fmt: skip
         expect = raw.aggregate(**kw)  # type: ignore[arg-type]
         assert expect
-        _same(fast.aggregate(**kw), expect)  # type: ignore[arg-type]
+        got = fast.aggregate(**kw)  # type: ignore[arg-type]
+        if fn in ("first", "last") and every is None:  # the time of a rollup window's start
+            assert [(r.tags, r.value) for r in got] == [(r.tags, r.value) for r in expect]
+            assert all(0 <= e.time_ns - g.time_ns < H for g, e in zip(got, expect, strict=True))
+            continue
+        _same(got, expect)
+
+
+def test_first_and_last_beyond_raw_retention_from_the_rollups(rolled: InfluxStore) -> None:
+    """Raw points gone (read from an empty policy): a meter index at a boundary is still
+    found, the value exact, the time the start of its rollup window (a minute or an hour)."""
+    raw = InfluxStore(rolled.sink)
+    expired = InfluxStore(_sink(rolled, retention_policy="autogen"), rollup_before_ns=NOW)
+    M = 60 * S
+    for fn, (a, b) in itertools.product(
+        ["first", "last"],
+        [(T0 + H - 2 * M, T0 + H), (T0 + H, T0 + H + 2 * M), (T0 + 5 * M, T0 + 3 * H + 7 * M)],
+    ):
+        kw = dict(measurement="energy_meter", field="energy_wh_total", start_ns=a, end_ns=b,
+                  fn=fn, group_by=("device",))  # fmt: skip
+        exact = {r.tags["device"]: r for r in raw.aggregate(**kw)}  # type: ignore[arg-type]
+        got = {r.tags["device"]: r for r in expired.aggregate(**kw)}  # type: ignore[arg-type]
+        assert got.keys() == exact.keys() and exact, (fn, a, b)
+        for dev, r in got.items():
+            assert r.value == exact[dev].value
+            window = H if (fn, b - a) == ("last", 3 * H + 2 * M) else M
+            assert r.time_ns % M == 0 and 0 <= exact[dev].time_ns - r.time_ns < window
+    # a range holding no whole minute cannot be answered once the raw points are gone
+    assert expired.aggregate(measurement="energy_meter", field="energy_wh_total",
+                             start_ns=T0 + H - 30 * S, end_ns=T0 + H, fn="last") == []  # fmt: skip
 
 
 def test_rollups_only_beyond_raw_retention(influxdb: InfluxServer) -> None:
@@ -197,7 +226,7 @@ def test_rollups_only_beyond_raw_retention(influxdb: InfluxServer) -> None:
     init_sink(st.sink)
     cut = st._rollup_before("count", 3600)
     assert cut is not None and cut % H == 0 and 0 < cut - (time.time_ns() - 2 * H) <= H + 60 * S
-    assert st._rollup_before("first", None) is None  # the time of the point is not kept
+    assert st._rollup_before("first", None) == cut  # the window start stands for its time
     assert st._rollup_before("integral", 60) is None
     forever = InfluxStore(_sink(st, retention_raw="INF"))
     init_sink(forever.sink)
