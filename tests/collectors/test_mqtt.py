@@ -5,6 +5,8 @@ the collector was disconnected (persistent session). Every wait is bounded."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +22,7 @@ from collectors.mqtt import MqttCollector, decode_payload, encode_payload, parse
 from dcim.config import Device, SiteConfig
 from dcim.profiles import Profile, load_profiles
 from dcim.reading import Reading
-from tests.servers import MosquittoServer
+from tests.servers import MosquittoServer, free_port, need
 
 REPO = Path(__file__).resolve().parents[2]
 TOPIC = "dcim/paris-chapelle/greenhouse/{zone}/climate"
@@ -313,3 +315,99 @@ def test_sample_config_is_a_valid_device() -> None:
     assert dev.protocol == "mqtt" and dev.profile in load_profiles()
     # Only the required options are uncommented.
     assert set(doc) == {"name", "protocol", "profile", "mqtt"}
+
+
+# -- TLS and credentials --------------------------------------------------------------------
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[tuple[MosquittoServer, Path]]:
+    """Mosquitto with only a TLS listener (certificate for IP 127.0.0.1 from a throwaway CA)
+    and a password file; yields the broker and the CA file."""
+    d = tmp_path / "tls"
+    d.mkdir()
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+             "ca.crt", "-days", "2", "-subj", "/CN=dcim-test-ca", cwd=d)  # fmt: skip
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+             "server.csr", "-subj", "/CN=127.0.0.1", cwd=d)  # fmt: skip
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext",
+             cwd=d)  # fmt: skip
+    passwd = d / "passwd"
+    subprocess.run(
+        [need("mosquitto_passwd", "mosquitto"), "-b", "-c", str(passwd),
+         MosquittoServer.user, MosquittoServer.password],
+        check=True,
+    )  # fmt: skip
+    port = free_port()
+    conf = d / "mosquitto.conf"
+    conf.write_text(
+        f"per_listener_settings false\nallow_anonymous false\npassword_file {passwd}\n"
+        f"persistence false\nlog_dest file {d}/mosquitto.log\n"
+        + ("user root\n" if os.geteuid() == 0 else "")
+        + f"listener {port} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\n"
+        f"keyfile {d}/server.key\n"
+    )
+    srv = MosquittoServer(None, port, d, [need("mosquitto", "mosquitto"), "-c", str(conf)])
+    srv.start()
+    try:
+        yield srv, d / "ca.crt"
+    finally:
+        srv.stop()
+
+
+def _tls_site(
+    broker: MosquittoServer, ca: Path | None, password: str, env: pytest.MonkeyPatch
+) -> SiteConfig:
+    """The site with TLS (``ca``: None for plain MQTT) and the password from the environment."""
+    env.setenv("DCIM_TEST_MQTT_PW", password)
+    doc = site(broker, client_id=f"dcim-tls-{password[:4]}").model_dump(exclude_none=True)
+    doc["mqtt"].update(password={"env": "DCIM_TEST_MQTT_PW"}, tls_ca=ca)
+    return SiteConfig.model_validate(doc)
+
+
+def test_tls_with_username_and_password(
+    tls_broker: tuple[MosquittoServer, Path],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker, ca = tls_broker
+    cfg = _tls_site(broker, ca, broker.password, monkeypatch)
+    sink = Sink()
+    col = MqttCollector(cfg, cfg.devices, sink)
+    col.start()
+    try:
+        assert col.connected.wait(10), "no TLS connection"
+        time.sleep(0.3)
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="tls-pub")
+        pub.username_pw_set(broker.user, broker.password)
+        pub.tls_set(ca_certs=str(ca))
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        try:
+            publish(
+                pub, TOPIC.format(zone="zone-1"), {"temperature": 19.5, "humidity": 58, "co2": 640}
+            )
+            wait_for(lambda: len(sink.data("gh-zone-1")) == 1, 5, "message over TLS")
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+    finally:
+        col.stop()
+    assert sink.data("gh-zone-1")[0].fields["co2_ppm"] == 640.0
+
+    # A wrong password is refused (and said so); plain MQTT on the TLS port never connects.
+    for tls_ca, password in ((ca, "wrong-password"), (None, broker.password)):
+        bad_cfg = _tls_site(broker, tls_ca, password, monkeypatch)
+        bad = MqttCollector(bad_cfg, bad_cfg.devices, Sink())
+        bad.start()
+        try:
+            assert not bad.connected.wait(2.5)
+        finally:
+            bad.stop()
+    assert any("refused the connection" in r.getMessage() for r in caplog.records)
