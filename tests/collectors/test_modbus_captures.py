@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import re
 import shutil
+import struct
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -299,3 +300,76 @@ def test_mbpoll_reads_the_dump_from_the_same_server(profile: str) -> None:
         return checked
 
     assert asyncio.run(go()) >= len(TYPED[profile]) + 1
+
+
+# -- every table, type and layout, against the third-party server -----------------------------
+
+ALL_TYPES = {
+    "name": "all_types",
+    "protocol": "modbus",
+    "measurement": "all_types",
+    "source": "test: one field per table, type and layout",
+    "fields": [
+        {"name": "i16_c", "address": 0, "type": "int16", "scale": 0.1, "offset": -40},
+        {"name": "u16", "address": 1, "type": "uint16"},
+        {"name": "i32_cdab", "address": 2, "type": "int32", "word_order": "little"},
+        {"name": "u32_total", "kind": "counter", "address": 4, "type": "uint32"},
+        {"name": "i64_total", "kind": "counter", "address": 6, "type": "int64"},
+        {"name": "u64_total", "kind": "counter", "address": 10, "type": "uint64",
+         "word_order": "little", "byte_order": "little"},
+        {"name": "f32_badc", "table": "input", "address": 0, "type": "float32",
+         "byte_order": "little"},
+        {"name": "f64_dcba", "table": "input", "address": 2, "type": "float64",
+         "word_order": "little", "byte_order": "little"},
+        {"name": "serial", "kind": "info", "table": "input", "address": 6, "type": "string",
+         "length": 4},
+        {"name": "running", "kind": "state", "table": "coil", "address": 5, "type": "bool"},
+        {"name": "alarm", "kind": "state", "table": "discrete", "address": 3, "type": "bool"},
+    ],
+}  # fmt: skip
+
+
+def test_every_table_type_and_layout_from_pymodbus_server(tmp_path: Path) -> None:
+    from tests.captures.modbus.build import words
+
+    (tmp_path / "all_types.yaml").write_text(yaml.safe_dump(ALL_TYPES))
+    regs: dict[str, dict[int, int]] = {"holding": {}, "input": {}, "coil": {}, "discrete": {}}
+
+    def put(table: str, address: int, ws: list[int]) -> None:
+        regs[table].update({address + i: w for i, w in enumerate(ws)})
+
+    put("holding", 0, words("i16", -123))
+    put("holding", 1, words("u16", 65535))
+    put("holding", 2, words("i32_cdab", -123456))
+    put("holding", 4, words("u32", 4_000_000_000))
+    put("holding", 6, words("i64", -9_000_000_000_000_000))
+    u64 = (1_234_567_890_123_456_789).to_bytes(8, "big")  # words reversed, bytes swapped: DCBA
+    put("holding", 10, [int.from_bytes(u64[i : i + 2][::-1], "big") for i in (6, 4, 2, 0)])
+    put("input", 0, words("f32_badc", 21.5))
+    f64 = struct.pack(">d", 1234.5678)
+    put("input", 2, [int.from_bytes(f64[i : i + 2][::-1], "big") for i in (6, 4, 2, 0)])
+    text = b"SN-7123\x00"
+    put("input", 6, [int.from_bytes(text[i : i + 2], "big") for i in range(0, 8, 2)])
+    regs["coil"].update({4: 0, 5: 1, 6: 0})
+    regs["discrete"].update({3: 1})
+    dump: Dump = {7: regs}
+    doc = {
+        "site": {"name": "t"},
+        "profile_dirs": [str(tmp_path)],
+        "devices": [{"name": "dev", "protocol": "modbus", "profile": "all_types",
+                     "host": "127.0.0.1", "port": 1, "modbus": {"unit_id": 7}}],
+    }  # fmt: skip
+    requests = Requests()
+
+    async def go() -> list[str]:
+        async with serve(dump, requests) as port:
+            doc["devices"][0]["port"] = port  # type: ignore[index]
+            return await poll_lines(parse_config(yaml.safe_dump(doc)))
+
+    [line] = asyncio.run(go())
+    assert line == (
+        "all_types,device=dev,site=t i16_c=-52.3,u16=65535.0,i32_cdab=-123456.0,"
+        "u32_total=4000000000i,i64_total=-9000000000000000i,u64_total=1234567890123456789i,"
+        f'f32_badc=21.5,f64_dcba=1234.5678,serial="SN-7123",running=1i,alarm=1i {CAPTURE_TIME_NS}'
+    )
+    assert sorted({fc for _u, fc, _a, _c in requests.seen}) == [1, 2, 3, 4]
