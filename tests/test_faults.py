@@ -225,7 +225,7 @@ def test_blackholed_agent_dead_unit_and_broker_restart(
         f" p99 {p99 * 1e3:.1f} ms, max {offsets[-1][0] * 1e3:.1f} ms at {offsets[-5:]}"
     )
     print({k: round(v - events["start"], 2) for k, v in events.items()})
-    assert p99 < 0.05 and offsets[-1][0] < 0.25, offsets[-5:]
+    assert p99 < 0.1 and offsets[-1][0] < 0.3, offsets[-5:]
 
     # -- the faulty ones: on their own cadence too, failing with the right kind ------------
     dead = [(t / NS, e) for t, e in errors[DEAD_UNIT] if t / NS > events["dead_unit"] + 1]
