@@ -205,6 +205,7 @@ class SnmpPoller:
         self._retries = cfg.retries_of(device)
         self._plan = ProfilePlan.of(profile, max_varbinds=self._opts.max_varbinds)
         self._rates = RateState()
+        self._rows_hint: dict[Oid, int] = {}
         self._engine: SnmpEngine | None = None
         self._target = ""
         self._warned: set[str] = set()
@@ -321,13 +322,14 @@ class SnmpPoller:
 
     async def _walk(self, engine: SnmpEngine) -> tuple[Columns, int]:
         """Every column of the profile's tables: GETBULK (SNMPv1: GETNEXT)."""
-        walk = self._plan.walk(self._opts.max_varbinds)
+        walk = self._plan.walk(self._opts.max_varbinds, self._rows_hint)
         v1 = self._opts.version == "1"
         max_rep = self._opts.max_repetitions
         first_ns = 0
         while not walk.done:
             batch = walk.request()
             cursors = walk.cursors(batch)
+            reps = walk.repetitions(batch, max_rep)
             non_rep = [SYS_UPTIME_COLUMN] if walk.uptime else []
             if v1:
                 err, status, index, var_binds, got_ns = await self._request(
@@ -335,7 +337,7 @@ class SnmpPoller:
                 )
             else:
                 err, status, index, var_binds, got_ns = await self._request(
-                    engine, "bulk", non_rep + cursors, len(non_rep), max_rep
+                    engine, "bulk", non_rep + cursors, len(non_rep), reps
                 )
             if err is not None:
                 self._raise(err)
@@ -347,8 +349,8 @@ class SnmpPoller:
                 walk.uptime = False  # an SNMPv1 agent without sysUpTime
                 continue
             if status == _TOO_BIG:
-                if max_rep > 1:
-                    max_rep = max(1, max_rep // 2)
+                if reps > 1:
+                    max_rep = max(1, reps // 2)
                     continue
                 if walk.max_columns > 1:
                     walk.max_columns = max(1, walk.max_columns // 2)
@@ -361,6 +363,7 @@ class SnmpPoller:
             walk.feed(batch, var_binds[len(non_rep) :], ticks)
         for col in walk.looped:
             self._warn_missing(dotted(col), "the agent answered OIDs out of order")
+        self._rows_hint = walk.rows_seen()
         return walk.results, first_ns
 
     async def _request(

@@ -314,8 +314,18 @@ class Walk:
     OIDs to GETBULK/GETNEXT from), ``feed()`` takes its answer, until ``done``.
     ``results[column][index]`` holds every cell found under each column."""
 
-    def __init__(self, columns: Iterable[Oid], *, max_varbinds: int, uptime: bool) -> None:
+    def __init__(
+        self,
+        columns: Iterable[Oid],
+        *,
+        max_varbinds: int,
+        uptime: bool,
+        rows_hint: Mapping[Oid, int] | None = None,
+    ) -> None:
         self.columns = sorted(set(columns))
+        # Rows per column at the last poll: GETBULK asks for what is left of them plus one
+        # (the step out of the subtree) rather than max_repetitions rows past a short table.
+        self.rows_hint = dict(rows_hint or {})
         self.cursor: dict[Oid, Oid] = {c: c for c in self.columns}
         self.active: list[Oid] = list(self.columns)
         self.results: Columns = {c: {} for c in self.columns}
@@ -330,6 +340,14 @@ class Walk:
     def request(self) -> list[Oid]:
         """The columns of the next request (at most ``max_varbinds`` OIDs with sysUpTime)."""
         return self.active[: self.max_columns]
+
+    def repetitions(self, batch: Sequence[Oid], cap: int) -> int:
+        """max-repetitions for ``batch``: at most ``cap``, no more than the rows expected."""
+        left = [self.rows_hint.get(c, cap) - len(self.results[c]) for c in batch]
+        return max(1, min(cap, max(left) + 1))
+
+    def rows_seen(self) -> dict[Oid, int]:
+        return {c: len(rows) for c, rows in self.results.items()}
 
     def cursors(self, batch: Sequence[Oid]) -> list[Oid]:
         return [self.cursor[c] for c in batch]
@@ -351,7 +369,7 @@ class Walk:
             col = batch[k % n]
             if col in ended:
                 continue
-            if val[0] == "endOfMibView" or oid[: len(col)] != col or len(oid) == len(col):
+            if val[0] in EXCEPTIONS or oid[: len(col)] != col or len(oid) == len(col):
                 ended.add(col)
                 continue
             if oid <= self.cursor[col]:  # not lexicographically after: a broken agent
@@ -475,5 +493,7 @@ class ProfilePlan:
             columns=columns,
         )
 
-    def walk(self, max_varbinds: int) -> Walk:
-        return Walk(self.columns, max_varbinds=max_varbinds, uptime=self.table_rates)
+    def walk(self, max_varbinds: int, rows_hint: Mapping[Oid, int] | None = None) -> Walk:
+        return Walk(
+            self.columns, max_varbinds=max_varbinds, uptime=self.table_rates, rows_hint=rows_hint
+        )

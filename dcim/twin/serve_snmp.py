@@ -15,6 +15,10 @@ of ``values``, e.g. ``"outlet/3/power_w": 212.0`` or ``"outlet/3/outlet_name": "
 that index, each tag at its column (text, or the first code ``map`` gives for it). Columns a
 field depends on are served so that it decodes: its ``when`` columns with the first code
 listed, its ``exponent`` columns with the value that makes the exponent 0 (whole units).
+A table ``values`` has no rows for is not walked: its cells that are also scalar fields
+(upsInputTruePower.1 is the `ups` reading's input_power_w and line 1 of upsInputTable) still
+answer a GET, but GETNEXT/GETBULK pass over them, so that a model giving only per-device
+values does not turn them into partial rows.
 
 The messages are decoded and built with pysnmp's protocol API on plain asyncio datagram
 endpoints: far cheaper than one SnmpEngine per device when one process serves ~400 agents.
@@ -94,6 +98,7 @@ class _Table:
     descr: bytes
     tables: dict[str, TableSpec]
     columns: list[Oid]  # every column of the profile's tables
+    in_table: list[str | None]  # per entry of ``oids``: the table whose column holds it
 
     @classmethod
     def of(cls, profile: Profile) -> _Table:
@@ -108,12 +113,21 @@ class _Table:
         rows.sort(key=lambda r: r[0])
         descr = f"dcim twin agent: {profile.description or profile.name} [{profile.name}]"
         columns = sorted({_oid(c) for t in profile.tables for c in t.columns()})
+        in_table: list[str | None] = []
+        for oid, _ in rows:
+            owner = [
+                t.name
+                for t in profile.tables
+                if any(oid[: len(c)] == c for c in map(_oid, t.columns()))
+            ]
+            in_table.append(owner[0] if owner else None)
         return cls(
             [r[0] for r in rows],
             [r[1] for r in rows],
             descr.encode(),
             {t.name: t for t in profile.tables},
             columns,
+            in_table,
         )
 
     def cells(self, values: Mapping[str, float | int | str]) -> dict[Oid, Any]:
@@ -170,6 +184,9 @@ class _View:
         self.values = values
         self.v1 = v1
         self.cells = agent.table.cells(values) if agent.table.tables else {}
+        self.walked_tables = (
+            {k.split("/", 1)[0] for k in values if "/" in k} if agent.table.tables else set()
+        )
         if v1:
             self.cells = {
                 k: v for k, v in self.cells.items() if not isinstance(v, rfc1902.Counter64)
@@ -205,7 +222,10 @@ class _View:
     def next(self, oid: Oid) -> tuple[Oid, Any] | None:
         oids = self.agent.table.oids
         found: tuple[Oid, Any] | None = None
+        in_table = self.agent.table.in_table
         for i in range(bisect.bisect_right(oids, oid), len(oids)):
+            if in_table[i] is not None and in_table[i] not in self.walked_tables:
+                continue
             val = self.value_at(i)
             if val is not None:
                 found = (oids[i], val)

@@ -509,3 +509,69 @@ def test_v3_auth_priv_against_snmpd(snmpd_v3: int) -> None:
     assert fields["engine_boots"] >= 1  # snmpEngineBoots
     assert fields["uptime_s"] >= 0
     assert err.kind == "auth", (err.kind, err)
+
+
+# -- table walks ------------------------------------------------------------------------------
+
+
+def test_walk_keeps_to_the_device_caps_and_learns_the_table_sizes() -> None:
+    """GETs of at most ``max_varbinds`` OIDs, GETBULKs of at most ``max_varbinds`` columns and
+    ``max_repetitions`` rows; the next poll asks for the rows it found last time plus one."""
+    doc = paris_chapelle(
+        racks=1, servers_per_rack=1, snmp_base_port=free_ports(4, kind=socket.SOCK_DGRAM)
+    )
+    for d in doc["devices"]:
+        if d["protocol"] == "snmp":
+            d["snmp"].update(max_varbinds=4, max_repetitions=3)
+    cfg = SiteConfig.model_validate(doc)
+    values = known_values(cfg, tables=True)
+    pdu = cfg.device("pdu-R01-A")
+    sent: list[tuple[str, int, int, int]] = []
+    original = SnmpPoller._request
+
+    async def spy(self: SnmpPoller, engine: Any, kind: str, oids: Any, *args: Any) -> Any:
+        non_rep, reps = (args + (0, 0))[:2]
+        sent.append((kind, len(oids), non_rep, reps))
+        return await original(self, engine, kind, oids, *args)
+
+    async def body(_twin: SnmpTwin) -> list[Any]:
+        poller = SnmpPoller(cfg, pdu)
+        first = await poller.poll()
+        n_first = len(sent)
+        second = await poller.poll()
+        return [first, second, n_first]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SnmpPoller, "_request", spy)
+        first, second, n_first = run(with_twin(cfg, values, body))
+    for readings in (first, second):
+        assert sum(r.measurement == "pdu_outlet" for r in readings) == 24
+        assert sum(r.measurement == "pdu_phase" for r in readings) == 3
+    assert all(n <= 4 for _, n, _, _ in sent), sent
+    assert all(reps <= 3 for kind, _, _, reps in sent if kind == "bulk"), sent
+    assert {kind for kind, *_ in sent} == {"get", "bulk"}
+    assert len(sent) - n_first <= n_first  # the second poll needs no more requests
+
+
+def test_walk_ends_columns_on_leaving_their_subtree_and_on_broken_agents() -> None:
+    from collectors.snmp_codec import Walk
+
+    a, b = (1, 3, 6, 1, 9, 1), (1, 3, 6, 1, 9, 2)
+    walk = Walk([b, a], max_varbinds=10, uptime=False)
+    assert walk.request() == [a, b] and walk.repetitions([a, b], 5) == 5
+    i = ("Integer32", 1)
+    # row-major: (a.1, b.1), (a.2, b.2), then a leaves its subtree, b goes on
+    walk.feed([a, b], [(a + (1,), i), (b + (1,), i), (a + (2,), i), (b + (2,), i)], None)
+    assert not walk.done
+    walk.feed([a, b], [(b + (1,), i), (b + (3,), i)], None)  # a: into b's subtree
+    assert walk.request() == [b]
+    assert set(walk.results[a]) == {(1,), (2,)} and set(walk.results[b]) == {(1,), (2,), (3,)}
+    walk.feed([b], [(b + (2,), i)], None)  # not after the cursor: a looping agent
+    assert walk.done and walk.looped == [b]
+    # a shortened answer (fewer var-binds than asked) keeps the columns it did not reach
+    short = Walk([a, b], max_varbinds=10, uptime=False, rows_hint={a: 2, b: 0})
+    assert short.repetitions([a, b], 10) == 3
+    short.feed([a, b], [(a + (1,), i)], None)
+    assert short.request() == [a, b]
+    short.feed([a, b], [(a + (2,), ("endOfMibView", None)), (b + (5,), ("noSuchObject", None))], 7)
+    assert short.done

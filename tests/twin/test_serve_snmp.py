@@ -201,9 +201,15 @@ def test_snmpbulkwalk_and_v1_snmpwalk_cover_every_served_oid(
             for line in out.splitlines()
             if " = " in line and "No more variables" not in line
         ]
+        # A scalar that is also a cell of a table the values have no rows for (the PDU's
+        # phase 1 current, the UPS's line 1 powers) answers a GET but is not walked.
+        columns = [
+            tuple(map(int, c.split("."))) for t in profiles[dev.profile].tables for c in t.columns()
+        ]
+        oids = [tuple(map(int, (f.oid or "").split("."))) for f in profiles[dev.profile].fields]
         want = sorted(
             [SYS_DESCR, SYS_UPTIME, SYS_NAME]
-            + [tuple(map(int, (f.oid or "").split("."))) for f in profiles[dev.profile].fields]
+            + [o for o in oids if not any(o[: len(c)] == c for c in columns)]
         )
         assert walked == [dotted(o) for o in want], out
         assert f'STRING: "{dev.name}"' in out
