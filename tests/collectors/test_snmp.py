@@ -413,8 +413,17 @@ def test_sample_config_is_a_valid_device() -> None:
 # -- SNMPv3 against net-snmp's snmpd ---------------------------------------------------------
 
 
+# (our name, net-snmp's name) of the authentication and privacy protocols tested
+V3_PROTOCOLS = [
+    (("SHA", "SHA"), ("AES", "AES")),
+    (("SHA256", "SHA-256"), ("AES256", "AES-256")),  # Blumenthal AES-256 on both sides
+    (("SHA512", "SHA-512"), ("AES192", "AES-192")),
+]
+
+
 @pytest.fixture
-def snmpd_v3(tmp_path: Path) -> Iterator[int]:
+def snmpd_v3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, str, str]]:
+    (auth, auth_netsnmp), (priv, priv_netsnmp) = request.param
     binary = shutil.which("snmpd")
     if binary is None:
         raise RuntimeError("snmpd not found: install the Debian package 'snmpd' (see README)")
@@ -422,7 +431,7 @@ def snmpd_v3(tmp_path: Path) -> Iterator[int]:
     conf = tmp_path / "snmpd.conf"
     conf.write_text(
         f"agentAddress udp:127.0.0.1:{port}\n"
-        'createUser dcimv3 SHA "auth-pass-123" AES "priv-pass-456"\n'
+        f'createUser dcimv3 {auth_netsnmp} "auth-pass-123" {priv_netsnmp} "priv-pass-456"\n'
         "rouser dcimv3 priv\n"
     )
     env = dict(os.environ, MIBS="", SNMP_PERSISTENT_DIR=str(tmp_path), SNMPCONFPATH=str(tmp_path))
@@ -433,14 +442,17 @@ def snmpd_v3(tmp_path: Path) -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield port
+        yield port, auth, priv
     finally:
         proc.terminate()
         proc.wait(10)
 
 
-def test_v3_auth_priv_against_snmpd(snmpd_v3: int) -> None:
-    port = snmpd_v3
+@pytest.mark.parametrize(
+    "snmpd_v3", V3_PROTOCOLS, indirect=True, ids=[f"{a[0]}-{p[0]}" for a, p in V3_PROTOCOLS]
+)
+def test_v3_auth_priv_against_snmpd(snmpd_v3: tuple[int, str, str]) -> None:
+    port, auth, priv = snmpd_v3
     prof = Profile.model_validate(
         {
             "name": "net_snmp_system",
@@ -460,6 +472,24 @@ def test_v3_auth_priv_against_snmpd(snmpd_v3: int) -> None:
                     "snmp_type": "Integer32",
                 },
             ],
+            # IF-MIB's ifTable, walked with GETBULK over authPriv
+            "tables": [
+                {
+                    "name": "interface",
+                    "measurement": "interface",
+                    "index": ["if_index"],
+                    "tags": [{"name": "if_name", "oid": "1.3.6.1.2.1.2.2.1.2"}],
+                    "fields": [
+                        {
+                            "name": "in_octets_total",
+                            "kind": "counter",
+                            "oid": "1.3.6.1.2.1.2.2.1.10",
+                            "snmp_type": "Counter32",
+                        },
+                        {"name": "in_bps", "rate_of": "in_octets_total", "scale": 8},
+                    ],
+                }
+            ],
         }
     )
 
@@ -476,9 +506,9 @@ def test_v3_auth_priv_against_snmpd(snmpd_v3: int) -> None:
                 "snmp": {
                     "version": "3",
                     "user": "dcimv3",
-                    "auth_protocol": "SHA",
+                    "auth_protocol": auth,
                     "auth_key": {"value": auth_key},
-                    "priv_protocol": "AES",
+                    "priv_protocol": priv,
                     "priv_key": {"value": "priv-pass-456"},
                 },
             }
@@ -509,6 +539,8 @@ def test_v3_auth_priv_against_snmpd(snmpd_v3: int) -> None:
     assert fields["engine_boots"] >= 1  # snmpEngineBoots
     assert fields["uptime_s"] >= 0
     assert err.kind == "auth", (err.kind, err)
+    interfaces = {r.tags["if_name"]: r.fields for r in readings if r.measurement == "interface"}
+    assert "lo" in interfaces and isinstance(interfaces["lo"]["in_octets_total"], int)
 
 
 # -- table walks ------------------------------------------------------------------------------
