@@ -51,6 +51,8 @@ INTEGER_TYPES = frozenset(
 EXCEPTIONS = frozenset({"noSuchObject", "noSuchInstance", "endOfMibView"})
 MAX_ROWS = 10_000  # per column and poll: a looping agent cannot walk us forever
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# a backslash InfluxDB 1.x line protocol cannot carry in a tag value (see lineprotocol)
+_BACKSLASH = re.compile(r'\\(?=$|[\\,= "])')
 
 
 def oid_of(text: str) -> Oid:
@@ -136,8 +138,8 @@ class _Decoder:
 
 
 def tag_text(val: Value, mapping: Mapping[int, str] | None = None) -> str | None:
-    """A column's value as a tag value (None: no tag). Text is stripped of control characters
-    (a newline would end a line-protocol point)."""
+    """A column's value as a tag value (None: no tag). Text loses control characters (a
+    newline would end a line-protocol point) and backslashes line protocol cannot carry."""
     kind, v = val
     if kind in INTEGER_TYPES:
         if mapping is not None:
@@ -145,7 +147,7 @@ def tag_text(val: Value, mapping: Mapping[int, str] | None = None) -> str | None
         return str(int(v))
     if kind in ("OctetString", "IpAddress"):
         text = _CONTROL.sub(" ", bytes(v).decode("utf-8", errors="replace")).strip()
-        return text.rstrip("\\").strip() or None
+        return _BACKSLASH.sub("/", text) or None
     if kind == "ObjectIdentifier":
         return str(v)
     return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dcim.profiles import load_profiles
@@ -26,3 +28,90 @@ def test_counter_wrap_follows_the_register_type(
         assert spec.type == "uint32" and spec.wrap_at == pytest.approx(2.0**32 * spec.scale)
     else:
         assert spec.wrap_at == (pytest.approx(wrap_at) if wrap_at else None)
+
+
+SNMP = {"name": "p", "protocol": "snmp", "measurement": "m"}
+COL = "1.3.6.1.2.1.2.2.1.10"
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({**SNMP}, "needs 'fields'"),
+        (
+            {**SNMP, "fields": [{"name": "r", "rate_of": "x"}]},
+            "'rate_of' must name a counter field of the same profile",
+        ),
+        (
+            {**SNMP, "fields": [{"name": "r", "rate_of": "x", "oid": "1.3.6"}]},
+            "a rate ('rate_of') is computed, it has no 'oid'",
+        ),
+        (
+            {**SNMP, "fields": [{"name": "g", "oid": "1.3.6", "rate_max": 5}]},
+            "'rate_max' needs 'rate_of'",
+        ),
+        (
+            {**SNMP, "fields": [{"name": "g", "oid": "1.3.6", "when": {"1.3": [1]}}]},
+            "'when' and 'exponent' are for table columns",
+        ),
+        (
+            {
+                **SNMP,
+                "tables": [
+                    {"name": "t", "index": ["device"], "fields": [{"name": "f", "oid": COL}]}
+                ],
+            },
+            "tag 'device' is reserved",
+        ),
+        (
+            {
+                **SNMP,
+                "tables": [
+                    {
+                        "name": "t",
+                        "index": ["port"],
+                        "tags": [{"name": "port", "oid": COL}],
+                        "fields": [{"name": "f", "oid": COL}],
+                    }
+                ],
+            },
+            "a tag name is used twice",
+        ),
+        (
+            {
+                "name": "p",
+                "protocol": "modbus",
+                "measurement": "m",
+                "fields": [{"name": "f", "address": 0, "type": "uint16", "no_value": [65535]}],
+            },
+            "no_value, when, exponent and rate_of are SNMP keys",
+        ),
+    ],
+)
+def test_snmp_profile_keys_are_checked(doc: dict, message: str) -> None:  # type: ignore[type-arg]
+    from dcim.profiles import Profile
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Profile.model_validate(doc)
+
+
+def test_table_rate_of_a_counter_of_the_same_row() -> None:
+    from dcim.profiles import Profile
+
+    prof = Profile.model_validate(
+        {
+            **SNMP,
+            "tables": [
+                {
+                    "name": "interface",
+                    "index": ["if_index"],
+                    "fields": [
+                        {"name": "o", "kind": "counter", "oid": COL, "snmp_type": "Counter64"},
+                        {"name": "bps", "rate_of": "o", "scale": 8, "rate_max": 1e11},
+                    ],
+                }
+            ],
+        }
+    )
+    assert prof.tables[0].columns() == frozenset({COL})
+    assert prof.field_names == frozenset()  # table fields are not the device reading's

@@ -607,3 +607,16 @@ def test_walk_ends_columns_on_leaving_their_subtree_and_on_broken_agents() -> No
     assert short.request() == [a, b]
     short.feed([a, b], [(a + (2,), ("endOfMibView", None)), (b + (5,), ("noSuchObject", None))], 7)
     assert short.done
+
+
+def test_tag_values_from_columns() -> None:
+    from collectors.snmp_codec import tag_text
+
+    assert tag_text(("OctetString", b" srv-01 PSU1\r\n")) == "srv-01 PSU1"
+    assert tag_text(("OctetString", b"DC\\rack 1\\")) == "DC\\rack 1/"
+    assert tag_text(("OctetString", b"a\\ b")) == "a/ b"
+    assert tag_text(("OctetString", b"")) is None
+    assert tag_text(("Integer32", 8)) == "8"
+    assert tag_text(("Integer32", 8), {8: "celsius"}) == "celsius"
+    assert tag_text(("Integer32", 99), {8: "celsius"}) is None
+    assert tag_text(("noSuchInstance", None)) is None
