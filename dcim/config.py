@@ -49,6 +49,10 @@ ROLE_FIELD: dict[str, str] = {
 }
 
 
+# Seconds a poll's deadline leaves beyond its requests' timeouts (connect, decode).
+DEADLINE_MARGIN_S = 0.5
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -150,6 +154,10 @@ class Device(_Model):
     interval_s: float | None = Field(default=None, gt=0, le=86400)
     timeout_s: float | None = Field(default=None, gt=0, le=300)
     retries: int | None = Field(default=None, ge=0, le=10)
+    # Per-device jitter (at most half the interval) and poll deadline (plus the jitter, less
+    # than the interval); see SiteConfig.jitter_of / deadline_of for what applies when unset.
+    jitter_s: float | None = Field(default=None, ge=0, le=60)
+    deadline_s: float | None = Field(default=None, gt=0, le=86400)
     enabled: bool = True
     tags: dict[str, str] = {}
     snmp: SnmpOptions | None = None
@@ -386,6 +394,24 @@ class SiteConfig(_Model):
     def retries_of(self, dev: Device) -> int:
         return dev.retries if dev.retries is not None else self.defaults.retries
 
+    def jitter_of(self, dev: Device) -> float:
+        """Seconds a poll may start after its slot: the device's ``jitter_s`` (validated to at
+        most half its interval), else ``defaults.jitter_s`` capped to half the interval."""
+        if dev.jitter_s is not None:
+            return dev.jitter_s
+        return min(self.defaults.jitter_s, 0.5 * self.interval_of(dev))
+
+    def deadline_of(self, dev: Device) -> float:
+        """Seconds a poll may take before it is cancelled: the device's ``deadline_s``
+        (validated: plus the jitter, less than the interval), else
+        ``min(timeout * (retries + 1) + margin, 0.9 * interval - jitter)``, at least a tenth of
+        the interval: a cancelled poll has ended before the next one is due."""
+        if dev.deadline_s is not None:
+            return dev.deadline_s
+        interval = self.interval_of(dev)
+        budget = self.timeout_of(dev) * (self.retries_of(dev) + 1) + DEADLINE_MARGIN_S
+        return max(0.1 * interval, min(budget, 0.9 * interval - self.jitter_of(dev)))
+
     def tags_of(self, dev: Device) -> dict[str, str]:
         """The tags every reading of this device carries."""
         tags = {"site": self.site.name, "device": dev.name}
@@ -480,8 +506,11 @@ def _path_str(loc: tuple[str | int, ...], data: Any) -> str:
     return out
 
 
-def _cross_checks(cfg: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
-    """Checks that need the whole document. Returns (location, message) pairs."""
+def _cross_checks(
+    cfg: SiteConfig, *, timing: bool = True
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Checks that need the whole document. Returns (location, message) pairs. ``timing``:
+    also check the devices' jitter and deadline (needs valid ``defaults``)."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
     try:
         profiles = cfg.profiles()
@@ -497,6 +526,8 @@ def _cross_checks(cfg: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
                     f"room {rack.room!r} is not defined under 'rooms:' (known: {sorted(rooms)})",
                 )
             )
+    if timing:
+        problems += _timing_checks(cfg)
     names = {dev.name for dev in cfg.devices}
     endpoints: dict[tuple[str, int, int | None], str] = {}
     for i, dev in enumerate(cfg.devices):
@@ -606,6 +637,41 @@ def _cross_checks(cfg: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
     return problems
 
 
+def _timing_checks(cfg: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """A device's own jitter and deadline against its interval (its own or the default's).
+
+    The scheduler's grid trigger finds the slot a run was jittered from by rounding, which
+    holds for a jitter of at most half the interval; a poll started a whole jitter late must
+    have met its deadline before the next slot, or that run is skipped (``missed``)."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for i, dev in enumerate(cfg.devices):
+        interval = cfg.interval_of(dev)
+        of = f"{interval:g} s" + ("" if dev.interval_s is not None else " from defaults.interval_s")
+        if dev.jitter_s is not None and dev.jitter_s > interval / 2:
+            problems.append(
+                (
+                    ("devices", i, "jitter_s"),
+                    f"jitter_s {dev.jitter_s:g} is more than half the poll interval ({of}): "
+                    f"write jitter_s: {interval / 2:g} or less, or a longer interval_s",
+                )
+            )
+        if dev.deadline_s is not None:
+            jitter = min(cfg.jitter_of(dev), interval / 2)
+            if dev.deadline_s + jitter >= interval:
+                src = "" if dev.jitter_s is not None else " from defaults.jitter_s"
+                plus = f" plus the jitter ({jitter:g} s{src})" if jitter else ""
+                problems.append(
+                    (
+                        ("devices", i, "deadline_s"),
+                        f"deadline_s {dev.deadline_s:g}{plus} is not less than the poll "
+                        f"interval ({of}): the poll could still run when the next one is due; "
+                        f"write deadline_s: {round(0.9 * interval - jitter, 3):g} or less, "
+                        "or a longer interval_s",
+                    )
+                )
+    return problems
+
+
 def _duplicate_names(raw_devices: Any) -> list[tuple[tuple[str | int, ...], str]]:
     """Device names used twice, checked on the raw document so that a device that fails the
     schema for another reason still counts."""
@@ -704,9 +770,13 @@ def _partial_cross_checks(
                 index.append(i)
             except ValidationError:
                 continue
+        try:  # the timing checks need the document's defaults: skipped when those are wrong
+            defaults, timing = Defaults.model_validate(data.get("defaults") or {}), True
+        except ValidationError:
+            defaults, timing = Defaults(), False
         skeleton = SiteConfig.model_construct(
             site=Site(name="x"),
-            defaults=Defaults(),
+            defaults=defaults,
             rooms=[
                 Room.model_validate(r)
                 for r in data.get("rooms") or []
@@ -726,7 +796,7 @@ def _partial_cross_checks(
             ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg)
             for loc, msg in _duplicate_names(data.get("devices"))
         ]
-        for loc, msg in _cross_checks(skeleton):
+        for loc, msg in _cross_checks(skeleton, timing=timing):
             if loc and loc[0] == "devices" and isinstance(loc[1], int):
                 loc = ("devices", index[loc[1]], *loc[2:])
             out.append(ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg))

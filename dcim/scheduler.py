@@ -1,10 +1,13 @@
 """Drives every polling collector: one APScheduler job per device.
 
-Each job has the device's interval and the site's jitter, never overlaps itself
-(``max_instances=1``), coalesces a backlog into one run, and bounds each poll with a deadline
-of ``min(timeout * (retries + 1) + margin, 0.9 * interval - jitter)``, so a cancelled poll
-has finished before the next one is due. A slow or dead device therefore never delays
-another: all polls are tasks on one event loop and a hanging one only holds its own job.
+Each job has the device's interval and jitter, never overlaps itself (``max_instances=1``),
+coalesces a backlog into one run, and bounds each poll with the device's deadline, by
+default ``min(timeout * (retries + 1) + margin, 0.9 * interval - jitter)``, so a cancelled
+poll has finished before the next one is due. Interval, jitter and deadline are the
+device's own (``interval_s``, ``jitter_s``, ``deadline_s``) or follow the site's
+``defaults:`` (:meth:`SiteConfig.interval_of`, ``jitter_of``, ``deadline_of``). A slow or
+dead device therefore never delays another: all polls are tasks on one event loop and a
+hanging one only holds its own job.
 
 Every cycle yields one ``dcim_poll`` health reading (tags site, device, protocol; fields
 ``up``, ``duration_s``, ``values_read``, ``error``, ``late_s``) next to the device's data.
@@ -48,7 +51,6 @@ _aps_log = logging.getLogger(__name__ + ".apscheduler")
 _aps_log.setLevel(logging.ERROR)
 
 NS = 1_000_000_000
-DEADLINE_MARGIN_S = 0.5
 LATE_WINDOW = 200  # late_s samples kept per device for status()
 
 
@@ -130,12 +132,9 @@ class Scheduler:
         self._status: dict[str, DeviceStatus] = {}
         for name, p in self.pollers.items():
             dev = p.device
-            interval = cfg.interval_of(dev)
-            budget = cfg.timeout_of(dev) * (cfg.retries_of(dev) + 1) + DEADLINE_MARGIN_S
-            # Jitter spreads a cycle's start; more than half an interval would make runs meet.
-            jitter = min(cfg.defaults.jitter_s, 0.5 * interval)
-            deadline = max(0.1 * interval, min(budget, 0.9 * interval - jitter))
-            self._status[name] = DeviceStatus(name, dev.protocol, interval, deadline, jitter)
+            self._status[name] = DeviceStatus(
+                name, dev.protocol, cfg.interval_of(dev), cfg.deadline_of(dev), cfg.jitter_of(dev)
+            )
         self._scheduled: dict[str, datetime] = {}  # job id -> scheduled time of the run submitted
         self._last_run_time: dict[str, datetime] = {}  # job id -> last run time seen in an event
         self._running: set[asyncio.Task[Any]] = set()

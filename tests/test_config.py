@@ -61,3 +61,57 @@ def test_tags_carry_topology() -> None:
         "room": "salle-a",
         "role": "pdu_output",
     }
+
+
+def _meters(*own: dict[str, object], defaults: dict[str, object] | None = None) -> str:
+    doc = {
+        "site": {"name": "t"},
+        "defaults": defaults or {"interval_s": 10},
+        "devices": [
+            {
+                "name": f"m{i}",
+                "protocol": "modbus",
+                "profile": "water_meter",
+                "host": "127.0.0.1",
+                "port": 502 + i,
+                **o,
+            }
+            for i, o in enumerate(own)
+        ],
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def test_device_jitter_and_deadline_are_checked_beside_a_schema_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_meters({"jitter_s": 5.5}, {"intervall_s": 5}), filename="c.yaml")
+    assert [i.path for i in err.value.issues] == [
+        "devices[1](m1).intervall_s",
+        "devices[0](m0).jitter_s",
+    ]
+    assert "write jitter_s: 5 or less" in err.value.issues[1].message
+
+
+def test_device_timing_is_not_judged_against_defaults_that_are_wrong() -> None:
+    # defaults.interval_s is 60 but the section has a typo: no check against the built-in 10 s
+    text = _meters({"deadline_s": 30}, defaults={"interval_s": 60, "jiter_s": 1})
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, filename="c.yaml")
+    assert [i.path for i in err.value.issues] == ["defaults.jiter_s"]
+
+
+def test_device_timing_follows_the_defaults_unless_its_own() -> None:
+    cfg = parse_config(
+        _meters(
+            {},
+            {"interval_s": 60, "jitter_s": 30, "deadline_s": 29.5},
+            {"interval_s": 2},
+            defaults={"interval_s": 10, "timeout_s": 2, "retries": 1, "jitter_s": 1.5},
+        )
+    )
+    timing = [(cfg.interval_of(d), cfg.jitter_of(d), cfg.deadline_of(d)) for d in cfg.devices]
+    assert timing == [
+        (10, 1.5, 4.5),  # min(2 * (1 + 1) + 0.5, 0.9 * 10 - 1.5)
+        (60, 30, 29.5),
+        (2, 1, pytest.approx(0.8)),  # the site's jitter capped to half the interval
+    ]

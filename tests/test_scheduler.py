@@ -19,8 +19,15 @@ from dcim.scheduler import Scheduler
 
 
 def site(
-    n: int, *, interval_s: float, timeout_s: float = 0.1, retries: int = 0, jitter_s: float = 0.0
+    n: int,
+    *,
+    interval_s: float,
+    timeout_s: float = 0.1,
+    retries: int = 0,
+    jitter_s: float = 0.0,
+    own: dict[int, dict[str, Any]] | None = None,
 ) -> SiteConfig:
+    """``n`` Modbus devices d000, d001, ...; ``own``: device index -> its own settings."""
     return SiteConfig.model_validate(
         {
             "site": {"name": "t"},
@@ -37,6 +44,7 @@ def site(
                     "profile": "x",
                     "host": "127.0.0.1",
                     "port": 1000 + i,
+                    **(own or {}).get(i, {}),
                 }
                 for i in range(n)
             ],
@@ -261,3 +269,58 @@ def test_grid_trigger_moves_forward_one_slot_at_a_time(step: float, jitter: floa
         t = trig.get_next_fire_time(t, start)
         offset = t.timestamp() - start.timestamp() - k * trig.interval_length  # whole us
         assert -1e-5 <= offset <= jitter + 1e-5, (k, offset)
+
+
+def test_a_device_has_its_own_interval_jitter_and_deadline() -> None:
+    cfg = site(
+        4,
+        interval_s=10.0,
+        timeout_s=2.0,
+        retries=1,
+        jitter_s=3.0,
+        own={
+            1: {"interval_s": 60.0, "jitter_s": 5.0, "deadline_s": 20.0},
+            2: {"interval_s": 4.0},  # the site's jitter is capped to half its interval
+            3: {"jitter_s": 0.0, "deadline_s": 9.5},
+        },
+    )
+    got = {
+        n: (s.interval_s, s.jitter_s, s.deadline_s)
+        for n, s in Scheduler(cfg, [FakePoller(d) for d in cfg.devices], list).status().items()
+    }
+    assert got == {
+        "d000": (10.0, 3.0, 4.5),  # min(2 * (1 + 1) + 0.5, 0.9 * 10 - 3)
+        "d001": (60.0, 5.0, 20.0),
+        "d002": (4.0, 2.0, pytest.approx(1.6)),  # min(4.5, 0.9 * 4 - 2)
+        "d003": (10.0, 0.0, 9.5),
+    }
+
+
+def test_each_device_polls_with_its_own_deadline_and_jitter() -> None:
+    cfg = site(
+        3,
+        interval_s=0.3,
+        own={0: {"deadline_s": 0.05}, 2: {"jitter_s": 0.1, "deadline_s": 0.15}},
+    )
+    pollers = [FakePoller(d) for d in cfg.devices]
+    pollers[0].behaviour = pollers[1].behaviour = "hang"
+
+    async def main() -> tuple[list[Reading], dict[str, float]]:
+        out: list[Reading] = []
+        sched = Scheduler(cfg, pollers, out.extend)
+        await sched.start()
+        assert sched._aps is not None
+        jitters = {d.name: sched._aps.get_job(d.name).trigger.jitter_s for d in cfg.devices}
+        await asyncio.sleep(1.5)
+        await sched.stop()
+        return out, jitters
+
+    out, jitters = asyncio.run(main())
+    assert jitters == {"d000": 0.0, "d001": 0.0, "d002": 0.1}
+    own, default = health(out, "d000"), health(out, "d001")
+    assert len(own) >= 3 and len(default) >= 3
+    assert all(r.fields["error"] == "deadline" for r in own + default)
+    assert all(0.04 < float(r.fields["duration_s"]) < 0.1 for r in own)
+    # the site's: min(0.1 s timeout + 0.5 s margin, 0.9 * 0.3 s)
+    assert all(0.25 < float(r.fields["duration_s"]) < 0.35 for r in default)
+    assert all(r.fields["up"] == 1 for r in health(out, "d002"))
