@@ -156,6 +156,9 @@ def device_series(m: SiteModel, dev: _Dev, at: At) -> dict[str, Arr]:
 
 
 def _phase_values(m: SiteModel, name: str, at: At, p: Arr) -> dict[str, Arr]:
+    """A three-phase meter's per-phase values for total active power ``p`` (W): the phases
+    share it unevenly (a few %), their powers add up to ``p``, and each phase's current is
+    its power over its voltage and the power factor."""
     r = m._rng("meter", name)
     pf0 = r.uniform(0.95, 0.99)
     d = r.uniform(-0.04, 0.04, 3)
@@ -168,6 +171,7 @@ def _phase_values(m: SiteModel, name: str, at: At, p: Arr) -> dict[str, Arr]:
         v = 230.0 * rel + v_off[k]
         out[f"voltage_l{k + 1}_v"] = v
         out[f"current_l{k + 1}_a"] = np.abs(p) * (1.0 + d[k]) / 3.0 / (v * pf)
+        out[f"power_l{k + 1}_w"] = p * (1.0 + d[k]) / 3.0
     out["frequency_hz"] = 50.0 + m.grid_f(at.ts)
     out["power_factor"] = pf
     return out

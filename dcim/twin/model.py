@@ -33,8 +33,9 @@ ups_rfc1628 ups input_power_w output_power_w output_load_pct battery_charge_pct 
     on_battery battery_runtime_min
 apc_rpdu2 pdu power_w energy_wh_total current_a voltage_v
 bmc_server server inlet_temp_c power_w
-energy_meter_3ph energy_meter energy_wh_total power_w voltage_l1_v voltage_l2_v voltage_l3_v
-    current_l1_a current_l2_a current_l3_a frequency_hz power_factor
+energy_meter_3ph energy_meter energy_wh_total power_w power_l1_w power_l2_w power_l3_w
+    voltage_l1_v voltage_l2_v voltage_l3_v current_l1_a current_l2_a current_l3_a frequency_hz
+    power_factor
 heat_meter_en1434 heat_meter heat_energy_wh_total volume_m3_total heat_power_w flow_m3_per_h
     supply_temp_c return_temp_c status
 plate_heat_exchanger heat_exchanger primary_supply_temp_c primary_return_temp_c

@@ -205,14 +205,14 @@ def test_register_limit_and_hole_limit_shape_the_requests() -> None:
     async def go() -> None:
         # max_hole 10: the six groups of the profile apart
         assert await requests_for(max_hole=10) == [
-            (2999, 6), (3027, 6), (3059, 2), (3083, 2), (3109, 2), (3203, 4)
+            (2999, 6), (3027, 6), (3053, 8), (3083, 2), (3109, 2), (3203, 4)
         ]  # fmt: skip
         # a wide hole merges the float block, cut before a field that would pass 60 registers
         assert await requests_for(max_hole=100, max_registers_per_request=60) == [
-            (2999, 34), (3059, 52), (3203, 4)
+            (2999, 60), (3059, 52), (3203, 4)
         ]  # fmt: skip
         assert await requests_for(single_value_reads=True) == [
-            (a, 2) for a in (2999, 3001, 3003, 3027, 3029, 3031, 3059, 3083, 3109)
+            (a, 2) for a in (2999, 3001, 3003, 3027, 3029, 3031, 3053, 3055, 3057, 3059, 3083, 3109)
         ] + [(3203, 4)]
 
     asyncio.run(go())

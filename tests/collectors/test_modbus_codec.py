@@ -35,8 +35,8 @@ INT_RANGES = {
 GLOSSARY = {
     "energy_meter_3ph": (
         "energy_meter",
-        "energy_wh_total power_w voltage_l1_v voltage_l2_v voltage_l3_v"
-        " current_l1_a current_l2_a current_l3_a frequency_hz power_factor",
+        "energy_wh_total power_w power_l1_w power_l2_w power_l3_w voltage_l1_v voltage_l2_v"
+        " voltage_l3_v current_l1_a current_l2_a current_l3_a frequency_hz power_factor",
     ),
     "heat_meter_en1434": (
         "heat_meter",

@@ -185,6 +185,8 @@ def energy_meter() -> Capture:
         fields: dict[str, float | int] = {
             "current_l1_a": i[0], "current_l2_a": i[1], "current_l3_a": i[2],
             "voltage_l1_v": v[0], "voltage_l2_v": v[1], "voltage_l3_v": v[2],
+            "power_l1_w": p_phase[0] * 1000, "power_l2_w": p_phase[1] * 1000,
+            "power_l3_w": p_phase[2] * 1000,
             "power_w": p_total * 1000, "power_factor": pf, "frequency_hz": hz,
             "energy_wh_total": wh,
         }  # fmt: skip
