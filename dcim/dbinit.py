@@ -10,17 +10,22 @@ changed). Embedded: the SQLite file and its tables; its rollups and retention ar
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from dcim.config import EmbeddedSink, InfluxSink
-from dcim.storage.base import NS, StoreError
+from dcim.reading import Reading
+from dcim.storage.base import NS, StoreError, ceil_to
 from dcim.storage.influx import (
+    MARKER,
+    MARKER_FIELD,
     ROLLUP_FNS,
     ROLLUP_RP,
     InfluxStore,
     quote_ident,
     rollup_select,
 )
+from dcim.storage.lineprotocol import encode
 from dcim.storage.sqlite import SqliteStore
 
 # The CQs recompute this much every run, so points up to a few minutes late still count
@@ -109,6 +114,7 @@ def init_influx(sink: InfluxSink) -> list[str]:
         for r in s.get("values", [])
     }
     fields = ", ".join(f"{fn}_<field>" for fn in ROLLUP_FNS)
+    changed = False
     for level, (name, resample) in CQS.items():
         stmt = cq_statement(sink, level)
         state = "created"
@@ -126,6 +132,25 @@ def init_influx(sink: InfluxSink) -> list[str]:
             f"continuous query {name}: {state}; every {_show(level)} (recomputing the last "
             f"{resample}) {sink.raw_policy} -> {ROLLUP_RP[level]}: {fields}"
         )
+        changed = changed or state != "unchanged"
+    frm = st.complete_from()
+    marker = "unchanged"
+    if changed or frm is None:
+        marker = "set"
+        # The CQs fill whole hours from the next one on; earlier hours are answered from the
+        # raw points until the raw retention has passed them.
+        frm = ceil_to(time.time_ns(), 3600)
+        line = encode(Reading(MARKER, {"rp": sink.raw_policy}, {MARKER_FIELD: frm}, time.time_ns()))
+        params = {"db": db, "rp": ROLLUP_RP[3600], "precision": "ns"}
+        status, text, _ = st._request("POST", "/write", params, line.encode())
+        if status not in (200, 204):
+            raise StoreError(f"writing the rollup marker failed ({status}): {text!r}")
+    out.append(
+        "rollups complete from "
+        + datetime.fromtimestamp(frm / NS, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        + f" (marker {MARKER} in {ROLLUP_RP[3600]}: {marker}); queries use them for closed "
+        "hours since then, and before the raw retention"
+    )
     st.close()
     return out
 

@@ -12,9 +12,11 @@ Rollups (v1, after ``dcim db init``): continuous queries write per series and wi
 covers recent windows, so a batch with points older than a few minutes (a backlog from the
 spool) has its hours rolled up again after the write (:meth:`InfluxStore.rollup`); if that
 fails for want of the server, the write fails (retryable) and the batch comes again.
-``aggregate`` uses the rollups only where the raw points may be gone, i.e. before the raw
-policy's retention (or before ``rollup_before_ns`` when given): there the CQs are long
-done, and elsewhere the raw points give the exact answer. Rollup windows carry their
+``aggregate`` uses the rollups where they are known complete: before the raw policy's
+retention (the raw points are gone), and up to two hours ago (when the CQs are done) if the
+``dcim_rollups`` marker that ``dcim db init`` writes says the CQs have run since before the
+queried range or before the oldest raw point kept; elsewhere the raw points answer (and
+``rollup_before_ns``, when given, overrides all this). Rollup windows carry their
 start, not the point's time (a CQ cannot keep it): there ``first``/``last`` over a group of
 several series pick by minute/hour, and without ``every_s`` they return the start of the
 rollup window holding the point (up to a minute early from ``rp_1m``, an hour from
@@ -68,6 +70,10 @@ ROLLUP_FNS = ("mean", "min", "max", "first", "last", "count", "sum")
 _GROUP = {60: "1m", 3600: "1h"}
 LATE_NS = 180 * NS  # older points miss the CQs (cq_1m resamples 5 min): rolled up on write
 _POLICY_TTL_S = 300.0
+# ``dcim db init`` writes, in rp_1h, the hour from which its CQs fill the rollups (tag ``rp``:
+# the raw policy they read); hours that ended CQ_DONE_NS ago are final (cq_1h recomputes 2 h).
+MARKER, MARKER_FIELD = "dcim_rollups", "complete_from_ns"
+CQ_DONE_NS = 2 * 3600 * NS
 _PRECISION_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": NS}
 
 
@@ -165,7 +171,8 @@ class InfluxStore:
         only where the raw retention may have deleted the points)."""
         self.sink = sink
         self.rollup_before_ns = rollup_before_ns
-        self._policies_at = -_POLICY_TTL_S
+        self._policies_at = self._marker_at = -_POLICY_TTL_S
+        self._marker: int | None = None
         self._policies: dict[str, tuple[int | None, bool]] = {}
         self.base = sink.url.rstrip("/")
         self.create_database = create_database and sink.api == "v1"
@@ -326,17 +333,42 @@ class InfluxStore:
             a = b
         return written
 
-    def _rollup_before(self, fn: Agg, every_s: int | None) -> int | None:
+    def complete_from(self) -> int | None:
+        """Since when the CQs have filled the rollups (the ``dcim_rollups`` marker written by
+        ``dcim db init``), None without a marker. Cached like the policies."""
+        now = time.monotonic()
+        if now - self._marker_at < _POLICY_TTL_S:
+            return self._marker
+        src = f"{quote_ident(ROLLUP_RP[3600])}.{quote_ident(MARKER)}"
+        rp = quote_string(self.sink.raw_policy)
+        q = f'SELECT LAST({quote_ident(MARKER_FIELD)}) FROM {src} WHERE "rp" = {rp}'
+        found = [v for s in self.query(q, write=True) for _, v in s.get("values", [])]
+        self._marker = int(found[0]) if found and isinstance(found[0], int | float) else None
+        self._marker_at = now
+        return self._marker
+
+    def _rollup_before(
+        self, fn: Agg, every_s: int | None, start_ns: int | None = None
+    ) -> int | None:
+        """Answer from the rollups before this time (None: raw points only). Before the raw
+        retention the raw points are gone: rollups. Up to two hours ago (the CQs are done)
+        when the marker says the rollups are complete over the queried range or over all
+        the raw points kept."""
         if fn == "integral":
             return None
         if self.rollup_before_ns is not None:
             return self.rollup_before_ns
         if not self.rollups_ready():
             return None
+        now = time.time_ns()
         raw_s = self.policies()[self.sink.raw_policy][0]
-        if raw_s is None:
-            return None  # raw points are kept forever: they answer
-        return ceil_to(time.time_ns() - raw_s * NS + 60 * NS, 3600)
+        horizon = None if raw_s is None else ceil_to(now - raw_s * NS + 60 * NS, 3600)
+        frm = self.complete_from()
+        if frm is not None and (
+            (start_ns is not None and start_ns >= frm) or (horizon is not None and frm <= horizon)
+        ):
+            return max(horizon or 0, floor_to(now - CQ_DONE_NS, 3600))
+        return horizon  # None: raw points kept forever, they answer
 
     def _pieces(
         self,
@@ -421,7 +453,8 @@ class InfluxStore:
         group_by: Sequence[str] = (),
     ) -> list[Row]:
         check_query(fn, start_ns, end_ns, every_s)
-        pieces = plan_pieces(fn, start_ns, end_ns, every_s, self._rollup_before(fn, every_s))
+        before = self._rollup_before(fn, every_s, start_ns)
+        pieces = plan_pieces(fn, start_ns, end_ns, every_s, before)
         if len(pieces) > 1 or pieces[0][2]:
             parts = self._pieces(pieces, measurement=measurement, field=field, fn=fn,
                                  every_s=every_s, where=where, group_by=group_by)  # fmt: skip

@@ -87,6 +87,12 @@ def test_db_init_creates_policies_and_cqs_idempotently(influxdb: InfluxServer) -
         "time(1m), * END" in cqs["cq_1m"]  # fmt: skip
     assert f"INTO {db}.rp_1h.:MEASUREMENT FROM {db}.raw./.*/ GROUP BY time(1h), *" in cqs["cq_1h"]
 
+    assert (
+        first[-1].startswith("rollups complete from ") and "dcim_rollups in rp_1h: set" in first[-1]
+    )
+    frm = InfluxStore(sink).complete_from()
+    assert frm is not None and frm % H == 0 and 0 < frm - time.time_ns() <= H
+
     again = init_sink(sink)
     assert again[0] == f"database {db}: exists"
     assert all("unchanged" in line for line in again[1:]), again
@@ -227,6 +233,12 @@ def test_rollups_only_beyond_raw_retention(influxdb: InfluxServer) -> None:
     cut = st._rollup_before("count", 3600)
     assert cut is not None and cut % H == 0 and 0 < cut - (time.time_ns() - 2 * H) <= H + 60 * S
     assert st._rollup_before("first", None) == cut  # the window start stands for its time
+    # db init marked the rollups complete from the next hour: a query starting there uses
+    # them up to two hours ago (the CQs are done), not only before the raw retention
+    frm = st.complete_from()
+    assert frm is not None
+    assert st._rollup_before("count", 3600, frm) == max(cut, (time.time_ns() - 2 * H) // H * H)
+    assert st._rollup_before("count", 3600, frm - 1) == cut
     assert st._rollup_before("integral", 60) is None
     forever = InfluxStore(_sink(st, retention_raw="INF"))
     init_sink(forever.sink)
