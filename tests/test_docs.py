@@ -148,6 +148,13 @@ def test_health_measurements_are_in_the_glossary(collector: Collector) -> None:
         assert set(r.fields) == set(fields), r.measurement
 
 
+def test_influx_rollup_marker_is_in_the_glossary() -> None:
+    from dcim.storage.influx import MARKER, MARKER_FIELD
+
+    text = DOC.read_text()
+    assert f"`{MARKER}`" in text and f"`{MARKER_FIELD}`" in text
+
+
 def test_kpi_series_figures_are_in_the_glossary() -> None:
     from tests.kpi.test_period import END, START, S, site, store_for
 
