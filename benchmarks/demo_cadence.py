@@ -14,28 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import yaml
+from harness import cpu_self, pct, site_doc, twin, work_dir
 
 from dcim.config import SiteConfig
 from dcim.reading import Reading
 from dcim.runtime import Collector
-from dcim.twin.ports import free_port, free_ports
-from dcim.twin.site import paris_chapelle
 
 NS = 1_000_000_000
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 async def _collect(
@@ -51,13 +39,13 @@ async def _collect(
         return accept(readings)
 
     col.pipeline.accept = tap  # type: ignore[method-assign]
-    cpu0, t0 = _cpu(), time.monotonic()
+    cpu0, t0 = cpu_self(), time.monotonic()
     await col.start()
     started = time.time_ns()
     await asyncio.sleep(seconds)
     stopped = time.time_ns()
     await col.stop()
-    return _cpu() - cpu0, time.monotonic() - t0, started, stopped
+    return cpu_self() - cpu0, time.monotonic() - t0, started, stopped
 
 
 def main() -> int:
@@ -66,35 +54,12 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=10)
     ap.add_argument("--racks", type=int, default=30)
     a = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="dcim-bench-"))
-    doc = paris_chapelle(
-        racks=a.racks,
-        interval_s=a.interval,
-        snmp_base_port=free_ports(2 + 12 * a.racks, kind=socket.SOCK_DGRAM),
-        modbus_base_port=free_ports(20),
-        mqtt_port=free_port(),
-        spool_dir=str(work / "spool"),
-        sink={"type": "embedded", "path": str(work / "bench.sqlite")},
-    )
-    path = work / "site.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    work = work_dir("dcim-bench-")
+    doc = site_doc(work, racks=a.racks, interval_s=a.interval)
     cfg = SiteConfig.model_validate(doc)
-    twin = subprocess.Popen(
-        [sys.executable, "-m", "dcim.cli", "twin", "serve", str(path), "--embedded-broker"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert twin.stdout is not None
-        line = twin.stdout.readline()
-        if "twin serving" not in line:
-            print("the twin did not start (see above)", file=sys.stderr)
-            return 1
-        polls: list[Reading] = []
+    polls: list[Reading] = []
+    with twin(doc, work, embedded_broker=True):
         cpu, wall, start_ns, stop_ns = asyncio.run(_collect(cfg, a.seconds, polls))
-    finally:
-        twin.terminate()
-        twin.wait(10)
 
     # A whole number of intervals, from two intervals after the start (the first polls are
     # spread over one) to one before the stop: each device is due exactly once per interval.
@@ -109,9 +74,6 @@ def main() -> int:
     lates = sorted(float(r.fields.get("late_s", 0.0)) for r in window)
     errors = sum(1 for r in window if not r.fields.get("up"))
 
-    def pct(p: float) -> float:
-        return lates[min(len(lates) - 1, int(p * len(lates)))] if lates else float("nan")
-
     print(
         f"site: {len(cfg.devices)} devices ({len(polled)} polled) "
         f"at {a.interval:g} s, {wall:.0f} s run"
@@ -120,7 +82,8 @@ def main() -> int:
         f"poll cycles run / due:   {done:.0f} / {due:.0f}  ratio {done / due:.3f}  (target >= 0.99)"
     )
     print(
-        f"poll-start delay:        p50 {pct(0.5) * 1000:.1f} ms  p99 {pct(0.99) * 1000:.1f} ms  "
+        f"poll-start delay:        p50 {pct(lates, 0.5) * 1000:.1f} ms  "
+        f"p99 {pct(lates, 0.99) * 1000:.1f} ms  "
         f"max {lates[-1] * 1000 if lates else float('nan'):.1f} ms  "
         f"(interval {a.interval * 1000:.0f} ms)"
     )
