@@ -41,6 +41,7 @@ check: lint typecheck test
 
 bench: install deb
 	$(PY) benchmarks/demo_cadence.py
+	$(PY) benchmarks/collect.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
