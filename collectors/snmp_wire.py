@@ -1,9 +1,11 @@
 """SNMP v1/v2c on the wire: a small BER codec and one asyncio UDP client for a process.
 
-Why it exists: ``benchmarks/collect.py`` measured pysnmp at about 15 times net-snmp's CPU per
-value read (pyasn1's generic BER codec and pysnmp's message-processing layers); this module
-reads the same values for about 2 times net-snmp's. pysnmp stays in use for SNMPv3 (USM
-authentication and privacy), where its layers are the point.
+Why it exists: ``benchmarks/collect.py`` measured pysnmp's pollers at 14-16 times net-snmp's
+CPU per value (pyasn1's generic BER codec and pysnmp's message-processing layers); with this
+module the same pollers read the same values for about 2 times net-snmp's (ezsnmp, C
+bindings to net-snmp but synchronous, needing a thread per request in flight: 3-3.7 times).
+pysnmp stays in use for SNMPv3 (USM authentication and privacy), where its layers are the
+point.
 
 Scope, on purpose small:
 
