@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -35,6 +36,7 @@ _WINDOWS = (10, 60, 300, 900, 3600, 6 * 3600, 86400)
 # retention is answered from the 1-minute rollups (which hold no partial minutes).
 _SEARCH_INTERVALS = 3.0
 _SEARCH_MIN_NS = 120 * NS
+_PARALLEL_QUERIES = 4
 HEAT_PUMP_MEASUREMENT = "heat_pump"
 
 
@@ -179,8 +181,6 @@ def counter_energies(
                     res[r.tags.get("device", "")].append(Sample(r.time_ns, float(r.value)))
             return res
 
-        before_start = q("last", start_ns - look, start_ns)
-        after_start = q("first", start_ns, min(end_ns, start_ns + look))
         # Per-window last values, queried per segment between declared meter replacements so
         # that no window mixes the old meter's index with the new one's.
         reps = {d.name: replacements_of(cfg, d, field_name) for d in devs}
@@ -191,10 +191,25 @@ def counter_energies(
         # A window whose minimum is below the index before it holds a reset or wrap: its
         # samples are then read one by one, so the index just before the step is not lost.
         fine = max(1, int(interval // 2))
+        # The queries do not depend on each other: a database answers them side by side.
+        with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
+            before_start_f = pool.submit(q, "last", start_ns - look, start_ns)
+            after_start_f = pool.submit(q, "first", start_ns, min(end_ns, start_ns + look))
+            before_end_f = pool.submit(q, "last", max(start_ns, end_ns - look), end_ns)
+            after_end_f = pool.submit(q, "first", end_ns, end_ns + look)
+            counts_f = pool.submit(q, "count", start_ns, end_ns)
+            segs = [
+                (a, b, pool.submit(q, "last", a, b, window),
+                 pool.submit(q, "min", a, b, window) if window > fine else None)
+                for a, b in zip(bounds, bounds[1:], strict=False)
+            ]  # fmt: skip
+        before_start, after_start = before_start_f.result(), after_start_f.result()
+        before_end, after_end = before_end_f.result(), after_end_f.result()
+        counts = counts_f.result()
         windows: dict[str, list[Sample]] = defaultdict(list)
-        for a, b in zip(bounds, bounds[1:], strict=False):
-            lasts = q("last", a, b, window)
-            lows = q("min", a, b, window) if window > fine else {}
+        for a, b, lasts_f, lows_f in segs:
+            lasts = lasts_f.result()
+            lows = lows_f.result() if lows_f is not None else {}
             for dev, rows in lasts.items():
                 low = {s.time_ns: s.value for s in lows.get(dev, [])}
                 first = after_start.get(dev) if a == start_ns else None
@@ -212,9 +227,6 @@ def counter_energies(
                     else:
                         windows[dev].append(Sample(max(r.time_ns, a), r.value))
                     prev = r.value
-        before_end = q("last", max(start_ns, end_ns - look), end_ns)
-        after_end = q("first", end_ns, end_ns + look)
-        counts = q("count", start_ns, end_ns)
         for d in devs:
             n = d.name
             first_in = after_start.get(n, [])
