@@ -352,17 +352,8 @@ def oid_str(content: bytes) -> str:
 
 Oid = tuple[int, ...]
 Neutral = tuple[Oid, tuple[str, Any]]
-NEUTRAL_NAMES = {
+NEUTRAL_NAMES = TAG_NAMES | {  # pysnmp's names, which the codec was written against
     INTEGER: "Integer32",
-    OCTET_STRING: "OctetString",
-    NULL: "Null",
-    OBJECT_IDENTIFIER: "ObjectIdentifier",
-    IP_ADDRESS: "IpAddress",
-    COUNTER32: "Counter32",
-    GAUGE32: "Gauge32",
-    TIMETICKS: "TimeTicks",
-    OPAQUE: "Opaque",
-    COUNTER64: "Counter64",
     NO_SUCH_OBJECT: "noSuchObject",
     NO_SUCH_INSTANCE: "noSuchInstance",
     END_OF_MIB_VIEW: "endOfMibView",
