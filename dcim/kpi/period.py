@@ -21,7 +21,7 @@ from dcim.config import ROLE_FIELD, Device, SiteConfig
 from dcim.kpi import indicators
 from dcim.kpi.counters import Replacement, Sample, counter_increase
 from dcim.kpi.heat import FIELDS as HEAT_FIELDS
-from dcim.kpi.heat import integrated_heat, reconcile
+from dcim.kpi.heat import IntegratedHeat, integrated_heat, reconcile
 from dcim.profiles import Profile
 from dcim.storage.base import Store
 
@@ -37,6 +37,7 @@ _WINDOWS = (10, 60, 300, 900, 3600, 6 * 3600, 86400)
 _SEARCH_INTERVALS = 3.0
 _SEARCH_MIN_NS = 120 * NS
 _PARALLEL_QUERIES = 4
+HEAT_ROLES = ("heat_export_cpcu", "heat_export_greenhouse", "heat_recovered")
 HEAT_PUMP_MEASUREMENT = "heat_pump"
 
 
@@ -370,22 +371,18 @@ def _kwh_txt(wh: float | None) -> str:
 
 def _heat_checks(
     figs: _Figures,
-    store: Store,
     cfg: SiteConfig,
     meters: Sequence[MeterEnergy],
-    start_ns: int,
-    end_ns: int,
+    integrated: dict[str, IntegratedHeat],
 ) -> None:
     """``heat_check_<device>``: each heat meter's register increase against the heat integrated
     from its flow and temperatures (EN 1434 k), as (register - integrated) / integrated."""
-    profiles = cfg.profiles()
     tol = cfg.kpi.heat_reconcile_tolerance
     for m in meters:
         dev = cfg.device(m.device)
-        prof = profiles[dev.profile]
-        if not set(HEAT_FIELDS) <= prof.field_names:
+        got = integrated.get(dev.name)
+        if got is None:  # no flow and temperatures in its profile
             continue
-        got = integrated_heat(store, cfg, dev, start_ns, end_ns, measurement=prof.measurement)
         rec = reconcile(dev.name, m.value, got.value_wh, tol)
         note = (
             f"register {_kwh_txt(m.value)} vs {_kwh_txt(got.value_wh)} from flow and "
@@ -419,20 +416,41 @@ def compute_kpis(
     )
     figs = _Figures(rep, ks.min_completeness)
     roles = {d.role for d in cfg.devices if d.role}
-    by_role: dict[str, list[MeterEnergy]] = {
-        r: meter_energies(store, cfg, r, start_ns, end_ns) for r in sorted(roles)
-    }
     hps = heat_pumps(cfg)
-    hp_elec = counter_energies(
-        store, cfg, hps, "electrical_energy_wh_total", start_ns, end_ns, label="heat_pump"
-    )
-    hp_heat = counter_energies(
-        store, cfg, hps, "heat_energy_wh_total", start_ns, end_ns, label="heat_pump"
-    )
     ups_in_devs = [cfg.device(n) for n in ks.ups_input_meters if cfg.device(n).enabled]
-    ups_in_meters = counter_energies(
-        store, cfg, ups_in_devs, "energy_wh_total", start_ns, end_ns, label="ups_input"
-    )
+    profiles = cfg.profiles()
+    heat_devs = [
+        d
+        for r in HEAT_ROLES
+        for d in cfg.devices_with_role(r)
+        if set(HEAT_FIELDS) <= profiles[d.profile].field_names
+    ]
+    # Every series is read side by side (the database answers in parallel).
+    with ThreadPoolExecutor(max_workers=_PARALLEL_QUERIES) as pool:
+        role_f = {
+            r: pool.submit(meter_energies, store, cfg, r, start_ns, end_ns) for r in sorted(roles)
+        }
+        hp_elec_f = pool.submit(counter_energies, store, cfg, hps, "electrical_energy_wh_total",
+                                start_ns, end_ns, label="heat_pump")  # fmt: skip
+        hp_heat_f = pool.submit(counter_energies, store, cfg, hps, "heat_energy_wh_total",
+                                start_ns, end_ns, label="heat_pump")  # fmt: skip
+        ups_in_f = pool.submit(counter_energies, store, cfg, ups_in_devs, "energy_wh_total",
+                               start_ns, end_ns, label="ups_input")  # fmt: skip
+        heat_f = {
+            d.name: pool.submit(
+                integrated_heat,
+                store,
+                cfg,
+                d,
+                start_ns,
+                end_ns,
+                measurement=profiles[d.profile].measurement,
+            )  # fmt: skip
+            for d in heat_devs
+        }
+    by_role: dict[str, list[MeterEnergy]] = {r: f.result() for r, f in role_f.items()}
+    hp_elec, hp_heat, ups_in_meters = hp_elec_f.result(), hp_heat_f.result(), ups_in_f.result()
+    integrated = {n: f.result() for n, f in heat_f.items()}
     rep.meters = [m for ms in by_role.values() for m in ms] + ups_in_meters + hp_elec + hp_heat
 
     # -- E_DC, and the heat-pump boundary (EnEfG) ---------------------------------------------
@@ -552,7 +570,7 @@ def compute_kpis(
                 h.estimated,
                 f"heat meters with role {role}",
             )
-            _heat_checks(figs, store, cfg, by_role[role], start_ns, end_ns)
+            _heat_checks(figs, cfg, by_role[role], integrated)
     reuse = [heat[r] for r in ("heat_export_cpcu", "heat_export_greenhouse") if r in heat]
     if reuse:
         e_reuse = None if any(h.value is None for h in reuse) else sum(h.value or 0 for h in reuse)
