@@ -1,13 +1,16 @@
 """Forwarder: spool -> store, deleting from the spool only what the store acknowledged.
 
-A thread repeatedly peeks the oldest batch, writes it and acks it. A retryable
-:class:`SinkError` (outage, auth, overload) keeps the batch and backs off exponentially with
-jitter (capped, ``Retry-After`` honoured). A non-retryable one (bad data) is bisected: the
-halves are written again until the refused readings are isolated; those go to the spool's
-quarantine with the reason, the rest is delivered. Rewriting accepted halves is harmless:
-writes are idempotent (explicit timestamps). Nothing is lost: at worst it stays spooled.
-The thread never dies: any unexpected error (a store bug, a spool disk error) is logged and
-retried after the same back-off.
+A thread repeatedly peeks the oldest batch, writes it and acks it. A store that takes line
+protocol as is (:class:`~dcim.storage.base.LineWriter`: InfluxDB) is sent the spool's line
+protocol, concatenated from the rows without decoding them; another one (the embedded store)
+gets the readings decoded. A retryable :class:`SinkError` (outage, auth, overload) keeps the
+batch and backs off exponentially with jitter (capped, ``Retry-After`` honoured; ``flush()``
+and ``stop()`` cut a back-off short). A non-retryable one (bad data) is bisected: the batch
+is decoded, the halves are written again until the refused readings are isolated; those go to
+the spool's quarantine with the reason, the rest is delivered. Rewriting accepted halves is
+harmless: writes are idempotent (explicit timestamps). Nothing is lost: at worst it stays
+spooled. The thread never dies: any unexpected error (a store bug, a spool disk error) is
+logged and retried after the same back-off.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 
 from dcim.reading import Reading
 from dcim.spool import Batch, Spool
-from dcim.storage.base import SinkError, Store
+from dcim.storage.base import LineWriter, SinkError, Store
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +60,12 @@ class Forwarder:
         self._last_error: str | None = None
         self._failures = 0
         self._outage_since: float | None = None
+        self._lines = store if isinstance(store, LineWriter) else None
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # send now: ends the wait for a full batch
+        # flush() and stop() end a back-off: the sleep waits for this count to change
+        self._nudges = 0
+        self._nudged = threading.Condition()
         self._drained = threading.Condition()
         self._thread: threading.Thread | None = None
         self._send_lock = threading.Lock()  # one sender: the thread, or flush() inline
@@ -75,6 +82,7 @@ class Forwarder:
         """Stop the thread (what is not sent stays in the spool)."""
         self._stop.set()
         self._wake.set()
+        self._nudge()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -83,6 +91,7 @@ class Forwarder:
         """Send what is pending now; True when the spool is empty within ``timeout`` s.
         Without a running thread, sends in the calling thread."""
         deadline = time.monotonic() + timeout
+        self._nudge()  # a back-off in progress ends: one attempt now, then back-off again
         if self._thread is None or not self._thread.is_alive():
             while self.spool.pending() and time.monotonic() < deadline:
                 if not self.step():
@@ -144,14 +153,17 @@ class Forwarder:
         """Send one batch. True: delivered (or nothing to send); False: retry later."""
         with self._send_lock:
             try:
-                batch = self.spool.peek(self.batch_size)
+                if self._lines is not None:
+                    batch = self.spool.peek_lines(self.batch_size)
+                else:
+                    batch = self.spool.peek(self.batch_size)
             except Exception as exc:  # the spool file failed under us: keep trying, log
                 self._unexpected("reading the spool failed", exc)
                 return False
-            if not batch.readings:
+            if not batch.count:
                 return True
             try:
-                rejected = self._deliver(batch.readings)
+                batch, rejected = self._send(batch)
             except SinkError as exc:
                 self._failed(exc.reason, exc.retry_after_s)
                 return False
@@ -161,6 +173,26 @@ class Forwarder:
                 return False
             self._ack(batch, rejected)
             return True
+
+    def _send(self, batch: Batch) -> tuple[Batch, list[tuple[Sequence[Reading], str]]]:
+        """Write a batch; returns the batch delivered (the same one, or decoded when its line
+        protocol was refused) and its refused parts."""
+        if batch.lines is not None and self._lines is not None:
+            try:
+                self._lines.write_lines(batch.lines, batch.spans)
+                return batch, []
+            except SinkError as exc:
+                if exc.retryable:
+                    raise
+                log.warning(
+                    "the sink refused a batch of %d readings (%s); finding the bad ones",
+                    batch.count,
+                    exc.reason,
+                )
+            # Decoded: the same rows (unless the oldest were dropped meanwhile for room:
+            # then the batch that is delivered and acked is this one, not the refused one).
+            batch = self.spool.peek(self.batch_size)
+        return batch, self._deliver(batch.readings)
 
     def _deliver(self, readings: Sequence[Reading]) -> list[tuple[Sequence[Reading], str]]:
         """Write; on a non-retryable error bisect and return the refused parts."""
@@ -178,7 +210,7 @@ class Forwarder:
     def _ack(self, batch: Batch, rejected: list[tuple[Sequence[Reading], str]]) -> None:
         self.spool.ack(batch, rejected=rejected)
         bad = sum(len(rs) for rs, _ in rejected)
-        self._sent += len(batch) - bad
+        self._sent += batch.count - bad
         self._quarantined += bad
         for rs, reason in rejected[:3]:
             log.error("quarantined %d reading(s) the sink refused: %s", len(rs), reason)
@@ -228,5 +260,15 @@ class Forwarder:
             delay = max(delay, min(retry_after, self.backoff_max_s * 5))
         return delay
 
+    def _nudge(self) -> None:
+        with self._nudged:
+            self._nudges += 1
+            self._nudged.notify_all()
+
     def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)
+        """Back off: until ``seconds`` have passed, or stop() or flush() is called."""
+        with self._nudged:
+            seen = self._nudges
+            self._nudged.wait_for(
+                lambda: self._nudges != seen or self._stop.is_set(), max(0.0, seconds)
+            )

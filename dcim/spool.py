@@ -1,19 +1,31 @@
 """Durable on-disk spool: every reading is committed here before any sink is tried.
 
 Design: one SQLite database (``spool.sqlite`` in ``storage.spool_dir``) in WAL mode with
-``synchronous=FULL``, one row per reading (compact JSON), ids in commit order.
+``synchronous=FULL``; one row per appended batch (at most ``ROW_MAX`` readings), holding the
+batch as JSON and as line protocol encoded once at append time, ids in commit order (the row
+format and the upgrade of a spool of the previous format: ``dcim.spool_rows``).
 
 Why SQLite rather than hand-made segment files with CRCs: the same guarantees (a commit is
 fsynced; a torn write at a crash is rolled back by the WAL, never half-read) come from a
 library tested for exactly that, and peek/ack/quarantine become small transactions. One
 ``append`` = one transaction = one fsync of the WAL, which is what bounds single-reading
-appends; a 10,000-reading batch is one ``executemany`` in the same single transaction.
+appends; a 10,000-reading batch is ten rows in the same single transaction.
+
+Reading: :meth:`Spool.peek` gives the oldest pending readings decoded (for a sink that takes
+readings, e.g. the embedded store); :meth:`Spool.peek_lines` gives them as one line protocol
+body, concatenated from the rows without decoding anything (InfluxDB). A batch is whole rows,
+as many as fit in ``max_n`` readings, or, when the oldest row alone holds more, the first
+``max_n`` of its pending readings: the row then counts them as done when acked (``done``
+column) and the next batch starts after them, so nothing is sent twice and nothing skipped.
+:meth:`Spool.ack` deletes what was delivered and quarantines what the sink refused, in one
+transaction.
 
 Concurrency: one process per spool directory, enforced with an exclusive ``flock`` on
 ``spool.lock`` (:class:`SpoolLockedError` otherwise). Within the process every method is
 thread-safe: writes (append, ack, requeue) share one connection under a lock, ``peek`` reads
 through a second connection, so a forwarder thread reading a batch does not hold up the
-asyncio loop appending. ``append`` blocks for one fsync (about a millisecond on SSD).
+asyncio loop appending. ``append`` encodes outside the lock, then blocks for one fsync (about
+a millisecond on SSD).
 
 Disk budget (``max_bytes``): the size is the pages in use (``page_count - freelist_count``,
 times ``page_size``; free pages are reused before the file grows, so once a backlog has
@@ -21,13 +33,14 @@ drained the spool is not "full" forever) plus the WAL file. It is approximate to
 an append is checked against its estimated size before it is written. When it would not fit,
 ``on_full="refuse_new"`` raises :class:`SpoolFullError` (nothing already accepted is lost);
 ``on_full="drop_oldest"`` deletes the oldest pending rows to make room, in the same
-transaction (configured data loss, counted in ``dropped_total`` and logged).
+transaction (configured data loss, counted in readings in ``dropped_total`` and logged).
 
 Corruption: at open, ``PRAGMA quick_check`` (reads the whole file: about a second per GB).
 A corrupt or truncated file is moved aside as ``spool.sqlite.corrupt-<unix ts>`` (kept for
-inspection) and what can still be read, row by row, is copied into a fresh spool. A row that
-does not decode at ``peek`` goes to the quarantine with the reason instead of stopping the
-forwarder.
+inspection) and what can still be read, row by row, is copied into a fresh spool
+(``dcim.spool_repair``). A row whose JSON does not decode at ``peek`` goes to the quarantine
+with the reason instead of stopping the forwarder; a row whose line protocol fails its
+checksum is sent from its JSON.
 """
 
 from __future__ import annotations
@@ -41,30 +54,33 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 from dcim.reading import Reading
+from dcim.spool_repair import integrity_problem, move_aside, salvage
+from dcim.spool_rows import (
+    as_text,
+    decode_row,
+    disk_bytes,
+    dump,
+    make_rows,
+    row_bytes,
+    take_lines,
+    upgrade,
+)
 
 log = logging.getLogger(__name__)
 
 OnFull = Literal["refuse_new", "drop_oldest"]
-_ROW_OVERHEAD = 16  # bytes per row besides its JSON: cell header, pointer, page slack
 _WARN_HYSTERESIS_PCT = 5.0  # "back under" only this far below warn_pct: no log flapping
 _LOG_EVERY_S = 60.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, r TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS quarantine (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time_ns INTEGER NOT NULL,
-    reason TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    readings TEXT NOT NULL
-);
-"""
+_INSERT_ROW = "INSERT INTO spool (n, t_min, t_max, crc, lp, r) VALUES (?,?,?,?,?,?)"
+_INSERT_QUARANTINE = "INSERT INTO quarantine (time_ns, reason, n, readings) VALUES (?,?,?,?)"
+_T = TypeVar("_T")
 
 
 class SpoolError(Exception):
@@ -82,14 +98,28 @@ class SpoolFullError(SpoolError):
 
 @dataclass(frozen=True)
 class Batch:
-    """The oldest pending readings; ``ack`` it once the sink has them."""
+    """The oldest pending readings; ``ack`` it once the sink has them.
+
+    Rows ``first_id`` to ``last_id``, or with ``take`` > 0 readings ``skip`` to
+    ``skip + take`` of the one row ``first_id``. ``readings``: decoded (:meth:`Spool.peek`),
+    empty when ``lines`` holds them as line protocol (:meth:`Spool.peek_lines`: nanosecond
+    timestamps, a line per reading; ``spans``: (oldest, newest) time of each row)."""
 
     first_id: int
     last_id: int
     readings: list[Reading]
+    count: int = -1  # readings in the batch (the length of ``readings`` when decoded)
+    take: int = 0
+    skip: int = 0
+    lines: bytes | None = None
+    spans: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            object.__setattr__(self, "count", len(self.readings))
 
     def __len__(self) -> int:
-        return len(self.readings)
+        return self.count
 
 
 @dataclass(frozen=True)
@@ -118,35 +148,6 @@ class SpoolStats:
     warn: bool
 
 
-def _dump(r: Reading) -> str:
-    return json.dumps([r.measurement, r.tags, r.fields, r.time_ns], separators=(",", ":"))
-
-
-def _load(text: str | bytes | None) -> Reading:
-    """Decode one spool row; ValueError when it is not a well-formed reading (a corrupt row
-    must not reach a sink, where it would fail every retry and block the spool)."""
-    if text is None:
-        raise ValueError("NULL row")
-    m, tags, fields, t = json.loads(text)  # bad UTF-8 or JSON: ValueError as well
-    ok = (
-        isinstance(m, str)
-        and isinstance(tags, dict)
-        and all(isinstance(v, str) for v in tags.values())
-        and isinstance(fields, dict)
-        and bool(fields)
-        and all(isinstance(v, str | int | float) for v in fields.values())
-        and isinstance(t, int)
-        and not isinstance(t, bool)
-    )
-    if not ok:
-        raise ValueError("not a [measurement, tags, fields, time_ns] reading")
-    return Reading(m, tags, fields, t)
-
-
-def _as_text(raw: bytes | None) -> str:
-    return "" if raw is None else raw.decode("utf-8", "replace")  # NULL: a garbled row
-
-
 def _quarantined(con: sqlite3.Connection) -> list[Quarantined]:
     rows = con.execute("SELECT id, time_ns, reason, n FROM quarantine ORDER BY id").fetchall()
     return [Quarantined(*row) for row in rows]
@@ -162,6 +163,13 @@ def _quarantined_readings(con: sqlite3.Connection, qid: int) -> list[Reading]:
         raise SpoolError(
             f"quarantine entry {qid} is a corrupt spool row kept as raw text: {exc}"
         ) from exc
+
+
+def _pending(con: sqlite3.Connection) -> int:
+    try:
+        return int(con.execute("SELECT coalesce(sum(n - done), 0) FROM spool").fetchone()[0])
+    except sqlite3.OperationalError:  # a spool of format 1 not upgraded yet: a row per reading
+        return int(con.execute("SELECT count(*) FROM spool").fetchone()[0])
 
 
 class QuarantineView:
@@ -182,28 +190,10 @@ class QuarantineView:
         return _quarantined_readings(self._con, qid)
 
     def pending(self) -> int:
-        return int(self._con.execute("SELECT count(*) FROM spool").fetchone()[0])
+        return _pending(self._con)
 
     def close(self) -> None:
         self._con.close()
-
-
-def _readable_rows(con: sqlite3.Connection, table: str, cols: str) -> Iterator[tuple[Any, ...]]:
-    """(id, *cols) of every row of ``table`` that can still be read, in id order. On an
-    unreadable page, jump ahead with doubling steps until rows are found again (best effort:
-    a few good rows next to a bad page may be skipped with it)."""
-    last, step = 0, 1
-    while step < 2**40:
-        try:
-            for row in con.execute(
-                f"SELECT id, {cols} FROM {table} WHERE id > ? ORDER BY id", (last,)
-            ):
-                if row[0] > last:  # ids out of order come from a garbled page
-                    yield row
-                    last, step = row[0], 1
-            return
-        except sqlite3.DatabaseError:
-            last, step = last + step, step * 2
 
 
 class Spool:
@@ -237,25 +227,35 @@ class Spool:
         self.path = self.dir / "spool.sqlite"
         self._wal = self.dir / "spool.sqlite-wal"
         try:
-            problem = self._integrity_problem()
-            aside = self._move_aside() if problem else None
+            problem = integrity_problem(self.path)
+            aside = move_aside(self.path) if problem else None
+            self.corrupt_copy = aside
             self._w = self._connect()
-            self._w.executescript(_SCHEMA)
+            upgrade(self._w, self._tx)
             self._page_size: int = self._w.execute("PRAGMA page_size").fetchone()[0]
+            self._wal_limit = 0
             if max_bytes is not None:
                 # The WAL counts in the budget: keep it to about a tenth of it (the default,
                 # 1000 pages, would alone exceed a small budget), truncated after checkpoints.
                 wal_pages = max(16, min(1000, max_bytes // self._page_size // 10))
                 self._w.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
-                self._w.execute(f"PRAGMA journal_size_limit={wal_pages * self._page_size}")
+                self._wal_limit = wal_pages * self._page_size
+                self._w.execute(f"PRAGMA journal_size_limit={self._wal_limit}")
             if aside is not None:
-                self._salvage(aside, problem)
+                got = self._tx(lambda c: salvage(aside, c))
+                log.error(
+                    "spool %s was corrupt (%s): moved aside to %s and kept for inspection; "
+                    "salvaged %d readings into a fresh spool, %d undecodable rows and %d "
+                    "quarantine entries into its quarantine, skipped %d empty rows; readings "
+                    "in unreadable pages are lost",
+                    self.path, problem, aside.name, got.readings, got.bad_rows,
+                    got.quarantine, got.empty_rows,
+                )  # fmt: skip
             self._r = self._connect()
-            row = self._w.execute("SELECT count(*) FROM spool").fetchone()
+            self._pending: int = _pending(self._w)
         except (sqlite3.DatabaseError, OSError) as exc:
             os.close(self._lock_fd)
             raise SpoolError(f"cannot open spool {self.path}: {exc}") from exc
-        self._pending: int = row[0]
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
         self._closed = False
@@ -281,114 +281,33 @@ class Spool:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
         con.execute("PRAGMA busy_timeout=10000")
+        # Not the overwriting of deleted rows with zeros (Debian's SQLite does it by
+        # default): an ack would write every page a delivered row held once more.
+        con.execute("PRAGMA secure_delete=FAST")
         return con
 
     def _check_open(self) -> None:
         if self._closed:
             raise SpoolError(f"spool {self.path} is closed")
 
-    # -- corruption --------------------------------------------------------------------
-    def _integrity_problem(self) -> str:
-        """What is wrong with the file, "" when it is absent or sound. Read-only: a corrupt file
-        is not checkpointed into (the copy kept aside is the file as it was found)."""
-        if not self.path.exists():
-            return ""
-        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+    def _tx(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        con = self._w
+        con.execute("BEGIN IMMEDIATE")
         try:
-            rows = con.execute("PRAGMA quick_check").fetchall()
-        except sqlite3.OperationalError:
-            raise  # I/O error, locked: nothing proves the file is bad
-        except sqlite3.DatabaseError as exc:  # malformed, not a database
-            return str(exc)
-        finally:
-            con.close()
-        if rows == [("ok",)]:
-            return ""
-        text = " / ".join(str(r[0]).replace("\n", " / ") for r in rows[:3])
-        return text if len(text) <= 300 else text[:300] + "..."
-
-    def _move_aside(self) -> Path:
-        name = f"{self.path.name}.corrupt-{int(time.time())}"
-        aside, n = self.path.with_name(name), 0
-        while aside.exists():  # a second corruption within the same second
-            n += 1
-            aside = self.path.with_name(f"{name}.{n}")
-        os.replace(self.path, aside)
-        # The WAL goes with it (SQLite reads <name>-wal beside <name>); the shared-memory
-        # index is rebuilt from the WAL.
-        if self._wal.exists():
-            os.replace(self._wal, aside.with_name(aside.name + "-wal"))
-        (self.dir / "spool.sqlite-shm").unlink(missing_ok=True)
-        self.corrupt_copy = aside
-        return aside
-
-    def _salvage(self, aside: Path, problem: str) -> None:
-        """Copy what can be read from the corrupt copy into the fresh spool (one
-        transaction): readings in order, undecodable rows and old quarantine entries to the
-        quarantine."""
-        good = bad = null = quarantine = 0
-        try:
-            src = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
-        except sqlite3.Error:
-            src = None
-        if src is not None:
-            # Tolerate a file shorter than its header says (truncated): read what is there.
-            src.execute("PRAGMA writable_schema=ON")
-            now = time.time_ns()
-
-            def work(c: sqlite3.Connection) -> None:
-                nonlocal good, bad, null, quarantine
-                rows: list[tuple[str]] = []
-                for rid, raw in _readable_rows(src, "spool", "CAST(r AS BLOB)"):
-                    if raw is None:  # nothing left of it to keep
-                        null += 1
-                        continue
-                    try:
-                        rows.append((_dump(_load(raw)),))
-                    except (ValueError, TypeError) as exc:
-                        c.execute(
-                            "INSERT INTO quarantine (time_ns, reason, n, readings) "
-                            "VALUES (?,?,1,?)",
-                            (now, f"undecodable row {rid} salvaged from {aside.name}: {exc}",
-                             _as_text(raw)),
-                        )  # fmt: skip
-                        bad += 1
-                        continue
-                    if len(rows) >= 10_000:
-                        c.executemany("INSERT INTO spool (r) VALUES (?)", rows)
-                        good += len(rows)
-                        rows.clear()
-                c.executemany("INSERT INTO spool (r) VALUES (?)", rows)
-                good += len(rows)
-                for _, *q in _readable_rows(src, "quarantine", "time_ns, reason, n, readings"):
-                    with contextlib.suppress(sqlite3.Error):  # a garbled entry: skip it
-                        c.execute(
-                            "INSERT INTO quarantine (time_ns, reason, n, readings) "
-                            "VALUES (?,?,?,?)",
-                            q,
-                        )
-                        quarantine += 1
-
-            try:
-                self._tx(work)
-            finally:
-                src.close()
-        log.error(
-            "spool %s was corrupt (%s): moved aside to %s and kept for inspection; salvaged "
-            "%d readings into a fresh spool, %d undecodable rows and %d quarantine entries "
-            "into its quarantine, skipped %d empty rows; readings in unreadable pages are lost",
-            self.path,
-            problem,
-            aside.name,
-            good,
-            bad,
-            quarantine,
-            null,
-        )
+            out = work(con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        return out
 
     # -- disk budget -------------------------------------------------------------------
     def _size(self) -> int:
         """Bytes in use: pages holding data plus the WAL file (under ``_wlock``)."""
+        data, wal = self._sizes()
+        return data + wal
+
+    def _sizes(self) -> tuple[int, int]:
         c = self._w
         pages: int = c.execute("PRAGMA page_count").fetchone()[0]
         free: int = c.execute("PRAGMA freelist_count").fetchone()[0]
@@ -396,7 +315,7 @@ class Spool:
             wal = self._wal.stat().st_size
         except FileNotFoundError:
             wal = 0
-        return (pages - free) * self._page_size + wal
+        return (pages - free) * self._page_size, wal
 
     def _level(self, used: int) -> None:
         """Log once when crossing ``warn_pct`` of the budget, once when back under."""
@@ -416,11 +335,14 @@ class Spool:
                         self.path, self.warn_pct, pct)  # fmt: skip
 
     def _make_room(self, c: sqlite3.Connection, need: int) -> int:
-        """Delete the oldest pending rows holding at least ``need`` bytes; how many."""
+        """Delete the oldest pending rows holding at least ``need`` bytes; how many readings
+        they held (``length`` of a BLOB is read from the row header, not the content)."""
         freed, upto, n = 0, None, 0
-        cur = c.execute("SELECT id, length(CAST(r AS BLOB)) FROM spool ORDER BY id")
-        for rid, size in cur:
-            freed, upto, n = freed + size + _ROW_OVERHEAD, rid, n + 1
+        cur = c.execute(
+            "SELECT id, n - done, coalesce(length(lp), 0) + length(r) FROM spool ORDER BY id"
+        )
+        for rid, left, size in cur:
+            freed, upto, n = freed + disk_bytes(size, self._page_size), rid, n + left
             if freed >= need:
                 break
         cur.close()  # before the DELETE on the same table
@@ -462,126 +384,183 @@ class Spool:
         ``refuse_new`` (or they alone exceed it): then none of them is written."""
         if not readings:
             return
-        rows = [(_dump(r),) for r in readings]
+        rows = make_rows(readings)  # the encoding, outside the lock
+        count = len(readings)
 
         def insert(c: sqlite3.Connection) -> None:
-            c.executemany("INSERT INTO spool (r) VALUES (?)", rows)
+            c.executemany(_INSERT_ROW, rows)
 
         with self._wlock:
             self._check_open()
             if self.max_bytes is None:
                 self._tx(insert)
-                self._pending += len(rows)
+                self._pending += count
                 return
-            need = sum(len(r[0]) + _ROW_OVERHEAD for r in rows)  # ASCII-only JSON: chars = bytes
-            used = self._size()
-            over = used + need - self.max_bytes
+            need = sum(row_bytes(r, self._page_size) for r in rows)
+            data, wal = self._sizes()
+            used = data + wal
+            # The WAL grows up to its limit between checkpoints: counted at that size; and
+            # two pages of margin for what the estimates miss (b-tree pages that split).
+            margin = 2 * self._page_size
+            over = data + max(wal, self._wal_limit) + need + margin - self.max_bytes
             self._full = over > 0
             if over <= 0:
                 self._tx(insert)
-                self._pending += len(rows)
+                self._pending += count
                 self._level(used + need)
                 return
             full = (
                 f"spool {self.path} is full ({used / 2**20:.1f} of "
-                f"{self.max_bytes / 2**20:.1f} MB): {len(rows)} new readings refused, those "
+                f"{self.max_bytes / 2**20:.1f} MB): {count} new readings refused, those "
                 "already spooled are kept; free the sink or raise storage.spool_max_mb"
             )
             if self.on_full == "drop_oldest" and need <= self.max_bytes:
-                dropped = 0
 
-                def drop_then_insert(c: sqlite3.Connection) -> None:
-                    nonlocal dropped
+                def drop_then_insert(c: sqlite3.Connection) -> int:
                     dropped = self._make_room(c, over)
                     insert(c)
+                    return dropped
 
                 try:
-                    self._tx(drop_then_insert)
+                    dropped = self._tx(drop_then_insert)
                 except SpoolFullError:
                     pass  # not enough to drop (the quarantine holds the space): refuse
                 else:
-                    self._pending += len(rows) - dropped
+                    self._pending += count - dropped
                     self.dropped_total += dropped
                     self._log_drops(dropped)
                     self._level(self.max_bytes)
                     return
-            self.refused_total += len(rows)
+            self.refused_total += count
             self._level(used)
             raise SpoolFullError(full)
 
-    def _tx(self, work: Any) -> None:
-        con = self._w
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            work(con)
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-
     def ack(self, batch: Batch, *, rejected: Sequence[tuple[Sequence[Reading], str]] = ()) -> None:
-        """Delete ``batch`` (the sink has it). ``rejected``: parts of it the sink refused for
-        good, moved to the quarantine with their reason in the same transaction."""
+        """Delete ``batch`` (the sink has it; a part of a row: counted done). ``rejected``:
+        parts of it the sink refused for good, moved to the quarantine with their reason in
+        the same transaction."""
         now = time.time_ns()
-        qrows = [
-            (now, reason, len(rs), "[" + ",".join(_dump(r) for r in rs) + "]")
-            for rs, reason in rejected
-            if rs
-        ]
+        qrows = [(now, reason, len(rs), dump(rs)) for rs, reason in rejected if rs]
 
-        def work(c: sqlite3.Connection) -> None:
-            cur = c.execute(
-                "DELETE FROM spool WHERE id BETWEEN ? AND ?", (batch.first_id, batch.last_id)
-            )
-            self._pending -= cur.rowcount
-            c.executemany(
-                "INSERT INTO quarantine (time_ns, reason, n, readings) VALUES (?,?,?,?)", qrows
-            )
+        def work(c: sqlite3.Connection) -> int:
+            if batch.take:
+                # Only if the row is as the batch found it (not dropped meanwhile).
+                left = c.execute(
+                    "UPDATE spool SET done = done + ? WHERE id = ? AND done = ? RETURNING n - done",
+                    (batch.take, batch.first_id, batch.skip),
+                ).fetchall()
+                if left and left[0][0] <= 0:
+                    c.execute("DELETE FROM spool WHERE id = ?", (batch.first_id,))
+                gone = batch.take if left else 0
+            else:
+                deleted = c.execute(
+                    "DELETE FROM spool WHERE id BETWEEN ? AND ? RETURNING n - done",
+                    (batch.first_id, batch.last_id),
+                ).fetchall()
+                gone = sum(x[0] for x in deleted)
+            c.executemany(_INSERT_QUARANTINE, qrows)
+            return gone
 
         with self._wlock:
             self._check_open()
-            self._tx(work)
+            self._pending -= self._tx(work)
 
     # -- reading -----------------------------------------------------------------------
-    def peek(self, max_n: int) -> Batch:
-        """Up to ``max_n`` of the oldest pending readings (an empty batch when none). A row
-        that does not decode is moved to the quarantine with the reason, not returned."""
-        while True:
-            with self._rlock:
-                self._check_open()
-                rows = self._r.execute(
-                    "SELECT id, CAST(r AS BLOB) FROM spool ORDER BY id LIMIT ?", (max(1, max_n),)
+    def _oldest(self, max_n: int, cols: str) -> tuple[list[tuple[Any, ...]], int]:
+        """The rows of the next batch, ``(id, n, done, *cols)``, and how many readings it
+        takes of the first row when that row alone holds more than ``max_n`` (else 0)."""
+        max_n = max(1, max_n)
+        with self._rlock:
+            self._check_open()
+            con = self._r
+            con.execute("BEGIN")  # one snapshot for both statements
+            try:
+                heads = con.execute(
+                    "SELECT id, n - done FROM spool ORDER BY id LIMIT ?", (max_n,)
                 ).fetchall()
+                if not heads:
+                    return [], 0
+                total, last = 0, heads[0][0]
+                for rid, left in heads:
+                    if total and total + left > max_n:
+                        break
+                    total, last = total + left, rid
+                rows = con.execute(
+                    f"SELECT id, n, done, {cols} FROM spool WHERE id BETWEEN ? AND ? ORDER BY id",
+                    (heads[0][0], last),
+                ).fetchall()
+            finally:
+                con.execute("COMMIT")
+        return rows, (max_n if heads[0][1] > max_n else 0)
+
+    def peek(self, max_n: int) -> Batch:
+        """Up to ``max_n`` of the oldest pending readings, decoded (an empty batch when none).
+        A row that does not decode is moved to the quarantine with the reason, not
+        returned."""
+        while True:
+            rows, take = self._oldest(max_n, "CAST(r AS BLOB)")
             if not rows:
                 return Batch(0, -1, [])
             readings: list[Reading] = []
-            bad: list[tuple[int, bytes | None, str]] = []
-            for rid, raw in rows:
+            bad: list[tuple[int, bytes | None, int, str]] = []
+            for rid, n, done, raw in rows:
                 try:
-                    readings.append(_load(raw))
+                    got = decode_row(raw, n)
+                    readings.extend(got[done : done + take] if take else got[done:])
                 except (ValueError, TypeError) as exc:
-                    bad.append((rid, raw, f"undecodable spool row {rid}: {exc}"))
+                    left = n - done if isinstance(n, int) and isinstance(done, int) else 1
+                    bad.append((rid, raw, max(1, left), f"undecodable spool row {rid}: {exc}"))
             if not bad:
-                return Batch(rows[0][0], rows[-1][0], readings)
+                return Batch(
+                    rows[0][0], rows[-1][0], readings, take=take, skip=rows[0][2] if take else 0
+                )
             self._quarantine_rows(bad)
             # Read again: the batch's id range must not span the rows just moved.
 
-    def _quarantine_rows(self, bad: list[tuple[int, bytes | None, str]]) -> None:
+    def peek_lines(self, max_n: int) -> Batch:
+        """Like :meth:`peek`, the readings as one line protocol body (``Batch.lines``),
+        concatenated from the rows without decoding them. When a row has no line protocol
+        (a reading in it cannot be encoded, or the row comes from a spool of the previous
+        format) or its line protocol fails its checksum, the batch is :meth:`peek`'s
+        (``lines`` None, ``readings`` decoded): the sink encodes them and says which one it
+        refuses."""
+        rows, take = self._oldest(max_n, "t_min, t_max, crc, lp")
+        if not rows:
+            return Batch(0, -1, [])
+        parts: list[bytes] = []
+        spans: list[tuple[int, int]] = []
+        count = 0
+        for rid, n, done, t_min, t_max, crc, lp in rows:
+            if lp is None or t_min is None or t_max is None:
+                return self.peek(max_n)
+            if zlib.crc32(lp) != crc:
+                log.error("spool row %d: line protocol fails its checksum, sent from JSON", rid)
+                return self.peek(max_n)
+            k = take or n - done
+            parts.append(lp if k == n else take_lines(lp, done, k))
+            spans.append((t_min, t_max))
+            count += k
+        first, last, skip = rows[0][0], rows[-1][0], rows[0][2] if take else 0
+        return Batch(first, last, [], count, take, skip, b"".join(parts), tuple(spans))
+
+    def _quarantine_rows(self, bad: list[tuple[int, bytes | None, int, str]]) -> None:
         now = time.time_ns()
 
-        def work(c: sqlite3.Connection) -> None:
-            for rid, raw, reason in bad:
-                cur = c.execute("DELETE FROM spool WHERE id=?", (rid,))
-                self._pending -= cur.rowcount
-                c.execute(
-                    "INSERT INTO quarantine (time_ns, reason, n, readings) VALUES (?,?,1,?)",
-                    (now, reason, _as_text(raw)),
-                )
+        def work(c: sqlite3.Connection) -> int:
+            gone = 0
+            for rid, raw, n, reason in bad:
+                deleted = c.execute(
+                    "DELETE FROM spool WHERE id=? RETURNING n - done", (rid,)
+                ).fetchall()
+                if deleted:
+                    gone += n
+                c.execute(_INSERT_QUARANTINE, (now, reason, n, as_text(raw)))
+            return gone
 
         with self._wlock:
             self._check_open()
-            self._tx(work)
-        for _, _, reason in bad[:3]:
+            self._pending -= self._tx(work)
+        for _, _, _, reason in bad[:3]:
             log.error("quarantined a corrupt spool row (kept as raw text): %s", reason)
 
     def pending(self) -> int:
@@ -601,17 +580,17 @@ class Spool:
     def requeue(self, qid: int) -> int:
         """Put a quarantined batch back at the end of the spool (after fixing the sink)."""
         readings = self.quarantined_readings(qid)
-        rows = [(_dump(r),) for r in readings]
+        rows = make_rows(readings)
 
         def work(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM quarantine WHERE id=?", (qid,))
-            c.executemany("INSERT INTO spool (r) VALUES (?)", rows)
+            c.executemany(_INSERT_ROW, rows)
 
         with self._wlock:
             self._check_open()
             self._tx(work)
-            self._pending += len(rows)
-        return len(rows)
+            self._pending += len(readings)
+        return len(readings)
 
     def drop_quarantined(self, qid: int) -> None:
         with self._wlock:

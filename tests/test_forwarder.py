@@ -13,10 +13,11 @@ from dcim.pipeline import Pipeline
 from dcim.reading import Reading
 from dcim.spool import Batch, Spool
 from dcim.storage.base import SinkError, Store
+from dcim.storage.lineprotocol import encode_many
 from dcim.storage.sqlite import SqliteStore
 from tests.servers import InfluxServer, free_port, start_influxdb
 from tests.storage.helpers import influx_store
-from tests.test_spool import _scribble, _spool_of, _truncate
+from tests.test_spool import _scribble, _spool_of, _truncate, v1_spool
 
 T = 1_700_000_000_000_000_000
 S = 1_000_000_000
@@ -215,7 +216,7 @@ def test_undecodable_rows_do_not_stop_the_forwarder(tmp_path: Path) -> None:
     with Spool(tmp_path / "sp") as sp:
         sp.append([rd(i) for i in range(10)])
     con = sqlite3.connect(tmp_path / "sp" / "spool.sqlite")
-    con.executemany("INSERT INTO spool (r) VALUES (?)", [("{broken",), (b"\xff",)])
+    con.executemany("INSERT INTO spool (n, r) VALUES (1, ?)", [("{broken",), (b"\xff",)])
     con.commit()
     con.close()
     st = SqliteStore(tmp_path / "s.sqlite")
@@ -258,3 +259,78 @@ def test_thread_survives_unexpected_errors(tmp_path: Path) -> None:
         assert fwd.stats().last_error is None
         assert fwd._thread is not None and fwd._thread.is_alive()
         fwd.stop()
+
+
+def test_flush_ends_a_backoff(tmp_path: Path) -> None:
+    with Spool(tmp_path) as sp:
+        st = Flaky(1)
+        fwd = Forwarder(sp, st, flush_interval_s=0.01, backoff_initial_s=60, backoff_max_s=60)  # type: ignore[arg-type]
+        fwd.start()
+        sp.append([rd(1)])
+        deadline = time.monotonic() + 5
+        while not st.calls and time.monotonic() < deadline:  # failed once: 30-60 s of back-off
+            time.sleep(0.01)
+        time.sleep(0.1)
+        t = time.monotonic()
+        assert fwd.flush(5)  # the sink is back: flush does not wait for the back-off
+        assert time.monotonic() - t < 2 and st.got == [rd(1)]
+        st.n = 10**6  # down again: flush tries once now, then the back-off holds
+        sp.append([rd(2)])
+        assert not fwd.flush(0.5)
+        assert len(st.calls) == 3, st.calls
+        fwd.stop()
+        assert sp.pending() == 1
+
+
+class LinesStore:
+    """A store that takes line protocol (like InfluxDB's): refuses a body or readings holding
+    a ``power_w`` of 13 (a bad point), records what it got."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.readings: list[Reading] = []
+        self.refused = 0
+
+    def write_lines(self, body: bytes, spans: Sequence[tuple[int, int]]) -> None:
+        if b"power_w=13.0 " in body:
+            self.refused += 1
+            raise SinkError(retryable=False, reason="partial write: 1 point refused")
+        self.bodies.append(body)
+
+    def write(self, readings: Sequence[Reading]) -> None:
+        if any(r.fields.get("power_w") == 13.0 for r in readings):
+            self.refused += 1
+            raise SinkError(retryable=False, reason="partial write: 1 point refused")
+        self.readings.extend(readings)
+
+    def close(self) -> None:
+        pass
+
+
+def test_line_protocol_block_partly_refused(tmp_path: Path) -> None:
+    good = [rd(i) for i in range(40) if i != 13]
+    with Spool(tmp_path) as sp:
+        for k in range(0, 40, 10):  # rows of 10
+            sp.append([rd(i) for i in range(k, k + 10)])
+        st = LinesStore()
+        fwd = Forwarder(sp, st, batch_size=20, **FAST)  # type: ignore[arg-type]
+        assert fwd.flush(5)
+        # The block with the bad point was refused, decoded and bisected: only the bad reading
+        # is quarantined, its neighbours are delivered; the other block went as line protocol.
+        assert [r for x in sp.quarantined() for r in sp.quarantined_readings(x.id)] == [rd(13)]
+        assert sp.quarantined()[0].reason == "partial write: 1 point refused"
+        assert st.bodies == [encode_many([rd(i) for i in range(20, 40)])]
+        assert sorted(st.readings, key=lambda r: r.time_ns) == good[:19]
+        assert fwd.stats().sent == 39 and fwd.stats().quarantined == 1 and sp.pending() == 0
+
+
+def test_a_backlog_of_the_previous_format_is_forwarded(tmp_path: Path) -> None:
+    v1_spool(tmp_path, [rd(i) for i in range(25)])
+    with Spool(tmp_path) as sp:
+        sp.append([rd(i) for i in range(25, 30)])
+        st = LinesStore()
+        assert Forwarder(sp, st, batch_size=5, **FAST).flush(5)  # type: ignore[arg-type]
+        # old rows have no line protocol: sent as readings; the new row as line protocol
+        assert st.readings == [rd(i) for i in range(25) if i != 13]
+        assert st.bodies == [encode_many([rd(i) for i in range(25, 30)])]
+        assert [x.count for x in sp.quarantined()] == [1, 1]  # v1's own entry, and rd(13)

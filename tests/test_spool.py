@@ -1,18 +1,24 @@
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from dcim import spool_rows
 from dcim.reading import Reading
-from dcim.spool import Spool, SpoolError, SpoolFullError, SpoolLockedError
+from dcim.spool import QuarantineView, Spool, SpoolError, SpoolFullError, SpoolLockedError
+from dcim.storage.lineprotocol import encode_many
 
 T = 1_700_000_000_000_000_000
 
@@ -233,19 +239,213 @@ def test_undecodable_row_goes_to_quarantine(tmp_path: Path) -> None:
         sp.append([rd(1)])
     con = sqlite3.connect(tmp_path / "spool.sqlite")
     con.executemany(
-        "INSERT INTO spool (r) VALUES (?)",
-        [("not json",), ("[1, 2, 3, 4]",), (b"\xff\xfe",), ('["pdu", {}, {}, 5]',)],
-    )
+        "INSERT INTO spool (n, r) VALUES (?, ?)",
+        [(1, "not json"), (1, "[[1, 2, 3, 4]]"), (1, b"\xff\xfe"), (1, '[["pdu", {}, {}, 5]]'),
+         (2, '[["pdu", {"device": "p1"}, {"v": 1.0}, 5]]')],
+    )  # fmt: skip
     con.commit()
     con.close()
     with Spool(tmp_path) as sp:
         sp.append([rd(2)])
-        assert sp.pending() == 6
+        assert sp.pending() == 8
         b = sp.peek(10)
         assert b.readings == [rd(1), rd(2)] and sp.pending() == 2
         q = sp.quarantined()
-        assert len(q) == 4 and all("undecodable spool row" in x.reason for x in q)
+        assert len(q) == 5 and all("undecodable spool row" in x.reason for x in q)
+        assert "should hold 2 readings, holds 1" in q[-1].reason
         with pytest.raises(SpoolError, match="corrupt spool row"):
             sp.quarantined_readings(q[0].id)
         sp.ack(b)
         assert sp.pending() == 0 and sp.peek(10).readings == []
+
+
+# -- format 2: a row per appended batch, with its line protocol ------------------------------
+
+
+def _rows(path: Path) -> list[tuple[int, int]]:
+    con = sqlite3.connect(path / "spool.sqlite")
+    try:
+        return con.execute("SELECT n, done FROM spool ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def test_a_row_per_batch_and_batches_of_whole_rows(tmp_path: Path) -> None:
+    readings = [rd(i) for i in range(2500)]
+    with Spool(tmp_path) as sp:
+        sp.append(readings)  # more than ROW_MAX (1000): split into rows, one transaction
+        assert _rows(tmp_path) == [(1000, 0), (1000, 0), (500, 0)] and sp.pending() == 2500
+        b = sp.peek_lines(1800)  # whole rows only, as many as fit
+        assert b.count == 1000 and b.lines == encode_many(readings[:1000]) and not b.readings
+        assert sp.peek(2000).readings == readings[:2000]
+        b = sp.peek_lines(400)  # the oldest row alone holds more: its first 400 readings
+        assert (b.count, b.take, b.skip) == (400, 400, 0)
+        assert b.lines == encode_many(readings[:400])
+        sp.ack(b)
+        assert _rows(tmp_path)[0] == (1000, 400) and sp.pending() == 2100
+        assert sp.peek(250).readings == readings[400:650]
+    with Spool(tmp_path) as sp:  # what was acked stays acked: nothing sent twice or skipped
+        assert sp.pending() == 2100
+        b = sp.peek_lines(1600)  # the rest of the first row, then the second whole
+        assert b.count == 1600 and b.lines == encode_many(readings[400:2000])
+        assert b.spans == ((T, T + 999), (T + 1000, T + 1999))
+        sp.ack(b)
+        assert _rows(tmp_path) == [(500, 0)]
+        b = sp.peek_lines(10**6)
+        sp.ack(b)
+        assert b.lines == encode_many(readings[2000:]) and sp.pending() == 0
+
+
+def test_unencodable_or_damaged_line_protocol_is_sent_decoded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    nan = Reading("pdu", {"device": "p1"}, {"power_w": float("nan")}, T + 1)
+    with Spool(tmp_path) as sp:
+        sp.append([rd(0), nan])  # line protocol cannot carry NaN: the row has none
+        b = sp.peek_lines(10)
+        assert b.lines is None and b.readings[0] == rd(0) and b.readings[1].time_ns == T + 1
+        sp.ack(b)
+        sp.append([rd(i) for i in range(1, 4)])
+        sp.append([rd(4)])
+    con = sqlite3.connect(tmp_path / "spool.sqlite")  # a bit flipped in the line protocol
+    con.execute("UPDATE spool SET lp = CAST(replace(CAST(lp AS TEXT), 'p1', 'q1') AS BLOB)")
+    con.commit()
+    con.close()
+    with Spool(tmp_path) as sp, caplog.at_level(logging.ERROR, logger="dcim.spool"):
+        b = sp.peek_lines(10)  # sent from the JSON, which is intact
+        assert b.lines is None and b.readings == [rd(i) for i in range(1, 5)]
+    assert "fails its checksum" in caplog.text
+
+
+V1_SCHEMA = """
+CREATE TABLE spool (id INTEGER PRIMARY KEY AUTOINCREMENT, r TEXT NOT NULL);
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    readings TEXT NOT NULL
+);
+"""
+
+
+def v1_spool(directory: Path, readings: list[Reading], garbled: int | None = None) -> None:
+    """A spool as the previous format wrote it: a row per reading (``[measurement, tags,
+    fields, time_ns]``), acked rows gone, a quarantine entry; row ``garbled`` is not JSON."""
+    directory.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(directory / "spool.sqlite")
+    con.execute("PRAGMA journal_mode=WAL")
+    con.executescript(V1_SCHEMA)
+    rows = [json.dumps([r.measurement, r.tags, r.fields, r.time_ns]) for r in readings]
+    if garbled is not None:
+        rows[garbled] = "{not json"
+    con.executemany("INSERT INTO spool (r) VALUES (?)", [(r,) for r in ["acked", *rows]])
+    con.execute("DELETE FROM spool WHERE id = 1")  # forwarded before the upgrade
+    con.execute(
+        "INSERT INTO quarantine (time_ns, reason, n, readings) VALUES (?, ?, 1, ?)",
+        (T, "field type conflict", f"[{rows[0]}]"),
+    )
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("chunk", [50_000, 7])
+def test_a_spool_of_the_previous_format_is_upgraded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, chunk: int
+) -> None:
+    monkeypatch.setattr("dcim.spool_rows._UPGRADE_CHUNK", chunk)
+    old = [rd(i) for i in range(30)]
+    v1_spool(tmp_path, old, garbled=12)
+    with caplog.at_level(logging.WARNING, logger="dcim.spool_rows"), Spool(tmp_path) as sp:
+        assert "30 pending readings of the previous format kept" in caplog.text
+        assert sp.pending() == 30 and [q.reason for q in sp.quarantined()] == [
+            "field type conflict"
+        ]
+        sp.append([rd(i) for i in range(30, 40)])  # after the old ones
+        b = sp.peek_lines(100)  # old rows have no line protocol: decoded
+        assert b.lines is None and len(b.readings) == 39
+        assert b.readings == [r for i, r in enumerate(old) if i != 12] + [
+            rd(i) for i in range(30, 40)
+        ]
+        assert "undecodable spool row" in sp.quarantined()[-1].reason  # the garbled one
+        sp.ack(b)
+        assert sp.pending() == 0
+    con = sqlite3.connect(tmp_path / "spool.sqlite")
+    tables = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "spool_v1" not in tables and con.execute("PRAGMA user_version").fetchone() == (2,)
+    con.close()
+
+
+def test_an_interrupted_upgrade_goes_on(tmp_path: Path) -> None:
+    old = [rd(i) for i in range(20)]
+    v1_spool(tmp_path, old)
+    con = sqlite3.connect(tmp_path / "spool.sqlite")  # as a crash after the first chunk left it
+    con.execute("ALTER TABLE spool RENAME TO spool_v1")
+    con.executescript(spool_rows.SCHEMA)
+    con.execute(
+        "INSERT INTO spool (id, n, r) SELECT id, 1, CAST('[' || r || ']' AS BLOB) "
+        "FROM spool_v1 WHERE id <= 8"
+    )
+    con.execute("DELETE FROM spool_v1 WHERE id <= 8")
+    con.commit()
+    con.close()
+    with Spool(tmp_path) as sp:
+        assert sp.pending() == 20 and sp.peek(100).readings == old
+
+
+def test_quarantine_view_of_a_spool_not_upgraded_yet(tmp_path: Path) -> None:
+    v1_spool(tmp_path, [rd(i) for i in range(5)])
+    view = QuarantineView(tmp_path)  # read-only: `dcim quarantine list` next to an old collector
+    assert view.pending() == 5 and [e.count for e in view.entries()] == [1]
+    view.close()
+
+
+def test_salvage_of_a_corrupt_spool_of_the_previous_format(tmp_path: Path) -> None:
+    v1_spool(tmp_path, [rd(i) for i in range(3000)])
+    _truncate(tmp_path / "spool.sqlite")
+    with Spool(tmp_path) as sp:
+        assert sp.corrupt_copy is not None
+        got = sp.peek(10**6).readings
+        assert 500 < len(got) < 3000 and all(r == rd(r.time_ns - T) for r in got)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    readings=st.lists(
+        st.builds(
+            Reading,
+            st.sampled_from(["pdu", "m é", 'a"b']),
+            st.dictionaries(st.text(min_size=1, max_size=5), st.text(max_size=5), max_size=3),
+            st.dictionaries(
+                st.text(min_size=1, max_size=5),
+                st.one_of(
+                    st.floats(),
+                    st.integers(min_value=-(2**64), max_value=2**64),
+                    st.booleans(),
+                    st.text(max_size=5),
+                    st.none(),
+                ),
+                max_size=3,
+            ),  # fmt: skip
+            st.integers(min_value=-(2**64), max_value=2**64),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_row_holds_the_json_and_line_protocol_of_the_readings(readings: list[Reading]) -> None:
+    """The one-pass encoder of the spool writes what ``json`` and the line protocol encoder
+    write, and leaves the line protocol out when a reading cannot be written."""
+    ((n, t_min, t_max, crc, lp, r),) = spool_rows.make_rows(readings)
+    assert n == len(readings) and r == spool_rows.dump(readings).encode()
+    try:
+        want: bytes | None = encode_many(readings)
+    except (ValueError, TypeError):
+        want = None
+    assert lp == want
+    if lp is not None:
+        assert crc == zlib.crc32(lp)
+        assert (t_min, t_max) == (
+            min(x.time_ns for x in readings),
+            max(x.time_ns for x in readings),
+        )

@@ -147,6 +147,11 @@ def go_duration_s(text: str) -> int | None:
     return int(total) or None
 
 
+# The timestamp of a line: the digits before its newline (nothing else in a line ends so:
+# string fields end with a quote and cannot hold a newline).
+_TIMESTAMP = re.compile(rb"(-?[0-9]+)\n")
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -222,9 +227,33 @@ class InfluxStore:
                 Reading(r.measurement, r.tags, r.fields, r.time_ns // div) for r in readings
             ]
         try:
-            body = gzip.compress(encode_many(readings), compresslevel=1)
+            body = encode_many(readings)
         except ValueError as exc:
             raise SinkError(retryable=False, reason=str(exc)) from exc
+        self._post(body, late)
+
+    def write_lines(self, body: bytes, spans: Sequence[tuple[int, int]]) -> None:
+        """Line protocol with nanosecond timestamps as is (the spool's, encoded when the
+        readings were committed), converted to the sink's ``precision`` when that is not
+        ``ns``. ``spans``: (oldest, newest) time of parts of the body; the hours from a part's
+        oldest point to its newest before the late limit are rolled up again (a superset of
+        the hours with late points: at worst an hour without a point is rolled up)."""
+        if not body:
+            return
+        late_before = time.time_ns() - LATE_NS
+        late: set[int] = set()
+        hour = 3600 * NS
+        for lo, hi in spans:
+            if lo < late_before:
+                late.update(range(floor_to(lo, 3600), min(hi, late_before - 1) + 1, hour))
+        div = _PRECISION_NS[self.sink.precision]
+        if div != 1:
+            body = _TIMESTAMP.sub(lambda m: b"%d\n" % (int(m[1]) // div), body)
+        self._post(body, late)
+
+    def _post(self, lines: bytes, late: set[int]) -> None:
+        """POST a line protocol body, then roll up again the ``late`` hours (starts, ns)."""
+        body = gzip.compress(lines, compresslevel=1)
         if self.sink.api == "v2":
             path = "/api/v2/write"
             params = {"org": self.sink.org or "", "bucket": self.sink.bucket or ""}

@@ -26,7 +26,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 _MEAS = str.maketrans({",": r"\,", " ": r"\ "})
 _TAG = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
-_STR = str.maketrans({"\\": "\\\\", '"': '\\"'})
+STRING_ESCAPES = _STR = str.maketrans({"\\": "\\\\", '"': '\\"'})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_BACKSLASH = re.compile(r'\\($|[\\,= "])')
 _STR_CONTROL = re.compile(r"[\n\r]")
@@ -71,8 +71,8 @@ def format_value(value: object, r: Reading, field: str) -> str:
     raise ValueError(f"unsupported value type {type(value).__name__} ({_where(r, field)})")
 
 
-def encode(r: Reading) -> str:
-    """One reading as one line (no trailing newline). Raises ValueError (see module doc)."""
+def series(r: Reading) -> str:
+    """``measurement,tag=value,...`` escaped, tags sorted, empty ones left out; checked."""
     _check_name(r.measurement, "measurement", r)
     if r.measurement.startswith("#"):
         raise ValueError(f"measurement {r.measurement!r} may not start with '#' ({_where(r)})")
@@ -84,18 +84,96 @@ def encode(r: Reading) -> str:
         _check_name(key, "tag key", r)
         _check_name(val, f"value of tag {key!r}", r)
         parts.append(f"{key.translate(_TAG)}={val.translate(_TAG)}")
+    return ",".join(parts)
+
+
+# Checked and escaped names, so a series or field seen before costs a dictionary look-up, not
+# escaping and two regular expressions per name (the spool encodes every reading it takes).
+# Bounded: emptied when full (a site has a few thousand series; the memory stays small).
+_CACHE_MAX = 20_000
+_SERIES: dict[tuple[object, tuple[tuple[object, object], ...]], str] = {}
+_FIELD_KEYS: dict[str, str] = {}
+
+
+def field_key(name: str, r: Reading) -> str:
+    """``name=`` escaped and checked, cached."""
+    key = _FIELD_KEYS.get(name)
+    if key is None:
+        _check_name(name, "field key", r, name)
+        key = name.translate(_TAG) + "="
+        if len(_FIELD_KEYS) >= _CACHE_MAX:
+            _FIELD_KEYS.clear()
+        _FIELD_KEYS[name] = key
+    return key
+
+
+def encode(r: Reading) -> str:
+    """One reading as one line (no trailing newline). Raises ValueError (see module doc)."""
+    try:
+        cache_key: tuple[object, tuple[tuple[object, object], ...]] | None = (
+            r.measurement,
+            tuple(r.tags.items()),
+        )
+        prefix = _SERIES.get(cache_key)  # type: ignore[arg-type]
+    except (TypeError, AttributeError):  # unhashable or not a mapping: checked below
+        cache_key, prefix = None, None
+    if prefix is None:
+        prefix = series(r)
+        if cache_key is not None:
+            if len(_SERIES) >= _CACHE_MAX:
+                _SERIES.clear()
+            _SERIES[cache_key] = prefix
     if not r.fields:
         raise ValueError(f"a point needs at least one field ({_where(r)})")
     fields = []
     for name, value in r.fields.items():
-        _check_name(name, "field key", r, name)
-        fields.append(f"{name.translate(_TAG)}={format_value(value, r, name)}")
+        key = _FIELD_KEYS.get(name) or field_key(name, r)
+        kind = type(value)
+        if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+            fields.append(key + repr(value))  # shortest round-trip form, with '.' or 'e'
+        elif kind is int and INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            fields.append(f"{key}{value}i")
+        else:
+            fields.append(key + format_value(value, r, name))
     t = r.time_ns
     if isinstance(t, bool) or not isinstance(t, int) or not INT64_MIN < t < INT64_MAX:
         raise ValueError(f"time_ns must be an int64 in nanoseconds, got {t!r} ({_where(r)})")
-    return f"{','.join(parts)} {','.join(fields)} {t}"
+    return f"{prefix} {','.join(fields)} {t}"
+
+
+def encode_lines(readings: Iterable[Reading]) -> str:
+    """Readings as line protocol text, each line ending with a newline: what ``encode`` gives
+    for each, with the common cases (a series seen before, float, integer and string fields)
+    inline. Raises ValueError like ``encode``."""
+    out: list[str] = []
+    series, field_keys, isfinite, translate = _SERIES, _FIELD_KEYS, math.isfinite, str.translate
+    for r in readings:
+        try:
+            prefix = series.get((r.measurement, tuple(r.tags.items())))
+        except (TypeError, AttributeError):
+            prefix = None
+        fields, t = r.fields, r.time_ns
+        if prefix is None or not fields or type(t) is not int or not INT64_MIN < t < INT64_MAX:
+            out.append(encode(r))  # caches the series, or raises saying what is wrong
+            continue
+        parts = []
+        for name, value in fields.items():
+            key = field_keys.get(name) or field_key(name, r)
+            kind = type(value)
+            if kind is float and isfinite(value):  # type: ignore[arg-type]
+                parts.append(key + repr(value))
+            elif kind is int and INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+                parts.append(f"{key}{value}i")
+            elif kind is str and "\n" not in value and "\r" not in value:  # type: ignore[operator]
+                text = translate(value, _STR) if '"' in value or "\\" in value else value  # type: ignore[arg-type,operator]
+                parts.append(f'{key}"{text}"')
+            else:
+                parts.append(key + format_value(value, r, name))
+        out.append(f"{prefix} {','.join(parts)} {t}")
+    return "\n".join(out) + "\n" if out else ""
 
 
 def encode_many(readings: Iterable[Reading]) -> bytes:
-    """Readings as a line protocol body (UTF-8, one point per line)."""
-    return "".join(encode(r) + "\n" for r in readings).encode("utf-8")
+    """Readings as a line protocol body (UTF-8, one point per line, each ending with a
+    newline)."""
+    return encode_lines(readings).encode("utf-8")

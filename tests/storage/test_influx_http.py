@@ -183,3 +183,36 @@ def test_recent_points_are_left_to_the_cqs(fake: str) -> None:
         [Reading("pdu", {"device": "p1"}, {"power_w": 1.0}, now)]
     )
     assert [s["path"].split("?")[0] for s in Scripted.seen] == ["/write"]
+
+
+@pytest.mark.parametrize(("precision", "param", "div"), [("ns", "ns", 1), ("us", "u", 1000),
+                                                          ("s", "s", 10**9)])  # fmt: skip
+def test_write_lines_converts_to_the_precision(
+    fake: str, precision: str, param: str, div: int
+) -> None:
+    body = (
+        f'pdu,device=p1 power_w=1.0,s="12 34" {T + 999_999_999}\n'
+        f"pdu,device=p2 n=17i {T}\nups,device=u1 on=true {T + 1}\n"
+    ).encode()
+    sink = InfluxSink(type="influxdb", url=fake, precision=precision)  # type: ignore[arg-type]
+    now = time.time_ns()
+    InfluxStore(sink).write_lines(body, [(now, now)])  # recent: no rollup query
+    req = Scripted.seen[0]
+    assert urllib.parse.parse_qs(req["path"].split("?", 1)[1])["precision"] == [param]
+    want = [f"{line.rsplit(' ', 1)[0]} {int(line.rsplit(' ', 1)[1]) // div}"
+            for line in body.decode().splitlines()]  # fmt: skip
+    assert gzip.decompress(req["body"]).decode().splitlines() == want
+    assert len(Scripted.seen) == 1
+
+
+def test_write_lines_rolls_up_the_hours_of_late_points(fake: str) -> None:
+    done = (200, {}, b'{"results":[{"statement_id":0}]}')
+    Scripted.replies = [(204, {}, b""), (200, {}, _POLICIES), done, done]
+    h = 3600 * 10**9
+    st = InfluxStore(InfluxSink(type="influxdb", url=fake, timeout_s=2))
+    st.write_lines(f"pdu,device=p1 power_w=1.0 {T}\n".encode(), [(T, T + h + 5), (T, T)])
+    rollups = [urllib.parse.parse_qs(s["path"].split("?", 1)[1])["q"][0] for s in Scripted.seen[2:]]
+    start = T - T % h
+    assert len(rollups) == 2 and all(  # 1-minute and 1-hour rollups of both hours
+        f"WHERE time >= {start} AND time < {start + 2 * h}" in q for q in rollups
+    )

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from dcim.reading import Reading
 from dcim.storage.influx import quote_ident
-from dcim.storage.lineprotocol import encode, encode_many
+from dcim.storage.lineprotocol import encode, encode_lines, encode_many
 from tests.servers import InfluxServer
 from tests.storage.helpers import influx_store
 
@@ -109,3 +109,36 @@ def test_strange_strings_round_trip_through_influxd(
     assert row[tag_key] == tag_value
     assert row[field_key] == sval
     assert row["n"] == 1.5
+
+
+_value = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    st.text(max_size=10).filter(lambda s: "\n" not in s and "\r" not in s),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    readings=st.lists(
+        st.builds(
+            Reading,
+            st.sampled_from(["pdu", "m x", "a,b"]),
+            st.dictionaries(_text, _text, max_size=3),
+            st.dictionaries(_text, _value, min_size=1, max_size=4),
+            st.integers(min_value=0, max_value=2**62),
+        ),
+        max_size=5,
+    )
+)
+def test_encode_lines_is_encode_line_by_line(readings: list[Reading]) -> None:
+    """The inline fast path (and its caches) says exactly what ``encode`` says."""
+    try:
+        want = "".join(encode(r) + "\n" for r in readings)
+    except ValueError:
+        with pytest.raises(ValueError):  # refused by both
+            encode_lines(readings)
+        return
+    assert encode_lines(readings) == want
+    assert encode_lines(readings) == want  # again, from the caches
