@@ -3,11 +3,16 @@ memory an outage backlog is held and forwarded.
 
 (a) spool: append + peek + ack of N readings (10 fields each, then the reference site's own
     mix), in points/s (one point = one field value) and lines/s; target >= 200,000 points/s.
+    Peeked as the forwarder does for InfluxDB (the rows' line protocol, nothing decoded) and
+    as for the embedded store (the readings decoded from the rows' JSON).
 (b) the collector's pipeline -> spool -> forwarder -> a private InfluxDB 1.x, sustained,
     against the ceiling measured in the same run: the same line protocol posted straight to
     ``/write`` with curl in batches of the same size; target >= 70 % of the ceiling. Twice:
     fed flat out while the forwarder runs (all of it in one process, as in the collector),
     and the forwarder alone draining the same readings already spooled (an outage backlog).
+    With the CPU per line of influxd and of this process in each phase: fed flat out, the
+    collector's own work per reading (validation, encoding, the durable commit) shares the
+    machine's cores with influxd and one interpreter lock with the forwarder.
 (c) memory: a collector process (the real ``Collector`` object: pollers, pipeline, spool,
     forwarder, InfluxDB store) while one hour of the reference site's readings (data plus
     ``dcim_poll`` rows, 387 devices every 10 s) pile up in the spool with InfluxDB down,
@@ -27,6 +32,7 @@ import json
 import logging
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -125,18 +131,24 @@ def points(readings: list[Reading]) -> int:
 # -- (a) spool ----------------------------------------------------------------------------------
 
 
-def bench_spool(readings: list[Reading], append_batch: int = 1000) -> dict[str, float]:
+def bench_spool(
+    readings: list[Reading], append_batch: int = 1000, *, lines: bool = True
+) -> dict[str, float]:
+    """Append in batches, then drain: ``lines``, as the forwarder does for InfluxDB (the line
+    protocol blocks, nothing decoded); otherwise as for the embedded store (readings decoded
+    from the rows' JSON)."""
     with tempfile.TemporaryDirectory() as d, Spool(d) as spool:
         t0 = time.perf_counter()
         for i in range(0, len(readings), append_batch):
             spool.append(readings[i : i + append_batch])
         t1 = time.perf_counter()
+        peek = spool.peek_lines if lines else spool.peek
         n = 0
         while True:
-            batch = spool.peek(BATCH)
-            if not batch.readings:
+            batch = peek(BATCH)
+            if not batch.count:
                 break
-            n += len(batch)
+            n += batch.count
             spool.ack(batch)
         t2 = time.perf_counter()
         assert n == len(readings) and spool.pending() == 0, (n, spool.pending())
@@ -161,15 +173,17 @@ def report_spool(args: argparse.Namespace, cycles: list[list[Reading]]) -> None:
         ("10 fields/reading", ten_field_readings(args.readings)),
         (f"reference mix, {points(ref) / len(ref):.2f} fields/reading", ref),
     ):
-        t = bench_spool(readings)
         n, p = len(readings), points(readings)
-        verdict = "OK" if p / t["total_s"] >= SPOOL_TARGET else "BELOW TARGET"
-        print(
-            f"    {label}: {n:,} readings, {p:,} points: "
-            f"append {n / t['append_s']:,.0f} lines/s, peek+ack {n / t['drain_s']:,.0f} lines/s; "
-            f"append+peek+ack {n / t['total_s']:,.0f} lines/s = "
-            f"{p / t['total_s']:,.0f} points/s (target >= {SPOOL_TARGET:,}: {verdict})"
-        )
+        print(f"    {label}: {n:,} readings, {p:,} points:")
+        for lines, how in ((True, "line protocol (InfluxDB)"), (False, "decoded (embedded)")):
+            t = bench_spool(readings, lines=lines)
+            verdict = "OK" if p / t["total_s"] >= SPOOL_TARGET else "BELOW TARGET"
+            print(
+                f"      peek {how}: append {n / t['append_s']:,.0f} lines/s, "
+                f"peek+ack {n / t['drain_s']:,.0f} lines/s; append+peek+ack "
+                f"{n / t['total_s']:,.0f} lines/s = {p / t['total_s']:,.0f} points/s "
+                f"(target >= {SPOOL_TARGET:,}: {verdict})"
+            )
     rate = bench_small_appends(cycles[0])
     need = sum(1 for r in cycles[0] if r.measurement == "dcim_poll") / INTERVAL_S
     print(
@@ -198,8 +212,48 @@ def polls_in(srv: InfluxServer, db: str) -> int:
     return int(s[0]["values"][0][1]) if s else 0
 
 
-def ceiling(srv: InfluxServer, readings: list[Reading], db: str, work: Path) -> float:
-    """Seconds to post ``readings`` as line protocol with curl, one request per batch."""
+class CpuMeter:
+    """CPU seconds used over a phase by influxd (from /proc) and by this process, whose
+    threads are the collector's, with its children (curl)."""
+
+    def __init__(self, srv: InfluxServer):
+        assert srv.proc is not None
+        self.stat = Path(f"/proc/{srv.proc.pid}/stat")
+        self.influxd = self.collector = 0.0
+
+    def _now(self) -> tuple[float, float]:
+        fields = self.stat.read_text().rsplit(")", 1)[1].split()
+        influxd = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return influxd, own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self) -> None:
+        end = self._now()
+        self.influxd, self.collector = end[0] - self._start[0], end[1] - self._start[1]
+
+    def __enter__(self) -> CpuMeter:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def per_line(self, n: int, who: str) -> str:
+        return (
+            f"CPU per line: influxd {self.influxd / n * 1e6:.1f} us, "
+            f"{who} {self.collector / n * 1e6:.1f} us"
+        )
+
+
+def ceiling(
+    srv: InfluxServer, readings: list[Reading], db: str, work: Path, meter: CpuMeter
+) -> float:
+    """Seconds to post ``readings`` as line protocol with curl, one request per batch
+    (``meter``: the CPU used meanwhile)."""
     influx_query(srv, f'CREATE DATABASE "{db}"')
     files = []
     for k, i in enumerate(range(0, len(readings), BATCH)):
@@ -207,23 +261,30 @@ def ceiling(srv: InfluxServer, readings: list[Reading], db: str, work: Path) -> 
         f.write_bytes(encode_many(readings[i : i + BATCH]))
         files.append(f)
     url = f"{srv.url}/write?db={db}&precision=ns"
-    t0 = time.perf_counter()
-    for f in files:
-        subprocess.run(["curl", "-sSf", "--data-binary", f"@{f}", url], check=True)
-    elapsed = time.perf_counter() - t0
+    with meter:
+        t0 = time.perf_counter()
+        for f in files:
+            subprocess.run(["curl", "-sSf", "--data-binary", f"@{f}", url], check=True)
+        elapsed = time.perf_counter() - t0
     for f in files:
         f.unlink()
     return elapsed
 
 
 def through_collector(
-    srv: InfluxServer, cycles: list[list[Reading]], db: str, work: Path, *, concurrent: bool
+    srv: InfluxServer,
+    cycles: list[list[Reading]],
+    db: str,
+    work: Path,
+    meter: CpuMeter,
+    *,
+    concurrent: bool,
 ) -> tuple[float, float]:
     """The collector's path into InfluxDB, one accept per 10 s cycle, as fast as the pipeline
     takes them. ``concurrent``: the forwarder runs while the cycles are fed, and the result
     is (seconds from the first accept until the spool is empty, seconds the feeding took);
     otherwise the cycles are spooled first and the result is (seconds the forwarder took to
-    drain them, seconds the spooling took)."""
+    drain them, seconds the spooling took). ``meter``: the CPU used over the first figure."""
     sink = InfluxSink(type="influxdb", url=srv.url, database=db, timeout_s=60.0)
     store = InfluxStore(sink)
     store.ensure_database()
@@ -232,17 +293,20 @@ def through_collector(
     pipe = Pipeline(spool)
     try:
         if concurrent:
+            meter.start()
             fwd.start()
         t0 = time.perf_counter()
         for c in cycles:
             pipe.accept(c)
         fed = time.perf_counter() - t0
         if not concurrent:
+            meter.start()
             t0 = time.perf_counter()
             fwd.start()
         if not fwd.flush(600):
             raise RuntimeError(f"not drained: {fwd.stats()}")
         elapsed = time.perf_counter() - t0
+        meter.stop()
     finally:
         fwd.stop()
         spool.close()
@@ -253,16 +317,18 @@ def through_collector(
     return elapsed, fed
 
 
-def report_influx(cycles: list[list[Reading]], work: Path) -> None:
+def report_influx(cycles: list[list[Reading]], work: Path) -> float:
+    """(b); returns the forwarder's ratio to the ceiling, fed flat out."""
     readings = [r for c in cycles for r in c]
     n, p = len(readings), points(readings)
     n_polls = sum(1 for r in readings if r.measurement == "dcim_poll")
     srv = start_influxdb(work / "influxdb-b")
+    m1, m2, m_e2e, m_drain = (CpuMeter(srv) for _ in range(4))
     try:
-        c1 = ceiling(srv, readings, "ceiling1", work)
-        e2e, fed = through_collector(srv, cycles, "collector", work, concurrent=True)
-        drain, spooled = through_collector(srv, cycles, "backlog", work, concurrent=False)
-        c2 = ceiling(srv, readings, "ceiling2", work)
+        c1 = ceiling(srv, readings, "ceiling1", work, m1)
+        e2e, fed = through_collector(srv, cycles, "collector", work, m_e2e, concurrent=True)
+        drain, spooled = through_collector(srv, cycles, "backlog", work, m_drain, concurrent=False)
+        c2 = ceiling(srv, readings, "ceiling2", work, m2)
         for db in ("ceiling1", "collector", "backlog", "ceiling2"):
             got = polls_in(srv, db)
             if got != n_polls:
@@ -281,22 +347,26 @@ def report_influx(cycles: list[list[Reading]], work: Path) -> None:
         f"(b) into InfluxDB 1.x, {n:,} lines = {p:,} points "
         f"({p / n:.2f} fields/line), batches of {BATCH:,} lines:"
     )
+    m = m1 if c1 <= c2 else m2
     print(
         f"    ceiling, curl --data-binary to /write: {p / c1:,.0f} then {p / c2:,.0f} points/s "
-        f"({n / best:,.0f} lines/s at best)"
+        f"({n / best:,.0f} lines/s at best; {m.per_line(n, 'curl')})"
     )
     print(
         f"    pipeline -> spool -> forwarder, fed flat out: {p / e2e:,.0f} points/s "
         f"({n / e2e:,.0f} lines/s; feeding took {fed:.1f} of {e2e:.1f} s): {verdict(e2e)}"
     )
+    print(f"      ({m_e2e.per_line(n, 'collector: pipeline, spool and forwarder')})")
     print(
         f"    forwarder draining a spooled backlog: {p / drain:,.0f} points/s "
         f"({n / drain:,.0f} lines/s): {verdict(drain)}"
     )
+    print(f"      ({m_drain.per_line(n, 'forwarder')})")
     print(
         f"    (pipeline -> spool alone, forwarder idle: {n / spooled:,.0f} lines/s = "
         f"{p / spooled:,.0f} points/s)"
     )
+    return best / e2e
 
 
 # -- (c) memory ---------------------------------------------------------------------------------

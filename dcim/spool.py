@@ -475,23 +475,28 @@ class Spool:
             con = self._r
             con.execute("BEGIN")  # one snapshot for both statements
             try:
-                heads = con.execute(
-                    "SELECT id, n - done FROM spool ORDER BY id LIMIT ?", (max_n,)
-                ).fetchall()
-                if not heads:
+                # Only as far as the batch goes (each row read is a step that lets the GIL
+                # go: under an appending thread, a wait for it).
+                cur = con.execute("SELECT id, n - done FROM spool ORDER BY id LIMIT ?", (max_n,))
+                first = cur.fetchone()
+                if first is None:
                     return [], 0
-                total, last = 0, heads[0][0]
-                for rid, left in heads:
-                    if total and total + left > max_n:
-                        break
-                    total, last = total + left, rid
+                total, last = first[1], first[0]
+                if total < max_n:
+                    for rid, left in cur:
+                        if total + left > max_n:
+                            break
+                        total, last = total + left, rid
+                        if total == max_n:
+                            break
+                cur.close()
                 rows = con.execute(
                     f"SELECT id, n, done, {cols} FROM spool WHERE id BETWEEN ? AND ? ORDER BY id",
-                    (heads[0][0], last),
+                    (first[0], last),
                 ).fetchall()
             finally:
                 con.execute("COMMIT")
-        return rows, (max_n if heads[0][1] > max_n else 0)
+        return rows, (max_n if first[1] > max_n else 0)
 
     def peek(self, max_n: int) -> Batch:
         """Up to ``max_n`` of the oldest pending readings, decoded (an empty batch when none).

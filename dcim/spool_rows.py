@@ -201,6 +201,10 @@ def row_bytes(row: RowValues, page_size: int) -> int:
     return disk_bytes(len(row[5]) + (len(row[4]) if row[4] is not None else 0), page_size)
 
 
+_STR_TYPE: frozenset[type] = frozenset({str})
+_VALUE_TYPES: frozenset[type] = frozenset({str, int, float, bool})
+
+
 def load_reading(item: Any) -> Reading:
     """One ``[measurement, tags, fields, time_ns]``; ValueError when it is not a well-formed
     reading (a corrupt row must not reach a sink, where it would fail every retry)."""
@@ -232,7 +236,24 @@ def decode_row(raw: bytes | str | None, n: int) -> list[Reading]:
     if not isinstance(items, list) or len(items) != n:
         got = len(items) if isinstance(items, list) else type(items).__name__
         raise ValueError(f"row should hold {n} readings, holds {got}")
-    return [load_reading(x) for x in items]
+    out: list[Reading] = []
+    strs, values = _STR_TYPE, _VALUE_TYPES
+    for x in items:  # load_reading's checks, inline for what JSON gives (exact types)
+        if type(x) is list and len(x) == 4:
+            m, tags, fields, t = x
+            if (
+                type(m) is str
+                and type(tags) is dict
+                and type(fields) is dict
+                and fields
+                and type(t) is int
+                and strs.issuperset(map(type, tags.values()))
+                and values.issuperset(map(type, fields.values()))
+            ):
+                out.append(Reading(m, tags, fields, t))
+                continue
+        out.append(load_reading(x))  # raises, saying why
+    return out
 
 
 def take_lines(lp: bytes, skip: int, take: int) -> bytes:
