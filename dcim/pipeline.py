@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections import Counter
-from typing import Protocol
+from typing import Any, Protocol
 
 from dcim.reading import FieldValue, Reading
 from dcim.spool import SpoolFullError
@@ -37,6 +37,7 @@ _BAD_TEXT = re.compile(r'[\x00-\x1f\x7f]|\\($|[\\,= "])')  # see lineprotocol
 MAX_STRING = 64 * 1024
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 LOG_EVERY_S = 60.0
+MAX_REMEMBERED = 100_000  # names and tag pairs known good, per pipeline
 
 
 class _Sink(Protocol):
@@ -55,6 +56,8 @@ class Pipeline:
         self._last_log: dict[tuple[str, str, str], tuple[float, int]] = {}
         self._lock = threading.Lock()
         self._types: dict[tuple[str, str], type] = {}  # (measurement, field) -> first type
+        self._good_names: set[str] = set()  # measurement names that passed the checks
+        self._good_tags: set[tuple[str, str]] = set()  # tag (key, value) pairs that passed
 
     def accept(self, readings: list[Reading]) -> int:
         """Validate, commit the good readings to the spool; returns how many were kept."""
@@ -75,31 +78,59 @@ class Pipeline:
 
     # -- checks ------------------------------------------------------------------------
     def _clean(self, r: Reading) -> Reading | None:
+        # Names and tag pairs seen good before are looked up, not checked again: the same
+        # few hundred recur every cycle. A field whose (measurement, name) has a type
+        # established is known to have a good name; a value of that very type only needs
+        # its range checked. Anything else goes through the full checks below.
         meas = getattr(r, "measurement", None)
-        if not isinstance(meas, str) or not NAME.match(meas):
-            self._drop(r, "", f"measurement {meas!r} is not a canonical name")
-            return None
+        if not (type(meas) is str and meas in self._good_names):
+            if not isinstance(meas, str) or not NAME.match(meas):
+                self._drop(r, "", f"measurement {meas!r} is not a canonical name")
+                return None
+            if type(meas) is str:
+                _remember(self._good_names, meas)
         tags = r.tags
         if not isinstance(tags, dict):
             self._drop(r, "", "tags are not a mapping")
             return None
+        good_tags = self._good_tags
         for k, v in tags.items():
+            if type(v) is str and (k, v) in good_tags:
+                continue
             if not isinstance(k, str) or not TAG_KEY.match(k):
                 self._drop(r, "", f"tag key {k!r} is not a valid name")
                 return None
             if not isinstance(v, str) or not v or _BAD_TEXT.search(v):
                 self._drop(r, "", f"tag {k}={v!r} is not a non-empty printable string")
                 return None
+            if type(k) is str and type(v) is str:
+                _remember(good_tags, (k, v))
         t = r.time_ns
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 < t < INT64_MAX:
+        if not (type(t) is int and 0 < t < INT64_MAX) and (
+            isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 < t < INT64_MAX
+        ):
             self._drop(r, "", f"time_ns {t!r} is not a positive int64 of nanoseconds")
             return None
         if not isinstance(r.fields, dict) or not r.fields:
             self._drop(r, "", "reading has no fields")
             return None
+        types = self._types
         fields: dict[str, FieldValue] = {}
         same = True
         for name, value in r.fields.items():
+            kind = type(value)
+            if types.get((meas, name)) is kind and (
+                (kind is float and math.isfinite(value))  # type: ignore[arg-type]
+                or (kind is int and INT64_MIN <= value <= INT64_MAX)  # type: ignore[operator]
+                or (
+                    kind is str
+                    and "\n" not in value  # type: ignore[operator]
+                    and "\r" not in value  # type: ignore[operator]
+                    and len(value) <= MAX_STRING  # type: ignore[arg-type]
+                )
+            ):
+                fields[name] = value
+                continue
             if not isinstance(name, str) or not NAME.match(name):
                 self._reject(r, str(name), "field name is not a canonical name", 1)
                 continue
@@ -168,8 +199,21 @@ class Pipeline:
         log.warning("dropped bad data from %s: %s%s", where, why, more)
 
 
+def _remember(known: set[Any], item: Any) -> None:
+    """Adds ``item`` to a set of things that passed the checks, bounded: a flood of distinct
+    tag values empties it rather than growing it without end."""
+    if len(known) >= MAX_REMEMBERED:
+        known.clear()
+    known.add(item)
+
+
 def _value(v: object) -> tuple[object, str]:
     """(normalised value, "") or (None, why it is refused)."""
+    kind = type(v)  # the usual types first: the ABC checks below cost a microsecond each
+    if kind is float and math.isfinite(v):  # type: ignore[arg-type]
+        return v, ""
+    if kind is int and INT64_MIN <= v <= INT64_MAX:  # type: ignore[operator]
+        return v, ""
     if isinstance(v, bool):
         return v, ""
     if isinstance(v, numbers.Integral):  # also numpy integers

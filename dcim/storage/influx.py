@@ -73,6 +73,14 @@ _POLICY_TTL_S = 300.0
 # ``dcim db init`` writes, in rp_1h, the hour from which its CQs fill the rollups (tag ``rp``:
 # the raw policy they read); hours that ended CQ_DONE_NS ago are final (cq_1h recomputes 2 h).
 MARKER, MARKER_FIELD = "dcim_rollups", "complete_from_ns"
+# Aggregates over windows as long as a rollup's, read from its points as stored.
+_AS_STORED: dict[str, tuple[str, ...]] = {
+    "mean": ("sum", "count"),
+    "sum": ("sum",),
+    "count": ("count",),
+    "min": ("min",),
+    "max": ("max",),
+}
 CQ_DONE_NS = 2 * 3600 * NS
 _PRECISION_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": NS}
 
@@ -413,6 +421,9 @@ class InfluxStore:
         out: list[list[Part]] = []
         for lo, hi, level in pieces:
             rp, sel = self.sink.retention_policy, None
+            if level and every_s == level and fn in _AS_STORED:
+                out.append(self._stored(lo, hi, level, measurement, field, fn, where, group_by))
+                continue
             if level:
                 rp = ROLLUP_RP[level]
                 f = {k: quote_ident(f"{k}_{field}") for k in ("count", "sum")}
@@ -434,6 +445,44 @@ class InfluxStore:
                         part.append((g, int(t), float(v), float(n[0]) if n else 1.0))
             out.append(part)
         return out
+
+    def _stored(
+        self,
+        lo: int,
+        hi: int,
+        level: int,
+        measurement: str,
+        field: str,
+        fn: Agg,
+        where: Mapping[str, str] | None,
+        group_by: Sequence[str],
+    ) -> list[Part]:
+        """Windows as long as the rollup's: its points as stored (no GROUP BY time, which costs
+        InfluxDB 1.x about three times more), the series of a group combined here."""
+        cols = _AS_STORED[fn]
+        sel = ", ".join(quote_ident(f"{c}_{field}") for c in cols)
+        q = build_query(measurement=measurement, field=field, start_ns=lo, end_ns=hi, fn=fn,
+                        where=where, group_by=group_by, retention_policy=ROLLUP_RP[level],
+                        select=sel)  # fmt: skip
+        acc: dict[tuple[tuple[str, ...], int], list[float]] = {}
+        for s in self.query(q):
+            tags = s.get("tags") or {}
+            g = tuple(str(tags.get(k, "")) for k in group_by)
+            for t, v, *n in s.get("values", []):
+                if not isinstance(v, bool | int | float) or (n and not n[0]):
+                    continue
+                key, w = (g, int(t)), float(n[0]) if n else 1.0
+                cur = acc.get(key)
+                if cur is None:
+                    acc[key] = [float(v), w]
+                elif fn == "min":
+                    cur[0] = min(cur[0], float(v))
+                elif fn == "max":
+                    cur[0] = max(cur[0], float(v))
+                else:  # sum, count, mean: sums and counts add
+                    cur[0] += float(v)
+                    cur[1] += w
+        return [(g, t, v, w) for (g, t), (v, w) in acc.items()]
 
     # -- querying ------------------------------------------------------------------------
     def query(self, q: str, *, write: bool = False) -> list[dict[str, Any]]:
