@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import random
+from typing import Any
 
 from dcim.config import InfluxSink
+from dcim.reading import Reading
 from dcim.storage.influx import InfluxStore
 from tests.servers import InfluxServer
 
@@ -16,3 +19,27 @@ def influx_store(server: InfluxServer | str, prefix: str = "t", **kw: object) ->
     url = server if isinstance(server, str) else server.url
     sink = InfluxSink(type="influxdb", url=url, database=f"{prefix}_{next(_ids)}", timeout_s=5)
     return InfluxStore(sink, **kw)  # type: ignore[arg-type]
+
+
+def meter_dataset(t0: int, span: int, seed: int) -> list[Reading]:
+    """Three meters (em1, em2 in room r1, em3 without a room) over ``[t0, t0 + span)``,
+    irregular times distinct across series, a hole in em2 across an hour boundary, integer
+    energy, float power and a string status."""
+    s, h = 1_000_000_000, 3600 * 1_000_000_000
+    rng = random.Random(seed)
+    out = []
+    for i, (dev, room) in enumerate({"em1": "r1", "em2": "r1", "em3": None}.items()):
+        tags = {"site": "paris", "device": dev} | ({"room": room} if room else {})
+        t, energy = t0 + i * 1_000_000, 1000 * (i + 1)
+        while t < t0 + span - 60 * s:
+            t += rng.choice([20, 30, 45, 60]) * s + rng.randrange(1000)
+            if dev == "em2" and t0 + h + 600 * s < t < t0 + 2 * h + 300 * s:
+                continue
+            energy += rng.randrange(0, 50)
+            fields: dict[str, Any] = {
+                "power_w": round(rng.uniform(-50, 5000), 3),
+                "energy_wh_total": energy,
+                "status": "ok",
+            }
+            out.append(Reading("energy_meter", dict(tags), fields, t))
+    return out

@@ -4,7 +4,6 @@ the rollup statement's values; aggregate from the rollups as from the raw points
 from __future__ import annotations
 
 import itertools
-import random
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -21,35 +20,18 @@ from dcim.reading import Reading
 from dcim.storage.base import Row
 from dcim.storage.influx import InfluxStore, rollup_select
 from tests.servers import InfluxServer
-from tests.storage.helpers import influx_store
+from tests.storage.helpers import influx_store, meter_dataset
 
 S = 1_000_000_000
 H = 3600 * S
 NOW = time.time_ns()
 T0 = NOW - NOW % H - 30 * H  # an hour boundary, out of reach of the running CQs
 SPAN = 4 * H
-DEVICES = {"em1": "r1", "em2": "r1", "em3": None}
 
 
 def dataset() -> list[Reading]:
     """Three meters over four hours, irregular times (distinct across series), a gap."""
-    rng = random.Random(5)
-    out = []
-    for i, (dev, room) in enumerate(DEVICES.items()):
-        tags = {"site": "paris", "device": dev} | ({"room": room} if room else {})
-        t, energy = T0 + i * 1_000_000, 1000 * (i + 1)
-        while t < T0 + SPAN - 60 * S:
-            t += rng.choice([20, 30, 45, 60]) * S + rng.randrange(1000)
-            if dev == "em2" and T0 + H + 600 * S < t < T0 + 2 * H + 300 * S:
-                continue
-            energy += rng.randrange(0, 50)
-            fields: dict[str, Any] = {
-                "power_w": round(rng.uniform(-50, 5000), 3),
-                "energy_wh_total": energy,
-                "status": "ok",
-            }
-            out.append(Reading("energy_meter", dict(tags), fields, t))
-    return out
+    return meter_dataset(T0, SPAN, seed=5)
 
 
 def _sink(st: InfluxStore, **kw: Any) -> InfluxSink:

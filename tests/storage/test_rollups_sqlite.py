@@ -4,7 +4,6 @@ as from the raw points, late points redo their hour, old raw rows are deleted.""
 from __future__ import annotations
 
 import itertools
-import random
 from pathlib import Path
 from typing import Any
 
@@ -13,33 +12,17 @@ import pytest
 from dcim.reading import Reading
 from dcim.storage.base import Row, plan_pieces
 from dcim.storage.sqlite import SqliteStore
+from tests.storage.helpers import meter_dataset
 
 S = 1_000_000_000
 H = 3600 * S
 T0 = 472_222 * H  # 2023-11-14 22:00 UTC, an hour boundary
 SPAN = 5 * H
-DEVICES = {"em1": "r1", "em2": "r1", "em3": None}
 
 
 def dataset() -> list[Reading]:
     """Three meters over five hours, irregular times, a gap, ints, floats and a string."""
-    rng = random.Random(11)
-    out = []
-    for i, (dev, room) in enumerate(DEVICES.items()):
-        tags = {"site": "paris", "device": dev} | ({"room": room} if room else {})
-        t, energy = T0 + i * 1_000_000, 1000 * (i + 1)
-        while t < T0 + SPAN - 60 * S:
-            t += rng.choice([20, 30, 45, 60]) * S + rng.randrange(1000)
-            if dev == "em2" and T0 + H + 600 * S < t < T0 + 2 * H + 300 * S:
-                continue  # a hole across an hour boundary
-            energy += rng.randrange(0, 50)
-            fields: dict[str, Any] = {
-                "power_w": round(rng.uniform(-50, 5000), 3),
-                "energy_wh_total": energy,
-                "status": "ok",
-            }
-            out.append(Reading("energy_meter", dict(tags), fields, t))
-    return out
+    return meter_dataset(T0, SPAN, seed=11)
 
 
 def _same(a: list[Row], b: list[Row]) -> None:
