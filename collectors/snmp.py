@@ -300,12 +300,19 @@ class SnmpPoller:
         uptimes: dict[Oid, int | None],
     ) -> int:
         """GET ``oids`` into ``out`` (and each answer's sysUpTime into ``uptimes`` when the
-        chunk asked for it); returns the time of the first response (0: none)."""
+        chunk asked for it); returns the time of the first response (0: none).
+
+        A chunk of a profile with counter rates starts with sysUpTime.0 as a helper (the
+        agent's clock for the rates): a batch left with only that helper (the other OIDs
+        missing) is not sent, unless the chunk also reads sysUpTime.0 as a field. Without
+        rates sysUpTime.0 is only ever a field, read like any other."""
+        helper = bool(self._plan.scalars.rates) and oids[0] == SYS_UPTIME
+        helper_only = helper and SYS_UPTIME not in oids[1:]
         pending = [oids]
         first_ns = 0
         while pending:
             batch = pending.pop()
-            if not batch or batch == [SYS_UPTIME] and len(oids) > 1:
+            if not batch or helper_only and batch == [SYS_UPTIME]:
                 continue
             err, status, index, var_binds, got_ns = await self._request(engine, "get", batch)
             if err is not None:
@@ -316,11 +323,15 @@ class SnmpPoller:
                 self._warn_missing(dotted(batch[index - 1]), "noSuchName")
                 pending.append(batch[: index - 1] + batch[index:])
                 continue
-            if status == _TOO_BIG and len(batch) > 1:
-                half = len(batch) // 2
-                up = [SYS_UPTIME] if batch[0] == SYS_UPTIME else []
-                pending += [batch[:half], up + batch[half:]]
-                continue
+            if status == _TOO_BIG:
+                # Halve what was asked, the helper kept in front of both halves ([helper, x]
+                # is as small as it gets: splitting it would ask [helper, x] again).
+                up = [SYS_UPTIME] if helper and batch[0] == SYS_UPTIME else []
+                rest = batch[len(up) :]
+                if len(rest) > 1:
+                    half = len(rest) // 2
+                    pending += [up + rest[:half], up + rest[half:]]
+                    continue
             if status:
                 raise self._status_error(status, index)
             ticks = None

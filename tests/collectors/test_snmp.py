@@ -329,6 +329,50 @@ def test_missing_values_are_left_out_not_fatal() -> None:
         assert set(got[f"srv-{version}"]) == {"inlet_temp_c", "power_w"}
 
 
+def test_sys_uptime_field_survives_a_missing_oid_in_its_request() -> None:
+    """sysUpTime.0 read as a field of its own, in the same GET as an OID the agent lacks: in
+    v1 the missing OID fails the request (noSuchName) and is asked again without it, which
+    leaves sysUpTime.0 alone in the request; it is still read (it is not only the helper a
+    counter rate needs). Checked for v1 and v2c."""
+    cfg = small_site()
+    values = known_values(cfg)
+    bmc = load_profiles()["bmc_server"]
+    fields = bmc.model_dump(by_alias=True)["fields"]
+    uptime = FieldSpec(name="uptime_s", oid="1.3.6.1.2.1.1.3.0", snmp_type="TimeTicks", scale=0.01)
+    absent = FieldSpec(
+        name="exhaust_temp_c",
+        oid="1.3.6.1.4.1.674.10892.5.4.700.20.1.6.1.2",
+        scale=0.1,
+        snmp_type="Integer32",
+    )
+    # max_varbinds 2: GET [inlet, power], then GET [sysUpTime.0, exhaust] (no rate in this
+    # profile, so no sysUpTime.0 helper in front of the chunks).
+    prof = Profile.model_validate(
+        {
+            **bmc.model_dump(by_alias=True),
+            "fields": [*fields, uptime.model_dump(by_alias=True), absent.model_dump(by_alias=True)],
+        }
+    )
+
+    async def body(twin: SnmpTwin) -> dict[str, Any]:
+        out = {}
+        srv = cfg.device("srv-R02-01")
+        assert srv.snmp is not None
+        for version in ("2c", "1"):
+            opts = srv.snmp.model_copy(update={"version": version, "max_varbinds": 2})
+            dev = srv.model_copy(update={"snmp": opts})
+            out[version] = (await SnmpPoller(cfg, dev, prof).poll())[0].fields
+        return out
+
+    t0 = time.monotonic()
+    got = run(with_twin(cfg, values, body))
+    elapsed = time.monotonic() - t0
+    for version in ("2c", "1"):
+        assert set(got[version]) == {"inlet_temp_c", "power_w", "uptime_s"}, version
+        assert 0 <= got[version]["uptime_s"] <= elapsed + 0.01, got[version]
+        assert got[version]["power_w"] == values["srv-R02-01"]["power_w"]
+
+
 def test_nothing_readable_is_a_poll_error() -> None:
     cfg = small_site()
     values = known_values(cfg)
