@@ -307,6 +307,7 @@ def bench_embedded(
         write_embedded(path, generate(cfg, start_ns // NS - LEAD_S, end_ns // NS + TAIL_S), now_ns)
         (data / "embedded.done").write_text("ok")
         setup = f"{time.perf_counter() - t0:.0f} s (generate, write, roll up)"
+    SqliteStore(path).close()  # as the collector opens it: a store made by older code upgraded
     st = SqliteStore(path, read_only=True)
     status = st.rollup_status()
     t_kpi, rep = timed(lambda: compute_kpis(st, cfg, start_ns, end_ns))
@@ -345,7 +346,9 @@ class _RawOnlySqlite(SqliteStore):
     def __init__(self, path: Path) -> None:
         super().__init__(path, read_only=True)
 
-    def _rollup_before(self, start_ns: int, end_ns: int) -> int | None:
+    def _rollup_before(
+        self, start_ns: int, end_ns: int, con: sqlite3.Connection | None = None
+    ) -> int | None:
         return None
 
 

@@ -10,7 +10,8 @@ rows); the points are aggregated in SQL, the integral with ``LAG()``.
 ``synchronous=FULL``: the spool deletes what this store acknowledged, so an acknowledged
 write must survive a power cut too.
 
-Rollups: ``rollup_1m`` and ``rollup_1h`` hold per series, field and window the count of
+Rollups: ``rollup_1m``, ``rollup_1h`` and ``rollup_1d`` (UTC days, computed from the hours
+as each hour is rolled up) hold per series, field and window the count of
 values, and over the numeric ones their count, sum, min, max and the first and last value
 with its time, so every aggregate but the integral is exact from them. :meth:`maintain`
 fills them for closed hours up to a watermark (``rollup_state.rolled_to_ns``); a write
@@ -36,11 +37,13 @@ from typing import Any
 from dcim.reading import Reading
 from dcim.storage.base import (
     NS,
+    ROLLUP_LEVELS,
     Agg,
     Part,
     Row,
     SinkError,
     StoreError,
+    ceil_to,
     check_query,
     floor_to,
     merge_parts,
@@ -68,10 +71,13 @@ CREATE TABLE IF NOT EXISTS rollup_dirty (hour_ns INTEGER PRIMARY KEY);
     PRIMARY KEY (series_id, field_id, time_ns)
 ) WITHOUT ROWID;
 """
-    for t in ("rollup_1m", "rollup_1h")
+    for t in ("rollup_1m", "rollup_1h", "rollup_1d")
 )
-_TABLE = {60: "rollup_1m", 3600: "rollup_1h"}
+_TABLE = {60: "rollup_1m", 3600: "rollup_1h"}  # from the raw points
+DAY_TABLE = "rollup_1d"  # from rollup_1h
+LEVELS = (86400, *ROLLUP_LEVELS)  # coarsest first
 HOUR = 3600 * NS
+DAY = 86400 * NS
 _GRACE_NS = 300 * NS  # maintain() rolls up hours that ended at least this long ago
 _CHUNK_HOURS = 24  # hours rolled up per transaction (the writer waits meanwhile)
 _NUMERIC = "typeof(p.value) IN ('integer', 'real')"
@@ -108,11 +114,17 @@ class SqliteStore:
                 )
                 self._con.execute("PRAGMA journal_mode=WAL")
                 self._con.execute("PRAGMA synchronous=FULL")
+                had_days = _has_table(self._con, DAY_TABLE)
                 self._con.executescript(_SCHEMA)
+                if not had_days:  # a store from before the daily rollups: from its hours
+                    _rollup_days(self._con, -(2**62), 2**62)
             self._con.execute("PRAGMA busy_timeout=10000")
+            # An older store opened read-only may lack the daily rollups: not used then.
+            self._levels = LEVELS if _has_table(self._con, DAY_TABLE) else ROLLUP_LEVELS
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open embedded store {self.path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []  # read connections, see _reader()
         self._series: dict[tuple[str, str], int] = {}
         self._fields: dict[str, int] = {}
 
@@ -181,6 +193,29 @@ class SqliteStore:
                 raise
 
     # -- querying ----------------------------------------------------------------------
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of its own for one query, so that queries from several
+        threads run side by side (SQLite releases the GIL; WAL lets readers run beside the
+        writer); idle ones are kept for the next query."""
+        try:
+            con = self._idle.pop()
+        except IndexError:
+            try:
+                con = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                con.execute("PRAGMA busy_timeout=10000")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read embedded store {self.path}: {exc}") from exc
+        try:
+            yield con
+        finally:
+            self._idle.append(con)
+
     def aggregate(
         self,
         *,
@@ -195,15 +230,34 @@ class SqliteStore:
     ) -> list[Row]:
         check_query(fn, start_ns, end_ns, every_s)
         where = dict(where or {})
-        with self._lock:
-            fid_row = self._con.execute(
-                "SELECT id FROM field_key WHERE name=?", (field,)
-            ).fetchone()
-            series = self._con.execute(
-                "SELECT id, tags FROM series WHERE measurement=?", (measurement,)
-            ).fetchall()
+        with self._reader() as con:
+            con.execute("BEGIN")  # one snapshot: the series, the watermark and the pieces
+            try:
+                return self._answer(
+                    con, measurement, field, start_ns, end_ns, fn, every_s, where, group_by
+                )
+            finally:
+                con.execute("COMMIT")
+
+    def _answer(
+        self,
+        con: sqlite3.Connection,
+        measurement: str,
+        field: str,
+        start_ns: int,
+        end_ns: int,
+        fn: Agg,
+        every_s: int | None,
+        where: dict[str, str],
+        group_by: Sequence[str],
+    ) -> list[Row]:
+        fid_row = con.execute("SELECT id FROM field_key WHERE name=?", (field,)).fetchone()
+        series = con.execute(
+            "SELECT id, tags FROM series WHERE measurement=?", (measurement,)
+        ).fetchall()
         if fid_row is None or not series:
             return []
+        fid = fid_row[0]
         groups: list[tuple[str, ...]] = []
         index: dict[tuple[str, ...], int] = {}
         pairs: list[tuple[int, int]] = []
@@ -223,24 +277,17 @@ class SqliteStore:
             if sql.startswith("WITH "):  # more common table expressions after g
                 sql = ", " + sql.removeprefix("WITH ")
             full = f"WITH g(sid, grp) AS (VALUES {values}) {sql}"
-            return self._con.execute(full, {"fid": fid_row[0], "start": lo, "end": hi}).fetchall()
+            return con.execute(full, {"fid": fid, "start": lo, "end": hi}).fetchall()
 
-        with self._lock:
-            self._con.execute("BEGIN")  # one snapshot for the watermark and the pieces
-            try:
-                before = None if fn == "integral" else self._rollup_before(start_ns, end_ns)
-                pieces = plan_pieces(fn, start_ns, end_ns, every_s, before)
-                if len(pieces) == 1 and not pieces[0][2]:
-                    result = run(_query(fn, every_s, start_ns), start_ns, end_ns)
-                else:
-                    parts: list[list[Part]] = []
-                    for lo, hi, level in pieces:
-                        res = run(_piece_query(fn, every_s, lo, level), lo, hi)
-                        parts.append(
-                            [(groups[g], int(t), v, n) for g, t, v, n in res if v is not None]
-                        )
-            finally:
-                self._con.execute("COMMIT")
+        before = None if fn == "integral" else self._rollup_before(start_ns, end_ns, con)
+        pieces = plan_pieces(fn, start_ns, end_ns, every_s, before, self._levels)
+        if len(pieces) == 1 and not pieces[0][2]:
+            result = run(_query(fn, every_s, start_ns), start_ns, end_ns)
+        else:
+            parts: list[list[Part]] = []
+            for lo, hi, level in pieces:
+                res = run(_piece_query(fn, every_s, lo, level), lo, hi)
+                parts.append([(groups[g], int(t), v, n) for g, t, v, n in res if v is not None])
         if len(pieces) > 1 or pieces[0][2]:
             return merge_parts(fn, every_s, start_ns, group_by, parts)
         rows = [
@@ -253,16 +300,20 @@ class SqliteStore:
         ]
         return sort_rows(rows, group_by)
 
-    def _rollup_before(self, start_ns: int, end_ns: int) -> int | None:
+    def _rollup_before(
+        self, start_ns: int, end_ns: int, con: sqlite3.Connection | None = None
+    ) -> int | None:
         """The rollups are complete before this time (the watermark, or the first hour with
-        late points not yet redone); None: no rollups. The caller holds the lock."""
+        late points not yet redone); None: no rollups. ``con``: the caller's reader (default:
+        the store's own connection)."""
+        con = self._con if con is None else con
         try:
-            state = dict(self._con.execute("SELECT name, value FROM rollup_state"))
+            state = dict(con.execute("SELECT name, value FROM rollup_state"))
             wm = state.get("rolled_to_ns")
             if wm is None:
                 return None
             lo = max(floor_to(start_ns, 3600), state.get("raw_from_ns", start_ns))
-            dirty = self._con.execute(
+            dirty = con.execute(
                 "SELECT MIN(hour_ns) FROM rollup_dirty WHERE hour_ns >= ? AND hour_ns < ?",
                 (lo, end_ns),
             ).fetchone()[0]
@@ -360,6 +411,8 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+            while self._idle:
+                self._idle.pop().close()
 
 
 def _bucket(col: str, every_s: int | None, start_ns: int) -> str:
@@ -421,10 +474,34 @@ FROM (SELECT p.series_id AS sid, p.field_id AS fid, {bucket} AS b,
 
 
 def _rollup(con: sqlite3.Connection, a: int, b: int) -> None:
-    """(Re)compute both rollups of the hours ``[a, b)`` from the raw points."""
+    """(Re)compute the rollups of the hours ``[a, b)`` from the raw points, then the days
+    they fall in from the hours."""
     for level, table in _TABLE.items():
         sql = _ROLLUP_SQL.format(table=table, bucket=_bucket("p.time_ns", level, 0), num=_NUM)
         con.execute(sql, {"a": a, "b": b})
+    _rollup_days(con, floor_to(a, 86400), ceil_to(b, 86400))
+
+
+# A day from its hours; the first/last value from the hour holding the day's first/last time.
+_DAY_SQL = f"""INSERT OR REPLACE INTO {DAY_TABLE} SELECT sid, fid, b, n, n_num, total, vmin, vmax,
+ ft, (SELECT h.first_v FROM rollup_1h h WHERE h.series_id = sid AND h.field_id = fid
+  AND h.time_ns = {_bucket("ft", 3600, 0)}),
+ lt, (SELECT h.last_v FROM rollup_1h h WHERE h.series_id = sid AND h.field_id = fid
+  AND h.time_ns = {_bucket("lt", 3600, 0)})
+FROM (SELECT series_id AS sid, field_id AS fid, {_bucket("time_ns", 86400, 0)} AS b,
+ SUM(n) AS n, SUM(n_num) AS n_num, SUM(total) AS total, MIN(vmin) AS vmin, MAX(vmax) AS vmax,
+ MIN(first_t) AS ft, MAX(last_t) AS lt
+ FROM rollup_1h WHERE time_ns >= :a AND time_ns < :b GROUP BY series_id, field_id, b)"""
+
+
+def _rollup_days(con: sqlite3.Connection, a: int, b: int) -> None:
+    """(Re)compute ``rollup_1d`` for the days ``[a, b)`` from ``rollup_1h``."""
+    con.execute(_DAY_SQL, {"a": a, "b": b})
+
+
+def _has_table(con: sqlite3.Connection, name: str) -> bool:
+    q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return con.execute(q, (name,)).fetchone() is not None
 
 
 def _delete_raw(con: sqlite3.Connection, lo: int | None, hi: int) -> int:
@@ -453,7 +530,7 @@ def _piece_query(fn: Agg, every_s: int | None, start_ns: int, level: int) -> str
         if q.startswith("WITH "):  # the integral: never in pieces
             raise ValueError(f"{fn} cannot be answered in pieces")
         return f"SELECT *, 1 FROM ({q})"
-    table = _TABLE[level]
+    table = _TABLE.get(level, DAY_TABLE)
     b = _bucket("r.time_ns", every_s, 0)
     src = (
         f"FROM g JOIN {table} r ON r.series_id = g.sid AND r.field_id = :fid "

@@ -148,3 +148,63 @@ def test_maintain_on_an_empty_store_and_read_only(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="read-only"):
         ro.maintain()
     ro.close()
+
+
+def _days_dataset() -> list[Reading]:
+    """Over two UTC days and a bit (T0 is 22:00 UTC), so whole days come from rollup_1d."""
+    return meter_dataset(T0, 52 * H, seed=5)
+
+
+def _check_days(rolled: SqliteStore, raw: SqliteStore, *, late: bool = False) -> None:
+    day = 86400 * S
+    ranges = [(T0, T0 + 52 * H), (T0 + 2 * H, T0 + 50 * H), (T0 + 77 * S, T0 + 51 * H + 5 * S)]
+    for fn, every, (a, b), field in itertools.product(
+        FNS, [None, 86400, 3600], ranges, ["power_w", "energy_wh_total"]
+    ):
+        kw = dict(measurement="energy_meter", field=field, start_ns=a, end_ns=b, fn=fn,
+                  every_s=every, group_by=("device",))  # fmt: skip
+        _same(rolled.aggregate(**kw), raw.aggregate(**kw))  # type: ignore[arg-type]
+    if not late:  # the whole days are read from the daily rollups
+        pieces = plan_pieces("last", T0, T0 + 52 * H, 86400, T0 + 52 * H, rolled._levels)
+        assert (T0 + 2 * H, T0 + 2 * H + 2 * day, 86400) in pieces
+
+
+def test_daily_rollups_answer_like_raw_and_are_redone(tmp_path: Path) -> None:
+    raw, rolled = SqliteStore(tmp_path / "raw.sqlite"), SqliteStore(tmp_path / "r.sqlite")
+    for st in (raw, rolled):
+        st.write(_days_dataset())
+    rolled.maintain(now_ns=T0 + 60 * H)
+    days = rolled._con.execute("SELECT COUNT(DISTINCT time_ns) FROM rollup_1d").fetchone()[0]
+    assert days == 4  # 22:00 on the first day to 02:00 on the fourth
+    _check_days(rolled, raw)
+    # a late point in a rolled-up day: its hour is redone, and its day with it
+    late = Reading("energy_meter", {"site": "paris", "device": "em1", "room": "r1"},
+                   {"power_w": 123456.0, "energy_wh_total": 5}, T0 + 30 * H + 7 * S)  # fmt: skip
+    for st in (raw, rolled):
+        st.write([late])
+    _check_days(rolled, raw, late=True)  # from the raw points from the dirty hour on
+    assert rolled.maintain(now_ns=T0 + 60 * H)["hours_redone"] == 1
+    _check_days(rolled, raw)
+    for st in (raw, rolled):
+        st.close()
+
+
+def test_a_store_from_before_the_daily_rollups(tmp_path: Path) -> None:
+    """Read-only, it answers from the hours; opened for writing, its days are built."""
+    raw, old = SqliteStore(tmp_path / "raw.sqlite"), SqliteStore(tmp_path / "old.sqlite")
+    for st in (raw, old):
+        st.write(_days_dataset())
+    old.maintain(now_ns=T0 + 60 * H)
+    built = old._con.execute("SELECT * FROM rollup_1d ORDER BY 1, 2, 3").fetchall()
+    assert len(built) == 3 * 3 * 4  # devices, fields, days
+    old._con.execute("DROP TABLE rollup_1d")
+    old.close()
+    ro = SqliteStore(tmp_path / "old.sqlite", read_only=True)
+    assert 86400 not in ro._levels
+    _check_days(ro, raw, late=True)
+    ro.close()
+    upgraded = SqliteStore(tmp_path / "old.sqlite")
+    assert upgraded._con.execute("SELECT * FROM rollup_1d ORDER BY 1, 2, 3").fetchall() == built
+    _check_days(upgraded, raw)
+    for st in (raw, upgraded):
+        st.close()
