@@ -9,8 +9,8 @@ import yaml
 
 from dcim.cli import main
 from dcim.config import load_config
+from dcim.kpi.energy import meter_energies
 from dcim.kpi.heat import integrated_heat, reconcile, window_for
-from dcim.kpi.period import meter_energies
 from dcim.storage import make_store
 from dcim.timeutil import NS, parse_time
 from dcim.twin.model import SiteModel

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from dcim.config import SiteConfig
-from dcim.kpi.period import compute_kpis, counter_energies
+from dcim.kpi.energy import counter_energies
+from dcim.kpi.period import compute_kpis
 from dcim.kpi.render import render_table
 from tests.kpi.fakestore import FakeStore
 
