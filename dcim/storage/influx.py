@@ -21,7 +21,7 @@ start, not the point's time (a CQ cannot keep it): there ``first``/``last`` over
 several series pick by minute/hour, and without ``every_s`` they return the start of the
 rollup window holding the point (up to a minute early from ``rp_1m``, an hour from
 ``rp_1h``), so that a meter index at a period boundary older than the raw retention is still
-found (the KPI code looks a few minutes around a boundary; see ``dcim.kpi.period``).
+found (the KPI code looks a few minutes around a boundary; see ``dcim.kpi.energy``).
 
 Write responses become :class:`SinkError`: 204 ok; 400/413/422 (bad data, partial write,
 field type conflict, beyond retention) not retryable; 401/403 retryable, since wrong
