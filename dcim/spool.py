@@ -2,8 +2,9 @@
 
 Design: one SQLite database (``spool.sqlite`` in ``storage.spool_dir``) in WAL mode with
 ``synchronous=FULL``; one row per appended batch (at most ``ROW_MAX`` readings), holding the
-batch as JSON and as line protocol encoded once at append time, ids in commit order (the row
-format and the upgrade of a spool of the previous format: ``dcim.spool_rows``).
+batch as line protocol encoded once at append time (and as JSON only when the line protocol
+does not say exactly what the readings are), ids in commit order (the row format and the
+upgrade of a spool of a previous format: ``dcim.spool_rows``).
 
 Why SQLite rather than hand-made segment files with CRCs: the same guarantees (a commit is
 fsynced; a torn write at a crash is rolled back by the WAL, never half-read) come from a
@@ -11,9 +12,10 @@ library tested for exactly that, and peek/ack/quarantine become small transactio
 ``append`` = one transaction = one fsync of the WAL, which is what bounds single-reading
 appends; a 10,000-reading batch is ten rows in the same single transaction.
 
-Reading: :meth:`Spool.peek` gives the oldest pending readings decoded (for a sink that takes
-readings, e.g. the embedded store); :meth:`Spool.peek_lines` gives them as one line protocol
-body, concatenated from the rows without decoding anything (InfluxDB). A batch is whole rows,
+Reading: :meth:`Spool.peek` gives the oldest pending readings decoded from the rows' line
+protocol (for a sink that takes readings, e.g. the embedded store); :meth:`Spool.peek_lines`
+gives them as one line protocol body, concatenated from the rows without decoding anything
+(InfluxDB). A batch is whole rows,
 as many as fit in ``max_n`` readings, or, when the oldest row alone holds more, the first
 ``max_n`` of its pending readings: the row then counts them as done when acked (``done``
 column) and the next batch starts after them, so nothing is sent twice and nothing skipped.
@@ -24,8 +26,8 @@ Concurrency: one process per spool directory, enforced with an exclusive ``flock
 ``spool.lock`` (:class:`SpoolLockedError` otherwise). Within the process every method is
 thread-safe: writes (append, ack, requeue) share one connection under a lock, ``peek`` reads
 through a second connection, so a forwarder thread reading a batch does not hold up the
-asyncio loop appending. ``append`` encodes outside the lock, then blocks for one fsync (about
-a millisecond on SSD).
+asyncio loop appending. ``append`` encodes outside the lock (or takes the lines the pipeline
+encoded while it validated), then blocks for one fsync (about a millisecond on SSD).
 
 Disk budget (``max_bytes``): the size is the pages in use (``page_count - freelist_count``,
 times ``page_size``; free pages are reused before the file grows, so once a backlog has
@@ -38,9 +40,10 @@ transaction (configured data loss, counted in readings in ``dropped_total`` and 
 Corruption: at open, ``PRAGMA quick_check`` (reads the whole file: about a second per GB).
 A corrupt or truncated file is moved aside as ``spool.sqlite.corrupt-<unix ts>`` (kept for
 inspection) and what can still be read, row by row, is copied into a fresh spool
-(``dcim.spool_repair``). A row whose JSON does not decode at ``peek`` goes to the quarantine
-with the reason instead of stopping the forwarder; a row whose line protocol fails its
-checksum is sent from its JSON.
+(``dcim.spool_repair``). A row that does not decode at ``peek`` (its line protocol fails its
+checksum, its JSON is damaged) goes to the quarantine, as text, with the reason instead of
+stopping the forwarder; a row whose line protocol fails its checksum but that has its JSON
+is sent from its JSON.
 """
 
 from __future__ import annotations
@@ -339,7 +342,8 @@ class Spool:
         they held (``length`` of a BLOB is read from the row header, not the content)."""
         freed, upto, n = 0, None, 0
         cur = c.execute(
-            "SELECT id, n - done, coalesce(length(lp), 0) + length(r) FROM spool ORDER BY id"
+            "SELECT id, n - done, coalesce(length(lp), 0) + coalesce(length(r), 0) FROM spool "
+            "ORDER BY id"
         )
         for rid, left, size in cur:
             freed, upto, n = freed + disk_bytes(size, self._page_size), rid, n + left
@@ -378,13 +382,18 @@ class Spool:
         )  # fmt: skip
 
     # -- writing -----------------------------------------------------------------------
-    def append(self, readings: Sequence[Reading]) -> None:
+    def append(self, readings: Sequence[Reading], lines: Sequence[str] | None = None) -> None:
         """Commit ``readings`` (one transaction); returns once they are on disk.
         :class:`SpoolFullError` when they do not fit in the budget and ``on_full`` is
-        ``refuse_new`` (or they alone exceed it): then none of them is written."""
+        ``refuse_new`` (or they alone exceed it): then none of them is written. ``lines``:
+        the readings' line protocol, a line each as :func:`dcim.storage.lineprotocol.encode`
+        writes it, known to decode back to the very readings (what the pipeline validated
+        and encoded); without it the readings are encoded here."""
         if not readings:
             return
-        rows = make_rows(readings)  # the encoding, outside the lock
+        if lines is not None and len(lines) != len(readings):
+            raise ValueError(f"{len(lines)} lines for {len(readings)} readings")
+        rows = make_rows(readings, lines)  # the encoding, outside the lock
         count = len(readings)
 
         def insert(c: sqlite3.Connection) -> None:
@@ -503,18 +512,19 @@ class Spool:
         A row that does not decode is moved to the quarantine with the reason, not
         returned."""
         while True:
-            rows, take = self._oldest(max_n, "CAST(r AS BLOB)")
+            rows, take = self._oldest(max_n, "CAST(r AS BLOB), lp, crc")
             if not rows:
                 return Batch(0, -1, [])
             readings: list[Reading] = []
-            bad: list[tuple[int, bytes | None, int, str]] = []
-            for rid, n, done, raw in rows:
+            bad: list[tuple[int, str, int, str]] = []
+            for rid, n, done, raw, lp, crc in rows:
                 try:
-                    got = decode_row(raw, n)
+                    got = decode_row(raw, n, lp, crc)
                     readings.extend(got[done : done + take] if take else got[done:])
                 except (ValueError, TypeError) as exc:
                     left = n - done if isinstance(n, int) and isinstance(done, int) else 1
-                    bad.append((rid, raw, max(1, left), f"undecodable spool row {rid}: {exc}"))
+                    why = f"undecodable spool row {rid}: {exc}"
+                    bad.append((rid, as_text(raw, lp), max(1, left), why))
             if not bad:
                 return Batch(
                     rows[0][0], rows[-1][0], readings, take=take, skip=rows[0][2] if take else 0
@@ -525,10 +535,10 @@ class Spool:
     def peek_lines(self, max_n: int) -> Batch:
         """Like :meth:`peek`, the readings as one line protocol body (``Batch.lines``),
         concatenated from the rows without decoding them. When a row has no line protocol
-        (a reading in it cannot be encoded, or the row comes from a spool of the previous
-        format) or its line protocol fails its checksum, the batch is :meth:`peek`'s
-        (``lines`` None, ``readings`` decoded): the sink encodes them and says which one it
-        refuses."""
+        (a reading in it cannot be encoded, or the row comes from a spool of format 1) or its
+        line protocol fails its checksum, the batch is :meth:`peek`'s (``lines`` None,
+        ``readings`` decoded: the sink encodes them and says which one it refuses; a row
+        that cannot be decoded goes to the quarantine)."""
         rows, take = self._oldest(max_n, "t_min, t_max, crc, lp")
         if not rows:
             return Batch(0, -1, [])
@@ -539,7 +549,7 @@ class Spool:
             if lp is None or t_min is None or t_max is None:
                 return self.peek(max_n)
             if zlib.crc32(lp) != crc:
-                log.error("spool row %d: line protocol fails its checksum, sent from JSON", rid)
+                log.error("spool row %d: line protocol fails its checksum, not sent as is", rid)
                 return self.peek(max_n)
             k = take or n - done
             parts.append(lp if k == n else take_lines(lp, done, k))
@@ -548,18 +558,18 @@ class Spool:
         first, last, skip = rows[0][0], rows[-1][0], rows[0][2] if take else 0
         return Batch(first, last, [], count, take, skip, b"".join(parts), tuple(spans))
 
-    def _quarantine_rows(self, bad: list[tuple[int, bytes | None, int, str]]) -> None:
+    def _quarantine_rows(self, bad: list[tuple[int, str, int, str]]) -> None:
         now = time.time_ns()
 
         def work(c: sqlite3.Connection) -> int:
             gone = 0
-            for rid, raw, n, reason in bad:
+            for rid, text, n, reason in bad:
                 deleted = c.execute(
                     "DELETE FROM spool WHERE id=? RETURNING n - done", (rid,)
                 ).fetchall()
                 if deleted:
                     gone += n
-                c.execute(_INSERT_QUARANTINE, (now, reason, n, as_text(raw)))
+                c.execute(_INSERT_QUARANTINE, (now, reason, n, text))
             return gone
 
         with self._wlock:

@@ -75,6 +75,24 @@ def readable_rows(con: sqlite3.Connection, table: str, cols: str) -> Iterator[tu
             last, step = last + step, step * 2
 
 
+def _tables_in_id_order(src: sqlite3.Connection) -> list[str]:
+    """The spool tables of the file (those of an upgrade that was interrupted too: an upgrade
+    moves the oldest rows first, keeping their ids), the one holding the oldest rows first."""
+    found: list[tuple[int, str]] = []
+    for table in ("spool", "spool_v2", "spool_v1"):
+        try:
+            if not columns(src, table):
+                continue
+        except sqlite3.DatabaseError:
+            continue
+        try:
+            first = src.execute(f"SELECT min(id) FROM {table}").fetchone()[0]
+        except sqlite3.DatabaseError:  # its first pages are unreadable: first
+            first = 0
+        found.append((first if isinstance(first, int) else 0, table))
+    return [table for _, table in sorted(found)]
+
+
 @dataclass
 class Salvaged:
     readings: int = 0  # copied into the fresh spool
@@ -85,7 +103,7 @@ class Salvaged:
 
 def salvage(aside: Path, c: sqlite3.Connection) -> Salvaged:
     """Copy what can be read from the corrupt file ``aside`` into the spool at ``c`` (in the
-    caller's transaction): pending readings in order (both formats, and both tables of an
+    caller's transaction): pending readings in order (every format, and the tables of an
     upgrade that was interrupted), undecodable rows and the old quarantine entries into the
     quarantine."""
     out = Salvaged()
@@ -103,30 +121,32 @@ def salvage(aside: Path, c: sqlite3.Connection) -> Salvaged:
         out.readings += len(buf)
         buf.clear()
 
-    def bad(rid: int, raw: bytes | None, n: int, exc: Exception) -> None:
+    def bad(rid: int, text: str, n: int, exc: Exception) -> None:
         reason = f"undecodable row {rid} salvaged from {aside.name}: {exc}"
-        c.execute(_INSERT_QUARANTINE, (now, reason, n, as_text(raw)))
+        c.execute(_INSERT_QUARANTINE, (now, reason, n, text))
         out.bad_rows += 1
 
     try:
-        for table in ("spool_v1", "spool"):  # an interrupted upgrade: the older rows first
-            try:
-                cols = columns(src, table)
-            except sqlite3.DatabaseError:
-                continue
-            if not cols:
-                continue
-            v2 = "n" in cols
-            sel = "n, done, CAST(r AS BLOB)" if v2 else "1, 0, CAST(r AS BLOB)"
-            for rid, n, done, raw in readable_rows(src, table, sel):
-                if raw is None:
+        for table in _tables_in_id_order(src):
+            cols = columns(src, table)
+            batched = "n" in cols  # format 2 or 3, else 1 (a reading per row, JSON only)
+            sel = (
+                "n, done, CAST(r AS BLOB), lp, crc"
+                if batched
+                else "1, 0, CAST(r AS BLOB), NULL, NULL"
+            )
+            for rid, n, done, raw, lp, crc in readable_rows(src, table, sel):
+                if raw is None and lp is None:
                     out.empty_rows += 1
                     continue
                 try:
-                    got = decode_row(raw, n)[done:] if v2 else [load_reading(json.loads(raw))]
+                    if batched:
+                        got = decode_row(raw, n, lp, crc)[done:]
+                    else:
+                        got = [load_reading(json.loads(raw))]
                 except (ValueError, TypeError) as exc:
                     left = n - done if isinstance(n, int) and isinstance(done, int) else 1
-                    bad(rid, raw, max(1, left), exc)
+                    bad(rid, as_text(raw, lp), max(1, left), exc)
                     continue
                 buf.extend(got)
                 if len(buf) >= 10_000:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from dcim import spool_rows
 from dcim.reading import Reading
 from dcim.spool import QuarantineView, Spool, SpoolError, SpoolFullError, SpoolLockedError
-from dcim.storage.lineprotocol import encode_many
+from dcim.storage.lineprotocol import decode_lines, encode_many
 
 T = 1_700_000_000_000_000_000
 
@@ -300,6 +300,7 @@ def test_unencodable_or_damaged_line_protocol_is_sent_decoded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     nan = Reading("pdu", {"device": "p1"}, {"power_w": float("nan")}, T + 1)
+    empty_tag = Reading("pdu", {"device": "p1", "room": ""}, {"power_w": 5.0}, T + 5)
     with Spool(tmp_path) as sp:
         sp.append([rd(0), nan])  # line protocol cannot carry NaN: the row has none
         b = sp.peek_lines(10)
@@ -307,14 +308,32 @@ def test_unencodable_or_damaged_line_protocol_is_sent_decoded(
         sp.ack(b)
         sp.append([rd(i) for i in range(1, 4)])
         sp.append([rd(4)])
+        sp.append([empty_tag])  # line protocol and JSON: "room" is not in the line protocol
+        assert _json(tmp_path) == [False, False, True]
     con = sqlite3.connect(tmp_path / "spool.sqlite")  # a bit flipped in the line protocol
     con.execute("UPDATE spool SET lp = CAST(replace(CAST(lp AS TEXT), 'p1', 'q1') AS BLOB)")
     con.commit()
     con.close()
     with Spool(tmp_path) as sp, caplog.at_level(logging.ERROR, logger="dcim.spool"):
-        b = sp.peek_lines(10)  # sent from the JSON, which is intact
-        assert b.lines is None and b.readings == [rd(i) for i in range(1, 5)]
+        b = sp.peek_lines(10)  # the rows without JSON are quarantined, the last is decoded
+        assert b.lines is None and b.readings == [empty_tag] and b.readings[0].tags["room"] == ""
+        q = sp.quarantined()
+        assert [x.count for x in q] == [3, 1]
+        assert all("line protocol fails its checksum" in x.reason for x in q)
+        assert sp.pending() == 1
+        with sp._r:  # kept as text, the damage visible
+            text = sp._r.execute("SELECT readings FROM quarantine").fetchall()
+        assert [t.count("q1") for (t,) in text] == [1, 1]
     assert "fails its checksum" in caplog.text
+
+
+def _json(path: Path) -> list[bool]:
+    """For each row, whether it holds JSON besides its line protocol."""
+    con = sqlite3.connect(path / "spool.sqlite")
+    try:
+        return [bool(x) for (x,) in con.execute("SELECT r IS NOT NULL FROM spool ORDER BY id")]
+    finally:
+        con.close()
 
 
 V1_SCHEMA = """
@@ -372,7 +391,7 @@ def test_a_spool_of_the_previous_format_is_upgraded(
         assert sp.pending() == 0
     con = sqlite3.connect(tmp_path / "spool.sqlite")
     tables = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert "spool_v1" not in tables and con.execute("PRAGMA user_version").fetchone() == (2,)
+    assert "spool_v1" not in tables and con.execute("PRAGMA user_version").fetchone() == (3,)
     con.close()
 
 
@@ -409,6 +428,116 @@ def test_salvage_of_a_corrupt_spool_of_the_previous_format(tmp_path: Path) -> No
         assert 500 < len(got) < 3000 and all(r == rd(r.time_ns - T) for r in got)
 
 
+V2_SCHEMA = """
+CREATE TABLE spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    n INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    t_min INTEGER,
+    t_max INTEGER,
+    crc INTEGER,
+    lp BLOB,
+    r BLOB NOT NULL
+);
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    readings TEXT NOT NULL
+);
+"""
+
+
+def v2_spool(directory: Path, batches: list[list[Reading]], done: int = 0) -> None:
+    """A spool as format 2 wrote it: a row per batch with its JSON and line protocol (none
+    when a reading cannot be written), ``done`` readings of the first row delivered."""
+    directory.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(directory / "spool.sqlite")
+    con.execute("PRAGMA journal_mode=WAL")
+    con.executescript(V2_SCHEMA)
+    con.execute("PRAGMA user_version=2")
+    for b in batches:
+        js = spool_rows.dump(b).encode()
+        try:
+            lp: bytes | None = encode_many(b)
+        except ValueError:
+            lp = None
+        times = [r.time_ns for r in b]
+        crc = None if lp is None else zlib.crc32(lp)
+        con.execute(
+            "INSERT INTO spool (n, t_min, t_max, crc, lp, r) VALUES (?,?,?,?,?,?)",
+            (len(b), min(times), max(times), crc, lp, js),
+        )
+    con.execute("UPDATE spool SET done = ? WHERE id = 1", (done,))
+    con.execute(
+        "INSERT INTO quarantine (time_ns, reason, n, readings) VALUES (?, ?, 1, ?)",
+        (T, "field type conflict", spool_rows.dump(batches[0][:1])),
+    )
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("chunk", [200, 1])
+def test_a_spool_of_format_2_is_upgraded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, chunk: int
+) -> None:
+    monkeypatch.setattr("dcim.spool_rows._UPGRADE_CHUNK_V2", chunk)
+    nan = Reading("pdu", {"device": "p1"}, {"power_w": float("nan")}, T + 20)
+    batches = [[rd(i) for i in range(10)], [rd(i) for i in range(10, 20)], [nan], [rd(21)]]
+    v2_spool(tmp_path, batches, done=4)
+    with caplog.at_level(logging.WARNING, logger="dcim.spool_rows"), Spool(tmp_path) as sp:
+        assert "18 pending readings of the previous format kept" in caplog.text
+        assert sp.pending() == 18 and [q.reason for q in sp.quarantined()] == [
+            "field type conflict"
+        ]
+        assert _json(tmp_path) == [True] * 4  # the rows as they were
+        sp.append([rd(i) for i in range(30, 35)])  # after the old ones, line protocol only
+        assert _json(tmp_path) == [True] * 4 + [False]
+        b = sp.peek_lines(16)  # the old rows' line protocol as is, the first one's rest
+        assert b.lines == encode_many([rd(i) for i in range(4, 20)]) and b.count == 16
+        sp.ack(b)
+        b = sp.peek_lines(100)  # the NaN row has no line protocol: decoded
+        assert b.lines is None and b.readings[1:] == [rd(21)] + [rd(i) for i in range(30, 35)]
+        sp.ack(b)
+        assert sp.pending() == 0
+    con = sqlite3.connect(tmp_path / "spool.sqlite")
+    tables = {n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "spool_v2" not in tables and con.execute("PRAGMA user_version").fetchone() == (3,)
+    con.close()
+
+
+def test_an_interrupted_upgrade_of_format_2_goes_on(tmp_path: Path) -> None:
+    batches = [[rd(i) for i in range(k, k + 5)] for k in range(0, 30, 5)]
+    v2_spool(tmp_path, batches)
+    con = sqlite3.connect(tmp_path / "spool.sqlite")  # as a crash after the first chunk left it
+    con.execute("ALTER TABLE spool RENAME TO spool_v2")
+    con.executescript(spool_rows.SCHEMA)
+    con.execute("INSERT INTO spool SELECT * FROM spool_v2 WHERE id <= 2")
+    con.execute("DELETE FROM spool_v2 WHERE id <= 2")
+    con.commit()
+    con.close()
+    with Spool(tmp_path) as sp:
+        assert sp.pending() == 30 and sp.peek(100).readings == [rd(i) for i in range(30)]
+
+
+def test_salvage_of_an_interrupted_upgrade_keeps_the_order(tmp_path: Path) -> None:
+    batches = [[rd(i) for i in range(k, k + 100)] for k in range(0, 3000, 100)]
+    v2_spool(tmp_path, batches)
+    con = sqlite3.connect(tmp_path / "spool.sqlite")  # half moved, then the file damaged
+    con.execute("ALTER TABLE spool RENAME TO spool_v2")
+    con.executescript(spool_rows.SCHEMA)
+    con.execute("INSERT INTO spool SELECT * FROM spool_v2 WHERE id <= 15")
+    con.execute("DELETE FROM spool_v2 WHERE id <= 15")
+    con.commit()
+    con.close()
+    _scribble(tmp_path / "spool.sqlite")
+    with Spool(tmp_path) as sp:
+        assert sp.corrupt_copy is not None
+        got = [r.time_ns - T for r in sp.peek(10**6).readings]
+        assert 500 < len(got) < 3000 and got == sorted(got) and set(got) <= set(range(3000))
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     readings=st.lists(
@@ -433,11 +562,12 @@ def test_salvage_of_a_corrupt_spool_of_the_previous_format(tmp_path: Path) -> No
         max_size=5,
     )
 )
-def test_row_holds_the_json_and_line_protocol_of_the_readings(readings: list[Reading]) -> None:
-    """The one-pass encoder of the spool writes what ``json`` and the line protocol encoder
-    write, and leaves the line protocol out when a reading cannot be written."""
+def test_row_holds_the_line_protocol_and_json_only_when_needed(readings: list[Reading]) -> None:
+    """The spool's encoder writes what the line protocol encoder writes, leaves it out when a
+    reading cannot be written, and writes the JSON too exactly when the line protocol does not
+    decode back to the same readings (values of the same types)."""
     ((n, t_min, t_max, crc, lp, r),) = spool_rows.make_rows(readings)
-    assert n == len(readings) and r == spool_rows.dump(readings).encode()
+    assert n == len(readings)
     try:
         want: bytes | None = encode_many(readings)
     except (ValueError, TypeError):
@@ -449,3 +579,14 @@ def test_row_holds_the_json_and_line_protocol_of_the_readings(readings: list[Rea
             min(x.time_ns for x in readings),
             max(x.time_ns for x in readings),
         )
+        exact = [_typed(x) for x in decode_lines(lp)] == [_typed(x) for x in readings]
+        assert (r is None) == exact
+    if r is not None:
+        assert r == spool_rows.dump(readings).encode()
+    else:  # what peek gives
+        got = spool_rows.decode_row(None, n, lp, crc)
+        assert [_typed(x) for x in got] == [_typed(x) for x in readings]
+
+
+def _typed(r: Reading) -> tuple[object, ...]:
+    return r.measurement, r.tags, [(k, type(v), v) for k, v in r.fields.items()], r.time_ns

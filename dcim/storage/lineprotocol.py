@@ -8,6 +8,11 @@
   exponent (``1.0``, never ``1``) so a field's type never flips; NaN and infinities raise;
 - timestamps in nanoseconds (write with ``precision=ns``).
 
+:func:`decode_lines` reads back what :func:`encode_lines` wrote: the readings again, exactly
+(float text is ``repr``, which round-trips; tags come back sorted, and without the empty ones
+``encode`` leaves out). The spool keeps readings only as line protocol, and the embedded store
+is given them decoded.
+
 What the 1.x parser cannot carry raises ``ValueError`` naming measurement, device and field:
 newlines and other control characters anywhere (a newline ends a point), and in names and
 tag values a backslash that is last or followed by a character the parser treats as an
@@ -20,7 +25,7 @@ import math
 import re
 from collections.abc import Iterable
 
-from dcim.reading import Reading
+from dcim.reading import FieldValue, Reading
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -177,3 +182,132 @@ def encode_many(readings: Iterable[Reading]) -> bytes:
     """Readings as a line protocol body (UTF-8, one point per line, each ending with a
     newline)."""
     return encode_lines(readings).encode("utf-8")
+
+
+# -- decoding ----------------------------------------------------------------------------------
+# What ``encode`` writes, read back. Its escapes are unambiguous because it refuses a backslash
+# before any character it escapes: in names and tag values a backslash followed by ``,``, ``=``
+# or space is an escape, any other backslash is itself; in a string value every ``\\`` and
+# ``"`` is escaped. So an unescaped ``,``, ``=`` or space is one not preceded by a backslash.
+_UNESCAPE = re.compile(r"\\([,= ])")
+_UNESCAPE_STR = re.compile(r'\\(["\\])')
+_SPLIT_COMMA = re.compile(r"(?<!\\),")
+_SPLIT_EQ = re.compile(r"(?<!\\)=")
+_SPLIT_SPACE = re.compile(r"(?<!\\) ")
+# One field of a line with backslashes: key (escapes), ``=``, a quoted string or a bare value.
+_FIELD = re.compile(r'((?:[^=\\]|\\.)+)=("(?:[^"\\]|\\.)*"|[^,"]+)(,|$)')
+_BOOLS = {"true": True, "false": False}
+_DECODED_SERIES: dict[str, tuple[str, dict[str, str]]] = {}
+
+
+def _unescape(text: str) -> str:
+    return _UNESCAPE.sub(r"\1", text) if "\\" in text else text
+
+
+def _series_of(text: str) -> tuple[str, dict[str, str]]:
+    """``measurement,tag=value,...`` -> (measurement, tags), cached."""
+    got = _DECODED_SERIES.get(text)
+    if got is not None:
+        return got
+    parts = _SPLIT_COMMA.split(text) if "\\" in text else text.split(",")
+    tags: dict[str, str] = {}
+    for part in parts[1:]:
+        kv = _SPLIT_EQ.split(part, maxsplit=1) if "\\" in part else part.split("=", 1)
+        if len(kv) != 2 or not kv[0] or not kv[1]:
+            raise ValueError(f"bad tag {part!r} in line protocol series {text!r}")
+        tags[_unescape(kv[0])] = _unescape(kv[1])
+    if not parts[0]:
+        raise ValueError(f"no measurement in line protocol series {text!r}")
+    got = (_unescape(parts[0]), tags)
+    if len(_DECODED_SERIES) >= _CACHE_MAX:
+        _DECODED_SERIES.clear()
+    _DECODED_SERIES[text] = got
+    return got
+
+
+def _value_of(text: str) -> FieldValue:
+    """A field value as ``encode`` writes it."""
+    if text[:1] == '"':
+        if len(text) < 2 or text[-1] != '"':
+            raise ValueError(f"unterminated string value {text!r}")
+        inner = text[1:-1]
+        return _UNESCAPE_STR.sub(r"\1", inner) if "\\" in inner else inner
+    last = text[-1:]
+    if last == "i":
+        return int(text[:-1])
+    if last == "e":
+        return _BOOLS[text]  # KeyError for anything else: caught by the caller
+    return float(text)
+
+
+def _general_line(line: str) -> Reading:
+    """A line with backslashes (or quotes in a field key): split on the unescaped spaces,
+    commas and equal signs, strings matched whole."""
+    head = _SPLIT_SPACE.split(line, maxsplit=1)
+    if len(head) != 2:
+        raise ValueError("no fields")
+    rest, sep, t = head[1].rpartition(" ")
+    if not sep:
+        raise ValueError("no timestamp")
+    meas, tags = _series_of(head[0])
+    fields: dict[str, FieldValue] = {}
+    pos, end = 0, len(rest)
+    while pos < end:
+        m = _FIELD.match(rest, pos)
+        if m is None or (m[3] == "") != (m.end() == end):
+            raise ValueError(f"bad fields {rest!r}")
+        fields[_unescape(m[1])] = _value_of(m[2])
+        pos = m.end()
+    if not fields:
+        raise ValueError("no fields")
+    return Reading(meas, dict(tags), fields, int(t))
+
+
+def decode_lines(lp: bytes | str) -> list[Reading]:
+    """The readings of a line protocol block written by :func:`encode_lines` (each line ending
+    with a newline; nanosecond timestamps). ValueError when it is not such a block."""
+    text = lp.decode("utf-8") if isinstance(lp, bytes | bytearray) else lp
+    lines = text.split("\n")
+    if lines.pop() != "":
+        raise ValueError("not line protocol as written: the block does not end with a newline")
+    out: list[Reading] = []
+    append, series_of, cached, bools = out.append, _series_of, _DECODED_SERIES, _BOOLS
+    for n, line in enumerate(lines, 1):
+        try:
+            # Without a backslash nothing is escaped: the series has no space, keys no comma
+            # or equal sign, a string no quote (but maybe spaces and commas: then the quick
+            # split fails below, and the line is read the general way).
+            if "\\" in line:
+                append(_general_line(line))
+                continue
+            parts = line.split(" ")
+            if len(parts) == 3:
+                s, f, t = parts
+            else:  # spaces in a string value
+                i, j = line.find(" "), line.rfind(" ")
+                s, f, t = line[:i], line[i + 1 : j], line[j + 1 :]
+            try:
+                fields: dict[str, FieldValue] = {}
+                for item in f.split(","):
+                    k, _, v = item.partition("=")
+                    last = v[-1:]
+                    if last == "i":
+                        fields[k] = int(v[:-1])
+                    elif last == "e":
+                        fields[k] = bools[v]
+                    elif last == '"':
+                        if v[:1] != '"' or len(v) < 2 or '"' in v[1:-1]:
+                            raise ValueError
+                        fields[k] = v[1:-1]
+                    else:
+                        fields[k] = float(v)
+                    if not k:
+                        raise ValueError
+            except (ValueError, KeyError):  # a comma in a string, or not line protocol
+                append(_general_line(line))
+                continue
+            meas, tags = cached.get(s) or series_of(s)
+            append(Reading(meas, tags.copy(), fields, int(t)))
+        except (ValueError, KeyError, IndexError) as exc:
+            raise ValueError(f"line {n} is not line protocol as written: {exc}") from None
+    return out

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from dcim.reading import Reading
 from dcim.storage.influx import quote_ident
-from dcim.storage.lineprotocol import encode, encode_lines, encode_many
+from dcim.storage.lineprotocol import decode_lines, encode, encode_lines, encode_many
 from tests.servers import InfluxServer
 from tests.storage.helpers import influx_store
 
@@ -142,3 +142,81 @@ def test_encode_lines_is_encode_line_by_line(readings: list[Reading]) -> None:
         return
     assert encode_lines(readings) == want
     assert encode_lines(readings) == want  # again, from the caches
+
+
+# -- decoding: what the spool keeps is the line protocol, read back for the embedded store --
+
+
+def _typed(r: Reading) -> tuple[object, ...]:
+    """A reading with its values' types (1 == 1.0 == True in Python)."""
+    fields = [(k, type(v).__name__, v) for k, v in r.fields.items()]
+    return r.measurement, sorted((k, v) for k, v in r.tags.items() if v != ""), fields, r.time_ns
+
+
+def test_decode_reads_back_what_encode_wrote() -> None:
+    rs = [
+        Reading(
+            "my meas,x",
+            {"tag key": "a,b=c d", "device": "été", "empty": ""},
+            {"f=1 x,y": 'say "hi" \\o/', "n": 3, "q": 'a\\b"'},
+            T,
+        ),
+        Reading(
+            "dcim_poll",
+            {"site": "s", "device": 'a"b'},
+            {"up": 1, "d": 0.012, "error": "", "late": 0.0, "ok": True, "s": "a b,c=d"},
+            T + 1,
+        ),
+        Reading("pdu", {}, {"a": 1.5e-300, "b": False, "c": -0.0, "d": 1e22}, T + 2),
+        Reading("pdu", {"device": "x\\y"}, {'k"1': 1.0, "s": "x"}, T + 3),
+        Reading("pdu", {"device": "p"}, {'k"1': 2.0}, T + 4),
+    ]
+    got = decode_lines(encode_lines(rs))
+    assert [_typed(x) for x in got] == [_typed(x) for x in rs]
+    assert got[0].tags == {"device": "été", "tag key": "a,b=c d"}  # sorted, empty left out
+    assert decode_lines(encode_many(rs)) == got and decode_lines("") == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "pdu v=1.0 1",  # no final newline
+        "pdu v=1.0\n",
+        "pdu 1\n",
+        "pdu v=x 1\n",
+        "pdu v=1.0 x\n",
+        'pdu v="a 1\n',
+        "pdu,device v=1.0 1\n",
+        "pdu v=tru 1\n",
+        "pdu =1.0 1\n",
+        'pdu s="a"b 1\n',
+        "pdu v=1.0,\\w=2.0, 1\n",
+    ],
+)
+def test_decode_refuses_what_encode_does_not_write(bad: str) -> None:
+    with pytest.raises(ValueError, match="not line protocol as written"):
+        decode_lines(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    readings=st.lists(
+        st.builds(
+            Reading,
+            st.one_of(st.sampled_from(["pdu", "m x", "a,b", "q=1", 'a"b']), _text),
+            st.dictionaries(_text, st.one_of(_text, st.just("")), max_size=3),
+            st.dictionaries(_text, _value, min_size=1, max_size=4),
+            st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1),
+        ),
+        max_size=5,
+    )
+)
+def test_decode_is_the_inverse_of_encode(readings: list[Reading]) -> None:
+    """Every reading ``encode`` writes comes back with its values and their types."""
+    try:
+        lp = encode_lines(readings)
+    except ValueError:
+        assume(False)
+    got = decode_lines(lp)
+    assert [_typed(x) for x in got] == [_typed(x) for x in readings]
+    assert decode_lines(lp) == got  # again, from the cache of series
