@@ -1,60 +1,53 @@
-"""Drives every polling collector: one APScheduler job per device.
+"""Drives every polling collector: each device on a fixed grid of its own, on asyncio.
 
-Each job has the device's interval and jitter, never overlaps itself (``max_instances=1``),
-coalesces a backlog into one run, and bounds each poll with the device's deadline, by
-default ``min(timeout * (retries + 1) + margin, 0.9 * interval - jitter)``, so a cancelled
-poll has finished before the next one is due. Interval, jitter and deadline are the
-device's own (``interval_s``, ``jitter_s``, ``deadline_s``) or follow the site's
-``defaults:`` (:meth:`SiteConfig.interval_of`, ``jitter_of``, ``deadline_of``). A slow or
-dead device therefore never delays another: all polls are tasks on one event loop and a
-hanging one only holds its own job.
+A device's runs are due at ``first + k * interval + uniform(0, jitter)``: the grid is fixed
+at start (first polls spread evenly over each device's interval) and the device moves
+forward one slot at a time, so jitter never accumulates and the mean interval stays the
+interval. The slots of every device and the deadlines of the running polls wait on one heap
+and one loop timer (``loop.call_at``) set for the earliest of them.
+A run never overlaps the device's own previous one, and each poll is bounded by the
+device's deadline, by default ``min(timeout * (retries + 1) + margin, 0.9 * interval -
+jitter)``, so a cancelled poll has finished before the next one is due. Interval, jitter
+and deadline are the device's own (``interval_s``, ``jitter_s``, ``deadline_s``) or follow
+the site's ``defaults:`` (:meth:`SiteConfig.interval_of`, ``jitter_of``, ``deadline_of``).
+A slow or dead device therefore never delays another: all polls are tasks on one event
+loop, each device has its own slots, and a hanging poll only holds its own device.
 
 Every cycle yields one ``dcim_poll`` health reading (tags site, device, protocol; fields
 ``up``, ``duration_s``, ``values_read``, ``error``, ``late_s``) next to the device's data.
-A cycle that could not run (misfired, skipped because the previous run was still going, or
-coalesced away) is a ``dcim_poll`` row with ``up=0 error="missed"``: a gap is recorded,
-never silently dropped. Failures are logged once per transition (up -> down, down -> up).
+A cycle that could not run is a ``dcim_poll`` row with ``up=0 error="missed"``: skipped
+because the device's previous run was still going, or swallowed because the event loop was
+blocked past the next slot (a timer that fires more than a slot late runs only the latest
+slot whose time has come, and records the ones before it). A gap is recorded, never
+silently dropped. Failures are logged once per transition (up -> down, down -> up).
+
+The scheduler is its own, not APScheduler: per firing APScheduler looked the job up, asked
+its trigger, did datetime arithmetic, dispatched events and went through an executor, which
+cost more CPU than reading the values (see ``benchmarks/collect.py`` and CHANGELOG.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import math
 import random
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
-
-from apscheduler.events import (
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    EVENT_JOB_SUBMITTED,
-    JobExecutionEvent,
-    JobSubmissionEvent,
-)
-from apscheduler.executors.asyncio import AsyncIOExecutor
-from apscheduler.executors.base import run_coroutine_job
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-from apscheduler.util import iscoroutinefunction_partial
 
 from collectors.base import Poller, PollError
 from dcim.config import SiteConfig
 from dcim.reading import FieldValue, Reading
 
 log = logging.getLogger(__name__)
-# APScheduler logs every run at INFO and every skipped run at WARNING; the health readings
-# and our transition logs say the same once, so its own chatter goes to a quiet logger.
-_aps_log = logging.getLogger(__name__ + ".apscheduler")
-_aps_log.setLevel(logging.ERROR)
 
 NS = 1_000_000_000
 LATE_WINDOW = 200  # late_s samples kept per device for status()
+FIRST_DELAY_S = 0.05  # from start() to the first device's first poll
 
 
 @dataclass
@@ -89,77 +82,52 @@ class DeviceStatus:
         return s[min(len(s) - 1, math.ceil(0.99 * len(s)) - 1)]
 
 
-class _GridTrigger(IntervalTrigger):  # type: ignore[misc]
-    """Fires at ``start + k * interval + uniform(0, jitter)``. APScheduler 3's IntervalTrigger
-    adds the jitter to the previous *jittered* time, so jitter accumulates and the mean
-    interval becomes ``interval + jitter / 2`` (about 1 cycle in 10 lost at jitter 0.2 *
-    interval); here the grid stays fixed and only each run is shifted."""
+class _Device:
+    """One device's place on the grid: its next slot is ``k``, due at ``at`` (loop time,
+    jitter included); ``task`` is its running poll, if any, and ``expired`` that poll once
+    its deadline has come."""
 
-    def __init__(self, *, seconds: float, start_date: datetime, jitter_s: float) -> None:
-        super().__init__(seconds=seconds, start_date=start_date, timezone="UTC")
-        self.jitter_s = jitter_s
+    __slots__ = (
+        "name",
+        "poller",
+        "st",
+        "interval",
+        "jitter",
+        "first",
+        "k",
+        "at",
+        "task",
+        "expired",
+    )
 
-    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
-        start, step = self.start_date.timestamp(), self.interval_length
-        if previous_fire_time is None:
-            k = max(0, math.ceil((now.timestamp() - start) / step))
-        else:  # the grid slot after the one previous_fire_time was jittered from
-            # previous = start + k * step + j, 0 <= j <= jitter <= step / 2, to the microsecond
-            k = round((previous_fire_time.timestamp() - start - self.jitter_s / 2) / step) + 1
-        at = start + k * step + (random.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
-        return datetime.fromtimestamp(at, tz=self.timezone)
+    def __init__(self, name: str, poller: Poller, st: DeviceStatus, first: float) -> None:
+        self.name, self.poller, self.st = name, poller, st
+        self.interval, self.jitter = st.interval_s, st.jitter_s
+        self.first = first  # loop time of slot 0
+        self.k = 0
+        self.at = first  # the first poll is not jittered: start() already spreads them
+        self.task: asyncio.Task[None] | None = None
+        self.expired: asyncio.Task[None] | None = None
 
-
-class _QuietExecutor(AsyncIOExecutor):  # type: ignore[misc]
-    def start(self, scheduler: Any, alias: str) -> None:
-        super().start(scheduler, alias)
-        self._logger = _aps_log
-        self._coroutine_functions: dict[Any, bool] = {}
-
-    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        """AsyncIOExecutor's, less its per-run ``iscoroutinefunction_partial`` (an inspect
-        walk, tens of µs) done once per job function (here ``Scheduler._run`` only)."""
-        known = self._coroutine_functions.get(job.func)
-        if known is None:
-            known = self._coroutine_functions[job.func] = iscoroutinefunction_partial(job.func)
-        if not known:
-            super()._do_submit_job(job, run_times)
-            return
-
-        def callback(f: asyncio.Future[Any]) -> None:
-            self._pending_futures.discard(f)
-            try:
-                events = f.result()
-            except BaseException:  # noqa: BLE001 - as AsyncIOExecutor does
-                self._run_job_error(job.id, *sys.exc_info()[1:])
-            else:
-                self._run_job_success(job.id, events)
-
-        coro = run_coroutine_job(job, job._jobstore_alias, run_times, self._logger.name)
-        f = self._eventloop.create_task(coro)
-        f.add_done_callback(callback)
-        self._pending_futures.add(f)
+    def slot_time(self, k: int) -> float:
+        """Slot ``k`` on the grid, without its jitter."""
+        return self.first + k * self.interval
 
 
-class _LoopScheduler(AsyncIOScheduler):  # type: ignore[misc]
-    """APScheduler's asyncio scheduler, but its timer runs the due jobs right away: the stock
-    ``wakeup()`` hops through ``call_soon_threadsafe`` (a byte through the loop's self-pipe,
-    a send, a recv and one more loop iteration) on every firing, though the timer already
-    fires on the loop's thread. ``wakeup()`` itself, for calls from elsewhere, is unchanged."""
-
-    def _start_timer(self, wait_seconds: float | None) -> None:
-        self._stop_timer()
-        if wait_seconds is not None:
-            self._timeout = self._eventloop.call_later(wait_seconds, self._wakeup_on_loop)
-
-    def _wakeup_on_loop(self) -> None:
-        self._stop_timer()
-        self._start_timer(self._process_jobs())
+# What the scheduler waits for, on a heap of its own: (loop time, sequence number, device,
+# None) for the device's next slot, (loop time, sequence number, device, task) for the
+# deadline of the poll ``task``. Tuples of floats and ints compare in C; a TimerHandle per
+# device in the loop's own heap would compare in Python (TimerHandle.__lt__), tens of calls
+# per poll with hundreds of devices.
+_Entry = tuple[float, int, _Device, "asyncio.Task[None] | None"]
 
 
 class Scheduler:
     """Polls ``pollers`` on the running asyncio loop; ``emit`` gets each cycle's readings
-    (data + health, or a ``missed`` health row) on the event loop thread."""
+    (data + health, or a ``missed`` health row) on the event loop thread. ``clock`` (UNIX
+    seconds) timestamps the readings; the schedule itself runs on the loop's monotonic
+    clock, with one loop timer for the earliest of every device's next slot and every
+    running poll's deadline."""
 
     def __init__(
         self,
@@ -179,83 +147,151 @@ class Scheduler:
             self._status[name] = DeviceStatus(
                 name, dev.protocol, cfg.interval_of(dev), cfg.deadline_of(dev), cfg.jitter_of(dev)
             )
-        self._scheduled: dict[str, datetime] = {}  # job id -> scheduled time of the run submitted
-        self._last_run_time: dict[str, datetime] = {}  # job id -> last run time seen in an event
-        self._running: set[asyncio.Task[Any]] = set()
-        self._aps: AsyncIOScheduler | None = None
+        self._devices: list[_Device] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._heap: list[_Entry] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._resolution = time.get_clock_info("monotonic").resolution
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Add one job per device; first polls are spread evenly over each device's interval."""
-        aps = _LoopScheduler(
-            event_loop=asyncio.get_running_loop(),
-            executors={"default": _QuietExecutor()},
-            logger=_aps_log,
-            timezone="UTC",
-        )
-        aps.add_listener(
-            self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
-        )
-        now = datetime.now(aps.timezone)
+        """Put every device on its grid; first polls are spread evenly over each device's
+        interval, in the order of the device names. Starting a started scheduler does
+        nothing."""
+        if self._loop is not None:
+            return
+        loop = self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._resolution = getattr(loop, "_clock_resolution", self._resolution)
+        now = loop.time()
         n = max(1, len(self.pollers))
+        self._devices = []
         for i, (name, st) in enumerate(sorted(self._status.items())):
-            first = now + timedelta(seconds=0.05 + st.interval_s * i / n)
-            trigger = _GridTrigger(seconds=st.interval_s, start_date=first, jitter_s=st.jitter_s)
-            aps.add_job(
-                self._run,
-                trigger,
-                args=[name],
-                id=name,
-                name=f"poll {name}",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, math.ceil(st.interval_s)),
-                next_run_time=first,
-            )
-        aps.start()
-        self._aps = aps
+            d = _Device(name, self.pollers[name], st, now + FIRST_DELAY_S + st.interval_s * i / n)
+            self._devices.append(d)
+            heapq.heappush(self._heap, (d.at, next(self._seq), d, None))
+        self._arm()
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """No new polls; wait for the running ones (at most ``timeout_s``, default the longest
-        deadline plus a second), then cancel what is left."""
-        if self._aps is None:
+        deadline plus a second; their deadlines still hold), then cancel what is left (and
+        wait a second more for it to end)."""
+        if self._loop is None or self._stopping:
             return
-        self._aps.pause()
-        self._aps.remove_all_jobs()
+        # From here on no poll starts: the slots leave the heap (the deadlines stay), and
+        # every poll started so far is its device's task (set as the task is created).
+        self._stopping = True
+        self._heap = [e for e in self._heap if e[3] is not None]
+        heapq.heapify(self._heap)
         if timeout_s is None:
             timeout_s = max((s.deadline_s for s in self._status.values()), default=0.0) + 1.0
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=timeout_s)
-        self._aps.shutdown(wait=False)
-        self._aps = None
+        running = self._running()
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)
+        left = self._running()
+        if left:
+            log.warning("stop: cancelling %d polls still running", len(left))
+            for task in left:
+                task.cancel()
+            await asyncio.wait(left, timeout=1.0)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at, self._heap = None, math.inf, []
+        for d in self._devices:
+            d.task = d.expired = None
+        self._loop = None
 
     def status(self) -> dict[str, DeviceStatus]:
         return dict(self._status)
 
-    # -- one cycle ------------------------------------------------------------------------
-    async def _run(self, name: str) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._running.add(task)
-        try:
-            await self._poll(name)
-        finally:
-            if task is not None:
-                self._running.discard(task)
+    def _running(self) -> set[asyncio.Task[None]]:
+        return {d.task for d in self._devices if d.task is not None and not d.task.done()}
 
-    async def _poll(self, name: str) -> None:
-        poller, st = self.pollers[name], self._status[name]
+    # -- the timer ------------------------------------------------------------------------
+    def _arm(self) -> None:
+        """Set the loop timer for the earliest entry of the heap (if not set for it already),
+        after dropping the deadlines of polls that have ended from its top."""
+        heap = self._heap
+        while heap and (task := heap[0][3]) is not None and heap[0][2].task is not task:
+            heapq.heappop(heap)
+        if not heap or self._loop is None:
+            return
+        when = heap[0][0]
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return  # an earlier wake-up is set: it arms again
+            self._timer.cancel()
+        self._timer, self._timer_at = self._loop.call_at(when, self._tick), when
+
+    def _tick(self) -> None:
+        """The loop timer: every slot and deadline that has come, then the timer again."""
+        self._timer, self._timer_at = None, math.inf
+        loop = self._loop
+        if loop is None:
+            return
+        heap = self._heap
+        now = loop.time()
+        end = now + self._resolution  # as the loop itself tells a due timer
+        try:
+            while heap and heap[0][0] < end:
+                _, _, d, task = heapq.heappop(heap)
+                if task is None:
+                    if not self._stopping:
+                        self._fire(d, now)
+                elif d.task is task:
+                    d.expired = task
+                    task.cancel()
+        finally:  # whatever went wrong with one device, the others stay on time
+            self._arm()
+
+    def _fire(self, d: _Device, now: float) -> None:
+        """Slot ``d.k`` is due: run it (or record it missed), put the next one on the heap."""
+        k, at = d.k, d.at
+        # The latest slot whose grid time has come: past k only if the loop was blocked (or
+        # the timer held up) beyond the next slot's time. Those in between were swallowed.
+        latest = int((now - d.first) // d.interval)
+        if latest > k:
+            self._missed(d.st, [at] + [d.slot_time(j) for j in range(k + 1, latest)], now)
+            k, at = latest, d.slot_time(latest)
+        d.k = nxt = k + 1
+        d.at = d.first + nxt * d.interval + (d.jitter * random.random() if d.jitter else 0.0)
+        heapq.heappush(self._heap, (d.at, next(self._seq), d, None))
+        if d.task is None:
+            assert self._loop is not None
+            d.task = self._loop.create_task(self._poll(d, at))
+        else:  # the previous run is still going: never two of one device at once
+            self._missed(d.st, [at], now)
+
+    # -- one cycle ------------------------------------------------------------------------
+    async def _poll(self, d: _Device, scheduled: float) -> None:
+        """One poll of ``d`` for the slot due at ``scheduled`` (loop time), bounded by the
+        device's deadline: the timer cancels the task, and the cancellation becomes the
+        ``deadline`` error (as ``asyncio.timeout`` does, without a loop timer per poll)."""
+        st, task, loop = d.st, d.task, self._loop
+        assert task is not None and loop is not None
+        t0 = loop.time()
         start = self.clock()
-        scheduled = self._scheduled.pop(name, None)
-        late = max(0.0, start - scheduled.timestamp()) if scheduled is not None else 0.0
-        t0 = time.monotonic()
+        late = t0 - scheduled if t0 > scheduled else 0.0
+        deadline = t0 + st.deadline_s
+        heapq.heappush(self._heap, (deadline, next(self._seq), d, task))
+        if deadline < self._timer_at:
+            self._arm()
         readings: list[Reading] = []
         error, detail = "", ""
         try:
-            # asyncio.timeout, not wait_for: the poll runs in this task instead of a task of
-            # its own (one task and a few loop iterations less per poll, same TimeoutError).
-            async with asyncio.timeout(st.deadline_s):
-                readings = await poller.poll()
+            readings = await d.poller.poll()
+        except asyncio.CancelledError:
+            if d.expired is not task:
+                d.task = None
+                raise
+            d.expired = None
+            if task.uncancel():  # cancelled from elsewhere too (the loop shutting down)
+                d.task = None
+                raise
+            error, detail = "deadline", f"no answer within the {st.deadline_s:.3g} s deadline"
         except TimeoutError:
             error, detail = "deadline", f"no answer within the {st.deadline_s:.3g} s deadline"
         except PollError as exc:
@@ -263,14 +299,22 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - a poller bug is a failed poll, not a dead job
             error, detail = "other", f"{type(exc).__name__}: {exc}"
             if st.up or st.last_poll is None:
-                log.debug("poller %s raised", name, exc_info=True)
-        duration = time.monotonic() - t0
-        values = sum(len(r.fields) for r in readings)
+                log.debug("poller %s raised", d.name, exc_info=True)
+        if d.expired is task:  # the deadline came, but the poll ended otherwise
+            d.expired = None
+            task.uncancel()
+        d.task = None
+        duration = loop.time() - t0
+        values = 0
+        for r in readings:
+            values += len(r.fields)
         self._record(st, start, late, error, detail)
-        health = self._health(
-            st, start, up=not error, duration=duration, values=values, error=error, late=late
+        readings.append(
+            self._health(
+                st, start, up=not error, duration=duration, values=values, error=error, late=late
+            )
         )
-        self._emit([*readings, health])
+        self._emit(readings)
 
     def _record(self, st: DeviceStatus, start: float, late: float, error: str, detail: str) -> None:
         was_up, first = st.up, st.last_poll is None
@@ -316,41 +360,17 @@ class Scheduler:
             log.exception("emitting %d readings failed", len(readings))
 
     # -- gaps -----------------------------------------------------------------------------
-    def _on_event(self, event: Any) -> None:
-        name = event.job_id
-        st = self._status.get(name)
-        if st is None:
-            return
-        if isinstance(event, JobSubmissionEvent):
-            run_times = list(event.scheduled_run_times)
-        elif isinstance(event, JobExecutionEvent):
-            run_times = [event.scheduled_run_time]
-        else:
-            return
-        # Runs APScheduler coalesced away (the loop was too busy to fire them) leave no event
-        # of their own: they show as a jump of more than one interval between run times.
-        prev = self._last_run_time.get(name)
-        if prev is not None and event.code != EVENT_JOB_MISSED:
-            skipped = round((run_times[0] - prev).total_seconds() / st.interval_s) - 1
-            step = timedelta(seconds=st.interval_s)
-            self._missed(st, [prev + step * (k + 1) for k in range(max(0, skipped))])
-        self._last_run_time[name] = run_times[-1]
-        if event.code == EVENT_JOB_SUBMITTED:
-            self._scheduled[name] = run_times[-1]
-        else:  # EVENT_JOB_MISSED or EVENT_JOB_MAX_INSTANCES: these runs did not happen
-            self._missed(st, run_times)
-
-    def _missed(self, st: DeviceStatus, run_times: Sequence[datetime]) -> None:
-        if not run_times:
-            return
-        now = self.clock()
+    def _missed(self, st: DeviceStatus, slots: Sequence[float], now: float) -> None:
+        """Rows for the slots (loop times) that did not run, as of loop time ``now``: each
+        timestamped at its slot, late by how long ago that was."""
+        wall = self.clock()
         rows = []
-        for rt in run_times:
+        for at in slots:
             st.missed += 1
-            late = max(0.0, now - rt.timestamp())
+            late = now - at if now > at else 0.0
             rows.append(
                 self._health(
-                    st, rt.timestamp(), up=False, duration=0.0, values=0, error="missed", late=late
+                    st, wall - late, up=False, duration=0.0, values=0, error="missed", late=late
                 )
             )
         self._emit(rows)

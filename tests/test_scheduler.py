@@ -1,5 +1,7 @@
 """The scheduler with fake pollers: cadence under a dead device, deadlines, no overlap, gaps
-recorded, failures logged once per transition. Real time, short intervals, bounded runs."""
+recorded, failures logged once per transition. Real time, short intervals, bounded runs; and
+in virtual time (an event loop whose clock jumps to its next timer instead of waiting), where
+thousands of slots take a second and every start and deadline can be checked exactly."""
 
 from __future__ import annotations
 
@@ -7,7 +9,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import selectors
+import statistics
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -15,7 +20,7 @@ import pytest
 from collectors.base import PollError
 from dcim.config import Device, SiteConfig
 from dcim.reading import Reading
-from dcim.scheduler import Scheduler
+from dcim.scheduler import FIRST_DELAY_S, Scheduler
 
 
 def site(
@@ -101,6 +106,58 @@ async def run_for(
     return out
 
 
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock only moves when the loop would wait for a timer: it jumps
+    to the timer instead. I/O still works (the selector is polled without blocking). Tests
+    ``block(s)`` it to play a callback that hogs the loop for ``s`` seconds."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        super().__init__(selector=_VirtualSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+    def block(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class _VirtualSelector(selectors.DefaultSelector):
+    def __init__(self, loop: VirtualClockLoop) -> None:
+        super().__init__()
+        self._vloop = loop
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        if timeout is None:  # nothing scheduled: a real wait (for the self-pipe)
+            return super().select(None)
+        events = super().select(0)
+        if not events and timeout > 0:
+            self._vloop.now += timeout
+        return events
+
+
+def run_virtual(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        return runner.run(main())
+
+
+async def run_virtual_for(cfg: SiteConfig, pollers: list[FakePoller], seconds: float) -> Any:
+    """``run_for`` on a VirtualClockLoop, readings timestamped by the loop's clock; also
+    returns the loop time start() was called at."""
+    loop = asyncio.get_running_loop()
+    out: list[Reading] = []
+    sched = Scheduler(cfg, pollers, out.extend, clock=loop.time)
+    t0 = loop.time()
+    await sched.start()
+    await asyncio.sleep(seconds)
+    await sched.stop()
+    return out, t0
+
+
+def starts(rows: list[Reading]) -> list[float]:
+    return [r.time_ns / 1e9 for r in rows]
+
+
 def health(out: list[Reading], device: str) -> list[Reading]:
     return [r for r in out if r.measurement == "dcim_poll" and r.tags["device"] == device]
 
@@ -167,7 +224,7 @@ def test_a_blocked_loop_records_the_cycles_it_swallowed() -> None:
         sched = Scheduler(cfg, pollers, out.extend)
         await sched.start()
         await asyncio.sleep(0.5)
-        time.sleep(1.0)  # something hogs the event loop: APScheduler coalesces the backlog
+        time.sleep(1.0)  # something hogs the event loop: its timer fires 1 s late
         await asyncio.sleep(0.6)
         await sched.stop()
         return out
@@ -257,18 +314,27 @@ def test_jitter_shifts_runs_but_keeps_the_cadence() -> None:
 
 
 @pytest.mark.parametrize(("step", "jitter"), [(0.3, 0.0), (0.1, 0.05), (10.0, 2.0), (1 / 3, 0.0)])
-def test_grid_trigger_moves_forward_one_slot_at_a_time(step: float, jitter: float) -> None:
-    from datetime import UTC, datetime
-
-    from dcim.scheduler import _GridTrigger
-
-    start = datetime(2025, 1, 15, 10, 0, 0, 123457, tzinfo=UTC)
-    trig = _GridTrigger(seconds=step, start_date=start, jitter_s=jitter)
-    t = trig.get_next_fire_time(None, start)
-    for k in range(1, 5000):
-        t = trig.get_next_fire_time(t, start)
-        offset = t.timestamp() - start.timestamp() - k * trig.interval_length  # whole us
-        assert -1e-5 <= offset <= jitter + 1e-5, (k, offset)
+def test_runs_stay_on_the_grid_one_slot_at_a_time(step: float, jitter: float) -> None:
+    """Run k starts at first + k * interval + uniform(0, jitter), for thousands of slots:
+    the jitter never accumulates (APScheduler 3's IntervalTrigger adds it to the previous
+    jittered time: the mean interval drifts to interval + jitter / 2), no slot is skipped or
+    run twice, and the first run is not jittered."""
+    slots = 3000
+    cfg = site(1, interval_s=step, jitter_s=jitter)
+    pollers = [FakePoller(cfg.devices[0])]
+    # The last slot is due by first + (slots - 1) * step + jitter; the next one not before
+    # first + slots * step (the jitter is at most half the interval).
+    seconds = FIRST_DELAY_S + (slots - 1) * step + jitter + step / 4
+    out, t0 = run_virtual(lambda: run_virtual_for(cfg, pollers, seconds))
+    rows = health(out, "d000")
+    assert len(rows) == slots == pollers[0].calls
+    assert all(r.fields["up"] == 1 and r.fields["late_s"] == 0 for r in rows)
+    offsets = [t - t0 - FIRST_DELAY_S - k * step for k, t in enumerate(starts(rows))]
+    assert abs(offsets[0]) < 1e-6
+    assert all(-1e-6 <= o <= jitter + 1e-6 for o in offsets), (min(offsets), max(offsets))
+    if jitter:  # uniform over [0, jitter]: spread over all of it, centred on its middle
+        assert min(offsets[1:]) < 0.05 * jitter and max(offsets) > 0.95 * jitter
+        assert abs(statistics.mean(offsets[1:]) - jitter / 2) < 0.05 * jitter
 
 
 def test_a_device_has_its_own_interval_jitter_and_deadline() -> None:
@@ -286,7 +352,9 @@ def test_a_device_has_its_own_interval_jitter_and_deadline() -> None:
     )
     got = {
         n: (s.interval_s, s.jitter_s, s.deadline_s)
-        for n, s in Scheduler(cfg, [FakePoller(d) for d in cfg.devices], list).status().items()
+        for n, s in Scheduler(cfg, [FakePoller(d) for d in cfg.devices], lambda rs: None)
+        .status()
+        .items()
     }
     assert got == {
         "d000": (10.0, 3.0, 4.5),  # min(2 * (1 + 1) + 0.5, 0.9 * 10 - 3)
@@ -309,8 +377,7 @@ def test_each_device_polls_with_its_own_deadline_and_jitter() -> None:
         out: list[Reading] = []
         sched = Scheduler(cfg, pollers, out.extend)
         await sched.start()
-        assert sched._aps is not None
-        jitters = {d.name: sched._aps.get_job(d.name).trigger.jitter_s for d in cfg.devices}
+        jitters = {name: st.jitter_s for name, st in sched.status().items()}
         await asyncio.sleep(1.5)
         await sched.stop()
         return out, jitters
@@ -324,3 +391,113 @@ def test_each_device_polls_with_its_own_deadline_and_jitter() -> None:
     # the site's: min(0.1 s timeout + 0.5 s margin, 0.9 * 0.3 s)
     assert all(0.25 < float(r.fields["duration_s"]) < 0.35 for r in default)
     assert all(r.fields["up"] == 1 for r in health(out, "d002"))
+
+
+def test_own_deadline_and_jitter_exactly_and_hung_devices_move_no_one() -> None:
+    """The same site in virtual time, 200 slots: the hung devices end each poll exactly at
+    their own deadline and start exactly on their grid; the jittered one starts within its
+    own jitter of its grid, never moved by the others."""
+    slots, step = 200, 0.3
+    cfg = site(
+        3,
+        interval_s=step,
+        own={0: {"deadline_s": 0.05}, 2: {"jitter_s": 0.1, "deadline_s": 0.15}},
+    )
+    pollers = [FakePoller(d) for d in cfg.devices]
+    pollers[0].behaviour = pollers[1].behaviour = "hang"
+    # until d002's slot 199 (its grid is 2/3 of an interval after d000's, plus its jitter)
+    seconds = FIRST_DELAY_S + (slots - 1) * step + step * 2 / 3 + 0.1 + 0.01
+    out, t0 = run_virtual(lambda: run_virtual_for(cfg, pollers, seconds))
+    offsets: dict[str, list[float]] = {}
+    for i, p in enumerate(pollers):
+        rows = health(out, p.device.name)
+        assert len(rows) == (slots + 1 if i == 0 else slots), p.device.name
+        first = t0 + FIRST_DELAY_S + step * i / len(pollers)
+        offsets[p.device.name] = [t - first - k * step for k, t in enumerate(starts(rows))]
+        assert all(r.fields["late_s"] == 0 for r in rows)
+        durations = [float(r.fields["duration_s"]) for r in rows]
+        if i < 2:
+            assert all(r.fields["error"] == "deadline" for r in rows)
+            # own 0.05 s; the site's min(0.1 s timeout + 0.5 s margin, 0.9 * 0.3 s)
+            assert durations == [pytest.approx(0.05 if i == 0 else 0.27, abs=1e-6)] * len(rows)
+        else:
+            assert all(r.fields["up"] == 1 for r in rows) and max(durations) < 1e-6
+    assert all(abs(o) < 1e-6 for o in offsets["d000"] + offsets["d001"])
+    jittered = offsets["d002"]
+    assert all(-1e-6 <= o <= 0.1 + 1e-6 for o in jittered)
+    assert max(jittered) > 0.09 and min(jittered[1:]) < 0.01
+
+
+def test_a_blocked_loop_records_exactly_the_slots_it_swallowed() -> None:
+    """Virtual time: the loop is blocked for 1 s after 0.5 s (slots every 0.2 s from 0.05
+    s): at 1.5 s the slots of 0.65, 0.85, 1.05 and 1.25 s are recorded missed, at their
+    own time and as late as they are; the one of 1.45 s runs at once (late 0.05 s), then
+    the grid goes on as if nothing happened."""
+    cfg = site(1, interval_s=0.2)
+    pollers = [FakePoller(cfg.devices[0])]
+
+    async def main() -> tuple[list[Reading], float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualClockLoop)
+        out: list[Reading] = []
+        sched = Scheduler(cfg, pollers, out.extend, clock=loop.time)
+        t0 = loop.time()
+        await sched.start()
+        await asyncio.sleep(0.5)
+        loop.block(1.0)
+        await asyncio.sleep(0.6)
+        await sched.stop()
+        return out, t0
+
+    out, t0 = run_virtual(main)
+    rows = health(out, "d000")
+    got = [
+        (round(t - t0, 6), r.fields["error"], round(float(r.fields["late_s"]), 6))
+        for t, r in zip(starts(rows), rows, strict=True)
+    ]
+    assert got == [
+        (0.05, "", 0.0),
+        (0.25, "", 0.0),
+        (0.45, "", 0.0),
+        (0.65, "missed", 0.85),
+        (0.85, "missed", 0.65),
+        (1.05, "missed", 0.45),
+        (1.25, "missed", 0.25),
+        (1.5, "", 0.05),
+        (1.65, "", 0.0),
+        (1.85, "", 0.0),
+        (2.05, "", 0.0),
+    ]
+    assert all(r.fields["up"] == (0 if r.fields["error"] else 1) for r in rows)
+
+
+def test_a_poll_submitted_as_stop_is_called_is_waited_for() -> None:
+    """stop() called in the loop iteration right after the first slot fired, before that
+    poll's task has run a step: stop() still waits for it (the poll runs and is recorded
+    before stop() returns), and nothing starts after."""
+    cfg = site(1, interval_s=0.5, timeout_s=0.3)
+    pollers = [FakePoller(cfg.devices[0], delay_s=0.2)]
+
+    async def main() -> tuple[list[Reading], int, int]:
+        loop = asyncio.get_running_loop()
+        out: list[Reading] = []
+        sched = Scheduler(cfg, pollers, out.extend, clock=loop.time)
+        woken = loop.create_future()
+        # Due within the loop's clock resolution of the first slot, just before it: both
+        # fire in one iteration, this one first, so this task runs before the poll's task.
+        loop.call_at(loop.time() + FIRST_DELAY_S - 1e-10, woken.set_result, None)
+        await sched.start()
+        await woken
+        submitted = len(asyncio.all_tasks()) - 1  # not this one
+        assert pollers[0].calls == 0  # submitted, not started
+        await sched.stop()
+        calls = pollers[0].calls
+        await asyncio.sleep(2.0)
+        return out, submitted, calls
+
+    out, submitted, calls = run_virtual(main)
+    assert submitted == 1
+    assert calls == pollers[0].calls == 1 and pollers[0].active == 0
+    rows = health(out, "d000")
+    assert len(rows) == 1 and rows[0].fields["up"] == 1
+    assert float(rows[0].fields["duration_s"]) == pytest.approx(0.2, abs=1e-6)
