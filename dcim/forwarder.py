@@ -1,6 +1,8 @@
 """Forwarder: spool -> store, deleting from the spool only what the store acknowledged.
 
-A thread repeatedly peeks the oldest batch, writes it and acks it. A store that takes line
+A thread repeatedly peeks the oldest batch, writes it and acks it: as soon as a full batch
+(``batch_size`` readings) is pending (the spool's append says so), else what is pending every
+``flush_interval_s``. A store that takes line
 protocol as is (:class:`~dcim.storage.base.LineWriter`: InfluxDB) is sent the spool's line
 protocol, concatenated from the rows without decoding them; another one (the embedded store)
 gets the readings decoded. A retryable :class:`SinkError` (outage, auth, overload) keeps the
@@ -75,6 +77,7 @@ class Forwarder:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
+        self.spool.watch(self.batch_size, self._wake.set)  # a full batch: send it now
         self._thread = threading.Thread(target=self._run, name="dcim-forwarder", daemon=True)
         self._thread.start()
 
@@ -83,6 +86,7 @@ class Forwarder:
         self._stop.set()
         self._wake.set()
         self._nudge()
+        self.spool.watch(self.batch_size, None)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

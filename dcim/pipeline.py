@@ -13,6 +13,14 @@ would send a whole batch to the quarantine): the first type a (measurement, fiel
 with is its type for the process. Later an integer for a float field becomes a float
 (lossless), a whole float for an integer field becomes an integer; anything else (3.5 for an
 integer field, text for a number) is refused with that reason.
+
+A spool that takes line protocol (:class:`dcim.spool.Spool`) is given the good readings with
+their lines, encoded here while they are checked: a reading whose measurement, tags and field
+names were seen good before, with values of its fields' established types, is checked and
+encoded in one step by a function made for its shape (what is left to check are the values:
+finite floats, int64 integers, strings without a newline), whose line is exactly what
+:func:`dcim.storage.lineprotocol.encode` writes. Anything else goes through the full checks
+and the general encoder.
 """
 
 from __future__ import annotations
@@ -24,10 +32,13 @@ import re
 import threading
 import time
 from collections import Counter
-from typing import Any, Protocol
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol, cast
 
 from dcim.reading import FieldValue, Reading
 from dcim.spool import SpoolFullError
+from dcim.storage.lineprotocol import STRING_ESCAPES, encode, field_key, series
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,15 @@ class _Sink(Protocol):
     def append(self, readings: list[Reading]) -> None: ...
 
 
+# A reading's shape: (measurement, number of tags, tag keys..., tag values..., field names...),
+# one flat tuple (the cheapest key to build). For one seen good, with its fields' types
+# established: the function of its value types that checks the time and values, bound to the
+# line's format (``%`` template: the series, ``name=`` and a slot per value, the time).
+_ShapeKey = tuple[object, ...]
+_LineFn = Callable[..., str | None]  # (fmt or None, time_ns, *values) -> line, "" or None
+_Shape = Callable[..., str | None]  # (time_ns, *values) -> line ("" not encoding) or None
+
+
 class Pipeline:
     def __init__(self, spool: _Sink, *, log_every_s: float = LOG_EVERY_S):
         self.spool = spool
@@ -58,17 +78,45 @@ class Pipeline:
         self._types: dict[tuple[str, str], type] = {}  # (measurement, field) -> first type
         self._good_names: set[str] = set()  # measurement names that passed the checks
         self._good_tags: set[tuple[str, str]] = set()  # tag (key, value) pairs that passed
+        self._shapes: dict[_ShapeKey, _Shape] = {}  # shapes that passed
+        self._takes_lines = bool(getattr(spool, "takes_lines", False))
 
     def accept(self, readings: list[Reading]) -> int:
         """Validate, commit the good readings to the spool; returns how many were kept."""
         good: list[Reading] = []
+        lines: list[str] | None = [] if self._takes_lines else None
+        shapes, encoding = self._shapes, lines is not None
         for r in readings:
+            # A shape seen good: the time and the values' types and ranges are all there is
+            # to check.
+            try:
+                tags, fields = r.tags, r.fields
+                shape = shapes.get((r.measurement, len(tags), *tags, *tags.values(), *fields))
+            except (AttributeError, TypeError):  # not a dict, unhashable: the full checks
+                shape = None
+            if shape is not None and type(tags) is dict and type(fields) is dict:
+                line = shape(r.time_ns, *fields.values())
+                if line is not None:
+                    good.append(r)
+                    if lines is not None:
+                        lines.append(line)
+                    continue
             clean = self._clean(r)
-            if clean is not None:
-                good.append(clean)
+            if clean is None:
+                continue
+            good.append(clean)
+            line = self._learn(r, encoding) if clean is r else None
+            if lines is not None:
+                try:
+                    lines.append(line or encode(clean))
+                except ValueError:  # not expected of a reading that passed: the spool's
+                    lines = None  # own encoder keeps it as JSON, the sink says why
         if good:
             try:
-                self.spool.append(good)
+                if lines is not None:
+                    self.spool.append(good, lines)  # type: ignore[call-arg]
+                else:
+                    self.spool.append(good)
             except SpoolFullError as exc:
                 self._refused(len(good), exc)
                 return 0
@@ -148,6 +196,27 @@ class Pipeline:
             return r
         return Reading(meas, dict(tags), fields, int(t))
 
+    def _learn(self, r: Reading, encoding: bool) -> str | None:
+        """Remember the shape of ``r``, which passed the full checks as it is (names and
+        tags good, values of their fields' established types); its line when ``encoding``,
+        None when its values do not take the quick way (a float sum that overflows)."""
+        key = (r.measurement, len(r.tags), *r.tags, *r.tags.values(), *r.fields)
+        if not all(type(x) is str for x in key[:1] + key[2:]):
+            return None  # str subclasses: not worth a shape
+        types = tuple(type(v) for v in r.fields.values())
+        if not all(k in _FORMATS for k in types):
+            return None
+        try:
+            fmt = _line_format(r, types)
+        except ValueError:
+            return None
+        fn = _line_fn(types)
+        shape = partial(fn, fmt if encoding else None)
+        if len(self._shapes) >= MAX_REMEMBERED:
+            self._shapes.clear()
+        self._shapes[key] = shape
+        return shape(r.time_ns, *r.fields.values())
+
     def _stable(self, measurement: str, field: str, v: object) -> tuple[object, str]:
         """(value in the field's established type, "") or (None, why it cannot be)."""
         key = (measurement, field)
@@ -160,7 +229,9 @@ class Pipeline:
         if want is float and type(v) is int:
             return float(v), ""
         if want is int and type(v) is float and v.is_integer():
-            return int(v), ""
+            if INT64_MIN <= v < 2.0**63:
+                return int(v), ""
+            return None, f"float value {v!r} for a field stored as int is outside int64"
         return None, f"{type(v).__name__} value {v!r} for a field stored as {want.__name__}"
 
     def _refused(self, n: int, exc: SpoolFullError) -> None:
@@ -233,3 +304,60 @@ def _value(v: object) -> tuple[object, str]:
             return None, f"string value is longer than {MAX_STRING} characters"
         return v, ""
     return None, f"unsupported value type {type(v).__name__}"
+
+
+# -- a reading's line in one step, by the types of its values ------------------------------
+_FORMATS = {float: "%r", int: "%di", str: '"%s"', bool: "%s"}
+_LINE_FNS: dict[tuple[type, ...], _LineFn] = {}
+
+
+def _line_format(r: Reading, types: tuple[type, ...]) -> str:
+    """The ``%`` template of the line of ``r`` (the series and field keys as ``encode`` writes
+    them; literal ``%`` doubled)."""
+    keys = ",".join(
+        field_key(name, r).replace("%", "%%") + _FORMATS[kind]
+        for name, kind in zip(r.fields, types, strict=True)
+    )
+    return f"{series(r).replace('%', '%%')} {keys} %d"
+
+
+def _line_fn(types: tuple[type, ...]) -> _LineFn:
+    """``fn(fmt, time_ns, *values)``: the line (``""`` when ``fmt`` is None), or None when the
+    time is not a positive int64, a value not of its type or out of its range (then the full
+    checks say what is wrong).
+    Made once per tuple of types: a float is finite when the floats' sum is (an overflowing
+    sum sends the reading the long way), an int within int64, a string without a newline
+    and not longer than MAX_STRING, its quotes and backslashes escaped."""
+    fn = _LINE_FNS.get(types)
+    if fn is not None:
+        return fn
+    args = [f"v{i}" for i in range(len(types))]
+    checks = [f"type(t) is not int or not 0 < t < {INT64_MAX}"]
+    checks += [f"type({a}) is not {k.__name__}" for a, k in zip(args, types, strict=True)]
+    floats = [a for a, k in zip(args, types, strict=True) if k is float]
+    ints = [a for a, k in zip(args, types, strict=True) if k is int]
+    strs = [a for a, k in zip(args, types, strict=True) if k is str]
+    if floats:
+        checks.append(f"not isfinite({' + '.join(floats)})")
+    checks += [f"not {INT64_MIN} <= {a} <= {INT64_MAX}" for a in ints]
+    checks += [f"'\\n' in {a} or '\\r' in {a} or len({a}) > {MAX_STRING}" for a in strs]
+    body = [f"def line(fmt, t, {', '.join(args)}):"]
+    body.append(f"    if {' or '.join(checks)}:")
+    body.append("        return None")
+    body.append("    if fmt is None:")
+    body.append("        return ''")
+    for a in strs:
+        body.append(f"    if '\"' in {a} or '\\\\' in {a}:")
+        body.append(f"        {a} = {a}.translate(ESCAPES)")
+    values = [
+        f"('true' if {a} else 'false')" if k is bool else a
+        for a, k in zip(args, types, strict=True)
+    ]
+    body.append(f"    return fmt % ({', '.join(values)}, t)")
+    scope: dict[str, Any] = {"isfinite": math.isfinite, "ESCAPES": STRING_ESCAPES}
+    exec("\n".join(body), scope)  # source made of type names and numbers only
+    fn = cast(_LineFn, scope["line"])
+    if len(_LINE_FNS) >= 1000:
+        _LINE_FNS.clear()
+    _LINE_FNS[types] = fn
+    return fn

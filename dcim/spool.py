@@ -66,6 +66,7 @@ from typing import Any, Literal, Self, TypeVar
 from dcim.reading import Reading
 from dcim.spool_repair import integrity_problem, move_aside, salvage
 from dcim.spool_rows import (
+    RowValues,
     as_text,
     decode_row,
     disk_bytes,
@@ -81,6 +82,7 @@ log = logging.getLogger(__name__)
 OnFull = Literal["refuse_new", "drop_oldest"]
 _WARN_HYSTERESIS_PCT = 5.0  # "back under" only this far below warn_pct: no log flapping
 _LOG_EVERY_S = 60.0
+ACK_FSYNC = False  # acks are not fsynced (see Spool.ack)
 _INSERT_ROW = "INSERT INTO spool (n, t_min, t_max, crc, lp, r) VALUES (?,?,?,?,?,?)"
 _INSERT_QUARANTINE = "INSERT INTO quarantine (time_ns, reason, n, readings) VALUES (?,?,?,?)"
 _T = TypeVar("_T")
@@ -206,6 +208,8 @@ class Spool:
     does not fit does (see the module doc); ``warn_pct``: a WARNING is logged once when the
     spool crosses this share of the budget, and once when it is back under."""
 
+    takes_lines = True  # append() takes the readings' line protocol (the pipeline's)
+
     def __init__(
         self,
         directory: str | Path,
@@ -262,6 +266,7 @@ class Spool:
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
         self._closed = False
+        self._watch: tuple[int, Callable[[], None]] | None = None
 
     def _take_lock(self) -> int:
         lock_path = self.dir / "spool.lock"
@@ -293,15 +298,24 @@ class Spool:
         if self._closed:
             raise SpoolError(f"spool {self.path} is closed")
 
-    def _tx(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    def _tx(self, work: Callable[[sqlite3.Connection], _T], *, sync: bool = True) -> _T:
+        """``work(con)`` in a write transaction. ``sync`` False: its commit is not fsynced
+        (WAL ``synchronous=NORMAL``: on disk with the next fsynced commit or checkpoint; a
+        power loss before may undo it, never break the file or an fsynced commit)."""
         con = self._w
-        con.execute("BEGIN IMMEDIATE")
+        if not sync:
+            con.execute("PRAGMA synchronous=NORMAL")
         try:
-            out = work(con)
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                out = work(con)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            if not sync:
+                con.execute("PRAGMA synchronous=FULL")
         return out
 
     # -- disk budget -------------------------------------------------------------------
@@ -394,60 +408,77 @@ class Spool:
         if lines is not None and len(lines) != len(readings):
             raise ValueError(f"{len(lines)} lines for {len(readings)} readings")
         rows = make_rows(readings, lines)  # the encoding, outside the lock
-        count = len(readings)
+        with self._wlock:
+            self._commit(rows, len(readings))
+        watch = self._watch
+        if watch is not None and self._pending >= watch[0]:
+            try:
+                watch[1]()
+            except Exception:  # the readings are committed: that is what append says
+                log.exception("spool watcher failed")
+
+    def watch(self, threshold: int, callback: Callable[[], None] | None) -> None:
+        """Have ``callback`` called (in the appending thread, once committed) after every
+        append that leaves at least ``threshold`` readings pending: how the forwarder hears
+        that a full batch waits, without polling. None: no more calls."""
+        self._watch = None if callback is None else (threshold, callback)
+
+    def _commit(self, rows: list[RowValues], count: int) -> None:
+        """Insert the rows of an append, within the budget (under ``_wlock``)."""
 
         def insert(c: sqlite3.Connection) -> None:
             c.executemany(_INSERT_ROW, rows)
 
-        with self._wlock:
-            self._check_open()
-            if self.max_bytes is None:
-                self._tx(insert)
-                self._pending += count
-                return
-            need = sum(row_bytes(r, self._page_size) for r in rows)
-            data, wal = self._sizes()
-            used = data + wal
-            # The WAL grows up to its limit between checkpoints: counted at that size; and
-            # two pages of margin for what the estimates miss (b-tree pages that split).
-            margin = 2 * self._page_size
-            over = data + max(wal, self._wal_limit) + need + margin - self.max_bytes
-            self._full = over > 0
-            if over <= 0:
-                self._tx(insert)
-                self._pending += count
-                self._level(used + need)
-                return
-            full = (
-                f"spool {self.path} is full ({used / 2**20:.1f} of "
-                f"{self.max_bytes / 2**20:.1f} MB): {count} new readings refused, those "
-                "already spooled are kept; free the sink or raise storage.spool_max_mb"
-            )
-            if self.on_full == "drop_oldest" and need <= self.max_bytes:
+        self._check_open()
+        if self.max_bytes is None:
+            self._tx(insert)
+            self._pending += count
+            return
+        need = sum(row_bytes(r, self._page_size) for r in rows)
+        data, wal = self._sizes()
+        used = data + wal
+        # The WAL grows up to its limit between checkpoints: counted at that size; and
+        # two pages of margin for what the estimates miss (b-tree pages that split).
+        margin = 2 * self._page_size
+        over = data + max(wal, self._wal_limit) + need + margin - self.max_bytes
+        self._full = over > 0
+        if over <= 0:
+            self._tx(insert)
+            self._pending += count
+            self._level(used + need)
+            return
+        full = (
+            f"spool {self.path} is full ({used / 2**20:.1f} of "
+            f"{self.max_bytes / 2**20:.1f} MB): {count} new readings refused, those "
+            "already spooled are kept; free the sink or raise storage.spool_max_mb"
+        )
+        if self.on_full == "drop_oldest" and need <= self.max_bytes:
 
-                def drop_then_insert(c: sqlite3.Connection) -> int:
-                    dropped = self._make_room(c, over)
-                    insert(c)
-                    return dropped
+            def drop_then_insert(c: sqlite3.Connection) -> int:
+                dropped = self._make_room(c, over)
+                insert(c)
+                return dropped
 
-                try:
-                    dropped = self._tx(drop_then_insert)
-                except SpoolFullError:
-                    pass  # not enough to drop (the quarantine holds the space): refuse
-                else:
-                    self._pending += count - dropped
-                    self.dropped_total += dropped
-                    self._log_drops(dropped)
-                    self._level(self.max_bytes)
-                    return
-            self.refused_total += count
-            self._level(used)
-            raise SpoolFullError(full)
+            try:
+                dropped = self._tx(drop_then_insert)
+            except SpoolFullError:
+                pass  # not enough to drop (the quarantine holds the space): refuse
+            else:
+                self._pending += count - dropped
+                self.dropped_total += dropped
+                self._log_drops(dropped)
+                self._level(self.max_bytes)
+                return
+        self.refused_total += count
+        self._level(used)
+        raise SpoolFullError(full)
 
     def ack(self, batch: Batch, *, rejected: Sequence[tuple[Sequence[Reading], str]] = ()) -> None:
         """Delete ``batch`` (the sink has it; a part of a row: counted done). ``rejected``:
         parts of it the sink refused for good, moved to the quarantine with their reason in
-        the same transaction."""
+        the same transaction. The commit is not fsynced (it is with the next append or
+        checkpoint): after a power loss right after it the batch may be sent again, which
+        writes the same points (same series, fields and timestamps) once more."""
         now = time.time_ns()
         qrows = [(now, reason, len(rs), dump(rs)) for rs, reason in rejected if rs]
 
@@ -472,7 +503,9 @@ class Spool:
 
         with self._wlock:
             self._check_open()
-            self._pending -= self._tx(work)
+            # Not fsynced: an ack undone by a power loss sends its batch again, and writes are
+            # idempotent (explicit timestamps); the readings' own commits are all fsynced.
+            self._pending -= self._tx(work, sync=ACK_FSYNC)
 
     # -- reading -----------------------------------------------------------------------
     def _oldest(self, max_n: int, cols: str) -> tuple[list[tuple[Any, ...]], int]:

@@ -7,11 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dcim.config import EmbeddedSink, SiteConfig, Storage
 from dcim.pipeline import Pipeline
 from dcim.reading import Reading
 from dcim.spool import Spool
+from dcim.storage.lineprotocol import encode
 
 T = 1_700_000_000_000_000_000
 
@@ -152,3 +155,98 @@ def test_field_types_stay_stable_so_influxdb_never_sees_a_conflict(tmp_path: Pat
     assert len(got) == 2 and p.rejected == 2
     assert any("stored as float" in why for why in p.reasons)
     assert any("stored as int" in why for why in p.reasons)
+
+
+def test_a_whole_float_for_an_int_field_stays_within_int64() -> None:
+    sp = ListSpool()
+    p = Pipeline(sp)
+    p.accept([rd({"n": 1})])
+    assert p.accept([rd({"n": 2.0**63}), rd({"n": -(2.0**63)}, t=T + 1)]) == 1
+    assert [r.fields for r in sp.items] == [{"n": 1}, {"n": -(2**63)}]
+    assert p.reasons == {
+        "field: float value 9.223372036854776e+18 for a field stored as int is outside int64": 1
+    }
+
+
+# -- the quick way (shapes seen good) says and writes what the full checks do ----------------
+
+
+class LineSpool:
+    """A sink that takes line protocol, as the spool does."""
+
+    takes_lines = True
+
+    def __init__(self) -> None:
+        self.items: list[Reading] = []
+        self.lines: list[str] = []
+
+    def append(self, readings: list[Reading], lines: list[str] | None = None) -> None:
+        assert lines is not None and len(lines) == len(readings)
+        self.items.extend(readings)
+        self.lines.extend(lines)
+
+
+class FullChecks(Pipeline):
+    """Every reading through the full checks and the general encoder."""
+
+    def _learn(self, r: Reading, encoding: bool) -> str | None:
+        return None
+
+
+def _typed(r: Reading) -> tuple[object, ...]:
+    return r.measurement, r.tags, [(k, type(v), v) for k, v in r.fields.items()], r.time_ns
+
+
+_tag_value = st.sampled_from(["p1", "p2", "a%s", "%%d", "x y,z=w", "é", "", "a\\b", "bad\\", 5])
+_field_value = st.one_of(
+    st.floats(),
+    st.sampled_from([1e308, -1e308, 0.0, -0.0, 2.5]),
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.booleans(),
+    st.text(alphabet='ab"\\%\n é', max_size=4),
+    st.sampled_from([np.float64(1.5), np.int64(3), np.float32("nan"), None]),
+)
+_readings = st.lists(
+    st.builds(
+        Reading,
+        st.sampled_from(["pdu", "ups", "Bad Name"]),
+        st.dictionaries(st.sampled_from(["site", "device", "bad key", "room"]), _tag_value),
+        st.dictionaries(
+            st.sampled_from(["power_w", "n", "up", "error", "pct", "Bad"]), _field_value
+        ),
+        st.one_of(st.just(T), st.integers(min_value=-5, max_value=2**64), st.just(1.5)),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches=st.lists(_readings, min_size=1, max_size=4))
+def test_the_quick_way_is_the_full_checks_and_encode(batches: list[list[Reading]]) -> None:
+    quick, full = LineSpool(), LineSpool()
+    pq, pf = Pipeline(quick), FullChecks(full)
+    for batch in [*batches, *batches]:  # again: every shape seen before
+        assert pq.accept(batch) == pf.accept(batch)
+    assert [_typed(r) for r in quick.items] == [_typed(r) for r in full.items]
+    assert quick.lines == full.lines == [encode(r) for r in full.items]
+    assert (pq.accepted, pq.rejected, pq.reasons) == (pf.accepted, pf.rejected, pf.reasons)
+    plain = ListSpool()  # a sink without line protocol: the same readings
+    pp = Pipeline(plain)
+    for batch in [*batches, *batches]:
+        pp.accept(batch)
+    assert [_typed(r) for r in plain.items] == [_typed(r) for r in full.items]
+
+
+def test_lines_decode_to_the_readings(tmp_path: Path) -> None:
+    with Spool(tmp_path) as sp:
+        p = Pipeline(sp)
+        rs = [
+            rd({"power_w": 1.5 + i, "n": i, "up": True, "s": 'a "%d" \\'}, t=T + i)
+            for i in range(3)
+        ]
+        rs.append(rd({"v": 1.0}, tags={"site": "s", "device": "a b,c=%s"}, t=T + 9))
+        assert p.accept(rs) == p.accept([rd({"v": 2.0}, tags=rs[-1].tags, t=T + 10)]) + 3
+        got = sp.peek(10).readings
+    assert [_typed(r) for r in got] == [
+        _typed(r) for r in [*rs, rd({"v": 2.0}, tags=rs[-1].tags, t=T + 10)]
+    ]
