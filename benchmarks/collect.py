@@ -25,7 +25,7 @@ and ten times it (300 racks, 3,602 agents), served by the twin in its own proces
 3. At the reference size only, the engines alone on the same polls, without the scheduler:
    pysnmp's and the wire codec's pollers (``--rounds`` rounds of every device at once),
    ezsnmp (C bindings to net-snmp; synchronous, so 32 threads) if it is installed, and the
-   wire pollers paced on the same grid by plain asyncio timers (no APScheduler, no
+   wire pollers paced on the same grid by plain asyncio timers (no scheduler, no
    health readings, no pipeline): what the scheduler and the pipeline cost is the
    difference between that and the collector's figure.
 
@@ -56,7 +56,8 @@ ezsnmp 2.5.0; ``--seconds 40``), CPU per value in microseconds:
 
     Ratios of the collector path over net-snmp paced: wire 3.1-5.1 (FAIL against 3),
     pysnmp 10-17. The engine is no longer the cost: the wire pollers alone are within
-    1.2-2.6 x of net-snmp at the same pace; APScheduler's job machinery, the dcim_poll
+    1.2-2.6 x of net-snmp at the same pace; APScheduler's job machinery (since replaced by
+    the scheduler's own timer), the dcim_poll
     health reading and the pipeline add about 150-250 µs per value (350-600 µs per poll
     of 2.4 values) on top. The reference site takes 3-4 % of one core (target 20 %: PASS);
     10x had start jitter p99 30 ms (target 250 ms: PASS) when the machine was otherwise
@@ -187,7 +188,7 @@ async def run_collector(
     fig.twin_cpu_s = cpu_of(twin_pid) - twin0
     counting = False
     await sched.stop()
-    # A poll APScheduler submitted in the instant of the stop may still be starting.
+    # Anything else still on the loop (the pollers' own tasks) ends before they are closed.
     others = asyncio.all_tasks() - {asyncio.current_task()}
     if others:
         await asyncio.wait(others, timeout=5)
@@ -445,7 +446,7 @@ async def rounds_of_pollers(cfg: SiteConfig, transport: str, rounds: int) -> lis
 
 async def paced_pollers(cfg: SiteConfig, transport: str, warmup_s: float, seconds: float) -> float:
     """µs CPU per value of the pollers at the collector's pace, started by plain asyncio
-    timers on the same grid (no APScheduler, no health readings, no pipeline): what the
+    timers on the same grid (no scheduler, no health readings, no pipeline): what the
     scheduler and the pipeline add is the difference to the collector's figure."""
     snmp.V1_V2C_TRANSPORT = transport
     pollers = [SnmpPoller(cfg, d) for d in cfg.devices if d.protocol == "snmp"]

@@ -640,9 +640,9 @@ def _cross_checks(
 def _timing_checks(cfg: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
     """A device's own jitter and deadline against its interval (its own or the default's).
 
-    The scheduler's grid trigger finds the slot a run was jittered from by rounding, which
-    holds for a jitter of at most half the interval; a poll started a whole jitter late must
-    have met its deadline before the next slot, or that run is skipped (``missed``)."""
+    A jitter of at most half the interval keeps every jittered start closer to its own slot
+    than to a neighbour's; a poll started a whole jitter late must have met its deadline
+    before the next slot, or that run is skipped (``missed``)."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
     for i, dev in enumerate(cfg.devices):
         interval = cfg.interval_of(dev)
