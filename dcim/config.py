@@ -185,6 +185,19 @@ class Defaults(_Model):
     timeout_s: float = Field(default=2.0, gt=0, le=300)
     retries: int = Field(default=1, ge=0, le=10)
     jitter_s: float = Field(default=0.0, ge=0, le=60)
+    # Poll starts due within this window share one wake-up of the scheduler (each starts at
+    # most this late, slots never move); 0 = every poll on its own timer. At most a tenth of
+    # interval_s; see SiteConfig.coalesce_of for a device's own cap.
+    coalesce_s: float = Field(default=0.0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _coalesce_under_interval(self) -> Defaults:
+        if self.coalesce_s > 0.1 * self.interval_s:
+            raise ValueError(
+                f"coalesce_s {self.coalesce_s:g} is more than a tenth of interval_s "
+                f"({self.interval_s:g}): write coalesce_s: {0.1 * self.interval_s:g} or less"
+            )
+        return self
 
 
 class Site(_Model):
@@ -411,6 +424,18 @@ class SiteConfig(_Model):
         interval = self.interval_of(dev)
         budget = self.timeout_of(dev) * (self.retries_of(dev) + 1) + DEADLINE_MARGIN_S
         return max(0.1 * interval, min(budget, 0.9 * interval - self.jitter_of(dev)))
+
+    def coalesce_of(self, dev: Device) -> float:
+        """Seconds a poll of ``dev`` may start late to share a wake-up with others:
+        ``defaults.coalesce_s``, at most a tenth of the device's interval and less than what
+        its deadline and jitter leave of it (``interval - jitter - deadline``, halved), so a
+        poll started that late and cancelled at its deadline still ends before its next slot."""
+        c = self.defaults.coalesce_s
+        if not c:
+            return 0.0
+        interval = self.interval_of(dev)
+        room = interval - self.jitter_of(dev) - self.deadline_of(dev)
+        return max(0.0, min(c, 0.1 * interval, 0.5 * room))
 
     def tags_of(self, dev: Device) -> dict[str, str]:
         """The tags every reading of this device carries."""

@@ -5,6 +5,10 @@ at start (first polls spread evenly over each device's interval) and the device 
 forward one slot at a time, so jitter never accumulates and the mean interval stays the
 interval. The slots of every device and the deadlines of the running polls wait on one heap
 and one loop timer (``loop.call_at``) set for the earliest of them.
+With ``defaults.coalesce_s`` (0 = off), poll starts are coalesced: a slot waits for the
+next tick of a grid ``coalesce`` apart (the device's own ``SiteConfig.coalesce_of``), so the
+polls due within one window start together in one wake-up, each at most ``coalesce`` after
+its slot (never before it). The slots themselves do not move, and ``late_s`` counts the wait.
 A run never overlaps the device's own previous one, and each poll is bounded by the
 device's deadline, by default ``min(timeout * (retries + 1) + margin, 0.9 * interval -
 jitter)``, so a cancelled poll has finished before the next one is due. Interval, jitter
@@ -84,7 +88,8 @@ class DeviceStatus:
 
 class _Device:
     """One device's place on the grid: its next slot is ``k``, due at ``at`` (loop time,
-    jitter included); ``task`` is its running poll, if any, and ``expired`` that poll once
+    jitter included) and started at the first coalescing tick not before it (``at`` itself
+    without coalescing); ``task`` is its running poll, if any, and ``expired`` that poll once
     its deadline has come."""
 
     __slots__ = (
@@ -93,6 +98,7 @@ class _Device:
         "st",
         "interval",
         "jitter",
+        "coalesce",
         "first",
         "k",
         "at",
@@ -100,9 +106,11 @@ class _Device:
         "expired",
     )
 
-    def __init__(self, name: str, poller: Poller, st: DeviceStatus, first: float) -> None:
+    def __init__(
+        self, name: str, poller: Poller, st: DeviceStatus, first: float, coalesce: float
+    ) -> None:
         self.name, self.poller, self.st = name, poller, st
-        self.interval, self.jitter = st.interval_s, st.jitter_s
+        self.interval, self.jitter, self.coalesce = st.interval_s, st.jitter_s, coalesce
         self.first = first  # loop time of slot 0
         self.k = 0
         self.at = first  # the first poll is not jittered: start() already spreads them
@@ -115,10 +123,10 @@ class _Device:
 
 
 # What the scheduler waits for, on a heap of its own: (loop time, sequence number, device,
-# None) for the device's next slot, (loop time, sequence number, device, task) for the
-# deadline of the poll ``task``. Tuples of floats and ints compare in C; a TimerHandle per
-# device in the loop's own heap would compare in Python (TimerHandle.__lt__), tens of calls
-# per poll with hundreds of devices.
+# None) for the device's next slot (at its coalescing tick, if any), (loop time, sequence
+# number, device, task) for the deadline of the poll ``task``. Tuples of floats and ints
+# compare in C; a TimerHandle per device in the loop's own heap would compare in Python
+# (TimerHandle.__lt__), tens of calls per poll with hundreds of devices.
 _Entry = tuple[float, int, _Device, "asyncio.Task[None] | None"]
 
 
@@ -142,11 +150,13 @@ class Scheduler:
         if len(self.pollers) != len(pollers):
             raise ValueError("two pollers for the same device name")
         self._status: dict[str, DeviceStatus] = {}
+        self._coalesce: dict[str, float] = {}
         for name, p in self.pollers.items():
             dev = p.device
             self._status[name] = DeviceStatus(
                 name, dev.protocol, cfg.interval_of(dev), cfg.deadline_of(dev), cfg.jitter_of(dev)
             )
+            self._coalesce[name] = cfg.coalesce_of(dev)
         self._devices: list[_Device] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -155,6 +165,8 @@ class Scheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._resolution = time.get_clock_info("monotonic").resolution
+        self._epoch = 0.0  # loop time of the coalescing ticks' origin (the first slot)
+        self.wakeups = 0  # times the scheduler's timer fired
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -167,12 +179,14 @@ class Scheduler:
         self._stopping = False
         self._resolution = getattr(loop, "_clock_resolution", self._resolution)
         now = loop.time()
+        self._epoch = now + FIRST_DELAY_S
         n = max(1, len(self.pollers))
         self._devices = []
         for i, (name, st) in enumerate(sorted(self._status.items())):
-            d = _Device(name, self.pollers[name], st, now + FIRST_DELAY_S + st.interval_s * i / n)
+            first = self._epoch + st.interval_s * i / n
+            d = _Device(name, self.pollers[name], st, first, self._coalesce[name])
             self._devices.append(d)
-            heapq.heappush(self._heap, (d.at, next(self._seq), d, None))
+            heapq.heappush(self._heap, (self._tick_of(d), next(self._seq), d, None))
         self._arm()
 
     async def stop(self, timeout_s: float | None = None) -> None:
@@ -211,6 +225,16 @@ class Scheduler:
         return {d.task for d in self._devices if d.task is not None and not d.task.done()}
 
     # -- the timer ------------------------------------------------------------------------
+    def _tick_of(self, d: _Device) -> float:
+        """When ``d``'s next slot starts: its time, or with coalescing the first tick of the
+        device's coalescing grid not before it (a slot on a tick starts on it, whatever the
+        float rounding of either)."""
+        c = d.coalesce
+        if not c:
+            return d.at
+        epoch = self._epoch
+        return epoch + math.ceil((d.at - epoch) / c - 1e-9) * c
+
     def _arm(self) -> None:
         """Set the loop timer for the earliest entry of the heap (if not set for it already),
         after dropping the deadlines of polls that have ended from its top."""
@@ -229,6 +253,7 @@ class Scheduler:
     def _tick(self) -> None:
         """The loop timer: every slot and deadline that has come, then the timer again."""
         self._timer, self._timer_at = None, math.inf
+        self.wakeups += 1
         loop = self._loop
         if loop is None:
             return
@@ -258,7 +283,7 @@ class Scheduler:
             k, at = latest, d.slot_time(latest)
         d.k = nxt = k + 1
         d.at = d.first + nxt * d.interval + (d.jitter * random.random() if d.jitter else 0.0)
-        heapq.heappush(self._heap, (d.at, next(self._seq), d, None))
+        heapq.heappush(self._heap, (self._tick_of(d), next(self._seq), d, None))
         if d.task is None:
             assert self._loop is not None
             d.task = self._loop.create_task(self._poll(d, at))

@@ -115,3 +115,22 @@ def test_device_timing_follows_the_defaults_unless_its_own() -> None:
         (60, 30, 29.5),
         (2, 1, pytest.approx(0.8)),  # the site's jitter capped to half the interval
     ]
+
+
+@pytest.mark.parametrize(
+    ("coalesce", "message"),
+    [(-0.1, "greater than or equal to 0"), (1.5, "write coalesce_s: 1 or less")],
+)
+def test_defaults_coalesce_is_checked(coalesce: float, message: str) -> None:
+    text = _meters({}, defaults={"interval_s": 10, "coalesce_s": coalesce})
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, filename="c.yaml")
+    assert [i.path for i in err.value.issues] == [
+        "defaults.coalesce_s" if coalesce < 0 else "defaults"
+    ]
+    assert message in err.value.issues[0].message
+
+
+def test_coalesce_is_off_by_default() -> None:
+    cfg = parse_config(_meters({}))
+    assert cfg.defaults.coalesce_s == 0 and cfg.coalesce_of(cfg.devices[0]) == 0

@@ -30,6 +30,7 @@ def site(
     timeout_s: float = 0.1,
     retries: int = 0,
     jitter_s: float = 0.0,
+    coalesce_s: float = 0.0,
     own: dict[int, dict[str, Any]] | None = None,
 ) -> SiteConfig:
     """``n`` Modbus devices d000, d001, ...; ``own``: device index -> its own settings."""
@@ -41,6 +42,7 @@ def site(
                 "timeout_s": timeout_s,
                 "retries": retries,
                 "jitter_s": jitter_s,
+                "coalesce_s": coalesce_s,
             },
             "devices": [
                 {
@@ -141,9 +143,12 @@ def run_virtual(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         return runner.run(main())
 
 
-async def run_virtual_for(cfg: SiteConfig, pollers: list[FakePoller], seconds: float) -> Any:
+async def run_virtual_for(
+    cfg: SiteConfig, pollers: list[FakePoller], seconds: float, wakeups: list[int] | None = None
+) -> Any:
     """``run_for`` on a VirtualClockLoop, readings timestamped by the loop's clock; also
-    returns the loop time start() was called at."""
+    returns the loop time start() was called at (and appends the scheduler's wake-ups to
+    ``wakeups``)."""
     loop = asyncio.get_running_loop()
     out: list[Reading] = []
     sched = Scheduler(cfg, pollers, out.extend, clock=loop.time)
@@ -151,6 +156,8 @@ async def run_virtual_for(cfg: SiteConfig, pollers: list[FakePoller], seconds: f
     await sched.start()
     await asyncio.sleep(seconds)
     await sched.stop()
+    if wakeups is not None:
+        wakeups.append(sched.wakeups)
     return out, t0
 
 
@@ -501,3 +508,95 @@ def test_a_poll_submitted_as_stop_is_called_is_waited_for() -> None:
     rows = health(out, "d000")
     assert len(rows) == 1 and rows[0].fields["up"] == 1
     assert float(rows[0].fields["duration_s"]) == pytest.approx(0.2, abs=1e-6)
+
+
+def _coalesced_run(
+    n: int, step: float, slots: int, *, jitter: float, coalesce: float
+) -> tuple[list[Reading], float, int]:
+    cfg = site(n, interval_s=step, jitter_s=jitter, coalesce_s=coalesce)
+    pollers = [FakePoller(d) for d in cfg.devices]
+    # until the last device's last slot has started (jitter and window included)
+    seconds = FIRST_DELAY_S + (slots - 1) * step + step * (n - 1) / n + jitter + coalesce + 1e-3
+    wakeups: list[int] = []
+    out, t0 = run_virtual(lambda: run_virtual_for(cfg, pollers, seconds, wakeups))
+    # (the first devices may have started their next slot too)
+    assert all(slots <= p.calls <= slots + 1 for p in pollers), [p.calls for p in pollers]
+    return out, t0, wakeups[0]
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.2])
+def test_coalesced_starts_share_wakeups_within_the_window(jitter: float) -> None:
+    """100 devices spread over a 1 s interval, window 0.1 s, 300 slots each, virtual time:
+    every poll starts on a tick of the window's grid, at most 0.1 s after its own (jittered)
+    slot and never before it, with ``late_s`` saying exactly how late; the polls due within
+    one window share one wake-up (10 a second instead of 100); the grid does not drift."""
+    n, step, slots, c = 100, 1.0, 300, 0.1
+    out, t0, wakeups = _coalesced_run(n, step, slots, jitter=jitter, coalesce=c)
+    epoch = t0 + FIRST_DELAY_S
+    lates: list[float] = []
+    for i in range(n):
+        rows = health(out, f"d{i:03d}")[:slots]
+        assert len(rows) == slots and all(r.fields["up"] == 1 for r in rows)
+        first = epoch + step * i / n
+        for k, (t, r) in enumerate(zip(starts(rows), rows, strict=True)):
+            late = float(r.fields["late_s"])
+            slot = t - late  # the jittered slot the poll was due at
+            assert -1e-6 <= late <= c + 1e-6
+            assert -1e-6 <= slot - (first + k * step) <= (jitter if k else 0.0) + 1e-6
+            ticks = (t - epoch) / c
+            assert abs(ticks - round(ticks)) < 1e-6, (i, k, t - epoch)  # on a tick
+            lates.append(late)
+    # one wake-up per tick at most: (slots + 1) intervals of 1 s, ten ticks a second
+    assert wakeups <= (slots + 1) * round(step / c) + 2, wakeups
+    assert wakeups * 5 < n * slots
+    # late by a fraction of the window, spread over it (the slots fall anywhere in it)
+    assert max(lates) > 0.85 * c and statistics.mean(lates) < 0.7 * c
+
+
+def test_coalesce_zero_is_a_wakeup_per_slot_exactly_on_time() -> None:
+    """Without coalescing (the default) every slot has its own wake-up and starts exactly on
+    its slot (late 0), as before the window existed."""
+    n, step, slots = 20, 1.0, 100
+    out, t0, wakeups = _coalesced_run(n, step, slots, jitter=0.0, coalesce=0.0)
+    assert n * slots <= wakeups <= n * slots + n
+    for i in range(n):
+        rows = health(out, f"d{i:03d}")
+        first = t0 + FIRST_DELAY_S + step * i / n
+        assert all(r.fields["late_s"] == 0 for r in rows)
+        assert all(abs(t - first - k * step) < 1e-6 for k, t in enumerate(starts(rows)))
+
+
+def test_coalescing_keeps_real_start_jitter_within_the_window() -> None:
+    """Real time, 200 devices at 0.5 s with a 0.05 s window: the p99 start delay is the
+    window plus what the loop adds without it (test_many_devices_keep_their_cadence)."""
+    cfg = site(200, interval_s=0.5, timeout_s=0.2, coalesce_s=0.05)
+    pollers = [FakePoller(d, delay_s=(0.005, 0.05)) for d in cfg.devices]
+    out = asyncio.run(run_for(cfg, pollers, 3.0))
+    polls = [r for r in out if r.measurement == "dcim_poll"]
+    assert all(r.fields["up"] == 1 for r in polls)
+    assert len(polls) >= 200 * (3.0 / 0.5 - 1)
+    assert p99([float(r.fields["late_s"]) for r in polls]) < 0.05 + 0.05
+
+
+def test_a_devices_window_is_capped_by_its_interval_and_deadline() -> None:
+    cfg = site(
+        4,
+        interval_s=10.0,
+        timeout_s=2.0,
+        retries=1,
+        coalesce_s=1.0,
+        own={1: {"interval_s": 6.0}, 2: {"deadline_s": 9.5}, 3: {"interval_s": 4.0}},
+    )
+    assert [cfg.coalesce_of(d) for d in cfg.devices] == [
+        1.0,  # 10 s - 4.5 s deadline leaves room
+        pytest.approx(0.6),  # a tenth of its own interval
+        pytest.approx(0.25),  # half of 10 - 9.5: cancelled at its deadline before the next slot
+        pytest.approx(0.2),  # half of 4 - 3.6 (its default deadline, 0.9 * 4)
+    ]
+    sched = Scheduler(cfg, [FakePoller(d) for d in cfg.devices], lambda rs: None)
+    assert sched._coalesce == {
+        "d000": 1.0,
+        "d001": pytest.approx(0.6),
+        "d002": 0.25,
+        "d003": pytest.approx(0.2),
+    }
