@@ -82,9 +82,21 @@ log = logging.getLogger(__name__)
 OnFull = Literal["refuse_new", "drop_oldest"]
 _WARN_HYSTERESIS_PCT = 5.0  # "back under" only this far below warn_pct: no log flapping
 _LOG_EVERY_S = 60.0
-ACK_FSYNC = False  # acks are not fsynced (see Spool.ack)
 _INSERT_ROW = "INSERT INTO spool (n, t_min, t_max, crc, lp, r) VALUES (?,?,?,?,?,?)"
 _INSERT_QUARANTINE = "INSERT INTO quarantine (time_ns, reason, n, readings) VALUES (?,?,?,?)"
+# The rows of the next batch: as many whole rows as fit in ?2 readings, in id order, else the
+# oldest row alone (its readings counted from ``done``): the id range up to the last row whose
+# running count fits (a range scan of the table, in id order: no sort of the rows read).
+_OLDEST = """
+WITH head AS (SELECT id, n - done AS left FROM spool ORDER BY id LIMIT ?1),
+run AS (
+    SELECT id, row_number() OVER w AS k, sum(left) OVER w AS upto FROM head
+    WINDOW w AS (ORDER BY id ROWS UNBOUNDED PRECEDING)
+)
+SELECT id, n, done, {cols} FROM spool
+WHERE id BETWEEN (SELECT min(id) FROM head) AND (SELECT max(id) FROM run WHERE upto <= ?2 OR k = 1)
+ORDER BY id
+"""
 _T = TypeVar("_T")
 
 
@@ -298,24 +310,15 @@ class Spool:
         if self._closed:
             raise SpoolError(f"spool {self.path} is closed")
 
-    def _tx(self, work: Callable[[sqlite3.Connection], _T], *, sync: bool = True) -> _T:
-        """``work(con)`` in a write transaction. ``sync`` False: its commit is not fsynced
-        (WAL ``synchronous=NORMAL``: on disk with the next fsynced commit or checkpoint; a
-        power loss before may undo it, never break the file or an fsynced commit)."""
+    def _tx(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         con = self._w
-        if not sync:
-            con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("BEGIN IMMEDIATE")
         try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                out = work(con)
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-        finally:
-            if not sync:
-                con.execute("PRAGMA synchronous=FULL")
+            out = work(con)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
         return out
 
     # -- disk budget -------------------------------------------------------------------
@@ -476,9 +479,7 @@ class Spool:
     def ack(self, batch: Batch, *, rejected: Sequence[tuple[Sequence[Reading], str]] = ()) -> None:
         """Delete ``batch`` (the sink has it; a part of a row: counted done). ``rejected``:
         parts of it the sink refused for good, moved to the quarantine with their reason in
-        the same transaction. The commit is not fsynced (it is with the next append or
-        checkpoint): after a power loss right after it the batch may be sent again, which
-        writes the same points (same series, fields and timestamps) once more."""
+        the same transaction."""
         now = time.time_ns()
         qrows = [(now, reason, len(rs), dump(rs)) for rs, reason in rejected if rs]
 
@@ -492,20 +493,19 @@ class Spool:
                 if left and left[0][0] <= 0:
                     c.execute("DELETE FROM spool WHERE id = ?", (batch.first_id,))
                 gone = batch.take if left else 0
-            else:
-                deleted = c.execute(
-                    "DELETE FROM spool WHERE id BETWEEN ? AND ? RETURNING n - done",
-                    (batch.first_id, batch.last_id),
-                ).fetchall()
-                gone = sum(x[0] for x in deleted)
-            c.executemany(_INSERT_QUARANTINE, qrows)
-            return gone
+            else:  # two steps (not one per row: each lets the GIL go)
+                span = (batch.first_id, batch.last_id)
+                gone = c.execute(
+                    "SELECT coalesce(sum(n - done), 0) FROM spool WHERE id BETWEEN ? AND ?", span
+                ).fetchone()[0]
+                c.execute("DELETE FROM spool WHERE id BETWEEN ? AND ?", span)
+            if qrows:
+                c.executemany(_INSERT_QUARANTINE, qrows)
+            return int(gone)
 
         with self._wlock:
             self._check_open()
-            # Not fsynced: an ack undone by a power loss sends its batch again, and writes are
-            # idempotent (explicit timestamps); the readings' own commits are all fsynced.
-            self._pending -= self._tx(work, sync=ACK_FSYNC)
+            self._pending -= self._tx(work)
 
     # -- reading -----------------------------------------------------------------------
     def _oldest(self, max_n: int, cols: str) -> tuple[list[tuple[Any, ...]], int]:
@@ -514,31 +514,12 @@ class Spool:
         max_n = max(1, max_n)
         with self._rlock:
             self._check_open()
-            con = self._r
-            con.execute("BEGIN")  # one snapshot for both statements
-            try:
-                # Only as far as the batch goes (each row read is a step that lets the GIL
-                # go: under an appending thread, a wait for it).
-                cur = con.execute("SELECT id, n - done FROM spool ORDER BY id LIMIT ?", (max_n,))
-                first = cur.fetchone()
-                if first is None:
-                    return [], 0
-                total, last = first[1], first[0]
-                if total < max_n:
-                    for rid, left in cur:
-                        if total + left > max_n:
-                            break
-                        total, last = total + left, rid
-                        if total == max_n:
-                            break
-                cur.close()
-                rows = con.execute(
-                    f"SELECT id, n, done, {cols} FROM spool WHERE id BETWEEN ? AND ? ORDER BY id",
-                    (first[0], last),
-                ).fetchall()
-            finally:
-                con.execute("COMMIT")
-        return rows, (max_n if first[1] > max_n else 0)
+            # One statement (one snapshot), one step per row of the batch: each step lets the
+            # GIL go, and under a thread appending flat out each one costs a wait for it.
+            rows = self._r.execute(_OLDEST.format(cols=cols), (max_n, max_n)).fetchall()
+        if not rows:
+            return [], 0
+        return rows, (max_n if rows[0][1] - rows[0][2] > max_n else 0)
 
     def peek(self, max_n: int) -> Batch:
         """Up to ``max_n`` of the oldest pending readings, decoded (an empty batch when none).

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dcim import forwarder
 from dcim.forwarder import Forwarder
 from dcim.pipeline import Pipeline
 from dcim.reading import Reading
@@ -334,3 +336,35 @@ def test_a_backlog_of_the_previous_format_is_forwarded(tmp_path: Path) -> None:
         assert st.readings == [rd(i) for i in range(25) if i != 13]
         assert st.bodies == [encode_many([rd(i) for i in range(25, 30)])]
         assert [x.count for x in sp.quarantined()] == [1, 1]  # v1's own entry, and rd(13)
+
+
+def test_switch_interval_lowered_while_running(tmp_path: Path) -> None:
+    before = sys.getswitchinterval()
+    with Spool(tmp_path) as sp:
+        a, b = Forwarder(sp, Flaky(0)), Forwarder(sp, Flaky(0))
+        a.start()
+        b.start()
+        assert sys.getswitchinterval() == min(before, forwarder.GIL_SWITCH_S)
+        a.stop()
+        assert sys.getswitchinterval() == min(before, forwarder.GIL_SWITCH_S)
+        b.stop()
+        b.stop()
+    assert sys.getswitchinterval() == before
+
+
+def test_a_full_batch_is_sent_at_once(tmp_path: Path) -> None:
+    """Not after ``flush_interval_s``: the spool's append wakes the thread."""
+    with Spool(tmp_path) as sp:
+        st = Flaky(0)
+        fwd = Forwarder(sp, st, batch_size=100, flush_interval_s=30)
+        fwd.start()
+        time.sleep(0.2)  # the thread waits, nothing pending
+        sp.append([rd(i) for i in range(99)])
+        time.sleep(0.2)
+        assert st.got == []  # less than a batch: waits for the interval
+        t0 = time.monotonic()
+        sp.append([rd(99)])
+        while len(st.got) < 100 and time.monotonic() - t0 < 5:
+            time.sleep(0.01)
+        assert len(st.got) == 100 and time.monotonic() - t0 < 2
+        fwd.stop()

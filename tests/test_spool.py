@@ -296,6 +296,26 @@ def test_a_row_per_batch_and_batches_of_whole_rows(tmp_path: Path) -> None:
         assert b.lines == encode_many(readings[2000:]) and sp.pending() == 0
 
 
+def test_a_batch_stops_at_the_first_row_that_does_not_fit(tmp_path: Path) -> None:
+    with Spool(tmp_path) as sp:
+        for k, n in enumerate((3, 5, 1, 2)):
+            sp.append([rd(10 * k + i) for i in range(n)])
+        assert [len(sp.peek_lines(m)) for m in (1, 3, 4, 7, 8, 9, 11, 100)] == [
+            1,
+            3,
+            3,
+            3,
+            8,
+            9,
+            11,
+            11,
+        ]
+        assert sp.peek_lines(2).take == 2 and sp.peek_lines(3).take == 0
+        sp.ack(sp.peek_lines(2))  # the first 2 of row 1: 1 left in it
+        assert [len(sp.peek_lines(m)) for m in (1, 5, 6, 9)] == [1, 1, 6, 9]
+        assert [r.time_ns - T for r in sp.peek(6).readings] == [2, 10, 11, 12, 13, 14]
+
+
 def test_unencodable_or_damaged_line_protocol_is_sent_decoded(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
