@@ -4,13 +4,17 @@ memory an outage backlog is held and forwarded.
 (a) spool: append + peek + ack of N readings (10 fields each, then the reference site's own
     mix), in points/s (one point = one field value) and lines/s; target >= 200,000 points/s.
     Peeked as the forwarder does for InfluxDB (the rows' line protocol, nothing decoded) and
-    as for the embedded store (the readings decoded from the rows' JSON).
+    as for the embedded store (the readings decoded from the rows' line protocol).
 (b) the collector's pipeline -> spool -> forwarder -> a private InfluxDB 1.x, sustained,
     against the ceiling measured in the same run: the same line protocol posted straight to
-    ``/write`` with curl in batches of the same size; target >= 70 % of the ceiling. Twice:
-    fed flat out while the forwarder runs (all of it in one process, as in the collector),
-    and the forwarder alone draining the same readings already spooled (an outage backlog).
-    With the CPU per line of influxd and of this process in each phase: fed flat out, the
+    ``/write`` with curl in batches of the same size; target >= 70 % of the ceiling. Two
+    paths: fed flat out while the forwarder runs (all of it in one process, as in the
+    collector), and the forwarder alone draining the same readings already spooled (an outage
+    backlog). The ceiling and both paths are measured ``ROUNDS`` times in turns, each phase
+    on an InfluxDB of its own started empty (so that none finds the server holding or
+    compacting the points of the one before), the best time of each compared; every round's
+    figures are printed. With the CPU per line of influxd and of this process in each phase
+    (and of its threads: the one feeding the pipeline, the forwarder's): fed flat out, the
     collector's own work per reading (validation, encoding, the durable commit) shares the
     machine's cores with influxd and one interpreter lock with the forwarder.
 (c) memory: a collector process (the real ``Collector`` object: pollers, pipeline, spool,
@@ -33,6 +37,7 @@ import logging
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +45,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -214,19 +220,25 @@ def polls_in(srv: InfluxServer, db: str) -> int:
 
 class CpuMeter:
     """CPU seconds used over a phase by influxd (from /proc) and by this process, whose
-    threads are the collector's, with its children (curl)."""
+    threads are the collector's, with its children (curl); ``threads``: named threads of this
+    process (native ids), their CPU over the phase too."""
 
     def __init__(self, srv: InfluxServer):
         assert srv.proc is not None
         self.stat = Path(f"/proc/{srv.proc.pid}/stat")
         self.influxd = self.collector = 0.0
+        self.threads: dict[str, int] = {}
+        self.thread_cpu: dict[str, float] = {}
 
-    def _now(self) -> tuple[float, float]:
-        fields = self.stat.read_text().rsplit(")", 1)[1].split()
-        influxd = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def _now(self) -> tuple[float, float, dict[str, float]]:
+        influxd = _proc_cpu(self.stat)
         own = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return influxd, own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+        threads = {
+            name: _proc_cpu(Path(f"/proc/self/task/{tid}/stat"))
+            for name, tid in self.threads.items()
+        }
+        return influxd, own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, threads
 
     def start(self) -> None:
         self._start = self._now()
@@ -234,6 +246,7 @@ class CpuMeter:
     def stop(self) -> None:
         end = self._now()
         self.influxd, self.collector = end[0] - self._start[0], end[1] - self._start[1]
+        self.thread_cpu = {k: v - self._start[2].get(k, 0.0) for k, v in end[2].items()}
 
     def __enter__(self) -> CpuMeter:
         self.start()
@@ -243,10 +256,20 @@ class CpuMeter:
         self.stop()
 
     def per_line(self, n: int, who: str) -> str:
+        split = "".join(f"; {name} {cpu / n * 1e6:.1f} us" for name, cpu in self.thread_cpu.items())
         return (
             f"CPU per line: influxd {self.influxd / n * 1e6:.1f} us, "
-            f"{who} {self.collector / n * 1e6:.1f} us"
+            f"{who} {self.collector / n * 1e6:.1f} us{split}"
         )
+
+
+def _proc_cpu(stat: Path) -> float:
+    """utime + stime of a process or thread, s (0 once it is gone)."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ceiling(
@@ -284,25 +307,29 @@ def through_collector(
     takes them. ``concurrent``: the forwarder runs while the cycles are fed, and the result
     is (seconds from the first accept until the spool is empty, seconds the feeding took);
     otherwise the cycles are spooled first and the result is (seconds the forwarder took to
-    drain them, seconds the spooling took). ``meter``: the CPU used over the first figure."""
+    drain them, seconds the spooling took). ``meter``: the CPU used over the first figure,
+    also by this (the feeding) thread and by the forwarder's."""
     sink = InfluxSink(type="influxdb", url=srv.url, database=db, timeout_s=60.0)
     store = InfluxStore(sink)
     store.ensure_database()
     spool = Spool(work / f"spool-{db}")
     fwd = Forwarder(spool, store, batch_size=BATCH, flush_interval_s=1.0)
     pipe = Pipeline(spool)
+    meter.threads = {"feeding thread": threading.get_native_id()} if concurrent else {}
     try:
         if concurrent:
-            meter.start()
             fwd.start()
+            meter.threads["forwarder thread"] = fwd.thread_id() or 0
+            meter.start()
         t0 = time.perf_counter()
         for c in cycles:
             pipe.accept(c)
         fed = time.perf_counter() - t0
         if not concurrent:
+            fwd.start()
+            meter.threads = {"forwarder thread": fwd.thread_id() or 0}
             meter.start()
             t0 = time.perf_counter()
-            fwd.start()
         if not fwd.flush(600):
             raise RuntimeError(f"not drained: {fwd.stats()}")
         elapsed = time.perf_counter() - t0
@@ -317,56 +344,98 @@ def through_collector(
     return elapsed, fed
 
 
+ROUNDS = 2  # each path measured this many times, in turns, the best time of each compared
+
+
+Phase = Callable[[InfluxServer, str, CpuMeter], float]  # (server, database, meter) -> seconds
+
+
+def on_fresh_influxdb(work: Path, db: str, n_polls: int, phase: Phase) -> tuple[float, CpuMeter]:
+    """``phase`` against an InfluxDB of its own, started empty (every phase finds the server
+    in the same state: not holding the points of the phases before, not compacting them);
+    then the points are counted, the server stopped and its files deleted."""
+    srv = start_influxdb(work / f"influxdb-{db}")
+    try:
+        meter = CpuMeter(srv)
+        seconds = phase(srv, db, meter)
+        got = polls_in(srv, db)
+        if got != n_polls:
+            raise RuntimeError(f"{db}: {got} dcim_poll points in InfluxDB, {n_polls} sent")
+    finally:
+        srv.stop()
+        shutil.rmtree(work / f"influxdb-{db}", ignore_errors=True)
+        os.sync()  # nor the disk still writing back the phase before
+    return seconds, meter
+
+
 def report_influx(cycles: list[list[Reading]], work: Path) -> float:
-    """(b); returns the forwarder's ratio to the ceiling, fed flat out."""
+    """(b); returns the ratio to the ceiling fed flat out (the best of each)."""
     readings = [r for c in cycles for r in c]
     n, p = len(readings), points(readings)
     n_polls = sum(1 for r in readings if r.measurement == "dcim_poll")
-    srv = start_influxdb(work / "influxdb-b")
-    m1, m2, m_e2e, m_drain = (CpuMeter(srv) for _ in range(4))
-    try:
-        c1 = ceiling(srv, readings, "ceiling1", work, m1)
-        e2e, fed = through_collector(srv, cycles, "collector", work, m_e2e, concurrent=True)
-        drain, spooled = through_collector(srv, cycles, "backlog", work, m_drain, concurrent=False)
-        c2 = ceiling(srv, readings, "ceiling2", work, m2)
-        for db in ("ceiling1", "collector", "backlog", "ceiling2"):
-            got = polls_in(srv, db)
-            if got != n_polls:
-                raise RuntimeError(f"{db}: {got} dcim_poll points in InfluxDB, {n_polls} sent")
-    finally:
-        srv.stop()
-    best = min(c1, c2)
+    runs: list[dict[str, tuple[float, CpuMeter]]] = []
+    spooled: list[float] = []
+
+    def drained(srv: InfluxServer, db: str, meter: CpuMeter) -> float:
+        seconds, spooling = through_collector(srv, cycles, db, work, meter, concurrent=False)
+        spooled.append(spooling)
+        return seconds
+
+    phases: dict[str, Phase] = {
+        "ceiling": lambda srv, db, m: ceiling(srv, readings, db, work, m),
+        "fed": lambda srv, db, m: through_collector(srv, cycles, db, work, m, concurrent=True)[0],
+        "drain": drained,
+    }
+    for k in range(1, ROUNDS + 1):
+        runs.append(
+            {what: on_fresh_influxdb(work, f"{what}{k}", n_polls, f) for what, f in phases.items()}
+        )
+
+    def best(what: str) -> tuple[float, CpuMeter]:
+        return min((r[what] for r in runs), key=lambda x: x[0])
+
+    top = best("ceiling")[0]
 
     def verdict(seconds: float) -> str:
-        ok = best / seconds >= RATIO_TARGET
-        return f"{best / seconds:.0%} of the ceiling (target >= {RATIO_TARGET:.0%}: " + (
+        ok = top / seconds >= RATIO_TARGET
+        return f"{top / seconds:.0%} of the ceiling (target >= {RATIO_TARGET:.0%}: " + (
             "OK)" if ok else "BELOW TARGET)"
         )
 
+    def rates(what: str) -> str:
+        return " then ".join(f"{p / r[what][0]:,.0f}" for r in runs) + " points/s"
+
     print(
-        f"(b) into InfluxDB 1.x, {n:,} lines = {p:,} points "
-        f"({p / n:.2f} fields/line), batches of {BATCH:,} lines:"
+        f"(b) into InfluxDB 1.x, {n:,} lines = {p:,} points ({p / n:.2f} fields/line), "
+        f"batches of {BATCH:,} lines; each path {ROUNDS} times in turns (ceiling, fed flat "
+        "out, draining), each on an InfluxDB started empty, the best of each compared:"
     )
-    m = m1 if c1 <= c2 else m2
+    t, m = best("ceiling")
     print(
-        f"    ceiling, curl --data-binary to /write: {p / c1:,.0f} then {p / c2:,.0f} points/s "
-        f"({n / best:,.0f} lines/s at best; {m.per_line(n, 'curl')})"
+        f"    ceiling, curl --data-binary to /write: {rates('ceiling')} "
+        f"({n / t:,.0f} lines/s at best; {m.per_line(n, 'curl')})"
     )
+    t, m = best("fed")
+    each = ", ".join(f"{r['ceiling'][0] / r['fed'][0]:.0%}" for r in runs)
     print(
-        f"    pipeline -> spool -> forwarder, fed flat out: {p / e2e:,.0f} points/s "
-        f"({n / e2e:,.0f} lines/s; feeding took {fed:.1f} of {e2e:.1f} s): {verdict(e2e)}"
+        f"    pipeline -> spool -> forwarder, fed flat out: {rates('fed')} "
+        f"({n / t:,.0f} lines/s at best): {verdict(t)}; round by round {each} of that "
+        "round's ceiling"
     )
-    print(f"      ({m_e2e.per_line(n, 'collector: pipeline, spool and forwarder')})")
+    print(f"      ({m.per_line(n, 'collector: pipeline, spool and forwarder')})")
+    t, m = best("drain")
+    each = ", ".join(f"{r['ceiling'][0] / r['drain'][0]:.0%}" for r in runs)
     print(
-        f"    forwarder draining a spooled backlog: {p / drain:,.0f} points/s "
-        f"({n / drain:,.0f} lines/s): {verdict(drain)}"
+        f"    forwarder draining a spooled backlog: {rates('drain')} ({n / t:,.0f} lines/s "
+        f"at best): {verdict(t)}; round by round {each}"
     )
-    print(f"      ({m_drain.per_line(n, 'forwarder')})")
+    print(f"      ({m.per_line(n, 'collector')})")
+    fastest = min(spooled)
     print(
-        f"    (pipeline -> spool alone, forwarder idle: {n / spooled:,.0f} lines/s = "
-        f"{p / spooled:,.0f} points/s)"
+        f"    (pipeline -> spool alone, forwarder idle: {n / fastest:,.0f} lines/s = "
+        f"{p / fastest:,.0f} points/s at best)"
     )
-    return best / e2e
+    return top / best("fed")[0]
 
 
 # -- (c) memory ---------------------------------------------------------------------------------

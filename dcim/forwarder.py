@@ -133,6 +133,11 @@ class Forwarder:
                 self._drained.wait(min(left, 0.1))
         return True
 
+    def thread_id(self) -> int | None:
+        """The native (OS) id of the forwarder's thread, None when it is not running."""
+        t = self._thread
+        return t.native_id if t is not None and t.is_alive() else None
+
     def stats(self) -> ForwarderStats:
         return ForwarderStats(
             self._sent, self.spool.pending(), self._quarantined, self._last_error, self._failures
