@@ -55,6 +55,14 @@ class _Sink(Protocol):
     def append(self, readings: list[Reading]) -> None: ...
 
 
+class _LineSink(Protocol):
+    """A sink that takes the readings' line protocol too (``takes_lines`` true)."""
+
+    takes_lines: bool
+
+    def append(self, readings: list[Reading], lines: list[str] | None = None) -> None: ...
+
+
 # A reading's shape: (measurement, number of tags, tag keys..., tag values..., field names...),
 # one flat tuple (the cheapest key to build). For one seen good, with its fields' types
 # established: the function of its value types that checks the time and values, bound to the
@@ -114,7 +122,7 @@ class Pipeline:
         if good:
             try:
                 if lines is not None:
-                    self.spool.append(good, lines)  # type: ignore[call-arg]
+                    cast(_LineSink, self.spool).append(good, lines)
                 else:
                     self.spool.append(good)
             except SpoolFullError as exc:

@@ -15,10 +15,10 @@ appends; a 10,000-reading batch is ten rows in the same single transaction.
 Reading: :meth:`Spool.peek` gives the oldest pending readings decoded from the rows' line
 protocol (for a sink that takes readings, e.g. the embedded store); :meth:`Spool.peek_lines`
 gives them as one line protocol body, concatenated from the rows without decoding anything
-(InfluxDB). A batch is whole rows,
-as many as fit in ``max_n`` readings, or, when the oldest row alone holds more, the first
-``max_n`` of its pending readings: the row then counts them as done when acked (``done``
-column) and the next batch starts after them, so nothing is sent twice and nothing skipped.
+(InfluxDB). A batch is whole rows, as many as fit in ``max_n`` readings, or, when the oldest
+row alone holds more, the first ``max_n`` of its pending readings: the row then counts them
+as done when acked (``done`` column) and the next batch starts after them, so nothing is sent
+twice and nothing skipped.
 :meth:`Spool.ack` deletes what was delivered and quarantines what the sink refused, in one
 transaction.
 
