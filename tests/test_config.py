@@ -131,6 +131,11 @@ def test_defaults_coalesce_is_checked(coalesce: float, message: str) -> None:
     assert message in err.value.issues[0].message
 
 
-def test_coalesce_is_off_by_default() -> None:
-    cfg = parse_config(_meters({}))
-    assert cfg.defaults.coalesce_s == 0 and cfg.coalesce_of(cfg.devices[0]) == 0
+def test_coalesce_default_is_capped_to_a_short_interval_not_refused() -> None:
+    cfg = parse_config(_meters({}, {"interval_s": 0.2}))
+    assert cfg.defaults.coalesce_s == 0.05 and cfg.coalesce_of(cfg.devices[0]) == 0.05
+    # half of what its deadline (0.9 * 0.2 s) leaves of its interval
+    assert cfg.coalesce_of(cfg.devices[1]) == pytest.approx(0.01)
+    assert parse_config(_meters({}, defaults={"interval_s": 0.2})).defaults.coalesce_s == 0.05
+    off = parse_config(_meters({}, defaults={"interval_s": 10, "coalesce_s": 0}))
+    assert off.coalesce_of(off.devices[0]) == 0
