@@ -18,9 +18,8 @@ gives them as one line protocol body, concatenated from the rows without decodin
 (InfluxDB). A batch is whole rows, as many as fit in ``max_n`` readings, or, when the oldest
 row alone holds more, the first ``max_n`` of its pending readings: the row then counts them
 as done when acked (``done`` column) and the next batch starts after them, so nothing is sent
-twice and nothing skipped.
-:meth:`Spool.ack` deletes what was delivered and quarantines what the sink refused, in one
-transaction.
+twice and nothing skipped. :meth:`Spool.ack` deletes what was delivered and quarantines what
+the sink refused, in one transaction.
 
 Concurrency: one process per spool directory, enforced with an exclusive ``flock`` on
 ``spool.lock`` (:class:`SpoolLockedError` otherwise). Within the process every method is
