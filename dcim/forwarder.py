@@ -2,7 +2,10 @@
 
 A thread repeatedly peeks the oldest batch, writes it and acks it: as soon as a full batch
 (``batch_size`` readings) is pending (the spool's append says so), else what is pending every
-``flush_interval_s``. A store that takes line
+``flush_interval_s``. With a backlog of at least two batches, to a store that takes line
+protocol, batches go back to back: while one is written, a helper thread acks the one before
+and reads the next one from the spool (one write at a time, acks in order), so that the store
+does not wait for the spool between two writes. A store that takes line
 protocol as is (:class:`~dcim.storage.base.LineWriter`: InfluxDB) is sent the spool's line
 protocol, concatenated from the rows without decoding them; another one (the embedded store)
 gets the readings decoded. A retryable :class:`SinkError` (outage, auth, overload) keeps the
@@ -22,12 +25,14 @@ dozen such waits per batch. While a forwarder runs, the interval is at most ``GI
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dcim.reading import Reading
@@ -85,6 +90,7 @@ class Forwarder:
         self._thread: threading.Thread | None = None
         self._send_lock = threading.Lock()  # one sender: the thread, or flush() inline
         self._lowered = False  # this one counts among the forwarders running (GIL_SWITCH_S)
+        self._helper: ThreadPoolExecutor | None = None  # acks and reads ahead in a burst
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -106,7 +112,11 @@ class Forwarder:
         self.spool.watch(self.batch_size, None)
         if self._thread is not None:
             self._thread.join(timeout)
+            alive = self._thread.is_alive()
             self._thread = None
+            if self._helper is not None:
+                self._helper.shutdown(wait=not alive)
+                self._helper = None
         if self._lowered:
             _restore_switch_interval()
             self._lowered = False
@@ -162,7 +172,8 @@ class Forwarder:
             since = time.monotonic() - last_send
             if pending >= self.batch_size or since >= self.flush_interval_s or self._wake.is_set():
                 self._wake.clear()
-                ok = self.step()
+                burst = self._lines is not None and pending >= 2 * self.batch_size
+                ok = self._burst() if burst else self.step()
                 last_send = time.monotonic()
                 if not ok:
                     self._sleep(self._delay(self._retry_after))
@@ -202,6 +213,55 @@ class Forwarder:
                 return False
             self._ack(batch, rejected)
             return True
+
+    def _burst(self) -> bool:
+        """Batches back to back while at least a full one more is pending (see the module
+        doc). True: what it took was delivered; False: retry later (what is not acked stays
+        spooled). A batch the store refuses, or one without line protocol, goes through
+        :meth:`step`."""
+        lines = self._lines
+        assert lines is not None
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="dcim-forwarder-spool")
+        helper = self._helper
+        acked: Future[None] | None = None  # the ack of the batch written before
+        refused = False
+        with self._send_lock:
+            try:
+                batch = self.spool.peek_lines(self.batch_size)
+                while batch.count and batch.lines is not None and not self._stop.is_set():
+                    more = batch.take == 0 and (
+                        self.spool.pending() - batch.count >= self.batch_size
+                    )
+                    ahead = (
+                        helper.submit(self.spool.peek_lines, self.batch_size, batch.last_id)
+                        if more
+                        else None
+                    )
+                    try:
+                        lines.write_lines(batch.lines, batch.spans)
+                    except SinkError as exc:
+                        _wait(acked)
+                        acked = None
+                        if exc.retryable:
+                            self._failed(exc.reason, exc.retry_after_s)
+                            return False
+                        refused = True  # step() finds the bad readings
+                        break
+                    _wait(acked)
+                    acked = helper.submit(self._ack, batch, [])
+                    if ahead is None:
+                        break
+                    batch = ahead.result()
+                _wait(acked)
+            except Exception as exc:  # a store or spool bug, a disk error: retry later
+                with contextlib.suppress(Exception):  # an ack that failed: stays spooled
+                    _wait(acked)
+                self._unexpected("forwarding a backlog failed", exc)
+                return False
+        if refused or (batch.count and batch.lines is None and not self._stop.is_set()):
+            return self.step()  # the bad readings isolated; rows without line protocol
+        return True
 
     def _send(self, batch: Batch) -> tuple[Batch, list[tuple[Sequence[Reading], str]]]:
         """Write a batch; returns the batch delivered (the same one, or decoded when its line
@@ -322,3 +382,9 @@ def _restore_switch_interval() -> None:
             if sys.getswitchinterval() == GIL_SWITCH_S:
                 sys.setswitchinterval(_switch_before)
             _switch_before = None
+
+
+def _wait(done: Future[None] | None) -> None:
+    """The result of an ack handed to the helper thread (raises what it raised)."""
+    if done is not None:
+        done.result()

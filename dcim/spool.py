@@ -87,7 +87,7 @@ _INSERT_QUARANTINE = "INSERT INTO quarantine (time_ns, reason, n, readings) VALU
 # oldest row alone (its readings counted from ``done``): the id range up to the last row whose
 # running count fits (a range scan of the table, in id order: no sort of the rows read).
 _OLDEST = """
-WITH head AS (SELECT id, n - done AS left FROM spool ORDER BY id LIMIT ?1),
+WITH head AS (SELECT id, n - done AS left FROM spool WHERE id > ?3 ORDER BY id LIMIT ?1),
 run AS (
     SELECT id, row_number() OVER w AS k, sum(left) OVER w AS upto FROM head
     WINDOW w AS (ORDER BY id ROWS UNBOUNDED PRECEDING)
@@ -507,15 +507,18 @@ class Spool:
             self._pending -= self._tx(work)
 
     # -- reading -----------------------------------------------------------------------
-    def _oldest(self, max_n: int, cols: str) -> tuple[list[tuple[Any, ...]], int]:
-        """The rows of the next batch, ``(id, n, done, *cols)``, and how many readings it
-        takes of the first row when that row alone holds more than ``max_n`` (else 0)."""
+    def _oldest(
+        self, max_n: int, cols: str, after_id: int = 0
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """The rows of the next batch (of the rows after ``after_id``), ``(id, n, done,
+        *cols)``, and how many readings it takes of the first row when that row alone holds
+        more than ``max_n`` (else 0)."""
         max_n = max(1, max_n)
         with self._rlock:
             self._check_open()
             # One statement (one snapshot), one step per row of the batch: each step lets the
             # GIL go, and under a thread appending flat out each one costs a wait for it.
-            rows = self._r.execute(_OLDEST.format(cols=cols), (max_n, max_n)).fetchall()
+            rows = self._r.execute(_OLDEST.format(cols=cols), (max_n, max_n, after_id)).fetchall()
         if not rows:
             return [], 0
         return rows, (max_n if rows[0][1] - rows[0][2] > max_n else 0)
@@ -545,14 +548,16 @@ class Spool:
             self._quarantine_rows(bad)
             # Read again: the batch's id range must not span the rows just moved.
 
-    def peek_lines(self, max_n: int) -> Batch:
+    def peek_lines(self, max_n: int, after_id: int = 0) -> Batch:
         """Like :meth:`peek`, the readings as one line protocol body (``Batch.lines``),
         concatenated from the rows without decoding them. When a row has no line protocol
         (a reading in it cannot be encoded, or the row comes from a spool of format 1) or its
         line protocol fails its checksum, the batch is :meth:`peek`'s (``lines`` None,
         ``readings`` decoded: the sink encodes them and says which one it refuses; a row
-        that cannot be decoded goes to the quarantine)."""
-        rows, take = self._oldest(max_n, "t_min, t_max, crc, lp")
+        that cannot be decoded goes to the quarantine). ``after_id``: the batch that follows
+        the rows up to that id (being sent), which then is empty instead of :meth:`peek`'s
+        when a row has no usable line protocol."""
+        rows, take = self._oldest(max_n, "t_min, t_max, crc, lp", after_id)
         if not rows:
             return Batch(0, -1, [])
         parts: list[bytes] = []
@@ -560,8 +565,10 @@ class Spool:
         count = 0
         for rid, n, done, t_min, t_max, crc, lp in rows:
             if lp is None or t_min is None or t_max is None:
-                return self.peek(max_n)
+                return self.peek(max_n) if not after_id else Batch(0, -1, [])
             if zlib.crc32(lp) != crc:
+                if after_id:  # said when it is the oldest
+                    return Batch(0, -1, [])
                 log.error("spool row %d: line protocol fails its checksum, not sent as is", rid)
                 return self.peek(max_n)
             k = take or n - done

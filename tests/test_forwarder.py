@@ -15,7 +15,7 @@ from dcim.pipeline import Pipeline
 from dcim.reading import Reading
 from dcim.spool import Batch, Spool
 from dcim.storage.base import SinkError, Store
-from dcim.storage.lineprotocol import encode_many
+from dcim.storage.lineprotocol import decode_lines, encode_many
 from dcim.storage.sqlite import SqliteStore
 from tests.servers import InfluxServer, free_port, start_influxdb
 from tests.storage.helpers import influx_store
@@ -368,3 +368,44 @@ def test_a_full_batch_is_sent_at_once(tmp_path: Path) -> None:
             time.sleep(0.01)
         assert len(st.got) == 100 and time.monotonic() - t0 < 2
         fwd.stop()
+
+
+class SlowLinesStore(LinesStore):
+    """Takes a while per body (a batch in flight while the next is read and the last acked);
+    fails ``down`` times with a retryable error after ``ok_first`` bodies."""
+
+    def __init__(self, down: int = 0, ok_first: int = 0) -> None:
+        super().__init__()
+        self.down, self.ok_first = down, ok_first
+
+    def write_lines(self, body: bytes, spans: Sequence[tuple[int, int]]) -> None:
+        time.sleep(0.005)
+        if len(self.bodies) >= self.ok_first and self.down > 0:
+            self.down -= 1
+            raise SinkError(retryable=True, reason="down")
+        super().write_lines(body, spans)
+
+
+@pytest.mark.parametrize("down", [0, 2])
+def test_a_backlog_goes_back_to_back_each_reading_once(tmp_path: Path, down: int) -> None:
+    """Batches of a backlog in a burst (the next read, the last acked while one is written):
+    every reading delivered once and in order, a refused one quarantined, an outage in the
+    middle of it retried."""
+    n = 2000
+    with Spool(tmp_path) as sp:
+        for k in range(0, n, 50):  # rows of 50: batches of 2 rows
+            sp.append([rd(i) for i in range(k, k + 50)])
+        st = SlowLinesStore(down=down, ok_first=7)
+        fwd = Forwarder(sp, st, batch_size=100, **FAST)  # type: ignore[arg-type]
+        fwd.start()
+        assert fwd.flush(30)
+        assert fwd._helper is not None  # the burst ran
+        fwd.stop()
+        got = [r for body in st.bodies for r in decode_lines(body)] + st.readings
+        want = [rd(i) for i in range(n) if i != 13]
+        assert sorted(got, key=lambda r: r.time_ns) == want  # each one once
+        lines_only = [r.time_ns for body in st.bodies for r in decode_lines(body)]
+        assert lines_only == sorted(lines_only)  # the blocks in spool order
+        assert [r for x in sp.quarantined() for r in sp.quarantined_readings(x.id)] == [rd(13)]
+        assert fwd.stats().sent == n - 1 and sp.pending() == 0
+        assert fwd.stats().failures == 0 and fwd.stats().last_error is None
