@@ -14,9 +14,9 @@ memory an outage backlog is held and forwarded.
     on an InfluxDB of its own started empty (so that none finds the server holding or
     compacting the points of the one before), the best time of each compared; every round's
     figures are printed. With the CPU per line of influxd and of this process in each phase
-    (and of its threads: the one feeding the pipeline, the forwarder's): fed flat out, the
-    collector's own work per reading (validation, encoding, the durable commit) shares the
-    machine's cores with influxd and one interpreter lock with the forwarder.
+    (and of its threads: the one feeding the pipeline, the forwarder's and its helper's): fed
+    flat out, the collector's own work per reading (validation, encoding, the durable commit)
+    shares the machine's cores with influxd and one interpreter lock with the forwarder.
 (c) memory: a collector process (the real ``Collector`` object: pollers, pipeline, spool,
     forwarder, InfluxDB store) while one hour of the reference site's readings (data plus
     ``dcim_poll`` rows, 387 devices every 10 s) pile up in the spool with InfluxDB down,
@@ -333,6 +333,9 @@ def through_collector(
         if not fwd.flush(600):
             raise RuntimeError(f"not drained: {fwd.stats()}")
         elapsed = time.perf_counter() - t0
+        for t in threading.enumerate():  # acks and reads ahead for the forwarder (a backlog)
+            if t.name.startswith("dcim-forwarder-spool") and t.native_id is not None:
+                meter.threads["its helper"] = t.native_id
         meter.stop()
     finally:
         fwd.stop()
