@@ -243,7 +243,9 @@ class InfluxSink(_Model):
     ``retention_raw``), ``rp_1m`` (kept ``retention_1m``) and ``rp_1h`` (``retention_1h``), and
     the continuous queries that fill them. Durations are InfluxQL ones (``30d``, ``52w``,
     ``INF``). ``precision``: the timestamp precision of writes (times are truncated to it).
-    Writes go to ``retention_policy`` when given, else to the database's default policy."""
+    Writes go to ``retention_policy`` when given, else to the database's default policy.
+    ``gzip``: compress write bodies (default; ``false`` spends less CPU where the link to the
+    database is local or fast)."""
 
     type: Literal["influxdb"]
     url: str = Field(pattern=r"^https?://")
@@ -260,6 +262,7 @@ class InfluxSink(_Model):
     org: str | None = None
     bucket: str | None = None
     timeout_s: float = Field(default=10.0, gt=0)
+    gzip: bool = True
 
     @model_validator(mode="after")
     def _v2(self) -> InfluxSink:

@@ -2,8 +2,9 @@
 
 Writes: v1 ``POST /write?db=&rp=&precision=`` (InfluxDB 1.x, and 1.8+/2.x/3.x through
 their v1 API), or with ``api: v2`` ``POST /api/v2/write?org=&bucket=&precision=``;
-gzip body, ``Authorization: Token`` when a token is given, else basic auth. Times are
-truncated to the sink's ``precision`` (1.x knows microseconds as ``u``, not ``us``).
+gzip body (plain with ``gzip: false``), ``Authorization: Token`` when a token is given,
+else basic auth. Times are truncated to the sink's ``precision`` (1.x knows microseconds as
+``u``, not ``us``).
 Queries: InfluxQL on ``/query`` (v1 API; on 2.x it needs a DBRP mapping for ``database``).
 
 Rollups (v1, after ``dcim db init``): continuous queries write per series and window
@@ -261,7 +262,11 @@ class InfluxStore:
 
     def _post(self, lines: bytes, late: set[int]) -> None:
         """POST a line protocol body, then roll up again the ``late`` hours (starts, ns)."""
-        body = gzip.compress(lines, compresslevel=1)
+        hdr = {"Content-Type": "text/plain; charset=utf-8"}
+        body = lines
+        if self.sink.gzip:
+            body = gzip.compress(lines, compresslevel=1)
+            hdr["Content-Encoding"] = "gzip"
         if self.sink.api == "v2":
             path = "/api/v2/write"
             params = {"org": self.sink.org or "", "bucket": self.sink.bucket or ""}
@@ -272,7 +277,6 @@ class InfluxStore:
                 params["rp"] = self.sink.retention_policy
         prec = self.sink.precision
         params["precision"] = "u" if prec == "us" and self.sink.api == "v1" else prec
-        hdr = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
         for attempt in (1, 2):
             status, text, headers = self._request("POST", path, params, body, hdr)
             if status in (200, 204):

@@ -91,6 +91,13 @@ def test_v1_write_request(fake: str) -> None:
     assert gzip.decompress(req["body"]) == f"pdu,device=p1 power_w=1.0 {T}\n".encode()
 
 
+def test_write_without_gzip(fake: str) -> None:
+    InfluxStore(InfluxSink(type="influxdb", url=fake, gzip=False)).write(R)
+    req = Scripted.seen[0]
+    assert "Content-Encoding" not in req["headers"]
+    assert req["body"] == f"pdu,device=p1 power_w=1.0 {T}\n".encode()
+
+
 def test_v2_write_request(fake: str) -> None:
     sink = InfluxSink(type="influxdb", url=fake, api="v2", org="o", bucket="b",
                       token=Secret(value="tok"))  # fmt: skip
@@ -138,8 +145,10 @@ def test_query_quoting() -> None:
     )
 
 
-def test_query_with_strange_tag_values(influxdb: InfluxServer) -> None:
+@pytest.mark.parametrize("gzip_on", [True, False])
+def test_query_with_strange_tag_values(influxdb: InfluxServer, gzip_on: bool) -> None:
     st = influx_store(influxdb, "q")
+    st.sink = st.sink.model_copy(update={"gzip": gzip_on})
     odd = 'it\'s \\x "odd" a=b,c'
     st.write([Reading("pdu", {"device": odd}, {"power_w": 2.0}, T)])
     rows = st.aggregate(measurement="pdu", field="power_w", start_ns=T, end_ns=T + 1,
