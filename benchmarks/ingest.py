@@ -23,7 +23,10 @@ memory an outage backlog is held and forwarded.
     then drain once it is up; its peak RSS against 150 MB. The hour is replayed as fast as
     the spool takes it, one accept per 10 s cycle, instead of being polled live.
 
-    .venv/bin/python benchmarks/ingest.py [--readings 200000] [--hours 1]
+    .venv/bin/python benchmarks/ingest.py [--readings 200000] [--hours 1] [--no-gzip]
+
+``--no-gzip``: the collector's InfluxDB sink posts plain line protocol in (b), as curl does
+(the sink's ``gzip: false``); by default it compresses, as the product does.
 
 Needs ``influxd`` (Debian ``influxdb``) and ``curl``; uses ``tests/servers.py`` to start
 InfluxDB on a free port in a temporary directory.
@@ -302,14 +305,15 @@ def through_collector(
     meter: CpuMeter,
     *,
     concurrent: bool,
+    gzip: bool,
 ) -> tuple[float, float]:
     """The collector's path into InfluxDB, one accept per 10 s cycle, as fast as the pipeline
     takes them. ``concurrent``: the forwarder runs while the cycles are fed, and the result
     is (seconds from the first accept until the spool is empty, seconds the feeding took);
     otherwise the cycles are spooled first and the result is (seconds the forwarder took to
     drain them, seconds the spooling took). ``meter``: the CPU used over the first figure,
-    also by this (the feeding) thread and by the forwarder's."""
-    sink = InfluxSink(type="influxdb", url=srv.url, database=db, timeout_s=60.0)
+    also by this (the feeding) thread and by the forwarder's. ``gzip``: the sink's switch."""
+    sink = InfluxSink(type="influxdb", url=srv.url, database=db, timeout_s=60.0, gzip=gzip)
     store = InfluxStore(sink)
     store.ensure_database()
     spool = Spool(work / f"spool-{db}")
@@ -371,8 +375,9 @@ def on_fresh_influxdb(work: Path, db: str, n_polls: int, phase: Phase) -> tuple[
     return seconds, meter
 
 
-def report_influx(cycles: list[list[Reading]], work: Path) -> float:
-    """(b); returns the ratio to the ceiling fed flat out (the best of each)."""
+def report_influx(cycles: list[list[Reading]], work: Path, *, gzip: bool) -> float:
+    """(b); returns the ratio to the ceiling fed flat out (the best of each). ``gzip``: the
+    collector's sink compresses its writes (curl posts them plain)."""
     readings = [r for c in cycles for r in c]
     n, p = len(readings), points(readings)
     n_polls = sum(1 for r in readings if r.measurement == "dcim_poll")
@@ -380,13 +385,17 @@ def report_influx(cycles: list[list[Reading]], work: Path) -> float:
     spooled: list[float] = []
 
     def drained(srv: InfluxServer, db: str, meter: CpuMeter) -> float:
-        seconds, spooling = through_collector(srv, cycles, db, work, meter, concurrent=False)
+        seconds, spooling = through_collector(
+            srv, cycles, db, work, meter, concurrent=False, gzip=gzip
+        )
         spooled.append(spooling)
         return seconds
 
     phases: dict[str, Phase] = {
         "ceiling": lambda srv, db, m: ceiling(srv, readings, db, work, m),
-        "fed": lambda srv, db, m: through_collector(srv, cycles, db, work, m, concurrent=True)[0],
+        "fed": lambda srv, db, m: through_collector(
+            srv, cycles, db, work, m, concurrent=True, gzip=gzip
+        )[0],
         "drain": drained,
     }
     for k in range(1, ROUNDS + 1):
@@ -410,8 +419,9 @@ def report_influx(cycles: list[list[Reading]], work: Path) -> float:
 
     print(
         f"(b) into InfluxDB 1.x, {n:,} lines = {p:,} points ({p / n:.2f} fields/line), "
-        f"batches of {BATCH:,} lines; each path {ROUNDS} times in turns (ceiling, fed flat "
-        "out, draining), each on an InfluxDB started empty, the best of each compared:"
+        f"batches of {BATCH:,} lines, the collector's writes {'gzip' if gzip else 'plain'}; "
+        f"each path {ROUNDS} times in turns (ceiling, fed flat out, draining), each on an "
+        "InfluxDB started empty, the best of each compared:"
     )
     t, m = best("ceiling")
     print(
@@ -562,6 +572,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--readings", type=int, default=200_000, help="readings for (a)")
     p.add_argument("--hours", type=float, default=1.0, help="reference-site hours, (b) and (c)")
+    p.add_argument(
+        "--gzip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the InfluxDB sink's gzip switch for (b) (default on, as in the product)",
+    )
     args = p.parse_args()
     cfg = SiteConfig.model_validate(paris_chapelle())
     t = time.perf_counter()
@@ -574,7 +590,7 @@ def main() -> None:
     )
     report_spool(args, cycles)
     with tempfile.TemporaryDirectory(prefix="dcim-ingest-") as d:
-        report_influx(cycles, Path(d))
+        report_influx(cycles, Path(d), gzip=args.gzip)
         report_memory(cycles, args.hours, Path(d))
 
 
