@@ -27,7 +27,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dcim.config import ModbusOptions
-from dcim.profiles import ByteOrder, FieldKind, FieldSpec, ModbusTable, ModbusType, Profile
+from dcim.profiles import (
+    ByteOrder,
+    FieldKind,
+    FieldSpec,
+    ModbusTable,
+    ModbusType,
+    Profile,
+    integral,
+)
 from dcim.reading import FieldValue
 
 BIT_TABLES: frozenset[str] = frozenset({"coil", "discrete"})
@@ -142,10 +150,6 @@ def wrap_raw(raw: int, type_: ModbusType, *, counter: bool) -> int:
     return min(max(raw, lo), hi)
 
 
-def _integral(x: float) -> bool:
-    return math.isfinite(x) and float(x).is_integer()
-
-
 @dataclass(frozen=True, slots=True)
 class FieldCodec:
     """One profile field resolved against the profile's Modbus defaults."""
@@ -172,13 +176,7 @@ class FieldCodec:
         count = 1 if table in BIT_TABLES else register_count(f.type, f.length)
         if f.address + count > 65536:
             raise ValueError(f"field {f.name!r} runs past register 65535")
-        inv = 1.0 / f.scale if f.scale else 0.0
-        divisor = (
-            round(inv) if f.scale and abs(f.scale) < 1 and abs(inv - round(inv)) < 1e-9 else None
-        )
-        ints = _integral(f.scale) and _integral(f.offset)
-        if f.map:
-            ints = ints and all(_integral(v) for v in f.map.values())
+        ints = f.whole_scaling
         return cls(
             name=f.name,
             table=table,
@@ -192,7 +190,7 @@ class FieldCodec:
             offset=f.offset,
             mapping=dict(f.map) if f.map else None,
             as_int=ints and f.kind in ("counter", "state", "info") and f.type not in _FLOATS,
-            divisor=divisor,
+            divisor=f.divisor,
         )
 
     @property
@@ -210,12 +208,12 @@ class FieldCodec:
         if not math.isfinite(x):  # float registers answer NaN for "not available"
             return None
         if self.mapping is not None:
-            if not _integral(x) or int(x) not in self.mapping:
+            if not integral(x) or int(x) not in self.mapping:
                 return None
             x = self.mapping[int(x)]
         if self.as_int:
             return int(x) * int(self.scale) + int(self.offset)
-        if self.divisor is not None and _integral(x):
+        if self.divisor is not None and integral(x):
             return x / self.divisor + self.offset
         return float(x * self.scale + self.offset)
 

@@ -63,10 +63,6 @@ def dotted(oid: Oid) -> str:
     return ".".join(map(str, oid))
 
 
-def _integral(x: float) -> bool:
-    return math.isfinite(x) and float(x).is_integer()
-
-
 # -- one value ------------------------------------------------------------------------------
 
 
@@ -85,18 +81,12 @@ class _Decoder:
 
     @classmethod
     def of(cls, f: FieldSpec) -> _Decoder:
-        inv = 1.0 / f.scale if f.scale else 0.0
-        divisor = (
-            round(inv) if f.scale and abs(f.scale) < 1 and abs(inv - round(inv)) < 1e-9 else None
-        )
-        ints = _integral(f.scale) and _integral(f.offset) and not f.exponent
-        if f.map:
-            ints = ints and all(_integral(v) for v in f.map.values())
+        ints = f.whole_scaling and not f.exponent
         return cls(
             name=f.name,
             scale=f.scale,
             offset=f.offset,
-            divisor=divisor,
+            divisor=f.divisor,
             mapping=dict(f.map) if f.map else None,
             as_int=ints and f.kind in ("counter", "state"),
             text=f.snmp_type == "OctetString",

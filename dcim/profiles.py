@@ -11,6 +11,7 @@ device), so the twin encodes ``raw = (value - offset) / scale``.
 
 from __future__ import annotations
 
+import math
 import re
 from functools import cache
 from pathlib import Path
@@ -113,6 +114,30 @@ class FieldSpec(_Strict):
         if self.kind != "counter" or bits is None:
             return None
         return float(2**bits) * self.scale
+
+    @property
+    def divisor(self) -> int | None:
+        """``n`` where ``scale`` is exactly ``1/n`` (0.1 -> 10): ``raw / n`` gives 273.1 where
+        ``raw * 0.1`` gives 273.09999999999997. None for any other scale."""
+        if not self.scale or abs(self.scale) >= 1:
+            return None
+        inv = 1.0 / self.scale
+        return round(inv) if abs(inv - round(inv)) < 1e-9 else None
+
+    @property
+    def whole_scaling(self) -> bool:
+        """``scale``, ``offset`` and every mapped value are whole numbers: an integer raw value
+        stays an integer."""
+        return (
+            integral(self.scale)
+            and integral(self.offset)
+            and all(integral(v) for v in (self.map or {}).values())
+        )
+
+
+def integral(x: float) -> bool:
+    """A finite whole number (``3.0`` yes, ``3.5``, ``inf``, ``nan`` no)."""
+    return math.isfinite(x) and float(x).is_integer()
 
 
 class TagSpec(_Strict):

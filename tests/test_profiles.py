@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from dcim.profiles import load_profiles
+from dcim.profiles import FieldSpec, load_profiles
 
 
 @pytest.mark.parametrize(
@@ -28,6 +28,35 @@ def test_counter_wrap_follows_the_register_type(
         assert spec.type == "uint32" and spec.wrap_at == pytest.approx(2.0**32 * spec.scale)
     else:
         assert spec.wrap_at == (pytest.approx(wrap_at) if wrap_at else None)
+
+
+@pytest.mark.parametrize(
+    ("scale", "offset", "mapping", "divisor", "whole"),
+    [
+        (0.1, 0.0, None, 10, False),
+        (0.001, 0.0, None, 1000, False),
+        (0.25, 0.0, None, 4, False),
+        (0.3, 0.0, None, None, False),  # 1/0.3 is not whole
+        (-0.5, 0.0, None, -2, False),
+        (1.0, 0.0, None, None, True),
+        (1000.0, -5.0, None, None, True),
+        (1.0, 0.5, None, None, False),
+        (1.0, 0.0, {1: 0.0, 2: 1.0}, None, True),
+        (1.0, 0.0, {1: 0.5}, None, False),
+    ],
+)
+def test_exact_scaling_of_a_field(
+    scale: float,
+    offset: float,
+    mapping: dict[int, float] | None,
+    divisor: int | None,
+    whole: bool,
+) -> None:
+    spec = FieldSpec(name="x", oid="1.3.6.1.2.1.1.3.0", scale=scale, offset=offset, map=mapping)
+    assert spec.divisor == divisor
+    assert spec.whole_scaling is whole
+    if divisor:
+        assert 2731 / divisor == pytest.approx(2731 * scale)
 
 
 SNMP = {"name": "p", "protocol": "snmp", "measurement": "m"}
