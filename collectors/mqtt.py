@@ -9,6 +9,13 @@ Payload mapping (the profile's ``json`` path, dot-separated; ``value = raw * sca
 and topic templates (``{name}`` segments become tags) are shared with the twin, which encodes
 with the exact inverse (:func:`encode_payload`).
 
+Acknowledgement: a QoS 1 message is acknowledged to the broker once its readings are committed
+to the spool. While the spool is full (``spool_on_full: refuse_new``) a message is held
+unacknowledged, paho's thread waits and offers it again every ``HOLD_RETRY_S``, and the broker
+keeps the rest queued: nothing published is lost for want of disk space, as long as the
+broker's own queue lasts. A collector stopped meanwhile leaves the message with the broker,
+which delivers it again on the next connection.
+
 Health: every message yields a ``dcim_poll`` row (``up`` 1, or 0 with ``error="malformed"``
 when nothing could be read from it); a device that stays silent for longer than 1.5 of its
 interval yields one ``dcim_poll`` row ``up=0 error="gap"`` per interval until it publishes
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 GAP_FACTOR = 1.5  # silence longer than this many intervals is a gap
 LOG_EVERY_S = 60.0  # at most one malformed-payload log line per device per minute
+HOLD_RETRY_S = 1.0  # a message the spool has no room for is offered again this often
 TIME_KEYS = ("ts", "time")
 RESERVED_TAGS = ("site", "device")  # identity tags always come from the config, not the topic
 
@@ -205,13 +213,18 @@ def default_client_id(cfg: SiteConfig, devices: list[Device], role: str = "colle
     return f"dcim-{role}-{cfg.site.name}-{digest}"
 
 
-def make_client(broker: MqttBroker, client_id: str, *, clean_session: bool) -> mqtt.Client:
-    """A paho 2 client for ``broker`` (credentials, TLS, quick reconnects), not yet connected."""
+def make_client(
+    broker: MqttBroker, client_id: str, *, clean_session: bool, manual_ack: bool = False
+) -> mqtt.Client:
+    """A paho 2 client for ``broker`` (credentials, TLS, quick reconnects), not yet connected.
+    ``manual_ack``: QoS 1 messages are acknowledged by ``client.ack``, not on return from
+    ``on_message``."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=clean_session,
         protocol=mqtt.MQTTv311,
+        manual_ack=manual_ack,
     )
     if broker.username is not None:
         password = broker.password.resolve() if broker.password is not None else None
@@ -232,6 +245,8 @@ class MqttCollector:
     ``emit`` is called with each message's readings (data + ``dcim_poll`` health) from paho's
     network thread, and with gap rows from the collector's watchdog thread: it must be
     thread-safe and quick (hand the readings over, do no I/O that can block for long).
+    ``offer``, when given, takes the messages' readings instead and returns False when it
+    cannot take them now: the message is then held unacknowledged and offered again.
     """
 
     def __init__(
@@ -240,11 +255,13 @@ class MqttCollector:
         devices: list[Device],
         emit: Callable[[list[Reading]], None],
         *,
+        offer: Callable[[list[Reading]], bool] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if cfg.mqtt is None:
             raise ValueError("mqtt devices need a top-level 'mqtt:' broker section")
         self.cfg, self.broker, self.emit, self.clock = cfg, cfg.mqtt, emit, clock
+        self.offer = offer
         profiles = cfg.profiles()
         self.devices = [d for d in devices if d.protocol == "mqtt" and d.mqtt is not None]
         self._profiles: dict[str, Profile] = {d.name: profiles[d.profile] for d in self.devices}
@@ -255,6 +272,8 @@ class MqttCollector:
         self.client_id = self.broker.client_id or default_client_id(cfg, self.devices)
         self.malformed: dict[str, int] = {d.name: 0 for d in self.devices}
         self.received: dict[str, int] = {d.name: 0 for d in self.devices}
+        self.held = 0  # messages held unacknowledged at least once (the spool was full)
+        self.holding = threading.Event()  # set while a message waits for room
         self._last: dict[str, float | None] = {d.name: None for d in self.devices}
         self._next_gap: dict[str, float] = {}
         self._since: dict[str, float] = {}  # last message, or start
@@ -265,7 +284,7 @@ class MqttCollector:
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         self.connected = threading.Event()
-        self.client = make_client(self.broker, self.client_id, clean_session=False)
+        self.client = make_client(self.broker, self.client_id, clean_session=False, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -331,15 +350,57 @@ class MqttCollector:
                 rc,
             )
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        out: list[Reading] = []
         try:
             for topic_filter, dev in self._filters:
                 if topic_filter == msg.topic or mqtt.topic_matches_sub(topic_filter, msg.topic):
-                    self._handle(dev, msg.topic, bytes(msg.payload))
+                    out += self._handle(dev, msg.topic, bytes(msg.payload))
+            if out and not self._hand_over(out, msg.topic):
+                return  # stopping: not acknowledged, the broker delivers it again next time
         except Exception:  # noqa: BLE001 - never let one message kill paho's thread
             log.exception("MQTT message on %s could not be handled", msg.topic)
+        client.ack(msg.mid, msg.qos)
 
-    def _handle(self, dev: Device, topic: str, payload: bytes) -> None:
+    def _hand_over(self, readings: list[Reading], topic: str) -> bool:
+        """Give a message's readings to ``offer`` (or ``emit``); while ``offer`` has no room,
+        wait and offer them again. False if the collector stops first."""
+        if self.offer is None:
+            self.emit(readings)
+            return True
+        if self.offer(readings):
+            return True
+        self.held += 1
+        self.holding.set()
+        since = time.monotonic()
+        log.warning(
+            "MQTT: the spool is full; the message on %s is held unacknowledged at the broker"
+            " (which queues the next ones) until there is room",
+            topic,
+        )
+        try:
+            while not self._stop.wait(HOLD_RETRY_S):
+                if self.offer(readings):
+                    log.info(
+                        "MQTT: the spool has room again; message taken after %.0f s",
+                        time.monotonic() - since,
+                    )
+                    self._after_hold()
+                    return True
+            return False
+        finally:
+            self.holding.clear()
+
+    def _after_hold(self) -> None:
+        # No message was read while one was held: give the queued ones time to arrive before
+        # silence counts as a gap again (gap rows could not have been stored meanwhile).
+        now = self.clock()
+        with self._gap_lock:
+            for d in self.devices:
+                grace = now + GAP_FACTOR * self.cfg.interval_of(d)
+                self._next_gap[d.name] = max(self._next_gap[d.name], grace)
+
+    def _handle(self, dev: Device, topic: str, payload: bytes) -> list[Reading]:
         now = self.clock()
         profile = self._profiles[dev.name]
         try:
@@ -379,7 +440,7 @@ class MqttCollector:
                 late_s=0.0,
             )
         )
-        self.emit(out)
+        return out
 
     def _health(
         self, dev: Device, time_ns: int, *, up: bool, values: int, error: str, late_s: float
@@ -418,7 +479,10 @@ class MqttCollector:
                 log.exception("MQTT gap check failed")
 
     def check_gaps(self) -> None:
-        """Emit one ``up=0 error="gap"`` row per interval for each device that stays silent."""
+        """Emit one ``up=0 error="gap"`` row per interval for each device that stays silent
+        (not while a message is held: nothing is read then)."""
+        if self.holding.is_set():
+            return
         now = self.clock()
         out: list[Reading] = []
         with self._gap_lock:

@@ -33,6 +33,8 @@ Metrics (labels in braces):
 ``dcim_mqtt_connected``                                 1 while connected to the broker
 ``dcim_mqtt_messages_total{device}``,                   messages received, and those with a
 ``dcim_mqtt_malformed_total{device}``                   malformed payload
+``dcim_mqtt_holding``, ``dcim_mqtt_held_total``         1 while a message waits unacknowledged
+                                                        for room in the spool; such messages
 ``dcim_collector_info{site,version}``                   1
 ``process_*``                                           CPU, memory, open files (Linux)
 ======================================================  ======================================
@@ -234,6 +236,14 @@ class CollectorMetrics(_PromCollector):
             bad.add_metric([name], m.malformed.get(name, 0))
         yield msgs
         yield bad
+        yield GaugeMetricFamily(
+            "dcim_mqtt_holding",
+            "1 while a message waits, unacknowledged, for room in the spool",
+            int(m.holding.is_set()),
+        )
+        yield CounterMetricFamily(
+            "dcim_mqtt_held", "MQTT messages held unacknowledged for want of spool room", m.held
+        )
 
 
 class MetricsServer:

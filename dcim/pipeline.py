@@ -89,8 +89,11 @@ class Pipeline:
         self._shapes: dict[_ShapeKey, _Shape] = {}  # shapes that passed
         self._takes_lines = bool(getattr(spool, "takes_lines", False))
 
-    def accept(self, readings: list[Reading]) -> int:
-        """Validate, commit the good readings to the spool; returns how many were kept."""
+    def accept(self, readings: list[Reading], *, hold: bool = False) -> int:
+        """Validate, commit the good readings to the spool; returns how many were kept.
+        ``hold``: the caller keeps readings the spool has no room for and offers them again
+        (an MQTT QoS 1 message left unacknowledged at the broker): a full spool raises
+        :class:`SpoolFullError` instead of counting them refused."""
         good: list[Reading] = []
         lines: list[str] | None = [] if self._takes_lines else None
         shapes, encoding = self._shapes, lines is not None
@@ -126,6 +129,8 @@ class Pipeline:
                 else:
                     self.spool.append(good)
             except SpoolFullError as exc:
+                if hold:
+                    raise
                 self._refused(len(good), exc)
                 return 0
         with self._lock:

@@ -17,7 +17,7 @@ from dcim.metrics import MetricsServer, PollMetrics
 from dcim.pipeline import Pipeline
 from dcim.reading import FieldValue, Reading
 from dcim.scheduler import Scheduler
-from dcim.spool import Spool
+from dcim.spool import Spool, SpoolFullError
 from dcim.storage import make_store
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,22 @@ class Collector:
         if mqtt_devices:
             from collectors.mqtt import MqttCollector
 
-            self.mqtt = MqttCollector(self.cfg, mqtt_devices, self.emit)
+            self.mqtt = MqttCollector(self.cfg, mqtt_devices, self.emit, offer=self.offer)
 
     def emit(self, readings: list[Reading]) -> None:
         self.poll_metrics.observe(readings)
         self.pipeline.accept(readings)
+
+    def offer(self, readings: list[Reading]) -> bool:
+        """Readings their source keeps until they are taken (an MQTT QoS 1 message, which
+        the broker keeps until it is acknowledged): False, nothing written, while the spool
+        is full (``spool_on_full: refuse_new``)."""
+        try:
+            self.pipeline.accept(readings, hold=True)
+        except SpoolFullError:
+            return False
+        self.poll_metrics.observe(readings)
+        return True
 
     def spool_health(self) -> Reading:
         """The ``dcim_spool`` reading: disk use of the spool against its budget."""

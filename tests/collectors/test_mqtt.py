@@ -4,6 +4,7 @@ the collector was disconnected (persistent session). Every wait is bounded."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -22,6 +23,8 @@ from collectors.mqtt import MqttCollector, decode_payload, encode_payload, parse
 from dcim.config import Device, SiteConfig
 from dcim.profiles import Profile, load_profiles
 from dcim.reading import Reading
+from dcim.runtime import Collector
+from dcim.spool import Spool, SpoolFullError
 from tests.servers import MosquittoServer, free_port, need
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +41,11 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def site(
-    broker: MosquittoServer, *, interval_s: float = 10.0, client_id: str | None = None
+    broker: MosquittoServer,
+    *,
+    interval_s: float = 10.0,
+    client_id: str | None = None,
+    storage: dict[str, Any] | None = None,
 ) -> SiteConfig:
     devices: list[dict[str, Any]] = [
         {
@@ -69,6 +76,7 @@ def site(
             "rooms": [{"name": "roof"}],
             "mqtt": mqtt_cfg,
             "devices": devices,
+            **({"storage": storage} if storage else {}),
         }
     )
 
@@ -234,6 +242,87 @@ def test_reconnects_after_a_broker_restart_and_gets_what_was_sent_meanwhile(
             col2.stop()
     finally:
         col.stop()
+
+
+def fill(spool: Spool) -> int:
+    """Readings appended until the spool refuses even one (its budget reached)."""
+    n, size = 0, 500
+    while True:
+        batch = [
+            Reading("pdu", {"device": "p1"}, {"power_w": float(i), "n": i}, 10**18 + i)
+            for i in range(n, n + size)
+        ]
+        try:
+            spool.append(batch)
+        except SpoolFullError:
+            if size == 1:
+                return n
+            size = max(1, size // 10)
+            continue
+        n += len(batch)
+
+
+def test_a_full_spool_holds_qos1_messages_at_the_broker(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    """The runtime's collector, its spool at its 1 MiB budget (InfluxDB down: nothing
+    forwarded): a QoS 1 message is held unacknowledged, the broker queues the next ones, all
+    are committed in order once there is room; a collector stopped while holding one leaves
+    it with the broker, which delivers it on the next connection."""
+    storage = {
+        "spool_dir": str(tmp_path / "spool"),
+        "spool_max_mb": 1,
+        "sink": {"type": "influxdb", "url": f"http://127.0.0.1:{free_port()}", "timeout_s": 1},
+    }
+    cfg = site(mosquitto, client_id="dcim-test-full", storage=storage)
+    topic = TOPIC.format(zone="zone-1")
+
+    def greenhouse(col: Collector) -> list[Reading]:
+        pending = col.spool.peek(10**6).readings
+        return [r for r in pending if r.measurement == "greenhouse"]
+
+    async def main() -> None:
+        col = Collector(cfg)
+        await col.start()
+        mq = col.mqtt
+        assert mq is not None
+        pub = publisher(mosquitto)
+        try:
+            assert await asyncio.to_thread(mq.connected.wait, 10)
+            await asyncio.sleep(0.3)  # the SUBACK
+            n = fill(col.spool)
+            for i in range(3):
+                publish(pub, topic, {"temperature": 30.0 + i, "humidity": 60, "co2": 800})
+            await asyncio.to_thread(wait_for, mq.holding.is_set, 5, "message held")
+            await asyncio.sleep(2.5)  # offered again twice meanwhile: still no room
+            assert mq.holding.is_set() and mq.held == 1
+            assert col.spool.stats().pending == n and greenhouse(col) == []
+            assert sum(mq.received.values()) == 1  # the next two wait at the broker
+
+            col.spool.ack(col.spool.peek(10**6))  # room again (as a forwarder would make it)
+            await asyncio.to_thread(
+                wait_for, lambda: len(greenhouse(col)) == 3, 5, "held messages committed"
+            )
+            assert [r.fields["air_temp_c"] for r in greenhouse(col)] == [30.0, 31.0, 32.0]
+            assert not mq.holding.is_set() and mq.held == 1
+
+            fill(col.spool)
+            publish(pub, topic, {"temperature": 40.0, "humidity": 60, "co2": 800})
+            await asyncio.to_thread(wait_for, mq.holding.is_set, 5, "message held")
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+            await col.stop(flush_timeout_s=0.5)
+
+    asyncio.run(main())
+    sink = Sink()
+    col2 = MqttCollector(cfg, cfg.devices, sink)
+    col2.start()
+    try:
+        wait_for(lambda: len(sink.data("gh-zone-1")) == 1, 10, "held message delivered again")
+        assert sink.data("gh-zone-1")[0].fields["air_temp_c"] == 40.0
+    finally:
+        col2.stop()
 
 
 def test_a_silent_device_is_recorded_as_gaps(mosquitto: MosquittoServer) -> None:
