@@ -356,10 +356,18 @@ class MqttCollector:
             for topic_filter, dev in self._filters:
                 if topic_filter == msg.topic or mqtt.topic_matches_sub(topic_filter, msg.topic):
                     out += self._handle(dev, msg.topic, bytes(msg.payload))
-            if out and not self._hand_over(out, msg.topic):
-                return  # stopping: not acknowledged, the broker delivers it again next time
         except Exception:  # noqa: BLE001 - never let one message kill paho's thread
             log.exception("MQTT message on %s could not be handled", msg.topic)
+        try:
+            if out and not self._hand_over(out, msg.topic):
+                return  # stopping: not acknowledged, the broker delivers it again next time
+        except Exception:  # noqa: BLE001
+            log.exception(
+                "MQTT message on %s could not be committed; left unacknowledged (the broker"
+                " delivers it again on the next connection)",
+                msg.topic,
+            )
+            return
         client.ack(msg.mid, msg.qos)
 
     def _hand_over(self, readings: list[Reading], topic: str) -> bool:

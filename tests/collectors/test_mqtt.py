@@ -325,6 +325,37 @@ def test_a_full_spool_holds_qos1_messages_at_the_broker(
         col2.stop()
 
 
+def test_a_message_that_cannot_be_committed_is_left_with_the_broker(
+    mosquitto: MosquittoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = site(mosquitto, client_id="dcim-test-commit")
+
+    def broken(_readings: list[Reading]) -> None:
+        raise OSError("disk I/O error")
+
+    col = MqttCollector(cfg, cfg.devices, broken)
+    col.start()
+    pub = publisher(mosquitto)
+    try:
+        assert col.connected.wait(10)
+        time.sleep(0.3)  # the SUBACK
+        publish(pub, TOPIC.format(zone="zone-1"), {"temperature": 50.0, "humidity": 60, "co2": 1})
+        wait_for(lambda: col.received["gh-zone-1"] == 1, 5, "message received")
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        col.stop()
+    assert any("left unacknowledged" in r.getMessage() for r in caplog.records)
+    sink = Sink()
+    col2 = MqttCollector(cfg, cfg.devices, sink)
+    col2.start()
+    try:
+        wait_for(lambda: len(sink.data("gh-zone-1")) == 1, 10, "message delivered again")
+        assert sink.data("gh-zone-1")[0].fields["air_temp_c"] == 50.0
+    finally:
+        col2.stop()
+
+
 def test_a_silent_device_is_recorded_as_gaps(mosquitto: MosquittoServer) -> None:
     sink = Sink()
     cfg = site(mosquitto, interval_s=0.2)
