@@ -13,8 +13,9 @@ Acknowledgement: a QoS 1 message is acknowledged to the broker once its readings
 to the spool. While the spool is full (``spool_on_full: refuse_new``) a message is held
 unacknowledged, paho's thread waits and offers it again every ``HOLD_RETRY_S``, and the broker
 keeps the rest queued: nothing published is lost for want of disk space, as long as the
-broker's own queue lasts (Mosquitto: ``max_queued_messages``, 1000 per client by default). A collector stopped meanwhile leaves the message with the broker,
-which delivers it again on the next connection.
+broker's own queue lasts (Mosquitto: ``max_queued_messages``, 1000 per client by default).
+A collector stopped meanwhile leaves the message with the broker, which delivers it again on
+the next connection.
 
 Health: every message yields a ``dcim_poll`` row (``up`` 1, or 0 with ``error="malformed"``
 when nothing could be read from it); a device that stays silent for longer than 1.5 of its
