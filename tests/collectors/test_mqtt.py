@@ -262,6 +262,19 @@ def fill(spool: Spool) -> int:
         n += len(batch)
 
 
+def assert_next_session_gets(cfg: SiteConfig, air_temp_c: float) -> None:
+    """A new collector with ``cfg``'s client id (the same persistent session) receives the one
+    message of gh-zone-1 left unacknowledged with the broker."""
+    sink = Sink()
+    col = MqttCollector(cfg, cfg.devices, sink)
+    col.start()
+    try:
+        wait_for(lambda: len(sink.data("gh-zone-1")) == 1, 10, "message delivered again")
+        assert sink.data("gh-zone-1")[0].fields["air_temp_c"] == air_temp_c
+    finally:
+        col.stop()
+
+
 def test_a_full_spool_holds_qos1_messages_at_the_broker(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
@@ -315,14 +328,7 @@ def test_a_full_spool_holds_qos1_messages_at_the_broker(
             await col.stop(flush_timeout_s=0.5)
 
     asyncio.run(main())
-    sink = Sink()
-    col2 = MqttCollector(cfg, cfg.devices, sink)
-    col2.start()
-    try:
-        wait_for(lambda: len(sink.data("gh-zone-1")) == 1, 10, "held message delivered again")
-        assert sink.data("gh-zone-1")[0].fields["air_temp_c"] == 40.0
-    finally:
-        col2.stop()
+    assert_next_session_gets(cfg, 40.0)
 
 
 def test_a_message_that_cannot_be_committed_is_left_with_the_broker(
@@ -346,14 +352,7 @@ def test_a_message_that_cannot_be_committed_is_left_with_the_broker(
         pub.loop_stop()
         col.stop()
     assert any("left unacknowledged" in r.getMessage() for r in caplog.records)
-    sink = Sink()
-    col2 = MqttCollector(cfg, cfg.devices, sink)
-    col2.start()
-    try:
-        wait_for(lambda: len(sink.data("gh-zone-1")) == 1, 10, "message delivered again")
-        assert sink.data("gh-zone-1")[0].fields["air_temp_c"] == 50.0
-    finally:
-        col2.stop()
+    assert_next_session_gets(cfg, 50.0)
 
 
 def test_a_silent_device_is_recorded_as_gaps(mosquitto: MosquittoServer) -> None:
