@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll
 
-.PHONY: demo install install-test deb lint typecheck test check bench clean
+.PHONY: demo install install-twin install-test deb lint typecheck test check bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -12,6 +12,10 @@ $(PY):
 
 install: $(PY)
 	$(PY) -m pip install -q -e .
+
+# The digital twin's extra (numpy, amqtt): the demo and the benchmarks run the twin.
+install-twin: $(PY)
+	$(PY) -m pip install -q -e ".[twin]"
 
 install-test: $(PY)
 	$(PY) -m pip install -q -e ".[test]"
@@ -24,7 +28,7 @@ deb:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
 	fi
 
-demo: install
+demo: install-twin
 	$(VENV)/bin/dcim demo
 
 lint: install-test
@@ -39,7 +43,7 @@ test: deb install-test
 
 check: lint typecheck test
 
-bench: install deb
+bench: install-twin deb
 	$(PY) benchmarks/demo_cadence.py
 	$(PY) benchmarks/collect.py
 

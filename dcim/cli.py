@@ -120,6 +120,12 @@ def cmd_db_init(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from dcim.twin import missing_extra
+
+    message = missing_extra("dcim demo")
+    if message:
+        print(message, file=sys.stderr)
+        return 2
     from dcim.demo import run_demo
 
     return run_demo(args)

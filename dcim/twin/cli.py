@@ -150,6 +150,13 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.twin_command != "write-config":  # the reference config needs no extra
+        from dcim.twin import missing_extra
+
+        message = missing_extra(f"dcim twin {args.twin_command}")
+        if message:
+            print(message, file=sys.stderr)
+            return 2
     handlers = {"serve": serve, "write-config": write_config, "backfill": backfill}
     return handlers[args.twin_command](args)
 
