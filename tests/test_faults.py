@@ -27,9 +27,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from dcim.config import SiteConfig
 from dcim.reading import Reading
 from dcim.runtime import Collector
+from dcim.testing.servers import MosquittoServer, free_ports
 from dcim.twin.runner import TwinRunner, TwinThread
 from dcim.twin.site import paris_chapelle
-from tests.servers import MosquittoServer, free_ports
 
 NS = 1_000_000_000
 INTERVAL = 1.0

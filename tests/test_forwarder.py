@@ -17,7 +17,7 @@ from dcim.spool import Batch, Spool
 from dcim.storage.base import SinkError, Store
 from dcim.storage.lineprotocol import decode_lines, encode_many
 from dcim.storage.sqlite import SqliteStore
-from tests.servers import InfluxServer, free_port, start_influxdb
+from dcim.testing.servers import InfluxServer, free_port, start_influxdb
 from tests.storage.helpers import influx_store
 from tests.test_spool import _scribble, _spool_of, _truncate, v1_spool
 

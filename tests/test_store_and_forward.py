@@ -40,9 +40,15 @@ import yaml
 
 from dcim.config import SiteConfig
 from dcim.spool import Spool
+from dcim.testing.servers import (
+    InfluxServer,
+    MosquittoServer,
+    free_ports,
+    start_influxdb,
+    wait_until,
+)
 from dcim.twin.runner import TwinRunner, TwinThread
 from dcim.twin.site import paris_chapelle
-from tests.servers import InfluxServer, MosquittoServer, free_ports, start_influxdb, wait_until
 
 NS = 1_000_000_000
 INTERVAL = 2.0

@@ -13,9 +13,9 @@ import pytest
 
 from collectors import build_pollers
 from dcim.config import SiteConfig
+from dcim.testing.servers import free_ports, need
 from dcim.twin.runner import TwinRunner, TwinThread
 from dcim.twin.site import paris_chapelle
-from tests.servers import free_ports, need
 
 
 @pytest.fixture

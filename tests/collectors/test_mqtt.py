@@ -25,7 +25,7 @@ from dcim.profiles import Profile, load_profiles
 from dcim.reading import Reading
 from dcim.runtime import Collector
 from dcim.spool import Spool, SpoolFullError
-from tests.servers import MosquittoServer, free_port, need
+from dcim.testing.servers import MosquittoServer, free_port, need
 
 REPO = Path(__file__).resolve().parents[2]
 TOPIC = "dcim/paris-chapelle/greenhouse/{zone}/climate"

@@ -26,8 +26,8 @@ from dcim.config import Device, SiteConfig
 from dcim.profiles import FieldSpec, Profile, load_profiles
 from dcim.reading import Reading
 from dcim.storage.lineprotocol import encode
+from dcim.testing.servers import need
 from tests.collectors.snmpsim_server import Snmpsim, start_snmpsim
-from tests.servers import need
 
 REPO = Path(__file__).resolve().parents[2]
 CAPTURES = REPO / "tests" / "captures" / "snmp"

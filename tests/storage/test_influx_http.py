@@ -17,7 +17,7 @@ from dcim.config import InfluxSink, Secret
 from dcim.reading import Reading
 from dcim.storage.base import SinkError
 from dcim.storage.influx import InfluxStore, build_query
-from tests.servers import InfluxServer, free_port
+from dcim.testing.servers import InfluxServer, free_port
 from tests.storage.helpers import influx_store
 
 T = 1_700_000_000_000_000_000

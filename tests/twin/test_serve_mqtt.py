@@ -14,9 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collectors.mqtt import MqttCollector
 from dcim.config import SiteConfig
 from dcim.reading import Reading
+from dcim.testing.servers import MosquittoServer, free_port
 from dcim.twin.serve_mqtt import EmbeddedBroker, MqttTwin
 from dcim.twin.site import paris_chapelle
-from tests.servers import MosquittoServer, free_port
 
 VALUES = {"air_temp_c": 23.5, "humidity_pct": 61.0, "co2_ppm": 845.0}
 

@@ -1,4 +1,4 @@
-"""Real servers for the tests, started as plain processes on 127.0.0.1 in a temp directory.
+"""Real servers for tests and benchmarks, started as plain processes on 127.0.0.1 in a temp dir.
 
 InfluxDB 1.x (Debian ``influxdb``) and Mosquitto (Debian ``mosquitto``). A missing binary is a
 test *error* naming the package, never a skip: CI installs them (see README).
