@@ -32,11 +32,11 @@ demo: install-twin
 	$(VENV)/bin/dcim demo
 
 lint: install-test
-	$(VENV)/bin/ruff check dcim collectors tests benchmarks dashboards
-	$(VENV)/bin/ruff format --check dcim collectors tests benchmarks dashboards
+	$(VENV)/bin/ruff check dcim collectors tests benchmarks dashboards tools
+	$(VENV)/bin/ruff format --check dcim collectors tests benchmarks dashboards tools
 
 typecheck: install-test
-	$(VENV)/bin/mypy dcim collectors
+	$(VENV)/bin/mypy dcim collectors tools
 
 test: deb install-test
 	$(PY) -m pytest -q -ra

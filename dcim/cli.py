@@ -11,20 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from dcim.config import ConfigError, SiteConfig, load_config
+from dcim.cmdline import load_or_exit as _load
 from dcim.timeutil import NS, parse_duration, parse_period, parse_time
 
 log = logging.getLogger("dcim")
-
-
-def _load(path: str) -> SiteConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"{len(exc.issues)} error(s) in the configuration:", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -46,20 +46,25 @@ def _measurements(
     cfg: SiteConfig, model: SiteModel, names: list[str]
 ) -> dict[str, tuple[str, list[str]]]:
     """Measurement and fields of each device: its profile's, else the glossary's."""
-    from dcim.twin.model import GLOSSARY
-
     profiles = model._profiles
     out: dict[str, tuple[str, list[str]]] = {}
     for n in names:
         dev = cfg.device(n)
         kind = model.devices[n].kind
-        meas, fields = GLOSSARY[kind]
+        meas, fields = model.glossary[kind]
         prof = profiles.get(dev.profile)
         if prof is not None:
             meas = prof.measurement
             fields = tuple(f for f in fields if f in prof.field_names)
         out[n] = (meas, list(fields))
     return out
+
+
+def device_names(model: SiteModel, devices: Iterable[str] | None) -> list[str]:
+    """The simulated devices among ``devices`` (all enabled ones of the config by default)."""
+    if devices is None:
+        devices = [d.name for d in model.cfg.devices if d.enabled]
+    return [d for d in devices if d in model.devices]
 
 
 def backfill(
@@ -74,8 +79,6 @@ def backfill(
 ) -> Iterator[list[Reading]]:
     """Readings of ``devices`` (default: every enabled simulated device) polled every
     ``interval_s`` over [start, end] (UNIX s), in lists of at most ``batch``, time ordered."""
-    from dcim.twin.model import device_names
-
     names = device_names(model, devices)
     if not names or end < start:
         return

@@ -85,7 +85,7 @@ def truth_dict(truth: Any) -> dict[str, Any]:
 
 
 def backfill(args: argparse.Namespace) -> int:
-    from dcim.cli import _load
+    from dcim.cmdline import load_or_exit as _load
     from dcim.forwarder import Forwarder
     from dcim.pipeline import Pipeline
     from dcim.spool import Spool
@@ -129,7 +129,7 @@ def backfill(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from dcim.cli import _load
+    from dcim.cmdline import load_or_exit as _load
     from dcim.twin.runner import TwinRunner
 
     cfg = _load(args.config)
