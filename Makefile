@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll
 
-.PHONY: demo install install-twin install-test deb lint typecheck test check bench clean
+.PHONY: demo install install-twin install-test deb lint typecheck test test-fast check bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -40,6 +40,11 @@ typecheck: install-test
 
 test: deb install-test
 	$(PY) -m pytest -q -ra
+
+# The tests without those marked slow (the long end-to-end runs): for a quick check while
+# working; `make check` (CI) runs them all.
+test-fast: deb install-test
+	$(PY) -m pytest -q -ra -m "not slow"
 
 check: lint typecheck test
 

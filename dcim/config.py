@@ -317,6 +317,9 @@ class Storage(_Model):
     sink: EmbeddedSink | InfluxSink = Field(default_factory=EmbeddedSink, discriminator="type")
     batch_size: int = Field(default=5000, ge=1, le=1_000_000)
     flush_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    # Longest back-off between attempts while the sink is down (jittered: half to all of it):
+    # how late a recovered database is written to again at most.
+    retry_max_s: float = Field(default=60.0, gt=0, le=3600)
     # Disk budget of the spool (MiB, data pages + WAL). When full, "refuse_new" keeps every
     # accepted reading and refuses new ones (counted, logged); "drop_oldest" deletes the
     # oldest unforwarded readings to make room: data loss, only when configured.

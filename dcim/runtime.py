@@ -46,6 +46,7 @@ class Collector:
             self.store,
             batch_size=self.cfg.storage.batch_size,
             flush_interval_s=self.cfg.storage.flush_interval_s,
+            backoff_max_s=self.cfg.storage.retry_max_s,
         )
         self.poll_metrics = PollMetrics()
         self.metrics_server: MetricsServer | None = None
