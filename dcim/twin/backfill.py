@@ -95,16 +95,16 @@ def backfill(
     for c0 in range(0, n_ticks, chunk):
         ticks = first + step * np.arange(c0, min(n_ticks, c0 + chunk), dtype=np.int64)
         times = {n: ticks + poll_jitter_ns(n, ticks) for n in names}
-        # one pass over the integration blocks per group of devices integrating the same series
-        groups: dict[tuple[int, ...], list[str]] = {}
-        for n in names:
-            if model.devices[n].counters:
-                groups.setdefault(tuple(model.counter_rows(n)), []).append(n)
+        # one pass over the integration blocks for all the devices with counters: the model
+        # caches a few blocks only, so a pass per device (or per group) over a long chunk
+        # computed every block again each time
+        counted = [n for n in names if model.devices[n].counters]
         integ: dict[str, np.ndarray] = {}
-        for rws, group in groups.items():
-            allt = np.concatenate([times[n] for n in group]).astype(np.float64) / 1e9
-            got = model.integrals(allt, list(rws))
-            for i, n in enumerate(group):
+        if counted:
+            rws = sorted({r for n in counted for r in model.counter_rows(n)})
+            allt = np.concatenate([times[n] for n in counted]).astype(np.float64) / 1e9
+            got = model.integrals(allt, rws)
+            for i, n in enumerate(counted):
                 integ[n] = got[:, i * len(ticks) : (i + 1) * len(ticks)]
         rows: list[list[Reading]] = []
         was = gc.isenabled()
