@@ -174,16 +174,30 @@ def test_blackholed_agent_dead_unit_and_broker_restart(
         await asyncio.sleep(0.3)  # the SUBACK
         # Distinct messages handed to the pipeline: QoS 1 redelivers after the restart, so
         # counting deliveries would stop the wait while the last messages are in flight.
+        # The collector hands a message to ``offer`` (committed, or held while the spool is
+        # full); ``emit`` only where there is no ``offer``: watch both.
         seen: set[tuple[str, int]] = set()
-        emit = col.mqtt.emit
+        emit, offer = col.mqtt.emit, col.mqtt.offer
 
-        def tap(readings: list[Reading]) -> None:
-            emit(readings)
+        def note(readings: list[Reading]) -> None:
             seen.update(
                 (r.tags["device"], r.time_ns) for r in readings if r.measurement != "dcim_poll"
             )
 
+        def tap(readings: list[Reading]) -> None:
+            emit(readings)
+            note(readings)
+
+        def tap_offer(readings: list[Reading]) -> bool:
+            assert offer is not None
+            taken = offer(readings)
+            if taken:
+                note(readings)
+            return taken
+
         col.mqtt.emit = tap
+        if offer is not None:
+            col.mqtt.offer = tap_offer
         pub = Publisher(mosquitto)
         pub.start()
         t0 = time.time()
@@ -198,6 +212,7 @@ def test_blackholed_agent_dead_unit_and_broker_restart(
             deadline = time.monotonic() + 15
             while len(seen) < want and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
+            assert len(seen) == want, f"{len(seen)} of {want} messages reached the pipeline"
         finally:
             pub.close()
             events["stop"] = time.time()
