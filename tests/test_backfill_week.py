@@ -46,6 +46,7 @@ def backfilled(tmp: Path, sink: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     return path, json.loads(truth.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["embedded", "influxdb"])
 def test_backfilled_week_matches_truth(kind: str, tmp_path: Path, influxdb: InfluxServer) -> None:
     sink = (

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from dcim.config import SiteConfig
@@ -144,6 +145,7 @@ def store_rows(path: Path, measurement: str, field: str) -> dict[str, list[tuple
     return out
 
 
+@pytest.mark.slow
 def test_blackholed_agent_dead_unit_and_broker_restart(
     tmp_path: Path, mosquitto: MosquittoServer
 ) -> None:
