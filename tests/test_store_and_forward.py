@@ -47,6 +47,7 @@ from dcim.spool import Spool
 from dcim.testing.servers import (
     InfluxServer,
     MosquittoServer,
+    free_port,
     free_ports,
     start_influxdb,
     wait_until,
@@ -71,7 +72,11 @@ MQTT_SLACK_NS = 2 * NS  # an MQTT reading is stamped by the sensor, its dcim_pol
 
 
 def write_site(
-    tmp: Path, mqtt: MosquittoServer, sink: dict[str, Any], **storage: Any
+    tmp: Path,
+    mqtt: MosquittoServer,
+    sink: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    **storage: Any,
 ) -> tuple[Path, SiteConfig]:
     doc = paris_chapelle(
         racks=RACKS,
@@ -86,6 +91,8 @@ def write_site(
     doc["mqtt"].update(username=mqtt.user, password={"value": mqtt.password}, client_id="dcim-saf")
     doc["defaults"]["timeout_s"] = 1.0
     doc["storage"].update(storage)
+    if metrics is not None:
+        doc["metrics"] = metrics
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path, SiteConfig.model_validate(doc)
@@ -198,6 +205,15 @@ def newest_poll_ns(srv: InfluxServer) -> int:
     return int(s[0]["values"][0][0]) if s else 0
 
 
+def forwarder_failures(port: int) -> int:
+    """The collector's failed sink writes in a row, from its /metrics endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("dcim_forwarder_consecutive_failures "):
+                return int(float(line.split()[1]))
+    raise AssertionError("no dcim_forwarder_consecutive_failures on /metrics")
+
+
 def wait_flowing(srv: InfluxServer, since: float, timeout: float = 60.0) -> None:
     """Until a poll taken after ``since`` (UNIX s) is in InfluxDB: the collector forwards."""
     wait_until(lambda: newest_poll_ns(srv) > since * NS, timeout, "readings in InfluxDB")
@@ -294,8 +310,14 @@ def test_influxdb_outage_loses_and_doubles_nothing(
     tmp_path: Path, influx: InfluxServer, mosquitto: MosquittoServer
 ) -> None:
     sink = {"type": "influxdb", "url": influx.url, "database": DB}
+    metrics_port = free_port()
     path, cfg = write_site(
-        tmp_path, mosquitto, sink, retry_max_s=RETRY_MAX_S, batch_size=OUTAGE_BATCH
+        tmp_path,
+        mosquitto,
+        sink,
+        metrics={"port": metrics_port},
+        retry_max_s=RETRY_MAX_S,
+        batch_size=OUTAGE_BATCH,
     )
     col = Collector(path, tmp_path / "collector.log")
     with run_twin(cfg):
@@ -309,6 +331,9 @@ def test_influxdb_outage_loses_and_doubles_nothing(
             influx.stop()  # SIGTERM: the database goes away
             time.sleep(OUTAGE_S)
             assert col.alive(), col.output()
+            # The back-off grew to its cap and failed there again and again.
+            failures = forwarder_failures(metrics_port)
+            assert failures >= 8, (failures, col.output())
             t_up = time.time()
             influx.start()  # same port, same data directory
 
