@@ -1,7 +1,7 @@
 """Modbus TCP collector: one read cycle of a profile's registers per poll.
 
 Only the read function codes are ever sent (1 coils, 2 discrete inputs, 3 holding, 4 input
-registers). Reads are planned once per poller (``modbus_codec.plan_reads``: contiguous and
+registers). Reads are planned once per poller (``codec.plan_reads``: contiguous and
 nearby registers coalesced, ``max_registers_per_request``, ``max_hole``,
 ``single_value_reads``).
 
