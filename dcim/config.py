@@ -156,7 +156,8 @@ class Device(_Model):
         plugin, every error of both at once with its place under the device."""
         if not isinstance(data, dict):
             return handler(data)
-        known = set(protocols.names())
+        # (a protocol named like a device key could not have its section: it is not one)
+        known = set(protocols.names()) - set(cls.model_fields)
         sections = {k: v for k, v in data.items() if k in known}
         errors: list[InitErrorDetails] = []
         dev: Device | None = None
