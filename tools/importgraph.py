@@ -52,20 +52,6 @@ LAYER_OF = {
 }
 FOUNDATION_INIT = {"dcim"}  # the bare package ``dcim`` (its __init__) is foundation
 
-# Layer violations in today's code, each (importer, imported). The lead empties this list after
-# merging the protocol registry (branch ``plugins``), which removes these imports; the check
-# fails for a violation not listed here and for an entry that is no longer a violation.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("dcim.probe", "collectors"),
-        ("dcim.probe", "collectors.base"),
-        ("dcim.probe", "collectors.mqtt"),
-        ("dcim.runtime", "collectors"),
-        ("dcim.runtime", "collectors.mqtt"),
-        ("dcim.scheduler", "collectors.base"),
-    }
-)
-
 KIND_RANK = {"runtime": 0, "lazy": 1, "typing": 2}
 
 
@@ -235,15 +221,11 @@ def violations(g: Graph) -> dict[tuple[str, str], Edge]:
 
 def problems(g: Graph) -> list[str]:
     out = [f"import cycle: {' -> '.join(c)}" for c in cycles(g)]
-    found = violations(g)
-    for key, e in sorted(found.items()):
-        if key not in KNOWN_VIOLATIONS:
-            out.append(
-                f"{e.where}: {e.src} ({layer_of(e.src)}) imports {e.dst} ({layer_of(e.dst)}), "
-                "a higher layer"
-            )
-    for src, dst in sorted(KNOWN_VIOLATIONS - found.keys()):
-        out.append(f"KNOWN_VIOLATIONS: {src} -> {dst} is gone: remove it from the list")
+    for _key, e in sorted(violations(g).items()):
+        out.append(
+            f"{e.where}: {e.src} ({layer_of(e.src)}) imports {e.dst} ({layer_of(e.dst)}), "
+            "a higher layer"
+        )
     return out
 
 
@@ -303,7 +285,6 @@ def section(g: Graph) -> str:
     for layer in LAYERS:
         mods = sorted({group(m) for m in g.modules if layer_of(group(m)) == layer})
         layer_rows.append(f"| {layer} | {', '.join(f'`{m}`' for m in mods)} |")
-    known = ", ".join(f"`{s}` -> `{d}`" for s, d in sorted(KNOWN_VIOLATIONS)) or "none"
     return "\n".join(
         [
             START,
@@ -318,7 +299,7 @@ def section(g: Graph) -> str:
             "Solid arrow: a module-level import; dotted: an import inside a function (runs when "
             "it is called); `type`: under `if TYPE_CHECKING` only. A module imports only its own "
             "layer or lower ones, and no modules import each other in a cycle (runtime or "
-            f"function-level imports). Known violations, to be removed (red): {known}.",
+            "function-level imports).",
             END,
         ]
     )
