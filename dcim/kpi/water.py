@@ -40,6 +40,9 @@ P_MAX_MPA = 100.0  # upper pressure of IAPWS-IF97 region 1
 # Loop pressure for the properties: PN 16 by default. Between 0.3 and 1.6 MPa it moves k by
 # less than 0.03 % (tests/kpi/test_water.py), well inside a class 2 meter's error.
 DEFAULT_PRESSURE_MPA = 1.6
+# The grid's floats are numpy.arange's (99.89999999999998 for 99.9): a temperature this close
+# to an end is at that end.
+_EDGE_K = 1e-9
 SensorPosition = Literal["supply", "return"]
 Table = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
 
@@ -107,11 +110,11 @@ def _range_error(bad: float, p_mpa: float) -> ValueError:
 def _lookup(t: float, p_mpa: float, column: int) -> float:
     """Linear interpolation in the table, ``numpy.interp``'s arithmetic."""
     xs = table(p_mpa)[0]
-    if not xs[0] <= t <= xs[-1]:  # also catches NaN
+    if not xs[0] - _EDGE_K <= t <= xs[-1] + _EDGE_K:  # also catches NaN
         raise _range_error(t, p_mpa)
     ys = table(p_mpa)[column]
-    j = bisect_right(xs, t) - 1
-    if j == len(xs) - 1 or xs[j] == t:
+    j = max(0, bisect_right(xs, t) - 1)
+    if j == len(xs) - 1 or xs[j] >= t:  # at or beyond an end: its value, as numpy.interp
         return ys[j]
     return _slopes(p_mpa, column)[j] * (t - xs[j]) + ys[j]
 
@@ -121,8 +124,8 @@ def _vectorised(t_c: ArrayLike, p_mpa: float, column: int) -> NDArray[Any]:
 
     t = np.asarray(t_c, dtype=np.float64)
     lo, hi = liquid_range(p_mpa)
-    if t.size and (np.nanmin(t) < lo or np.nanmax(t) > hi):
-        bad = float(np.nanmin(t)) if np.nanmin(t) < lo else float(np.nanmax(t))
+    if t.size and (np.nanmin(t) < lo - _EDGE_K or np.nanmax(t) > hi + _EDGE_K):
+        bad = float(np.nanmin(t)) if np.nanmin(t) < lo - _EDGE_K else float(np.nanmax(t))
         raise _range_error(bad, p_mpa)
     tab = table(p_mpa)
     return np.asarray(np.interp(t, tab[0], tab[column]))
