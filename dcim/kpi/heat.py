@@ -175,3 +175,16 @@ def _spans(bad: list[tuple[str, int, float]], step_ns: int, why: str) -> tuple[I
             out.append(Invalid(field, run[0][0], run[-1][0] + step_ns, len(run),
                                min(vals), max(vals), why))  # fmt: skip
     return tuple(out)
+
+
+def reconcile(
+    device: str, register_wh: float | None, integrated_wh: float | None, tolerance: float
+) -> Reconciliation:
+    """Compare a meter's register increase with the heat integrated from its flow and
+    temperatures; a relative difference above ``tolerance`` is not ok."""
+    if register_wh is None or integrated_wh is None or integrated_wh == 0:
+        return Reconciliation(device, register_wh, integrated_wh, None, tolerance, None)
+    diff = (register_wh - integrated_wh) / integrated_wh
+    return Reconciliation(
+        device, register_wh, integrated_wh, diff, tolerance, abs(diff) <= tolerance
+    )

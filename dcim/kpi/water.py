@@ -51,7 +51,10 @@ def properties(t_c: float, p_mpa: float = DEFAULT_PRESSURE_MPA) -> tuple[float, 
     """(density kg/m3, specific enthalpy J/kg) of liquid water at t_c, computed directly."""
     if not 0.0 < p_mpa <= P_MAX_MPA:
         raise ValueError(f"pressure {p_mpa} MPa outside IAPWS-IF97 region 1 (up to 100 MPa)")
-    state = IAPWS97(T=t_c + KELVIN, P=p_mpa)
+    try:
+        state = IAPWS97(T=t_c + KELVIN, P=p_mpa)
+    except NotImplementedError as exc:  # iapws: outside every IF97 region
+        raise ValueError(f"{t_c} degC at {p_mpa} MPa is outside IAPWS-IF97 ({exc})") from exc
     if state.region != 1:
         raise ValueError(f"{t_c} degC at {p_mpa} MPa is not liquid water (IF97 region 1)")
     return float(state.rho), float(state.h) * 1000.0
@@ -68,6 +71,8 @@ def _grid() -> list[float]:
 def table(p_mpa: float) -> Table:
     """(temperatures degC, density kg/m3, enthalpy J/kg) on the 0.1 K grid, as far as water
     is liquid at ``p_mpa``."""
+    if not 0.0 < p_mpa <= P_MAX_MPA:
+        raise ValueError(f"pressure {p_mpa} MPa outside IAPWS-IF97 region 1 (up to 100 MPa)")
     temps: list[float] = []
     rho: list[float] = []
     h: list[float] = []
