@@ -122,7 +122,7 @@ def main() -> None:
         t_raw, e_raw = timed(lambda: water.heat_energy_wh(raw_t, rf, rs, rr, sensor="return"), 1)
         st.close()
     print(f"integrated_heat, {len(times):,} windows of {window} s: {t_all:.3f} s "
-          f"({got.value_wh / 1e6:,.3f} MWh)")  # fmt: skip
+          f"({(got.value_wh or 0.0) / 1e6:,.3f} MWh)")  # fmt: skip
     print(f"  the 3 mean queries alone:                 {t_q:.3f} s")
     print(f"  arithmetic, pure Python (production):     {t_py:.4f} s")
     print(f"  arithmetic, numpy (reference):            {t_np:.4f} s")

@@ -47,7 +47,7 @@ def saturation_pressure(t_k: float) -> float:
     a = theta**2 + n[0] * theta + n[1]
     b = n[2] * theta**2 + n[3] * theta + n[4]
     c = n[5] * theta**2 + n[6] * theta + n[7]
-    return (2 * c / (-b + (b**2 - 4 * a * c) ** 0.5)) ** 4
+    return float((2 * c / (-b + math.sqrt(b**2 - 4 * a * c))) ** 4)
 
 
 def region1(t_k: float, p_mpa: float) -> tuple[float, float]:
