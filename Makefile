@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll
 
-.PHONY: demo install install-test deb lint typecheck test check bench clean
+.PHONY: demo install install-twin install-test deb lint typecheck test check bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,7 +24,10 @@ deb:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
 	fi
 
-demo: install
+install-twin: $(PY)
+	$(PY) -m pip install -q -e ".[twin]"
+
+demo: install-twin
 	$(VENV)/bin/dcim demo
 
 lint: install-test
