@@ -31,8 +31,12 @@ def heat_delivered(figs: Figures, cfg: SiteConfig, inp: Inputs) -> dict[str, Ene
             figs.add(name, kwh(h.value), "kWh", h.completeness, h.estimated, note)
             for m in inp.role(role):
                 got = inp.integrated.get(m.device)
-                if got is not None:  # its profile has flow and temperatures
+                if got is None:  # no flow and temperatures in its profile
+                    continue
+                try:
                     heat_check(figs, cfg.device(m.device), m, got, cfg.kpi.heat_reconcile_tolerance)
+                except (ValueError, ArithmeticError) as exc:  # one meter's check, not the rest
+                    figs.failed(f"heat_check_{m.device}", "", 0.0, f"not computed: {exc}")
     return heat
 
 
