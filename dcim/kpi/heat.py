@@ -146,7 +146,11 @@ def window_energy_wh(
     lo, hi = water.liquid_range()
     parts: list[float] = []
     bad: list[tuple[str, int, float]] = []  # field, window start, value
+    bad_flow: list[tuple[str, int, float]] = []
     for t, q, a, b in zip(times, flow, t_supply, t_return, strict=True):
+        if not q >= 0.0:  # also NaN: a meter counts forward flow only
+            bad_flow.append(("flow_m3_per_h", t, q))
+            continue
         try:
             power = water.heat_power_w(q, a, b, sensor=sensor)
         except ValueError:
@@ -155,7 +159,9 @@ def window_energy_wh(
             continue
         parts.append(power * ((min(t + step_ns, end_ns) - max(t, start_ns)) / NS))
     why = f"outside {lo:g}-{hi:g} degC, not liquid water (a sensor fault value?); left out"
-    return WindowEnergy(math.fsum(parts) / 3600.0, len(parts), _spans(bad, step_ns, why))
+    invalid = _spans(bad_flow, step_ns, "negative flow (a sensor fault value?); left out")
+    invalid += _spans(bad, step_ns, why)
+    return WindowEnergy(math.fsum(parts) / 3600.0, len(parts), invalid)
 
 
 def _spans(bad: list[tuple[str, int, float]], step_ns: int, why: str) -> tuple[Invalid, ...]:

@@ -113,3 +113,14 @@ def test_windows_that_are_not_water_are_left_out_and_named() -> None:
     text = r.describe("hm-1", 60)
     assert text.startswith("hm-1 return_temp_c -327.68 to -85.9 from 1970-01-01T00:03:00Z to")
     assert "3 window(s) of 60 s" in text and "not liquid water" in text
+
+
+def test_a_negative_flow_window_is_left_out_and_named() -> None:
+    step = 60 * NS
+    times = [i * step for i in range(4)]
+    flow = [10.0, -327.68, 10.0, 10.0]
+    got = window_energy_wh(times, flow, [45.0] * 4, [35.0] * 4, "supply", step, 0, 4 * step)
+    assert got.usable == 3
+    (f,) = got.invalid
+    assert (f.field, f.start_ns, f.end_ns, f.low) == ("flow_m3_per_h", step, 2 * step, -327.68)
+    assert "negative flow" in f.describe("hm-1", 60)
