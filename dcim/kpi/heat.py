@@ -50,10 +50,11 @@ class Invalid:
         def utc(ns: int) -> str:
             return datetime.fromtimestamp(ns / NS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-        vals = f"{self.low:g}" if self.low == self.high else f"{self.low:g} to {self.high:g}"
+        lo, hi = f"{self.low:.2f}", f"{self.high:.2f}"
+        vals = lo if lo == hi else f"{lo} to {hi}"
         return (
-            f"{device} {self.field} {vals} from {utc(self.start_ns)} to {utc(self.end_ns)} "
-            f"({self.windows} window(s) of {window_s} s): {self.why}"
+            f"{device} {self.field}, window means {vals}, from {utc(self.start_ns)} to "
+            f"{utc(self.end_ns)} ({self.windows} window(s) of {window_s} s): {self.why}"
         )
 
 

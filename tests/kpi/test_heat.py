@@ -111,7 +111,9 @@ def test_windows_that_are_not_water_are_left_out_and_named() -> None:
     assert (r.low, r.high) == (-327.68, -85.9)
     assert (s.field, s.start_ns, s.end_ns, s.low) == ("supply_temp_c", 8 * step, 9 * step, 180.0)
     text = r.describe("hm-1", 60)
-    assert text.startswith("hm-1 return_temp_c -327.68 to -85.9 from 1970-01-01T00:03:00Z to")
+    assert text.startswith(
+        "hm-1 return_temp_c, window means -327.68 to -85.90, from 1970-01-01T00:03:00Z to"
+    )
     assert "3 window(s) of 60 s" in text and "not liquid water" in text
 
 

@@ -100,7 +100,7 @@ def test_kpi_cli_reports_around_a_faulty_temperature_sensor(
     assert check["value"] is None and check["flagged"]
     note = check["note"]
     # the device, the field, the values, the time range and why
-    assert "hm-rec return_temp_c" in note and "-327.68" in note, note
+    assert "hm-rec return_temp_c, window means -327.68 to -85.89" in note, note
     assert "from 2026-01-01T10:30:00Z to 2026-01-01T10:32:00Z" in note, note
     assert "2 window(s) of 60 s" in note and "not liquid water" in note, note
     # what was usable: 58 of the 60 one-minute windows
