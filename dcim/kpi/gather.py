@@ -92,7 +92,7 @@ def gather(store: Store, cfg: SiteConfig, start_ns: int, end_ns: int) -> Inputs:
                 start_ns,
                 end_ns,
                 measurement=profiles[d.profile].measurement,
-            )  # fmt: skip
+            )
             for d in heat_meters(cfg)
         }
 
