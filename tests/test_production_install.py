@@ -21,7 +21,7 @@ SITE = ROOT / "examples" / "paris-chapelle.yaml"
 # Installed by a blocker before anything else runs: numpy and amqtt are "not installed".
 BLOCKER = r"""
 import sys, traceback
-BLOCKED = ("numpy", "amqtt")
+BLOCKED = ("numpy", "amqtt", "scipy", "iapws")
 class _Blocker:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] not in BLOCKED:
@@ -46,6 +46,7 @@ PRODUCTION_MODULES = [
     "dcim.probe",  # dcim probe
     "dcim.dbinit",  # dcim db init
     "dcim.quarantine",  # dcim quarantine
+    "dcim.kpi.period",  # dcim kpi (IAPWS-IF97 in dcim.kpi.if97: no iapws, scipy or numpy)
     "dcim.storage",
     "dcim.storage.influx",
     "dcim.storage.sqlite",
@@ -56,14 +57,6 @@ PRODUCTION_MODULES = [
     "collectors",
     "dcim.twin.site",  # dcim twin write-config: the reference config needs no extra
 ]
-
-# Production modules that still import numpy today, each with the reason; the lead empties this
-# after merging the KPI split (dcim/kpi without numpy). The test below fails for an entry that
-# no longer imports numpy, so the list cannot outlive its reason.
-# Note: iapws (IAPWS-IF97, a production dependency) itself imports numpy and scipy.
-STILL_IMPORTS_NUMPY = {
-    "dcim.kpi.period": "dcim/kpi/heat.py and water.py use numpy (removed by the KPI split)",
-}
 
 
 def run_blocked(code: str) -> subprocess.CompletedProcess[str]:
@@ -80,16 +73,6 @@ def run_blocked(code: str) -> subprocess.CompletedProcess[str]:
 def test_production_module_loads_without_twin_extra(module: str) -> None:
     r = run_blocked(f"import {module}")
     assert r.returncode == 0, r.stderr[-3000:]
-
-
-@pytest.mark.parametrize("module", sorted(STILL_IMPORTS_NUMPY))
-def test_known_numpy_importer_still_imports_it(module: str) -> None:
-    """The allow-list is exact: remove an entry once its module loads without numpy."""
-    r = run_blocked(f"import {module}")
-    assert r.returncode != 0 and "BLOCKED numpy" in r.stderr, (
-        f"{module} loads without numpy now: remove it from STILL_IMPORTS_NUMPY and add it to "
-        f"PRODUCTION_MODULES ({STILL_IMPORTS_NUMPY[module]})"
-    )
 
 
 def test_check_config_runs_without_twin_extra() -> None:
