@@ -277,10 +277,25 @@ class ProfileError(ValueError):
     pass
 
 
+def profile_model(protocol: object) -> type[Profile]:
+    """The profile model of ``protocol``: :class:`Profile` for the built-in protocols, else
+    the ``profile`` of the plugin registered under that name in the ``dcim.protocols``
+    entry-point group (see :mod:`dcim.protocols`)."""
+    if protocol in ("snmp", "modbus", "mqtt") or not isinstance(protocol, str):
+        return Profile
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="dcim.protocols", name=protocol):
+        model: type[Profile] = ep.load().profile
+        return model
+    return Profile  # whose validation names the protocols it knows
+
+
 def load_profile(path: Path) -> Profile:
     try:
         data = yaml.safe_load(path.read_text())
-        return Profile.model_validate(data)
+        model = profile_model(data.get("protocol") if isinstance(data, dict) else None)
+        return model.model_validate(data)
     except (OSError, yaml.YAMLError, ValueError) as exc:
         raise ProfileError(f"{path}: {exc}") from exc
 
