@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Protocol
 
 from dcim.config import Device, SiteConfig
+from dcim.protocols import ErrorKind, PollError
 from dcim.reading import Reading
 
-ErrorKind = Literal["timeout", "refused", "protocol", "auth", "decode", "config", "other"]
-
-
-class PollError(Exception):
-    """The one error type protocol code raises; the scheduler decides what it means."""
-
-    def __init__(self, kind: ErrorKind, message: str):
-        super().__init__(message)
-        self.kind: ErrorKind = kind
+__all__ = ["ErrorKind", "PollError", "Poller", "PollerFactory"]
 
 
 class Poller(Protocol):
