@@ -17,6 +17,7 @@ or the pinned SHA-256 of the certificate (``aiohttp.Fingerprint``); plain HTTP o
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import ssl
@@ -79,11 +80,12 @@ class RedfishClient:
             connector = aiohttp.TCPConnector(
                 limit=self.opts.max_connections, ssl=self._ssl, keepalive_timeout=120
             )
-            auth = None
-            if self.opts.auth == "basic":
-                auth = aiohttp.BasicAuth(self.opts.username, self._password)
+            headers = dict(_HEADERS)
+            if self.opts.auth == "basic":  # RFC 7617; aiohttp's BasicAuth is deprecated
+                pair = f"{self.opts.username}:{self._password}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
             self._http = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, headers=_HEADERS, auth=auth
+                connector=connector, timeout=self._timeout, headers=headers
             )
             self._login_lock = asyncio.Lock()
         return self._http

@@ -1,0 +1,237 @@
+"""The Redfish poller against the twin's BMCs over real HTTPS: values equal to the twin's
+ground truth for both resource generations, sessions, basic auth, TLS checks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from dcim.protocols import PollError
+from dcim.twin.serve_redfish import RedfishTwin
+from tests.collectors.redfish.bmcs import as_truth, make_twin, poller, values_of
+
+VALUES = values_of(3)
+NAME = "srv-001"
+
+
+def with_twin(
+    body: Callable[[RedfishTwin], Awaitable[None]], **kw: Any
+) -> None:
+    async def main() -> None:
+        twin = make_twin(VALUES, **kw)
+        await twin.start()
+        try:
+            await body(twin)
+        finally:
+            await twin.stop()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("expand", [True, False], ids=["expand", "member-by-member"])
+def test_newer_resources_give_the_ground_truth(expand: bool) -> None:
+    async def body(twin: RedfishTwin) -> None:
+        twin.set_expand(NAME, expand)
+        p = poller(twin, NAME)
+        try:
+            got = as_truth(await p.poll())
+            assert got == twin.state(NAME).truth()
+            # the newer resources were read (the older ones are served too, and not needed)
+            assert "speed_pct" in got[("server_fan", "Fan1")]
+            assert {"environment_metrics", "sensors", "fans", "power_supplies"} <= set(
+                p._urls or {}
+            )
+        finally:
+            await p.close()
+
+    with_twin(body)
+
+
+def test_older_power_and_thermal_only_give_the_ground_truth() -> None:
+    async def body(twin: RedfishTwin) -> None:
+        twin.set_old_only(NAME)
+        p = poller(twin, NAME)
+        try:
+            got = as_truth(await p.poll())
+            assert got == twin.state(NAME).truth(old_only=True)
+            assert set(p._urls or {}) == {"chassis", "power", "thermal"}
+        finally:
+            await p.close()
+
+    with_twin(body)
+
+
+def test_absent_components_and_null_readings_are_left_out() -> None:
+    async def body(twin: RedfishTwin) -> None:
+        p = poller(twin, NAME)
+        try:
+            for old in (False, True):
+                twin.set_old_only(NAME, old)
+                p._urls = None
+                rows = {k[1] for k in as_truth(await p.poll())}
+                assert rows >= {"Inlet Temp", "Fan4", "PSU2"}
+                assert not rows & {"GPU Temp", "Fan5", "PSU3"}, rows
+        finally:
+            await p.close()
+
+    with_twin(body)
+
+
+def test_a_url_gone_404_is_rediscovered() -> None:
+    """The BMC's firmware changed under us: the newer resources went away (404). That poll
+    still reads what the older ones give; the next one discovers the URLs again."""
+
+    async def body(twin: RedfishTwin) -> None:
+        p = poller(twin, NAME)
+        try:
+            await p.poll()
+            assert p.discoveries == 1
+            twin.set_old_only(NAME)
+            got = as_truth(await p.poll())
+            assert got[("server", "")] == twin.state(NAME).truth()[("server", "")]
+            assert p._urls is None
+            got = as_truth(await p.poll())
+            assert p.discoveries == 2
+            assert got == twin.state(NAME).truth(old_only=True)
+        finally:
+            await p.close()
+
+    with_twin(body)
+
+
+def test_session_login_once_relogin_on_401_and_logout_on_close() -> None:
+    async def body(twin: RedfishTwin) -> None:
+        bmc = twin.bmcs[NAME]
+        p = poller(twin, NAME)
+        for _ in range(3):
+            await p.poll()
+        assert bmc.logins == 1 and len(bmc.sessions) == 1
+        twin.drop_sessions(NAME)  # the BMC restarted its web server, or expired the session
+        assert as_truth(await p.poll()) == twin.state(NAME).truth()
+        assert bmc.logins == 2 and p.client.logins == 2
+        await p.close()
+        assert bmc.logouts == 1 and bmc.sessions == {}
+
+    with_twin(body)
+
+
+def test_basic_auth_sends_credentials_without_a_session() -> None:
+    async def body(twin: RedfishTwin) -> None:
+        p = poller(twin, NAME, auth="basic")
+        try:
+            assert as_truth(await p.poll()) == twin.state(NAME).truth()
+            assert twin.bmcs[NAME].logins == 0
+        finally:
+            await p.close()
+
+    with_twin(body)
+
+
+@pytest.mark.parametrize("auth", ["session", "basic"])
+def test_wrong_password_is_an_auth_error(auth: str) -> None:
+    async def body(twin: RedfishTwin) -> None:
+        p = poller(twin, NAME, auth=auth, password={"value": "nope"})
+        try:
+            with pytest.raises(PollError) as err:
+                await p.poll()
+            assert err.value.kind == "auth", err.value
+            assert "'dcim'" in str(err.value)
+        finally:
+            await p.close()
+
+    with_twin(body)
+
+
+def test_pinned_fingerprint_is_accepted() -> None:
+    async def body(twin: RedfishTwin) -> None:
+        fp = ":".join(twin.fingerprint_sha256[i : i + 2] for i in range(0, 64, 2)).upper()
+        p = poller(twin, NAME, tls_ca=None, tls_fingerprint_sha256=fp)
+        try:
+            assert as_truth(await p.poll()) == twin.state(NAME).truth()
+        finally:
+            await p.close()
+
+    with_twin(body)
+
+
+def test_wrong_fingerprint_is_refused_with_both_fingerprints() -> None:
+    async def body(twin: RedfishTwin) -> None:
+        wrong = "ab" * 32
+        p = poller(twin, NAME, tls_ca=None, tls_fingerprint_sha256=wrong)
+        try:
+            with pytest.raises(PollError) as err:
+                await p.poll()
+            assert err.value.kind == "auth"
+            assert wrong in str(err.value) and twin.fingerprint_sha256 in str(err.value)
+            assert twin.bmcs[NAME].requests == 0  # nothing was sent, credentials included
+        finally:
+            await p.close()
+
+    with_twin(body)
+
+
+def test_certificate_of_an_unknown_ca_is_refused() -> None:
+    async def body(twin: RedfishTwin) -> None:
+        other = make_twin({"x": {"power_w": 1.0, "inlet_temp_c": 1.0}})  # another CA
+        p = poller(twin, NAME, tls_ca=other.ca_path)
+        try:
+            with pytest.raises(PollError) as err:
+                await p.poll()
+            assert err.value.kind == "auth"
+            assert "not trusted" in str(err.value) and str(other.ca_path) in str(err.value)
+            assert twin.bmcs[NAME].requests == 0
+        finally:
+            await p.close()
+
+    with_twin(body)
+
+
+def test_a_bmc_refusing_the_tls_handshake_is_refused() -> None:
+    async def body(twin: RedfishTwin) -> None:
+        p = poller(twin, NAME)
+        try:
+            with pytest.raises(PollError) as err:
+                await p.poll()
+            assert err.value.kind == "refused", err.value
+            assert f":{twin.bmcs[NAME].port}" in str(err.value)
+        finally:
+            await p.close()
+
+    with_twin(body, refuse_tls=frozenset({NAME}))
+
+
+def test_a_slow_bmc_times_out_within_its_timeout() -> None:
+    async def body(twin: RedfishTwin) -> None:
+        from tests.collectors.redfish.bmcs import site
+
+        p = poller(twin, NAME, cfg=site(timeout_s=0.3))
+        twin.set_delay(NAME, 2.0)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            with pytest.raises(PollError) as err:
+                await p.poll()
+            assert err.value.kind == "timeout"
+            assert loop.time() - t0 < 1.0
+        finally:
+            await p.close()
+
+    with_twin(body)
+
+
+def test_nothing_listening_is_refused() -> None:
+    async def body(twin: RedfishTwin) -> None:
+        p = poller(twin, NAME)
+        await twin.stop()
+        try:
+            with pytest.raises(PollError) as err:
+                await p.poll()
+            assert err.value.kind == "refused"
+        finally:
+            await p.close()
+
+    with_twin(body)
+
