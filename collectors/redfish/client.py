@@ -128,10 +128,12 @@ class RedfishClient:
                     if method == "POST":
                         self._login_answer(rsp, body)
                     return rsp.status, body
-            except aiohttp.ServerDisconnectedError:
+            except aiohttp.ServerDisconnectedError as exc:
                 if attempt == 0:  # a kept-alive connection the BMC had closed: once more
                     continue
-                raise PollError("refused", f"{method} {url}: the BMC closed the connection")
+                raise PollError(
+                    "refused", f"{method} {url}: the BMC closed the connection"
+                ) from exc
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise PollError(
                     "timeout", f"{method} {url}: no answer within {self._timeout.total} s"

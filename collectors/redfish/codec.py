@@ -18,7 +18,7 @@ never changes from one poll to the next: InfluxDB refuses a field that flips typ
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,8 @@ from collectors.redfish.profile import (
 from dcim.reading import FieldValue, Reading
 
 Json = Any
+# fetches the resources named (concurrently), filling the docs dict that _Reader.run reads
+_Fetch = Callable[[set[str]], Awaitable[None]]
 # A row with this Status.State has no reading (an empty bay): left out.
 ABSENT_STATES = frozenset({"Absent"})
 _MAX_ROWS = 1000  # per table and poll: a runaway collection cannot flood the spool
@@ -149,11 +151,14 @@ def get(node: Json, steps: tuple[Step, ...]) -> Json:
     return node
 
 
-def _where(where: Mapping[str, tuple[str, ...]]) -> tuple[tuple[tuple[Step, ...], frozenset[str]], ...]:
+_Where = tuple[tuple[tuple[Step, ...], frozenset[str]], ...]
+
+
+def _where(where: Mapping[str, tuple[str, ...]]) -> _Where:
     return tuple((parse_path(k), frozenset(v)) for k, v in where.items())
 
 
-def _passes(node: Json, where: tuple[tuple[tuple[Step, ...], frozenset[str]], ...]) -> bool:
+def _passes(node: Json, where: _Where) -> bool:
     for steps, texts in where:
         v = get(node, steps)
         if not isinstance(v, str | int | float) or str(v) not in texts:
@@ -174,7 +179,7 @@ class Decoder:
     offset: float
     codes: Mapping[str, float] | None
     as_int: bool
-    where: tuple[tuple[tuple[Step, ...], frozenset[str]], ...]
+    where: _Where
 
     @classmethod
     def of(cls, f: RedfishField, path: str) -> Decoder:
@@ -210,7 +215,7 @@ class Decoder:
 class _TableSource:
     source: RowSource
     rows: tuple[Step, ...]
-    where: tuple[tuple[tuple[Step, ...], frozenset[str]], ...]
+    where: _Where
     tags: tuple[tuple[str, tuple[Step, ...]], ...]
     decoders: tuple[Decoder, ...]
 
@@ -233,8 +238,8 @@ class Plan:
 
     @classmethod
     def of(cls, profile: RedfishProfile) -> Plan:
-        fields = [
-            (f.name, [(s.resource, Decoder.of(f, s.path)) for s in f.sources])
+        fields: list[tuple[str, list[tuple[str, Decoder]]]] = [
+            (f.name, [(str(s.resource), Decoder.of(f, s.path)) for s in f.sources])
             for f in profile.fields
         ]
         tables = []
@@ -265,9 +270,6 @@ class Plan:
         self, available: Iterable[str], fetch_round: _Fetch, tags: Mapping[str, str], time_ns: int
     ) -> _Reader:
         return _Reader(self, frozenset(available), fetch_round, tags, time_ns)
-
-
-_Fetch = Any  # async (resources: set[str]) -> None, filling the docs dict (see _Reader)
 
 
 class _Reader:

@@ -108,7 +108,9 @@ def parse_path(text: str) -> tuple[Step, ...]:
 
 def _split(text: str, sep: str = ".") -> list[str]:
     """Split on ``sep`` outside brackets."""
-    out, depth, cur = [], 0, []
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "[":
             depth += 1

@@ -94,10 +94,11 @@ def bmc_state(values: Mapping[str, float | int | str]) -> BmcState:
         Fan(f"Fan{i}", round(base + 41 * i), _tenths(100.0 * (base + 41 * i) / 16000.0))
         for i in range(1, 5)
     ) + (Fan("Fan5", None, None),)  # an empty fan header
-    share = _tenths(power / 2.0)
+    # PSUs report whole watts; the two inputs add up to the chassis power exactly
+    share = float(round(power / 2.0))
     psus = (
-        Psu("PSU1", share, _tenths(share * PSU_EFFICIENCY)),
-        Psu("PSU2", share, _tenths(share * PSU_EFFICIENCY)),
+        Psu("PSU1", share, float(round(share * PSU_EFFICIENCY))),
+        Psu("PSU2", power - share, float(round((power - share) * PSU_EFFICIENCY))),
         Psu("PSU3", None, None),  # an empty bay
     )
     return BmcState(power, inlet, temps, fans, psus)

@@ -98,7 +98,11 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path, str]:
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
         .sign(ca_key, hashes.SHA256())
     )
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "bmc.pem", directory / "bmc.key"
+    ca_path, cert_path, key_path = (
+        directory / "ca.pem",
+        directory / "bmc.pem",
+        directory / "bmc.key",
+    )
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
@@ -182,9 +186,10 @@ def resources(bmc: Bmc, st: BmcState) -> dict[str, Any]:
     )
     out[f"{R}/"] = root
     out[f"{R}/Systems"] = _coll(
-        f"{R}/Systems", "#ComputerSystemCollection.ComputerSystemCollection", "Systems", [
-            f"{R}/Systems/1"
-        ]
+        f"{R}/Systems",
+        "#ComputerSystemCollection.ComputerSystemCollection",
+        "Systems",
+        [f"{R}/Systems/1"],
     )
     out[f"{R}/Systems/1"] = _odata(
         f"{R}/Systems/1",
@@ -426,9 +431,7 @@ class RedfishTwin:
     ) -> None:
         self.values = values
         self.username, self.password = username, password
-        self.bmcs = {
-            n: Bmc(n, h, p, refuse_tls=n in refuse_tls) for n, (h, p) in devices.items()
-        }
+        self.bmcs = {n: Bmc(n, h, p, refuse_tls=n in refuse_tls) for n, (h, p) in devices.items()}
         self._by_port = {b.port: b for b in self.bmcs.values()}
         self._dir = work_dir or Path(tempfile.mkdtemp(prefix="dcim-redfish-twin-"))
         self.ca_path, self.cert_path, self.key_path, self.fingerprint_sha256 = make_certificates(
@@ -556,8 +559,9 @@ class RedfishTwin:
         bmc.sessions[token] = sid
         bmc.logins += 1
         path = f"{R}/SessionService/Sessions/{sid}"
-        body = _odata(path, "#Session.v1_7_0.Session", Id=sid, Name="User Session",
-                      UserName=self.username)
+        body = _odata(
+            path, "#Session.v1_7_0.Session", Id=sid, Name="User Session", UserName=self.username
+        )
         return web.json_response(
             body, status=201, headers={"X-Auth-Token": token, "Location": path}
         )
@@ -588,8 +592,13 @@ class RedfishTwin:
         sid = path.rsplit("/", 1)[1]
         if sid in bmc.sessions.values():
             return web.json_response(
-                _odata(path, "#Session.v1_7_0.Session", Id=sid, Name="User Session",
-                       UserName=self.username)
+                _odata(
+                    path,
+                    "#Session.v1_7_0.Session",
+                    Id=sid,
+                    Name="User Session",
+                    UserName=self.username,
+                )
             )
         return _error(404, "Base.1.15.ResourceMissingAtURI", path)
 

@@ -35,11 +35,11 @@ def site(**defaults: Any) -> SiteConfig:
     )
 
 
-def device(twin: RedfishTwin, name: str, profile: str = "redfish_dmtf") -> Device:
+def device(twin: RedfishTwin, name: str, profile: str = "redfish_dmtf", **kw: Any) -> Device:
     """A redfish device (built directly: the site file's schema is the plugin registry's)."""
     bmc = twin.bmcs[name]
     return Device.model_construct(
-        name=name, protocol="redfish", profile=profile, host=bmc.host, port=bmc.port
+        name=name, protocol="redfish", profile=profile, host=bmc.host, port=bmc.port, **kw
     )
 
 
@@ -53,9 +53,7 @@ def options(twin: RedfishTwin, **kw: Any) -> RedfishOptions:
     return RedfishOptions.model_validate({k: v for k, v in doc.items() if v is not None})
 
 
-def poller(
-    twin: RedfishTwin, name: str, cfg: SiteConfig | None = None, **kw: Any
-) -> RedfishPoller:
+def poller(twin: RedfishTwin, name: str, cfg: SiteConfig | None = None, **kw: Any) -> RedfishPoller:
     return RedfishPoller(cfg or site(), device(twin, name), opts=options(twin, **kw))
 
 

@@ -17,9 +17,7 @@ VALUES = values_of(3)
 NAME = "srv-001"
 
 
-def with_twin(
-    body: Callable[[RedfishTwin], Awaitable[None]], **kw: Any
-) -> None:
+def with_twin(body: Callable[[RedfishTwin], Awaitable[None]], **kw: Any) -> None:
     async def main() -> None:
         twin = make_twin(VALUES, **kw)
         await twin.start()
@@ -234,4 +232,3 @@ def test_nothing_listening_is_refused() -> None:
             await p.close()
 
     with_twin(body)
-
