@@ -18,6 +18,7 @@ never changes from one poll to the next: InfluxDB refuses a field that flips typ
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,19 +152,43 @@ def get(node: Json, steps: tuple[Step, ...]) -> Json:
     return node
 
 
-_Where = tuple[tuple[tuple[Step, ...], frozenset[str]], ...]
+@dataclass(frozen=True, slots=True)
+class _Texts:
+    """The texts a ``where``/``exclude`` key accepts: exact ones and ``~regex`` ones."""
+
+    exact: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def of(cls, texts: Iterable[str]) -> _Texts:
+        texts = list(texts)
+        return cls(
+            frozenset(t for t in texts if not t.startswith("~")),
+            tuple(re.compile(t[1:]) for t in texts if t.startswith("~")),
+        )
+
+    def holds(self, v: Json) -> bool:
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            return False
+        text = str(v)
+        return text in self.exact or any(p.search(text) for p in self.patterns)
 
 
-def _where(where: Mapping[str, tuple[str, ...]]) -> _Where:
-    return tuple((parse_path(k), frozenset(v)) for k, v in where.items())
+_Where = tuple[tuple[tuple[Step, ...], _Texts], ...]
+
+
+def _where(where: Mapping[str, Iterable[str]]) -> _Where:
+    return tuple((parse_path(k), _Texts.of(v)) for k, v in where.items())
 
 
 def _passes(node: Json, where: _Where) -> bool:
-    for steps, texts in where:
-        v = get(node, steps)
-        if not isinstance(v, str | int | float) or str(v) not in texts:
-            return False
-    return True
+    """Every key holds one of its texts."""
+    return all(texts.holds(get(node, steps)) for steps, texts in where)
+
+
+def _excluded(node: Json, exclude: _Where) -> bool:
+    """Some key holds one of its texts."""
+    return any(texts.holds(get(node, steps)) for steps, texts in exclude)
 
 
 # -- one value ------------------------------------------------------------------------------
@@ -216,7 +241,8 @@ class _TableSource:
     source: RowSource
     rows: tuple[Step, ...]
     where: _Where
-    tags: tuple[tuple[str, tuple[Step, ...]], ...]
+    exclude: _Where
+    tags: tuple[tuple[str, tuple[tuple[Step, ...], ...]], ...]
     decoders: tuple[Decoder, ...]
 
 
@@ -252,7 +278,11 @@ class Plan:
                         s,
                         parse_path(s.rows) if s.rows else (),
                         _where(s.where),
-                        tuple((k, parse_path(v)) for k, v in s.tags.items()),
+                        _where(s.exclude),
+                        tuple(
+                            (k, tuple(parse_path(p) for p in ((v,) if isinstance(v, str) else v)))
+                            for k, v in s.tags.items()
+                        ),
                         tuple(Decoder.of(f, f.path or "") for f in s.fields),
                     )
                 )
@@ -358,11 +388,15 @@ class _Reader:
                 continue
             if src.where and not _passes(row, src.where):
                 continue
+            if src.exclude and _excluded(row, src.exclude):
+                continue
             tags = {}
-            for name, steps in src.tags:
-                v = get(row, steps)
-                if isinstance(v, str | int | float) and not isinstance(v, bool) and str(v):
-                    tags[name] = str(v)
+            for name, alternatives in src.tags:
+                for steps in alternatives:
+                    v = get(row, steps)
+                    if isinstance(v, str | int | float) and not isinstance(v, bool) and str(v):
+                        tags[name] = str(v)
+                        break
             if len(tags) != len(src.tags):
                 continue  # a row it cannot name would merge with another in the database
             key = tuple(tags.values())

@@ -16,8 +16,10 @@ expression, searched), several conditions joined by ``,`` all hold. A collection
 
 Tables give one reading per row: the rows of one source (a list in a resource, or a
 collection's members), each tagged with the values of ``tags`` (e.g. ``sensor: Name``), with
-``fields`` read relative to the row. ``where`` keeps only the rows (or, on a field, the
-values) whose keys hold one of the listed texts. A row whose ``Status.State`` is ``Absent``
+``fields`` read relative to the row (a tag may list several paths, the first present wins:
+``fan: [Name, FanName]``). ``where`` keeps only the rows (or, on a field, the values) whose
+keys hold one of the listed texts, ``exclude`` leaves out those that do (a text starting
+with ``~`` is a regular expression, searched). A row whose ``Status.State`` is ``Absent``
 (an empty PSU bay, an unpopulated fan header) is left out, and a null reading is left out:
 both are Redfish's "no reading", never a zero.
 """
@@ -161,21 +163,33 @@ class RedfishField(FieldSpec):
             raise ValueError(f"field {self.name!r}: oid, address and json are not Redfish keys")
         if self.path is not None:
             parse_path(self.path)
-        for k in self.where:
-            parse_path(k)
+        check_conditions(self.where)
         return self
+
+
+def check_conditions(conds: dict[str, tuple[str, ...]]) -> None:
+    """``where``/``exclude``: every key a path, every ``~`` text a regular expression."""
+    for k, texts in conds.items():
+        parse_path(k)
+        for t in texts:
+            if t.startswith("~"):
+                try:
+                    re.compile(t[1:])
+                except re.error as exc:
+                    raise ValueError(f"{k}: bad regular expression {t[1:]!r}: {exc}") from exc
 
 
 class RowSource(_Strict):
     """One way to get a table's rows: the list at ``rows`` in ``resource`` (``""`` for a
-    collection: its members), rows kept by ``where``; ``follow``: links in each row
-    (``Metrics``) whose resource is read and put in place of the link."""
+    collection: its members), rows kept by ``where`` and not by ``exclude``; ``follow``:
+    links in each row (``Metrics``) whose resource is read and put in place of the link."""
 
     resource: Resource
     rows: str = ""
     where: dict[str, tuple[str, ...]] = {}
+    exclude: dict[str, tuple[str, ...]] = {}
     follow: tuple[str, ...] = ()
-    tags: dict[str, str] = Field(min_length=1)
+    tags: dict[str, str | tuple[str, ...]] = Field(min_length=1)
     fields: tuple[RedfishField, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -187,12 +201,13 @@ class RowSource(_Strict):
                 f"resource {self.resource!r} is not a collection: say which list is the rows "
                 f"('rows: Temperatures')"
             )
-        for name, path in self.tags.items():
+        for name, paths in self.tags.items():
             if not _TAG_NAME.match(name) or name in RESERVED_TAGS:
                 raise ValueError(f"tag {name!r}: [a-z][a-z0-9_]*, not one of {RESERVED_TAGS}")
-            parse_path(path)
-        for k in self.where:
-            parse_path(k)
+            for path in (paths,) if isinstance(paths, str) else paths:
+                parse_path(path)
+        for cond in (self.where, self.exclude):
+            check_conditions(cond)
         for f in self.fields:
             if f.path is None or f.sources:
                 raise ValueError(f"table field {f.name!r}: give 'path' (relative to the row)")

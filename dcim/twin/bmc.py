@@ -6,7 +6,9 @@ BMC serves them with the same resolution, so both protocols give equal values at
 instant, plus the rest of the chassis, derived here deterministically (ground truth for the
 tests): temperatures by the CPUs and at the exhaust, fan speeds that follow the load and the
 inlet, two power supplies sharing the load (and a third, empty bay), an absent fan header
-and an absent sensor (a null reading: Redfish's "no reading", never a zero).
+and an absent sensor (a null reading: Redfish's "no reading", never a zero), and a "CPU1 DTS"
+sensor giving the margin below the CPU's throttle point (negative), as some BMCs list among
+their temperatures.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PSU_EFFICIENCY = 0.94
+TJ_MAX_C = 100.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class BmcState:
     power_w: float
     inlet_temp_c: float
     temps: tuple[Temp, ...]
+    margins: tuple[Temp, ...]  # DTS: degrees below the CPU's throttle point, not temperatures
     fans: tuple[Fan, ...]
     psus: tuple[Psu, ...]
 
@@ -101,4 +105,5 @@ def bmc_state(values: Mapping[str, float | int | str]) -> BmcState:
         Psu("PSU2", power - share, float(round((power - share) * PSU_EFFICIENCY))),
         Psu("PSU3", None, None),  # an empty bay
     )
-    return BmcState(power, inlet, temps, fans, psus)
+    margins = (Temp("CPU1 DTS", "CPU", _tenths(temps[1].celsius - TJ_MAX_C)),)
+    return BmcState(power, inlet, temps, margins, fans, psus)

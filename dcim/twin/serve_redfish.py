@@ -12,7 +12,9 @@ the SNMP agents serve.
 
 TLS: a throwaway CA and a certificate for 127.0.0.1 made at start with ``cryptography``
 (:attr:`RedfishTwin.ca_path`, :attr:`RedfishTwin.fingerprint_sha256`). For tests: per BMC,
-``old_only`` (serve only Power/Thermal, like HPE iLO 5), ``delay_s`` (answer every request
+``old_only`` (serve only Power/Thermal, as BMCs from before Redfish 2020.4 do),
+``redirect_slash`` (answer ``/redfish/v1/x`` with a 308 to ``/redfish/v1/x/``, as HPE's iLO 5
+adaptation guide documents), ``delay_s`` (answer every request
 that late), ``refuse_tls`` (answer the TLS ClientHello with a handshake_failure alert) and
 :meth:`RedfishTwin.drop_sessions` (the BMC forgets its sessions: the next request gets 401).
 
@@ -128,8 +130,10 @@ class Bmc:
     delay_s: float = 0.0
     refuse_tls: bool = False
     expand: bool = True
+    redirect_slash: bool = False  # HPE iLO 5: /redfish/v1/x answers 308 to /redfish/v1/x/
     sessions: dict[str, str] = field(default_factory=dict)  # token -> session id
     requests: int = 0
+    redirects: int = 0
     logins: int = 0
     logouts: int = 0
     _next_session: int = 1
@@ -225,7 +229,7 @@ def resources(bmc: Bmc, st: BmcState) -> dict[str, Any]:
             "ReadingCelsius": t.celsius,
             "Status": _OK if t.celsius is not None else _ABSENT,
         }
-        for i, t in enumerate(st.temps)
+        for i, t in enumerate(st.temps + st.margins)
     ]
     fans = [
         {
@@ -285,7 +289,7 @@ def resources(bmc: Bmc, st: BmcState) -> dict[str, Any]:
         Sensors=_link(f"{CH}/Sensors"),
     )
     sensors: list[str] = []
-    for t in st.temps:
+    for t in st.temps + st.margins:
         sid = _sensor_id(t.name)
         path = f"{CH}/Sensors/{sid}"
         sensors.append(path)
@@ -483,6 +487,9 @@ class RedfishTwin:
     def set_delay(self, name: str, delay_s: float) -> None:
         self.bmcs[name].delay_s = delay_s
 
+    def set_redirect_slash(self, name: str, redirect: bool = True) -> None:
+        self.bmcs[name].redirect_slash = redirect
+
     def set_expand(self, name: str, expand: bool) -> None:
         self.bmcs[name].expand = expand
 
@@ -502,6 +509,12 @@ class RedfishTwin:
         bmc.requests += 1
         if bmc.delay_s:
             await asyncio.sleep(bmc.delay_s)
+        if bmc.redirect_slash and request.method == "GET" and not request.path.endswith("/"):
+            bmc.redirects += 1
+            location = (
+                request.path + "/" + (f"?{request.query_string}" if request.query_string else "")
+            )
+            raise web.HTTPPermanentRedirect(location)
         path = request.path.rstrip("/") or "/"
         if path == R:
             path = f"{R}/"

@@ -232,3 +232,19 @@ def test_nothing_listening_is_refused() -> None:
             await p.close()
 
     with_twin(body)
+
+
+def test_redirects_to_a_trailing_slash_are_followed() -> None:
+    """HPE iLO 5 answers /redfish/v1/x with a 308 to /redfish/v1/x/ (HPE's "Adapting from
+    iLO 4" guide): followed, the session token kept."""
+
+    async def body(twin: RedfishTwin) -> None:
+        twin.set_redirect_slash(NAME)
+        p = poller(twin, NAME)
+        try:
+            assert as_truth(await p.poll()) == twin.state(NAME).truth()
+            assert twin.bmcs[NAME].redirects > 5 and twin.bmcs[NAME].logins == 1
+        finally:
+            await p.close()
+
+    with_twin(body)
