@@ -86,9 +86,10 @@ def bmc_state(values: Mapping[str, float | int | str]) -> BmcState:
     power = float(round(float(values["power_w"])))  # the SNMP agent's Integer32 W
     inlet = _tenths(float(values["inlet_temp_c"]))
     load = max(0.0, power - 180.0)
+    cpu1 = _tenths(inlet + 22.0 + 0.045 * load)
     temps = (
         Temp("Inlet Temp", "Intake", inlet),
-        Temp("CPU1 Temp", "CPU", _tenths(inlet + 22.0 + 0.045 * load)),
+        Temp("CPU1 Temp", "CPU", cpu1),
         Temp("CPU2 Temp", "CPU", _tenths(inlet + 20.5 + 0.043 * load)),
         Temp("Exhaust Temp", "Exhaust", _tenths(inlet + 4.0 + 0.025 * load)),
         Temp("GPU Temp", "GPU", None),  # no GPU fitted: State Absent, Reading null
@@ -105,5 +106,5 @@ def bmc_state(values: Mapping[str, float | int | str]) -> BmcState:
         Psu("PSU2", power - share, float(round((power - share) * PSU_EFFICIENCY))),
         Psu("PSU3", None, None),  # an empty bay
     )
-    margins = (Temp("CPU1 DTS", "CPU", _tenths(temps[1].celsius - TJ_MAX_C)),)
+    margins = (Temp("CPU1 DTS", "CPU", _tenths(cpu1 - TJ_MAX_C)),)
     return BmcState(power, inlet, temps, margins, fans, psus)
