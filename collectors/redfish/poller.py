@@ -17,6 +17,7 @@ from typing import Any
 
 from collectors.redfish.client import NotFound, RedfishClient
 from collectors.redfish.codec import (
+    ABSENT_STATES,
     Plan,
     chassis_links,
     is_collection,
@@ -165,6 +166,8 @@ class RedfishPoller:
             return rows
         jobs = []
         for row in rows:
+            if _key_state(row) in ABSENT_STATES:
+                continue  # an empty bay has nothing to follow
             for key in follow:
                 url = odata_id(row.get(key)) if isinstance(row, dict) else None
                 if url is not None:
@@ -182,6 +185,11 @@ class RedfishPoller:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _key_state(row: Any) -> Any:
+    status = row.get("Status") if isinstance(row, dict) else None
+    return status.get("State") if isinstance(status, dict) else None
 
 
 def make_poller(cfg: SiteConfig, device: Device) -> RedfishPoller:
