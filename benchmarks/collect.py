@@ -3,7 +3,7 @@
 For the reference site (30 racks: 300 server BMCs, 60 rack PDUs, 2 UPS = 362 SNMP agents)
 and ten times it (300 racks, 3,602 agents), served by the twin in its own process:
 
-1. The collector's polling path (``dcim.scheduler.Scheduler`` + ``collectors.snmp`` pollers
+1. The collector's polling path (``dcim.scheduler.Scheduler`` + ``collectors.snmp.poller`` pollers
    + ``dcim.pipeline.Pipeline``) runs for ``--seconds`` after a warm-up of one interval,
    once per v1/v2c transport (``--transports wire,pysnmp``). The pipeline writes into a
    null spool that only counts: the question is what *collecting* costs; the spool and the
@@ -111,12 +111,13 @@ from typing import Any
 
 from harness import REFERENCE_RACKS, cpu_children, cpu_of, cpu_self, pct, site_doc, twin, work_dir
 
-import collectors.snmp as snmp
-from collectors import snmp_wire
-from collectors.base import PollError
-from collectors.snmp import SnmpPoller
+import collectors.snmp.poller as snmp
+from collectors.snmp import wire as snmp_wire
+from collectors.snmp.options import SnmpOptions
+from collectors.snmp.poller import SnmpPoller
 from dcim.config import SiteConfig
 from dcim.pipeline import Pipeline
+from dcim.protocols import PollError
 from dcim.reading import Reading
 from dcim.scheduler import Scheduler
 
@@ -300,10 +301,11 @@ def netsnmp_env(work: Path) -> dict[str, str]:
 
 def _agent(cfg: SiteConfig, name: str) -> list[str]:
     d = cfg.device(name)
-    assert d.snmp is not None and d.snmp.community is not None
-    version = "1" if d.snmp.version == "1" else "2c"
+    opts = d.options_as(SnmpOptions)
+    assert opts.community is not None
+    version = "1" if opts.version == "1" else "2c"
     t, r = cfg.timeout_of(d), cfg.retries_of(d)
-    comm = d.snmp.community.resolve()
+    comm = opts.community.resolve()
     return ["-v", version, "-c", comm, "-On", "-t", f"{t:g}", "-r", str(r), f"{d.host}:{d.port}"]
 
 
@@ -563,12 +565,13 @@ def rounds_of_ezsnmp(
     sessions = {}
     for name, rec in polls.items():
         d = cfg.device(name)
-        assert d.snmp is not None and d.snmp.community is not None
+        opts = d.options_as(SnmpOptions)
+        assert opts.community is not None
         reps = max([mr for kind, _, _, mr in rec.requests if kind == "bulk"] or [10])
         sessions[name] = Session(
             hostname=f"{d.host}:{d.port}",
-            version=1 if d.snmp.version == "1" else 2,
-            community=d.snmp.community.resolve(),
+            version=1 if opts.version == "1" else 2,
+            community=opts.community.resolve(),
             timeout=int(math.ceil(cfg.timeout_of(d))),
             retries=cfg.retries_of(d),
             print_oids_numerically=True,

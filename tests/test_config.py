@@ -139,3 +139,27 @@ def test_coalesce_default_is_capped_to_a_short_interval_not_refused() -> None:
     assert parse_config(_meters({}, defaults={"interval_s": 0.2})).defaults.coalesce_s == 0.05
     off = parse_config(_meters({}, defaults={"interval_s": 10, "coalesce_s": 0}))
     assert off.coalesce_of(off.devices[0]) == 0
+
+
+def test_unknown_protocol_names_the_registered_ones_at_its_line() -> None:
+    text = (
+        "site: {name: x}\n"
+        "devices:\n"
+        "  - name: ahu-1\n"
+        "    protocol: bacnet\n"
+        "    profile: crah\n"
+        "    host: 127.0.0.1\n"
+        "    port: 47808\n"
+        "    bacnet: {device_instance: 7}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, filename="site.yaml")
+    first, *rest = (str(i) for i in err.value.issues)
+    assert first.startswith("site.yaml:4: devices[0](ahu-1).protocol: unknown protocol 'bacnet'")
+    registered = first.split("the registered protocols are: ")[1].split(" (")[0].split(", ")
+    assert {"modbus", "mqtt", "snmp"} <= set(registered)
+    assert "'dcim.protocols' entry-point group" in first
+    # the section of a protocol no plugin provides is no known key either
+    assert rest == [
+        "site.yaml:8: devices[0](ahu-1).bacnet: unknown key (check its spelling and indentation)"
+    ]

@@ -38,14 +38,10 @@ EXPAND = "$expand=.($levels=1)"
 
 def options_of(device: Device) -> RedfishOptions:
     """The device's ``redfish:`` section."""
-    opts = getattr(device, "redfish", None)
-    if opts is None:
-        opts = (getattr(device, "options", None) or {}).get("redfish")  # a plugin-options dict
-    if isinstance(opts, dict):
-        opts = RedfishOptions.model_validate(opts)
-    if not isinstance(opts, RedfishOptions):
-        raise PollError("config", f"device {device.name!r} has no 'redfish:' section")
-    return opts
+    try:
+        return device.options_as(RedfishOptions)
+    except TypeError:
+        raise PollError("config", f"device {device.name!r} has no 'redfish:' section") from None
 
 
 class RedfishPoller:

@@ -32,7 +32,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dcim.profiles import RESERVED_TAGS, FieldSpec, Profile
+from dcim.profiles import RESERVED_TAGS, FieldSpec, Profile, ReadingShape
 
 # The resources discovery finds under a chassis (DSP0268 schema names in brackets).
 RESOURCES: dict[str, str] = {
@@ -159,8 +159,6 @@ class RedfishField(FieldSpec):
 
     @model_validator(mode="after")
     def _redfish(self) -> RedfishField:
-        if self.oid or self.address is not None or self.json_path:
-            raise ValueError(f"field {self.name!r}: oid, address and json are not Redfish keys")
         if self.path is not None:
             parse_path(self.path)
         check_conditions(self.where)
@@ -231,15 +229,9 @@ class RedfishTable(_Strict):
         return self
 
     @property
-    def index(self) -> tuple[str, ...]:
+    def tags(self) -> frozenset[str]:
         """The row tags (every source gives the same)."""
-        return tuple(self.sources[0].tags)
-
-    @property
-    def tags(self) -> tuple[()]:
-        """No column tags beside ``index`` (the SNMP table's ``tags``), for code that reads
-        both kinds of table."""
-        return ()
+        return frozenset(self.sources[0].tags)
 
     @property
     def fields(self) -> tuple[RedfishField, ...]:
@@ -255,17 +247,25 @@ class RedfishProfile(Profile):
     """A Redfish profile (module doc). ``fields`` are chassis-level (the profile's
     measurement, tagged like the device); ``tables`` give one reading per row."""
 
-    protocol: Literal["redfish"]  # type: ignore[assignment]
+    protocol: Literal["redfish"]
     fields: tuple[RedfishField, ...] = ()
-    tables: tuple[RedfishTable, ...] = ()  # type: ignore[assignment]
+    tables: tuple[RedfishTable, ...] = ()
+
+    def _fields_hint(self) -> str:
+        return " or 'tables'"
+
+    def shapes(self) -> list[ReadingShape]:
+        return super().shapes() + [
+            ReadingShape(
+                measurement=t.measurement or self.measurement,
+                tags=t.tags,
+                fields=frozenset(f.name for f in t.fields),
+            )
+            for t in self.tables
+        ]
 
     @model_validator(mode="after")
-    def _protocol_keys(self) -> RedfishProfile:  # replaces the SNMP/Modbus/MQTT checks
-        if not self.fields and not self.tables:
-            raise ValueError("a profile needs 'fields' or 'tables'")
-        names = [f.name for f in self.fields]
-        if len(set(names)) != len(names):
-            raise ValueError("a field is defined twice")
+    def _redfish(self) -> RedfishProfile:
         if len({t.name for t in self.tables}) != len(self.tables):
             raise ValueError("two tables have the same name")
         for f in self.fields:

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from collectors.modbus_codec import FieldCodec, field_codecs
+from collectors.modbus.codec import FieldCodec, field_codecs
+from collectors.modbus.options import ModbusOptions
 from dcim.config import SiteConfig
 from dcim.twin.serve_modbus import ModbusTwin
-from tests.collectors.test_modbus import fake_values, site, tolerance
+from tests.collectors.modbus.test_poller import fake_values, site, tolerance
 
 LINE = re.compile(r"^\[(\d+)\]:\s+(\S+)", re.M)
 
@@ -77,11 +78,11 @@ def test_mbpoll_reads_the_same_registers_as_the_codec_encodes() -> None:
     async def body(twin: ModbusTwin) -> int:
         checked = 0
         for dev in cfg.devices:
-            assert dev.port is not None and dev.modbus is not None
+            assert dev.port is not None
             for f in field_codecs(profiles[dev.profile]):
                 want = f.encode(values(dev.name)[f.name])
                 assert want is not None
-                unit = dev.modbus.unit_id
+                unit = dev.options_as(ModbusOptions).unit_id
                 # raw 16-bit words, whatever the type and order
                 got = await mbpoll(dev.port, unit, f.table, f.address, f.count)
                 assert [int(got[f.address + i]) for i in range(f.count)] == want, (dev.name, f.name)

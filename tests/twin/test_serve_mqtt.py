@@ -11,7 +11,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collectors.mqtt import MqttCollector
+from collectors.mqtt.source import MqttCollector
 from dcim.config import SiteConfig
 from dcim.reading import Reading
 from dcim.twin.serve_mqtt import EmbeddedBroker, MqttTwin

@@ -15,8 +15,9 @@ import sushy
 from sushy.auth import SessionAuth
 
 from collectors.redfish.poller import RedfishPoller
-from collectors.snmp import SnmpPoller, close_shared_engine
-from collectors.snmp_wire import close_shared_client
+from collectors.snmp.poller import SnmpPoller, close_shared_engine
+from collectors.snmp.profile import SnmpProfile
+from collectors.snmp.wire import close_shared_client
 from dcim.config import SiteConfig
 from dcim.profiles import load_profiles
 from dcim.twin.ports import free_ports
@@ -199,6 +200,7 @@ def test_redfish_and_snmp_agents_serve_the_same_values() -> None:
         await snmp.start()
         await twin.start()
         bmc = load_profiles()["bmc_server"]
+        assert isinstance(bmc, SnmpProfile)
         try:
             for dev in cfg.devices:
                 sp = SnmpPoller(cfg, dev, bmc)

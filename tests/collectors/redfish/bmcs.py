@@ -36,10 +36,18 @@ def site(**defaults: Any) -> SiteConfig:
 
 
 def device(twin: RedfishTwin, name: str, profile: str = "redfish_dmtf", **kw: Any) -> Device:
-    """A redfish device (built directly: the site file's schema is the plugin registry's)."""
+    """A redfish device of the site file, reaching BMC ``name`` with :func:`options`."""
     bmc = twin.bmcs[name]
-    return Device.model_construct(
-        name=name, protocol="redfish", profile=profile, host=bmc.host, port=bmc.port, **kw
+    return Device.model_validate(
+        {
+            "name": name,
+            "protocol": "redfish",
+            "profile": profile,
+            "host": bmc.host,
+            "port": bmc.port,
+            "redfish": options(twin).model_dump(mode="json", exclude_none=True),
+            **{k: v for k, v in kw.items() if v is not None},
+        }
     )
 
 

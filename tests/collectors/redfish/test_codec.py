@@ -156,7 +156,7 @@ def _doc(**kw: Any) -> dict[str, Any]:
         ({"fields": [{"name": "power_w", "path": "X"}]}, "give 'from'"),
         ({"fields": [{"name": "p", "from": [{"resource": "nope", "path": "X"}]}]}, "resource"),
         ({"fields": [{"name": "p", "from": [{"resource": "power", "path": "A["}]}]}, "path"),
-        ({"fields": [{"name": "p", "oid": "1.3.6", "from": []}]}, "not Redfish keys"),
+        ({"fields": [{"name": "p", "oid": "1.3.6", "from": []}]}, "oid\n  Extra inputs"),
         (
             {
                 "tables": [

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from collectors.snmp import SnmpPoller
-from collectors.snmp_codec import RateState, Sample, _Rate, counter_rate
+from collectors.snmp.codec import RateState, Sample, _Rate, counter_rate
+from collectors.snmp.poller import SnmpPoller
+from collectors.snmp.profile import SnmpProfile
 from dcim.config import SiteConfig
-from dcim.profiles import Profile
 from tests.collectors.snmpsim_server import Snmpsim, start_snmpsim
 
-CASE = Path(__file__).resolve().parents[1] / "captures" / "snmp" / "counter_wrap"
+CASE = Path(__file__).resolve().parents[2] / "captures" / "snmp" / "counter_wrap"
 OCTETS_PER_S = 1_000_000_000  # interface 1 in device.snmprec: 8 Gbit/s
 IDLE_OCTETS_PER_S = 2_500  # interface 2
 
@@ -111,7 +111,8 @@ def rows(readings: list[Any]) -> dict[str, dict[str, Any]]:
 
 def test_wraps_and_a_restart_never_give_a_spike(agent: Snmpsim) -> None:
     cfg = site(agent.port)
-    profile: Profile = cfg.profiles()["if_traffic"]
+    profile = cfg.profiles()["if_traffic"]
+    assert isinstance(profile, SnmpProfile)
     assert profile.tables[0].fields[-1].rate_of == "hc_in_octets_total"
 
     async def polls(poller: SnmpPoller, n: int) -> list[dict[str, dict[str, Any]]]:

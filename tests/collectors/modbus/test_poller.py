@@ -12,16 +12,17 @@ from typing import Any
 import pytest
 import yaml
 
-from collectors.base import PollError
-from collectors.modbus import BACKOFF_MIN_S, make_poller
-from collectors.modbus_codec import FieldCodec, field_codecs
+from collectors.modbus.codec import FieldCodec, field_codecs
+from collectors.modbus.options import ModbusOptions
+from collectors.modbus.poller import BACKOFF_MIN_S, make_poller
 from dcim.config import Device, SiteConfig
 from dcim.profiles import load_profile
+from dcim.protocols import PollError
 from dcim.twin.ports import free_ports
 from dcim.twin.serve_modbus import ModbusTwin
 from dcim.twin.site import paris_chapelle
 
-SAMPLE = Path(__file__).resolve().parents[2] / "collectors" / "modbus.sample.yaml"
+SAMPLE = Path(__file__).resolve().parents[3] / "collectors" / "modbus" / "sample.yaml"
 
 # Canonical values the fake site serves; device k adds k * step(field) so units differ.
 BASE: dict[str, float] = {
@@ -348,9 +349,9 @@ def test_a_dead_gateway_costs_its_units_one_connect_attempt() -> None:
 def test_sample_config_is_a_valid_device_with_and_without_its_defaults() -> None:
     text = SAMPLE.read_text()
     dev = Device.model_validate(yaml.safe_load(text))
-    assert dev.protocol == "modbus" and dev.modbus is not None
+    assert dev.protocol == "modbus" and dev.options_as(ModbusOptions) == ModbusOptions()
     # Every commented-out default ('# key: value', not '## prose') must be valid when enabled.
     uncommented = re.sub(r"(?m)^# ", "", text)
     full = Device.model_validate(yaml.safe_load(uncommented))
-    assert full.modbus is not None and full.timeout_s is not None and full.tags
+    assert full.options_as(ModbusOptions).unit_id == 1 and full.timeout_s is not None and full.tags
     assert SiteConfig.model_validate({"site": {"name": "x"}, "devices": [yaml.safe_load(text)]})

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collectors.modbus_codec import (
+from collectors.modbus.codec import (
     FieldCodec,
     ReadRequest,
     decode_registers,
@@ -18,8 +18,9 @@ from collectors.modbus_codec import (
     plan_reads,
     register_count,
 )
-from dcim.config import ModbusOptions
-from dcim.profiles import FieldSpec, Profile, load_profiles
+from collectors.modbus.options import ModbusOptions
+from collectors.modbus.profile import ModbusField, ModbusProfile
+from dcim.profiles import load_profiles
 
 ORDERS = st.sampled_from(["big", "little"])
 INT_RANGES = {
@@ -65,7 +66,7 @@ GLOSSARY = {
 
 def codec(**kw: object) -> FieldCodec:
     spec = {"name": "x", "address": 0, "type": "uint16", **kw}
-    prof = Profile.model_validate(
+    prof = ModbusProfile.model_validate(
         {"name": "p", "protocol": "modbus", "measurement": "m", "fields": [spec]}
     )
     return field_codecs(prof)[0]
@@ -186,7 +187,7 @@ def test_nan_map_and_bits() -> None:
     assert bit.count == 1 and bit.encode(1) == [1] and bit.decode([1]) == 1 and bit.decode([0]) == 0
     text = codec(type="string", length=4)
     assert text.decode(text.encode("MAG 6000") or []) == "MAG 6000"
-    one = Profile.model_validate(
+    one = ModbusProfile.model_validate(
         {
             "name": "p",
             "protocol": "modbus",
@@ -195,7 +196,7 @@ def test_nan_map_and_bits() -> None:
         }
     )
     with pytest.raises(ValueError):
-        FieldCodec.of(FieldSpec(name="x", address=65535, type="uint32"), one)
+        FieldCodec.of(ModbusField(name="x", address=65535, type="uint32"), one)
 
 
 def test_plan_coalesces_near_registers_and_respects_limits() -> None:

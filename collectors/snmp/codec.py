@@ -1,6 +1,6 @@
 """SNMP decoding and request planning, apart from any transport.
 
-:mod:`collectors.snmp` sends the requests; everything here is pure and works on a neutral
+:mod:`collectors.snmp.poller` sends the requests; everything here is pure and works on a neutral
 form of var-binds, so a faster transport only has to produce the same form:
 
 * an OID is a tuple of ints;
@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dcim.profiles import SNMP_COUNTER_BITS, FieldSpec, Profile, TableSpec
+from collectors.snmp.profile import SNMP_COUNTER_BITS, SnmpField, SnmpProfile, TableSpec
 from dcim.reading import FieldValue, Reading
 
 Oid = tuple[int, ...]
@@ -80,7 +80,7 @@ class _Decoder:
     no_value: frozenset[int]
 
     @classmethod
-    def of(cls, f: FieldSpec) -> _Decoder:
+    def of(cls, f: SnmpField) -> _Decoder:
         ints = f.whole_scaling and not f.exponent
         return cls(
             name=f.name,
@@ -189,7 +189,7 @@ class _Rate:
     rate_max: float | None
 
 
-def _rates(fields: Iterable[FieldSpec]) -> list[_Rate]:
+def _rates(fields: Iterable[SnmpField]) -> list[_Rate]:
     by_name = {f.name: f for f in fields}
     out = []
     for f in by_name.values():
@@ -246,7 +246,7 @@ class ScalarPlan:
     counter_oids: dict[str, Oid]
 
     @classmethod
-    def of(cls, fields: Sequence[FieldSpec], max_varbinds: int) -> ScalarPlan:
+    def of(cls, fields: Sequence[SnmpField], max_varbinds: int) -> ScalarPlan:
         decoders = {oid_of(f.oid): _Decoder.of(f) for f in fields if f.oid}
         rates = _rates(fields)
         oids = list(decoders)
@@ -445,7 +445,7 @@ class TablePlan:
         return out
 
     @staticmethod
-    def _when(f: FieldSpec, walked: Columns, index: Oid) -> bool:
+    def _when(f: SnmpField, walked: Columns, index: Oid) -> bool:
         for col, accepted in (f.when or {}).items():
             cell = walked.get(oid_of(col), {}).get(index)
             if cell is None or cell[0][0] not in INTEGER_TYPES or int(cell[0][1]) not in accepted:
@@ -453,7 +453,7 @@ class TablePlan:
         return True
 
     @staticmethod
-    def _exp10(f: FieldSpec, walked: Columns, index: Oid) -> int | None:
+    def _exp10(f: SnmpField, walked: Columns, index: Oid) -> int | None:
         exp10 = 0
         for e in f.exponent:
             cell = walked.get(oid_of(e.oid), {}).get(index)
@@ -474,7 +474,7 @@ class ProfilePlan:
     columns: list[Oid] = field(default_factory=list)
 
     @classmethod
-    def of(cls, profile: Profile, *, max_varbinds: int) -> ProfilePlan:
+    def of(cls, profile: SnmpProfile, *, max_varbinds: int) -> ProfilePlan:
         tables = [TablePlan(t, t.measurement or profile.measurement) for t in profile.tables]
         columns = sorted({c for t in tables for c in t.columns})
         return cls(

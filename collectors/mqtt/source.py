@@ -5,9 +5,8 @@ paho-mqtt client per collector process (QoS 1, persistent session, so messages p
 while the collector is away are delivered when it reconnects) receives every device's
 messages on paho's network thread.
 
-Payload mapping (the profile's ``json`` path, dot-separated; ``value = raw * scale + offset``)
-and topic templates (``{name}`` segments become tags) are shared with the twin, which encodes
-with the exact inverse (:func:`encode_payload`).
+Payload mapping and topic templates are in :mod:`collectors.mqtt.codec`, shared with the
+twin.
 
 Acknowledgement: a QoS 1 message is acknowledged to the broker once its readings are committed
 to the spool. While the spool is full (``spool_on_full: refuse_new``) a message is held
@@ -26,21 +25,22 @@ again, so a silent sensor is a recorded gap, as a failed poll is.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
-import re
 import threading
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
+from collectors.mqtt.codec import MalformedPayload, decode_payload, topic_tags
+from collectors.mqtt.options import MqttOptions
+from collectors.mqtt.profile import RESERVED_TAGS, MqttProfile
 from dcim.config import Device, MqttBroker, SiteConfig
-from dcim.profiles import FieldSpec, Profile
 from dcim.reading import FieldValue, Reading
 
 log = logging.getLogger(__name__)
@@ -49,162 +49,6 @@ NS = 1_000_000_000
 GAP_FACTOR = 1.5  # silence longer than this many intervals is a gap
 LOG_EVERY_S = 60.0  # at most one malformed-payload log line per device per minute
 HOLD_RETRY_S = 1.0  # a message the spool has no room for is offered again this often
-TIME_KEYS = ("ts", "time")
-RESERVED_TAGS = ("site", "device")  # identity tags always come from the config, not the topic
-
-
-class MalformedPayload(ValueError):
-    pass
-
-
-# -- payload and topic codec (shared with dcim.twin.serve_mqtt) -------------------------------
-
-
-def _lookup(doc: Any, path: str) -> Any:
-    node = doc
-    for part in path.split("."):
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            raise KeyError(path)
-    return node
-
-
-def _number(raw: Any) -> float:
-    if isinstance(raw, bool):
-        return float(raw)
-    if isinstance(raw, int | float):
-        val = float(raw)
-    elif isinstance(raw, str):
-        try:
-            val = float(raw)
-        except ValueError:
-            raise MalformedPayload(f"{raw!r} is not a number") from None
-    else:
-        raise MalformedPayload(f"{raw!r} is not a number")
-    if not math.isfinite(val):
-        raise MalformedPayload(f"{raw!r} is not a finite number")
-    return val
-
-
-def decode_value(spec: FieldSpec, raw: Any) -> FieldValue:
-    """One JSON value to its canonical field value (``raw * scale + offset``, ``map`` first)."""
-    val = _number(raw)
-    if spec.map is not None:
-        if not val.is_integer() or int(val) not in spec.map:
-            raise MalformedPayload(f"{raw!r} is not one of the codes {sorted(spec.map)}")
-        val = spec.map[int(val)]
-    val = val * spec.scale + spec.offset
-    # States are small integer codes; everything else stays float so InfluxDB never sees the
-    # same field change type (an int then a float is a rejected write).
-    return int(round(val)) if spec.kind == "state" else val
-
-
-def parse_time(raw: Any) -> int:
-    """A payload timestamp to UTC ns: ISO 8601 (naive means UTC) or UNIX epoch in s/ms/us/ns."""
-    if isinstance(raw, str):
-        try:
-            return _epoch_ns(float(raw))
-        except ValueError:
-            pass
-        try:
-            dt = datetime.fromisoformat(raw)
-        except ValueError:
-            raise MalformedPayload(f"time {raw!r} is neither ISO 8601 nor a UNIX epoch") from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return int(dt.timestamp()) * NS + dt.microsecond * 1000
-    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
-        return _epoch_ns(raw)
-    raise MalformedPayload(f"time {raw!r} is neither ISO 8601 nor a UNIX epoch")
-
-
-def _epoch_ns(val: float) -> int:
-    mag = abs(val)
-    if mag >= 1e17:
-        return int(val)
-    if mag >= 1e14:
-        return int(val * 1000)
-    if mag >= 1e11:
-        return int(val * 1_000_000)
-    return int(round(val * 1e6)) * 1000  # seconds, to the microsecond
-
-
-def decode_payload(
-    profile: Profile, payload: bytes
-) -> tuple[dict[str, FieldValue], int | None, list[str]]:
-    """JSON payload -> (fields, time_ns or None, problems). Fields that fail alone are left
-    out and named in ``problems``; raises MalformedPayload if the payload is not a JSON object."""
-    try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MalformedPayload(f"not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise MalformedPayload(f"not a JSON object but {type(doc).__name__}")
-    fields: dict[str, FieldValue] = {}
-    problems: list[str] = []
-    for spec in profile.fields:
-        assert spec.json_path is not None  # the profile model guarantees it for mqtt
-        try:
-            fields[spec.name] = decode_value(spec, _lookup(doc, spec.json_path))
-        except KeyError:
-            problems.append(f"{spec.json_path}: missing")
-        except MalformedPayload as exc:
-            problems.append(f"{spec.json_path}: {exc}")
-    time_ns = None
-    for key in TIME_KEYS:
-        if key in doc:
-            try:
-                time_ns = parse_time(doc[key])
-            except MalformedPayload as exc:
-                problems.append(str(exc))
-            break
-    return fields, time_ns, problems
-
-
-def encode_payload(
-    profile: Profile, values: Mapping[str, float | int], *, time_s: float | None = None
-) -> bytes:
-    """The inverse of :func:`decode_payload`: canonical values -> the device's JSON payload.
-    Fields missing from ``values`` are left out."""
-    doc: dict[str, Any] = {}
-    if time_s is not None:
-        doc["ts"] = round(time_s, 6)
-    for spec in profile.fields:
-        if spec.name not in values or spec.json_path is None:
-            continue
-        raw: float = (float(values[spec.name]) - spec.offset) / spec.scale
-        if spec.map is not None:
-            raw = next((k for k, v in spec.map.items() if v == raw), raw)
-        node = doc
-        *parents, leaf = spec.json_path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = int(raw) if spec.map is not None or spec.kind == "state" else raw
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def _template_regex(template: str) -> re.Pattern[str]:
-    out, pos = "", 0
-    for m in re.finditer(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", template):
-        out += re.escape(template[pos : m.start()]) + f"(?P<{m.group(1)}>[^/]+)"
-        pos = m.end()
-    return re.compile(out + re.escape(template[pos:]) + r"\Z")
-
-
-def topic_tags(template: str | None, topic: str) -> dict[str, str]:
-    """Tags from a concrete topic and the profile's template: ``{}`` if it does not match."""
-    if not template:
-        return {}
-    m = _template_regex(template).match(topic)
-    return dict(m.groupdict()) if m else {}
-
-
-def render_topic(template: str, tags: Mapping[str, str]) -> str:
-    """The topic a device with these tags publishes to (raises KeyError if one is missing)."""
-    return template.format_map(dict(tags))
 
 
 def default_client_id(cfg: SiteConfig, devices: list[Device], role: str = "collector") -> str:
@@ -264,11 +108,16 @@ class MqttCollector:
         self.cfg, self.broker, self.emit, self.clock = cfg, cfg.mqtt, emit, clock
         self.offer = offer
         profiles = cfg.profiles()
-        self.devices = [d for d in devices if d.protocol == "mqtt" and d.mqtt is not None]
-        self._profiles: dict[str, Profile] = {d.name: profiles[d.profile] for d in self.devices}
+        self.devices = [d for d in devices if isinstance(d.options, MqttOptions)]
+        self._profiles: dict[str, MqttProfile] = {}
+        for d in self.devices:
+            prof = profiles[d.profile]
+            if not isinstance(prof, MqttProfile):
+                raise ValueError(f"{d.name}: profile {d.profile!r} is not an MQTT profile")
+            self._profiles[d.name] = prof
         self._tags = {d.name: cfg.tags_of(d) for d in self.devices}
         self._filters: list[tuple[str, Device]] = [
-            (d.mqtt.topic, d) for d in self.devices if d.mqtt
+            (d.options_as(MqttOptions).topic, d) for d in self.devices
         ]
         self.client_id = self.broker.client_id or default_client_id(cfg, self.devices)
         self.malformed: dict[str, int] = {d.name: 0 for d in self.devices}
@@ -311,6 +160,32 @@ class MqttCollector:
         if self._watchdog is not None:
             self._watchdog.join(5)
             self._watchdog = None
+
+    def metrics(self) -> Iterable[Metric]:
+        """``dcim_mqtt_*`` on the collector's ``/metrics`` (a
+        :class:`dcim.protocols.MetricsSource`)."""
+        yield GaugeMetricFamily(
+            "dcim_mqtt_connected", "1 while connected to the broker", int(self.connected.is_set())
+        )
+        msgs = CounterMetricFamily(
+            "dcim_mqtt_messages", "MQTT messages received", labels=["device"]
+        )
+        bad = CounterMetricFamily(
+            "dcim_mqtt_malformed", "MQTT messages with a malformed payload", labels=["device"]
+        )
+        for name in sorted(self.received):
+            msgs.add_metric([name], self.received[name])
+            bad.add_metric([name], self.malformed.get(name, 0))
+        yield msgs
+        yield bad
+        yield GaugeMetricFamily(
+            "dcim_mqtt_holding",
+            "1 while a message waits, unacknowledged, for room in the spool",
+            int(self.holding.is_set()),
+        )
+        yield CounterMetricFamily(
+            "dcim_mqtt_held", "MQTT messages held unacknowledged for want of spool room", self.held
+        )
 
     def last_message(self) -> dict[str, float | None]:
         """Device -> arrival time (UNIX s) of its last readable message, None if none yet."""

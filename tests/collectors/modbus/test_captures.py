@@ -26,13 +26,14 @@ import yaml
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from collectors.modbus import make_poller
+from collectors.modbus.options import ModbusOptions
+from collectors.modbus.poller import make_poller
 from dcim.config import SiteConfig, parse_config
 from dcim.storage.lineprotocol import encode
 from dcim.twin.ports import free_port
 from tests.captures.modbus.build import CAPTURE_TIME_NS
 
-CAPTURES = Path(__file__).resolve().parents[1] / "captures" / "modbus"
+CAPTURES = Path(__file__).resolve().parents[2] / "captures" / "modbus"
 PROFILES = sorted(p.name for p in CAPTURES.iterdir() if (p / "dump.csv").exists())
 TABLES = ("coil", "discrete", "holding", "input")  # SimDevice's tuple order
 LINE = re.compile(r"^\[(\d+)\]:\s+(\S+)", re.M)
@@ -159,9 +160,9 @@ def test_capture_decodes_to_the_golden_line_protocol(profile: str) -> None:
     cfg = site(profile, 1)
     assert {fc for _u, fc, _a, _c in requests.seen} <= {1, 2, 3, 4}  # read function codes only
     for dev in cfg.devices:
-        assert dev.modbus is not None
-        counts = [c for u, _fc, _a, c in requests.seen if u == dev.modbus.unit_id]
-        assert counts and max(counts) <= dev.modbus.max_registers_per_request
+        opts = dev.options_as(ModbusOptions)
+        counts = [c for u, _fc, _a, c in requests.seen if u == opts.unit_id]
+        assert counts and max(counts) <= opts.max_registers_per_request
 
 
 def test_every_profile_has_a_capture() -> None:

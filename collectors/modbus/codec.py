@@ -26,16 +26,15 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dcim.config import ModbusOptions
-from dcim.profiles import (
+from collectors.modbus.options import ModbusOptions
+from collectors.modbus.profile import (
     ByteOrder,
-    FieldKind,
-    FieldSpec,
+    ModbusField,
+    ModbusProfile,
     ModbusTable,
     ModbusType,
-    Profile,
-    integral,
 )
+from dcim.profiles import FieldKind, integral
 from dcim.reading import FieldValue
 
 BIT_TABLES: frozenset[str] = frozenset({"coil", "discrete"})
@@ -169,9 +168,7 @@ class FieldCodec:
     divisor: int | None  # raw / divisor is exact where scale = 1/divisor (0.1 -> 10)
 
     @classmethod
-    def of(cls, f: FieldSpec, profile: Profile) -> FieldCodec:
-        if f.address is None or f.type is None:
-            raise ValueError(f"field {f.name!r} has no Modbus 'address' and 'type'")
+    def of(cls, f: ModbusField, profile: ModbusProfile) -> FieldCodec:
         table = f.table or profile.modbus.table
         count = 1 if table in BIT_TABLES else register_count(f.type, f.length)
         if f.address + count > 65536:
@@ -263,8 +260,8 @@ class FieldCodec:
         return float((1 << (bits - 1) if signed else 1 << bits) * self.scale)
 
 
-def field_codecs(profile: Profile) -> list[FieldCodec]:
-    """The profile's fields, resolved (raises ValueError for a non-Modbus field)."""
+def field_codecs(profile: ModbusProfile) -> list[FieldCodec]:
+    """The profile's fields, resolved (raises ValueError for a field past register 65535)."""
     return [FieldCodec.of(f, profile) for f in profile.fields]
 
 

@@ -348,7 +348,7 @@ def oid_str(content: bytes) -> str:
     return ".".join(map(str, oid_tuple(content)))
 
 
-# -- the neutral form of collectors.snmp_codec: ((arcs), (type name, python value)) -------------
+# -- the neutral form of collectors.snmp.codec: ((arcs), (type name, python value)) -------------
 
 Oid = tuple[int, ...]
 Neutral = tuple[Oid, tuple[str, Any]]
@@ -391,7 +391,7 @@ def request_varbinds(oids: Iterable[Oid]) -> bytes:
 
 
 def neutral(varbinds: Iterable[VarBind]) -> list[Neutral]:
-    """Decoded var-binds in the transport-neutral form of :mod:`collectors.snmp_codec`."""
+    """Decoded var-binds in the transport-neutral form of :mod:`collectors.snmp.codec`."""
     out: list[Neutral] = []
     for oid, tag, value in varbinds:
         if tag == OBJECT_IDENTIFIER:

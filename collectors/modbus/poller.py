@@ -1,7 +1,7 @@
 """Modbus TCP collector: one read cycle of a profile's registers per poll.
 
 Only the read function codes are ever sent (1 coils, 2 discrete inputs, 3 holding, 4 input
-registers). Reads are planned once per poller (``modbus_codec.plan_reads``: contiguous and
+registers). Reads are planned once per poller (``codec.plan_reads``: contiguous and
 nearby registers coalesced, ``max_registers_per_request``, ``max_hole``,
 ``single_value_reads``).
 
@@ -35,10 +35,11 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from collectors.base import ErrorKind, PollError
-from collectors.modbus_codec import ReadRequest, field_codecs, plan_reads
-from dcim.config import Device, ModbusOptions, SiteConfig
-from dcim.profiles import Profile
+from collectors.modbus.codec import ReadRequest, field_codecs, plan_reads
+from collectors.modbus.options import ModbusOptions
+from collectors.modbus.profile import ModbusProfile
+from dcim.config import Device, SiteConfig
+from dcim.protocols import ErrorKind, PollError
 from dcim.reading import FieldValue, Reading
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,9 @@ def _release(ep: Endpoint) -> None:
 class ModbusPoller:
     """Reads one Modbus device (one unit id at host:port) through its shared endpoint."""
 
-    def __init__(self, cfg: SiteConfig, device: Device, profile: Profile | None = None) -> None:
+    def __init__(
+        self, cfg: SiteConfig, device: Device, profile: ModbusProfile | None = None
+    ) -> None:
         if device.host is None or device.port is None:
             raise PollError("config", f"device {device.name!r} has no host/port")
         if profile is None:
@@ -207,12 +210,14 @@ class ModbusPoller:
                 raise PollError(
                     "config", f"device {device.name!r}: unknown profile {device.profile!r}"
                 )
-            profile = profiles[device.profile]
-        if profile.protocol != "modbus":
-            raise PollError("config", f"profile {profile.name!r} is not a Modbus profile")
+            found = profiles[device.profile]
+            if not isinstance(found, ModbusProfile):
+                raise PollError("config", f"profile {found.name!r} is not a Modbus profile")
+            profile = found
         self.device = device
         self._host, self._port = device.host, device.port
-        self._opts: ModbusOptions = device.modbus or ModbusOptions()
+        opts = device.options
+        self._opts = opts if isinstance(opts, ModbusOptions) else ModbusOptions()
         self._measurement = profile.measurement
         self._tags = cfg.tags_of(device)
         self._timeout = cfg.timeout_of(device)

@@ -8,10 +8,10 @@ pre-built var-binds straight to the command generators, skipping the MIB layer a
 per-call target lookup of ``get_cmd`` (about 12 % less CPU; the rest is pyasn1's BER codec).
 
 Layers: :meth:`SnmpPoller._request` is the transport (one GET, GETNEXT or GETBULK exchange,
-answers turned into the neutral form of :mod:`collectors.snmp_codec`); ``_get_chunk`` and
+answers turned into the neutral form of :mod:`collectors.snmp.codec`); ``_get_chunk`` and
 ``_walk`` handle the protocol's error statuses (SNMPv1 noSuchName, tooBig); what to ask and
 how answers become readings (decoding, table rows, counter rates) is all in
-:mod:`collectors.snmp_codec`.
+:mod:`collectors.snmp.codec`.
 
 Per device: ``timeout_s`` and ``retries`` (the engine resends), ``snmp.max_varbinds`` OIDs
 per request and ``snmp.max_repetitions`` rows per column of a GETBULK (halved on tooBig).
@@ -51,9 +51,8 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
 from pysnmp.proto import errind, rfc1902, rfc1905
 
-from collectors import snmp_wire
-from collectors.base import ErrorKind, PollError
-from collectors.snmp_codec import (
+from collectors.snmp import wire as snmp_wire
+from collectors.snmp.codec import (
     INTEGER_TYPES,
     SYS_UPTIME,
     SYS_UPTIME_COLUMN,
@@ -66,8 +65,10 @@ from collectors.snmp_codec import (
     dotted,
     uptime_of,
 )
-from dcim.config import Device, SiteConfig, SnmpOptions
-from dcim.profiles import Profile
+from collectors.snmp.options import SnmpOptions
+from collectors.snmp.profile import SnmpProfile
+from dcim.config import Device, SiteConfig
+from dcim.protocols import ErrorKind, PollError
 from dcim.reading import Reading
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ _NEXT = cmdgen.NextCommandGeneratorSingleRun()
 _BULK = cmdgen.BulkCommandGeneratorSingleRun()
 _NULL = univ.Null("")
 RCVBUF_BYTES = 4 * 1024 * 1024
-# v1/v2c requests go through collectors.snmp_wire ("wire": its own BER codec, about 7 times
+# v1/v2c requests go through collectors.snmp.wire ("wire": its own BER codec, about 7 times
 # less CPU per value than pysnmp, see benchmarks/collect.py) or through pysnmp ("pysnmp").
 # SNMPv3 always uses pysnmp (USM authentication and privacy).
 V1_V2C_TRANSPORT = os.environ.get("DCIM_SNMP_TRANSPORT", "wire")
@@ -171,7 +172,7 @@ _BYTES = frozenset({"OctetString", "IpAddress", "Opaque"})
 
 
 def neutral(val: Any) -> Value:
-    """A pysnmp value as ``(type, python value)`` (see :mod:`collectors.snmp_codec`)."""
+    """A pysnmp value as ``(type, python value)`` (see :mod:`collectors.snmp.codec`)."""
     kind = _TYPE_NAMES.get(getattr(val, "tagSet", None), val.__class__.__name__)
     if kind in INTEGER_TYPES:
         return kind, int(val)
@@ -191,8 +192,12 @@ class SnmpPoller:
     """Reads one SNMP device: GET of the profile's scalar OIDs, ``max_varbinds`` per request,
     and a walk of its tables' columns (GETBULK, ``max_repetitions`` rows per column)."""
 
-    def __init__(self, cfg: SiteConfig, device: Device, profile: Profile | None = None) -> None:
-        if device.snmp is None or device.host is None or device.port is None:
+    def __init__(self, cfg: SiteConfig, device: Device, profile: SnmpProfile | None = None) -> None:
+        if (
+            not isinstance(device.options, SnmpOptions)
+            or device.host is None
+            or device.port is None
+        ):
             raise PollError("config", f"device {device.name!r} has no host/port/snmp options")
         if profile is None:
             profiles = cfg.profiles()
@@ -200,11 +205,12 @@ class SnmpPoller:
                 raise PollError(
                     "config", f"device {device.name!r}: unknown profile {device.profile!r}"
                 )
-            profile = profiles[device.profile]
-        if profile.protocol != "snmp":
-            raise PollError("config", f"profile {profile.name!r} is not an SNMP profile")
+            found = profiles[device.profile]
+            if not isinstance(found, SnmpProfile):
+                raise PollError("config", f"profile {found.name!r} is not an SNMP profile")
+            profile = found
         self.device = device
-        self._opts: SnmpOptions = device.snmp
+        self._opts: SnmpOptions = device.options
         self._profile_name = profile.name
         self._tags = cfg.tags_of(device)
         self._timeout = cfg.timeout_of(device)

@@ -20,22 +20,24 @@ from typing import Any
 import pytest
 import yaml
 
-from collectors.snmp import SnmpPoller
-from collectors.snmp_codec import INTEGER_TYPES, _Decoder, oid_of
+from collectors.snmp.codec import INTEGER_TYPES, _Decoder, oid_of
+from collectors.snmp.options import SnmpOptions
+from collectors.snmp.poller import SnmpPoller
+from collectors.snmp.profile import SnmpField, SnmpProfile
 from dcim.config import Device, SiteConfig
-from dcim.profiles import FieldSpec, Profile, load_profiles
+from dcim.profiles import load_profiles
 from dcim.reading import Reading
 from dcim.storage.lineprotocol import encode
 from tests.collectors.snmpsim_server import Snmpsim, start_snmpsim
 from tests.servers import need
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CAPTURES = REPO / "tests" / "captures" / "snmp"
 CASES = sorted(
     p.name
     for p in CAPTURES.iterdir()
     if (p / "device.snmprec").is_file() and (p / "config.yaml").is_file()
-)  # counter_wrap/ has no config: tests/collectors/test_snmp_counters.py uses it
+)  # counter_wrap/ has no config: tests/collectors/snmp/test_counters.py uses it
 T_NS = 1_735_689_600_000_000_000  # 2025-01-01T00:00:00Z: golden files need a fixed time
 
 
@@ -136,7 +138,7 @@ def _raw_value(kind: str, raw: str) -> tuple[str, Any]:
     return t, raw.encode()
 
 
-def _expected(f: FieldSpec, oid: str, walk: dict[str, tuple[str, str]], index: str) -> Any:
+def _expected(f: SnmpField, oid: str, walk: dict[str, tuple[str, str]], index: str) -> Any:
     exp10 = 0
     for e in f.exponent:
         exp10 += e.times * (int(walk[f"{e.oid}.{index}"][1]) + e.plus)
@@ -146,10 +148,11 @@ def _expected(f: FieldSpec, oid: str, walk: dict[str, tuple[str, str]], index: s
 @pytest.mark.parametrize("case", CASES)
 def test_net_snmp_reads_the_same_raw_values(agent: Snmpsim, case: str, tmp_path: Path) -> None:
     cfg, dev = case_device(case, agent.port)
-    assert dev.snmp is not None
-    prof: Profile = cfg.profiles()[dev.profile]
+    opts = dev.options_as(SnmpOptions)
+    prof = cfg.profiles()[dev.profile]
+    assert isinstance(prof, SnmpProfile)
     readings = poll_once(cfg, dev)
-    walk = netsnmp_walk(agent.port, case, dev.snmp.version, tmp_path)
+    walk = netsnmp_walk(agent.port, case, opts.version, tmp_path)
     checked = 0
     tables: dict[str, list[Any]] = {}
     for t in prof.tables:

@@ -19,15 +19,17 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collectors.mqtt import MqttCollector, decode_payload, encode_payload, parse_time, topic_tags
+from collectors.mqtt.codec import decode_payload, encode_payload, parse_time, topic_tags
+from collectors.mqtt.profile import MqttProfile
+from collectors.mqtt.source import MqttCollector
 from dcim.config import Device, SiteConfig
-from dcim.profiles import Profile, load_profiles
+from dcim.profiles import load_profiles
 from dcim.reading import Reading
 from dcim.runtime import Collector
 from dcim.spool import Spool, SpoolFullError
 from tests.servers import MosquittoServer, free_port, need
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TOPIC = "dcim/paris-chapelle/greenhouse/{zone}/climate"
 
 
@@ -297,8 +299,8 @@ def test_a_full_spool_holds_qos1_messages_at_the_broker(
     async def main() -> None:
         col = Collector(cfg)
         await col.start()
-        mq = col.mqtt
-        assert mq is not None
+        mq = col.sources["mqtt"]
+        assert isinstance(mq, MqttCollector)
         pub = publisher(mosquitto)
         try:
             assert await asyncio.to_thread(mq.connected.wait, 10)
@@ -385,8 +387,10 @@ def test_a_silent_device_is_recorded_as_gaps(mosquitto: MosquittoServer) -> None
 # -- codec, sample config (no broker) ------------------------------------------------------
 
 
-def profile() -> Profile:
-    return load_profiles()["greenhouse_climate"]
+def profile() -> MqttProfile:
+    prof = load_profiles()["greenhouse_climate"]
+    assert isinstance(prof, MqttProfile)
+    return prof
 
 
 def test_codec_round_trip_and_scaling() -> None:
@@ -394,7 +398,7 @@ def test_codec_round_trip_and_scaling() -> None:
     values = {"air_temp_c": 21.25, "humidity_pct": 64.5, "co2_ppm": 815.0}
     fields, t, problems = decode_payload(prof, encode_payload(prof, values, time_s=1736935200.5))
     assert fields == values and t == 1736935200_500_000_000 and problems == []
-    scaled = Profile.model_validate(
+    scaled = MqttProfile.model_validate(
         {"name": "p", "protocol": "mqtt", "measurement": "m", "topic": "a/{x}",
          "fields": [{"name": "t_c", "json": "sensor.temp", "scale": 0.1, "offset": -40}]}
     )  # fmt: skip
@@ -429,7 +433,7 @@ def test_topic_tags() -> None:
 
 
 def test_sample_config_is_a_valid_device() -> None:
-    doc = yaml.safe_load((REPO / "collectors" / "mqtt.sample.yaml").read_text())
+    doc = yaml.safe_load((REPO / "collectors" / "mqtt" / "sample.yaml").read_text())
     dev = Device.model_validate(doc)
     assert dev.protocol == "mqtt" and dev.profile in load_profiles()
     # Only the required options are uncommented.

@@ -16,16 +16,18 @@ import pytest
 import yaml
 from pysnmp.proto import rfc1902, rfc1905
 
-from collectors.base import PollError
-from collectors.snmp import SnmpPoller, make_poller, neutral
-from collectors.snmp_codec import _Decoder
+from collectors.snmp.codec import _Decoder
+from collectors.snmp.options import SnmpOptions
+from collectors.snmp.poller import SnmpPoller, make_poller, neutral
+from collectors.snmp.profile import SnmpField, SnmpProfile
 from dcim.config import Device, Secret, SiteConfig
-from dcim.profiles import FieldSpec, Profile, load_profiles
+from dcim.profiles import load_profiles
+from dcim.protocols import PollError
 from dcim.twin.ports import free_ports
 from dcim.twin.serve_snmp import SnmpTwin
 from dcim.twin.site import paris_chapelle
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def small_site(*, extra_profiles: bool = False, **defaults: Any) -> SiteConfig:
@@ -171,7 +173,7 @@ async def with_twin(
         await twin.stop()
 
 
-def resolution(f: FieldSpec) -> float:
+def resolution(f: SnmpField) -> float:
     return abs(f.scale) / 2 + 1e-9
 
 
@@ -292,13 +294,13 @@ def test_missing_values_are_left_out_not_fatal() -> None:
     del values["ups-b"]["battery_runtime_min"]
     bmc = load_profiles()["bmc_server"]
     # The same profile plus an OID the agent has never heard of (exhaust temperature).
-    extra = FieldSpec(
+    extra = SnmpField(
         name="exhaust_temp_c",
         oid="1.3.6.1.4.1.674.10892.5.4.700.20.1.6.1.2",
         scale=0.1,
         snmp_type="Integer32",
     )
-    wider = Profile.model_validate(
+    wider = SnmpProfile.model_validate(
         {
             **bmc.model_dump(by_alias=True),
             "fields": [*bmc.model_dump(by_alias=True)["fields"], extra.model_dump(by_alias=True)],
@@ -309,15 +311,13 @@ def test_missing_values_are_left_out_not_fatal() -> None:
         out = {}
         for version in ("2c", "1"):
             ups = cfg.device("ups-b")
-            assert ups.snmp is not None
-            ups_v = ups.model_copy(
-                update={"snmp": ups.snmp.model_copy(update={"version": version})}
+            ups_v = ups.with_options(
+                ups.options_as(SnmpOptions).model_copy(update={"version": version})
             )
             out[f"ups-{version}"] = (await SnmpPoller(cfg, ups_v).poll())[0].fields
             srv = cfg.device("srv-R02-01")
-            assert srv.snmp is not None
-            srv_v = srv.model_copy(
-                update={"snmp": srv.snmp.model_copy(update={"version": version})}
+            srv_v = srv.with_options(
+                srv.options_as(SnmpOptions).model_copy(update={"version": version})
             )
             out[f"srv-{version}"] = (await SnmpPoller(cfg, srv_v, wider).poll())[0].fields
         return out
@@ -338,8 +338,8 @@ def test_sys_uptime_field_survives_a_missing_oid_in_its_request() -> None:
     values = known_values(cfg)
     bmc = load_profiles()["bmc_server"]
     fields = bmc.model_dump(by_alias=True)["fields"]
-    uptime = FieldSpec(name="uptime_s", oid="1.3.6.1.2.1.1.3.0", snmp_type="TimeTicks", scale=0.01)
-    absent = FieldSpec(
+    uptime = SnmpField(name="uptime_s", oid="1.3.6.1.2.1.1.3.0", snmp_type="TimeTicks", scale=0.01)
+    absent = SnmpField(
         name="exhaust_temp_c",
         oid="1.3.6.1.4.1.674.10892.5.4.700.20.1.6.1.2",
         scale=0.1,
@@ -347,7 +347,7 @@ def test_sys_uptime_field_survives_a_missing_oid_in_its_request() -> None:
     )
     # max_varbinds 2: GET [inlet, power], then GET [sysUpTime.0, exhaust] (no rate in this
     # profile, so no sysUpTime.0 helper in front of the chunks).
-    prof = Profile.model_validate(
+    prof = SnmpProfile.model_validate(
         {
             **bmc.model_dump(by_alias=True),
             "fields": [*fields, uptime.model_dump(by_alias=True), absent.model_dump(by_alias=True)],
@@ -357,10 +357,11 @@ def test_sys_uptime_field_survives_a_missing_oid_in_its_request() -> None:
     async def body(twin: SnmpTwin) -> dict[str, Any]:
         out = {}
         srv = cfg.device("srv-R02-01")
-        assert srv.snmp is not None
         for version in ("2c", "1"):
-            opts = srv.snmp.model_copy(update={"version": version, "max_varbinds": 2})
-            dev = srv.model_copy(update={"snmp": opts})
+            opts = srv.options_as(SnmpOptions).model_copy(
+                update={"version": version, "max_varbinds": 2}
+            )
+            dev = srv.with_options(opts)
             out[version] = (await SnmpPoller(cfg, dev, prof).poll())[0].fields
         return out
 
@@ -390,9 +391,8 @@ def test_wrong_community_is_a_timeout() -> None:
     cfg = small_site(timeout_s=0.3, retries=0)
     values = known_values(cfg)
     dev = cfg.device("ups-a")
-    assert dev.snmp is not None
-    wrong = dev.model_copy(
-        update={"snmp": dev.snmp.model_copy(update={"community": Secret(value="private")})}
+    wrong = dev.with_options(
+        dev.options_as(SnmpOptions).model_copy(update={"community": Secret(value="private")})
     )
 
     async def body(_twin: SnmpTwin) -> None:
@@ -424,16 +424,16 @@ def test_small_max_varbinds_splits_the_get() -> None:
 
 
 def test_decoder_rules() -> None:
-    counter = _Decoder.of(FieldSpec(name="e", kind="counter", oid="1.3", scale=100))
+    counter = _Decoder.of(SnmpField(name="e", kind="counter", oid="1.3", scale=100))
     assert counter.decode(neutral(rfc1902.Integer32(1234567))) == 123_456_700
     assert isinstance(counter.decode(neutral(rfc1902.Counter32(5))), int)
-    tenths = _Decoder.of(FieldSpec(name="t", oid="1.3", scale=0.1))
+    tenths = _Decoder.of(SnmpField(name="t", oid="1.3", scale=0.1))
     assert tenths.decode(neutral(rfc1902.Integer32(2731))) == 273.1  # exact, not 273.09999999999997
     assert tenths.decode(neutral(rfc1902.Integer32(-52))) == -5.2
-    state = _Decoder.of(FieldSpec(name="s", kind="state", oid="1.3", map={3: 0, 5: 1}))
+    state = _Decoder.of(SnmpField(name="s", kind="state", oid="1.3", map={3: 0, 5: 1}))
     assert state.decode(neutral(rfc1902.Integer32(5))) == 1
     assert state.decode(neutral(rfc1902.Integer32(4))) is None  # an unmapped code is left out
-    gauge = _Decoder.of(FieldSpec(name="g", oid="1.3"))
+    gauge = _Decoder.of(SnmpField(name="g", oid="1.3"))
     assert gauge.decode(neutral(rfc1902.OctetString(b"12"))) is None  # wrong type
     assert gauge.decode(neutral(rfc1905.noSuchInstance)) is None
     assert gauge.decode(neutral(rfc1905.noSuchObject)) is None
@@ -441,17 +441,17 @@ def test_decoder_rules() -> None:
     assert gauge.decode(neutral(rfc1902.Gauge32(7))) == 7.0 and isinstance(
         gauge.decode(neutral(rfc1902.Gauge32(7))), float
     )
-    text = _Decoder.of(FieldSpec(name="x", oid="1.3", snmp_type="OctetString", offset=-1))
+    text = _Decoder.of(SnmpField(name="x", oid="1.3", snmp_type="OctetString", offset=-1))
     assert text.decode(neutral(rfc1902.OctetString(b" 21.5"))) == 20.5
     assert text.decode(neutral(rfc1902.OctetString(b"n/a"))) is None
 
 
 def test_sample_config_is_a_valid_device() -> None:
-    data = yaml.safe_load((REPO / "collectors" / "snmp.sample.yaml").read_text())
+    data = yaml.safe_load((REPO / "collectors" / "snmp" / "sample.yaml").read_text())
     dev = Device.model_validate(data)
     prof = load_profiles()[dev.profile]
     assert dev.protocol == "snmp" == prof.protocol
-    assert dev.snmp is not None and dev.snmp.community is not None
+    assert dev.options_as(SnmpOptions).community is not None
 
 
 # -- SNMPv3 against net-snmp's snmpd ---------------------------------------------------------
@@ -497,7 +497,7 @@ def snmpd_v3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[i
 )
 def test_v3_auth_priv_against_snmpd(snmpd_v3: tuple[int, str, str]) -> None:
     port, auth, priv = snmpd_v3
-    prof = Profile.model_validate(
+    prof = SnmpProfile.model_validate(
         {
             "name": "net_snmp_system",
             "protocol": "snmp",
@@ -630,7 +630,7 @@ def test_walk_keeps_to_the_device_caps_and_learns_the_table_sizes() -> None:
 
 
 def test_walk_ends_columns_on_leaving_their_subtree_and_on_broken_agents() -> None:
-    from collectors.snmp_codec import Walk
+    from collectors.snmp.codec import Walk
 
     a, b = (1, 3, 6, 1, 9, 1), (1, 3, 6, 1, 9, 2)
     walk = Walk([b, a], max_varbinds=10, uptime=False)
@@ -654,7 +654,7 @@ def test_walk_ends_columns_on_leaving_their_subtree_and_on_broken_agents() -> No
 
 
 def test_tag_values_from_columns() -> None:
-    from collectors.snmp_codec import tag_text
+    from collectors.snmp.codec import tag_text
 
     assert tag_text(("OctetString", b" srv-01 PSU1\r\n")) == "srv-01 PSU1"
     assert tag_text(("OctetString", b"DC\\rack 1\\")) == "DC\\rack 1/"

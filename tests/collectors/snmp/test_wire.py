@@ -18,12 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors import snmp
-from collectors import snmp_wire as w
-from collectors.base import PollError
-from collectors.snmp import SnmpPoller
+from collectors.snmp import poller as snmp
+from collectors.snmp import wire as w
+from collectors.snmp.options import SnmpOptions
+from collectors.snmp.poller import SnmpPoller
+from collectors.snmp.profile import SnmpProfile
 from dcim.config import Device, Secret, SiteConfig
-from dcim.profiles import Profile
+from dcim.protocols import PollError
 from dcim.twin.ports import free_ports
 
 SYS_DESCR = (1, 3, 6, 1, 2, 1, 1, 1, 0)
@@ -481,7 +482,7 @@ def test_the_same_values_as_net_snmp_snmpget(snmpd: int) -> None:
 @pytest.mark.parametrize("version", ["1", "2c"])
 def test_poller_over_the_wire_transport_reads_snmpd(snmpd: int, version: str) -> None:
     assert snmp.V1_V2C_TRANSPORT == "wire"
-    prof = Profile.model_validate(
+    prof = SnmpProfile.model_validate(
         {
             "name": "net_snmp_system",
             "protocol": "snmp",
@@ -518,14 +519,9 @@ def test_poller_over_the_wire_transport_reads_snmpd(snmpd: int, version: str) ->
         wrong = SnmpPoller(
             SiteConfig.model_validate({"site": {"name": "lab"}}),
             dev.model_copy(
-                update={
-                    "name": "snmpd-wrong",
-                    "timeout_s": 0.2,
-                    "retries": 0,
-                    "snmp": dev.snmp.model_copy(  # type: ignore[union-attr]
-                        update={"community": Secret(value="nope")}
-                    ),
-                }
+                update={"name": "snmpd-wrong", "timeout_s": 0.2, "retries": 0}
+            ).with_options(
+                dev.options_as(SnmpOptions).model_copy(update={"community": Secret(value="nope")})
             ),
             prof,
         )
