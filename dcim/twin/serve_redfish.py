@@ -57,12 +57,21 @@ _PUBLIC = frozenset({"/redfish", "/redfish/", f"{R}", f"{R}/", f"{R}/odata", f"{
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path, str]:
     """A CA and a server certificate for 127.0.0.1 it signed: (ca.pem, cert.pem, key.pem,
-    SHA-256 of the server certificate in hex)."""
+    SHA-256 of the server certificate in hex). Those already in ``directory`` are reused (a
+    site file written before the twin starts can name the CA)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
+    ca_path, cert_path = directory / "ca.pem", directory / "bmc.pem"
+    key_path = directory / "bmc.key"
+    if ca_path.is_file() and cert_path.is_file() and key_path.is_file():
+        der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+        return ca_path, cert_path, key_path, hashlib.sha256(der).hexdigest()
+    directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dcim twin BMC CA")])
@@ -432,6 +441,7 @@ class RedfishTwin:
         password: str = "twin-password",
         refuse_tls: frozenset[str] = frozenset(),
         work_dir: Path | None = None,
+        credentials: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
         self.values = values
         self.username, self.password = username, password
@@ -443,7 +453,8 @@ class RedfishTwin:
         )
         self._runner: web.AppRunner | None = None
         self._raw: list[asyncio.AbstractServer] = []
-        self._basic = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        creds = credentials or {}
+        self._creds = {n: creds.get(n, (username, password)) for n in self.bmcs}
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -492,6 +503,10 @@ class RedfishTwin:
 
     def set_expand(self, name: str, expand: bool) -> None:
         self.bmcs[name].expand = expand
+
+    def set_unreachable(self, name: str, unreachable: bool = True) -> None:
+        """A BMC that accepts connections and never answers (hung web server)."""
+        self.bmcs[name].delay_s = 3600.0 if unreachable else 0.0
 
     def drop_sessions(self, name: str) -> None:
         self.bmcs[name].sessions.clear()
@@ -554,16 +569,22 @@ class RedfishTwin:
         token = request.headers.get("X-Auth-Token")
         if token is not None:
             return token in bmc.sessions
-        return secrets.compare_digest(request.headers.get("Authorization", ""), self._basic)
+        user, password = self._creds[bmc.name]
+        basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        return secrets.compare_digest(request.headers.get("Authorization", ""), basic)
 
     def _login(self, bmc: Bmc, request: web.Request, raw: bytes) -> web.Response:
         try:
             creds = json.loads(raw)
         except ValueError:
             return _error(400, "Base.1.15.MalformedJSON", "not JSON")
-        if not isinstance(creds, dict) or (creds.get("UserName"), creds.get("Password")) != (
-            self.username,
-            self.password,
+        if (
+            not isinstance(creds, dict)
+            or (
+                creds.get("UserName"),
+                creds.get("Password"),
+            )
+            != self._creds[bmc.name]
         ):
             return _error(401, "Base.1.15.InsufficientPrivilege", "bad credentials")
         token = secrets.token_hex(16)
@@ -573,7 +594,7 @@ class RedfishTwin:
         bmc.logins += 1
         path = f"{R}/SessionService/Sessions/{sid}"
         body = _odata(
-            path, "#Session.v1_7_0.Session", Id=sid, Name="User Session", UserName=self.username
+            path, "#Session.v1_7_0.Session", Id=sid, Name="User Session", UserName=creds["UserName"]
         )
         return web.json_response(
             body, status=201, headers={"X-Auth-Token": token, "Location": path}
@@ -610,7 +631,7 @@ class RedfishTwin:
                     "#Session.v1_7_0.Session",
                     Id=sid,
                     Name="User Session",
-                    UserName=self.username,
+                    UserName=self._creds[bmc.name][0],
                 )
             )
         return _error(404, "Base.1.15.ResourceMissingAtURI", path)
