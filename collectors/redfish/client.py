@@ -65,7 +65,13 @@ class RedfishClient:
         self.base = f"{opts.scheme}://{host}:{port}"
         self.opts = opts
         self._password = password
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # Per request, not counting the wait for a pooled connection: connecting (TLS
+        # included) and then each read get ``timeout_s``; the whole poll is bounded by the
+        # scheduler's deadline.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout_s, sock_read=timeout_s
+        )
+        self._timeout_s = timeout_s
         self._ssl = ssl_for(opts)
         self._http: aiohttp.ClientSession | None = None
         self._token: str | None = None
@@ -136,7 +142,7 @@ class RedfishClient:
                 ) from exc
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise PollError(
-                    "timeout", f"{method} {url}: no answer within {self._timeout.total} s"
+                    "timeout", f"{method} {url}: no answer within {self._timeout_s:g} s"
                 ) from exc
             except aiohttp.ServerFingerprintMismatch as exc:
                 raise PollError(

@@ -31,8 +31,9 @@ class RedfishOptions(BaseModel):
     tls_fingerprint_sha256: str | None = None
     # the Chassis member to read (its Id); default: the first that links to a power resource
     chassis_id: str | None = None
-    # concurrent requests to this BMC (BMCs are small computers: a few at a time)
-    max_connections: int = Field(default=4, ge=1, le=16)
+    # connections to this BMC, kept alive between polls; requests beyond wait for one (a BMC
+    # is a small computer: iDRACs and iLOs serve a few clients at a time)
+    max_connections: int = Field(default=2, ge=1, le=16)
 
     @field_validator("tls_fingerprint_sha256")
     @classmethod

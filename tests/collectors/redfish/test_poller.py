@@ -248,3 +248,24 @@ def test_redirects_to_a_trailing_slash_are_followed() -> None:
             await p.close()
 
     with_twin(body)
+
+
+def test_requests_waiting_for_a_connection_do_not_time_out() -> None:
+    """A BMC taking 0.3 s per request over one connection: the poll's requests queue for it
+    (well beyond the 0.5 s timeout in total), each answers within it, the poll succeeds."""
+
+    async def body(twin: RedfishTwin) -> None:
+        from tests.collectors.redfish.bmcs import site
+
+        p = poller(twin, NAME, cfg=site(timeout_s=0.5), max_connections=1)
+        try:
+            await p.poll()  # discovery
+            twin.set_delay(NAME, 0.3)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            assert as_truth(await p.poll()) == twin.state(NAME).truth()
+            assert loop.time() - t0 > 1.5  # 6 GETs one after the other
+        finally:
+            await p.close()
+
+    with_twin(body)
