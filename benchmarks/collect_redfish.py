@@ -19,12 +19,13 @@ The reference site's 300 server BMCs are served over HTTPS by the twin's Redfish
     .venv/bin/python benchmarks/collect.py --redfish [--redfish-seconds 90]
         [--redfish-interval 30] [--curl-seconds 60] [--curl-cycles 3]
 
-Figures of one run (2 shared cores, load average 3.4 from other work, Python 3.11,
+Figures of two runs (2 shared cores, load average 3.4 from other work, Python 3.11,
 aiohttp 3.14, curl 7.88 / OpenSSL 3.0; 300 BMCs at 30 s, 90 s measured): one poll is 6
 GETs (EnvironmentMetrics, Fans, PowerSupplies and Sensors expanded, 2 PSU Metrics) and 28
-values. Collector 120 µs per value, 3.4 % of a core, poll-start p99 35 ms, 0 failed polls
-(the twin 4 % of a core); curl, a process per BMC and poll, 374 µs per value (the collector
-0.32 x); curl --parallel, a process per cycle, 213 µs per value (0.57 x). curl pays a TLS
+values. Collector 120-127 µs per value, 3.4-3.6 % of a core, poll-start p99 5-35 ms, 0
+failed polls (the twin 4 % of a core); curl, a process per BMC and poll, 374-396 µs per
+value (the collector 0.32 x); curl --parallel, a process per cycle, 185-213 µs per value
+(the collector 0.57-0.69 x). curl pays a TLS
 handshake per BMC and poll (per process, and per host within one --parallel run), which the
 collector's kept-alive connections and session do not; the collector also parses the JSON
 and builds readings, which curl does not.
