@@ -156,7 +156,8 @@ class Device(_Model):
         plugin, every error of both at once with its place under the device."""
         if not isinstance(data, dict):
             return handler(data)
-        known = set(protocols.names())
+        # (a protocol named like a device key could not have its section: it is not one)
+        known = set(protocols.names()) - set(cls.model_fields)
         sections = {k: v for k, v in data.items() if k in known}
         errors: list[InitErrorDetails] = []
         dev: Device | None = None
@@ -230,8 +231,8 @@ def _options_of(
         if section is not None:
             errors.append(_value_error((name,), f"a {name} device takes no '{name}:' options"))
     elif section is None:
-        if plugin.options_required:
-            required = [k for k, f in plugin.options.model_fields.items() if f.is_required()]
+        required = [k for k, f in plugin.options.model_fields.items() if f.is_required()]
+        if plugin.options_required or required:
             what = f" ({', '.join(required)}: ...)" if required else ""
             errors.append(
                 _value_error(
@@ -710,8 +711,11 @@ def _cross_checks(
         except (protocols.UnknownProtocol, protocols.PluginError):
             continue  # reported by the schema
         if plugin.check is not None:
-            for loc, msg in plugin.check(cfg, dev):
-                problems.append((("devices", i, *loc), msg))
+            try:
+                found = list(plugin.check(cfg, dev))
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug is reported, not raised
+                found = [(("protocol",), f"the {dev.protocol} plugin's check failed: {exc!r}")]
+            problems += [(("devices", i, *loc), msg) for loc, msg in found]
         endpoint = plugin.endpoint_of(dev)
         if endpoint is not None:
             key = (dev.protocol, endpoint)

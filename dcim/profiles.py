@@ -7,6 +7,7 @@ This module holds what every protocol's profile shares (:class:`Profile`, :class
 name, kind, scale, offset, description, map); each protocol plugin subclasses them with its
 own keys (``oid``, ``address``, ``json``...) and the file is validated by the model of the
 plugin its ``protocol:`` names (:func:`parse_profile`).
+
 The twin serves its simulated devices through the same profiles, so what the collectors
 read back is decoded by exactly the inverse of what the twin encoded.
 

@@ -163,3 +163,28 @@ def test_unknown_protocol_names_the_registered_ones_at_its_line() -> None:
     assert rest == [
         "site.yaml:8: devices[0](ahu-1).bacnet: unknown key (check its spelling and indentation)"
     ]
+
+
+def test_a_protocols_own_check_runs_with_the_others() -> None:
+    text = (
+        "site: {name: x}\n"
+        "devices:\n"
+        "  - name: gh-1\n"
+        "    protocol: mqtt\n"
+        "    profile: greenhouse_climate\n"
+        "    mqtt: {topic: a/b}\n"
+        "  - name: gh-2\n"
+        "    protocol: mqtt\n"
+        "    profile: greenhouse_climate\n"
+        "    mqtt: {topic: a/c}\n"
+        "    upstream: nowhere\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, filename="site.yaml")
+    broker = "mqtt devices need a top-level 'mqtt:' broker section (host, port, ...)"
+    assert [str(i) for i in err.value.issues] == [
+        f"site.yaml:4: devices[0](gh-1).protocol: {broker}",
+        f"site.yaml:8: devices[1](gh-2).protocol: {broker}",
+        "site.yaml:11: devices[1](gh-2).upstream: upstream meter 'nowhere' is not a device of "
+        "this site",
+    ]
