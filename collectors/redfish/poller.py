@@ -12,6 +12,7 @@ was read, with the first error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -76,6 +77,7 @@ class RedfishPoller:
             timeout_s=cfg.timeout_of(device),
         )
         self._urls: dict[str, str] | None = None
+        self._discovery: asyncio.Future[dict[str, str]] | None = None
         self._expand = False
         self.discoveries = 0
 
@@ -111,12 +113,30 @@ class RedfishPoller:
         self.discoveries += 1
         return links
 
+    async def _discovered(self) -> dict[str, str]:
+        """The URLs, discovered in a task of its own that outlives a poll cancelled at its
+        deadline: on a BMC slow enough that discovery takes longer than one poll may, the
+        next poll waits for the same discovery instead of starting over (and never ending)."""
+        task = self._discovery
+        if task is None:
+            task = self._discovery = asyncio.ensure_future(self._discover())
+        try:
+            urls = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # the discovery itself was cancelled (closing): start over
+                self._discovery = None
+            raise
+        except BaseException:
+            self._discovery = None  # failed: the next poll tries again
+            raise
+        self._discovery = None
+        self._urls = urls
+        return urls
+
     # -- one poll -----------------------------------------------------------------------------
     async def poll(self) -> list[Reading]:
         t_ns = time.time_ns()
-        if self._urls is None:
-            self._urls = await self._discover()
-        urls = self._urls
+        urls = self._urls if self._urls is not None else await self._discovered()
         docs: dict[str, Any] = {}
         errors: list[PollError] = []
 
@@ -180,6 +200,11 @@ class RedfishPoller:
         return [out.get(id(r), r) for r in rows]
 
     async def close(self) -> None:
+        if self._discovery is not None:
+            self._discovery.cancel()
+            with contextlib.suppress(BaseException):
+                await self._discovery
+            self._discovery = None
         await self.client.close()
 
 

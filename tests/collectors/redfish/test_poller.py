@@ -269,3 +269,29 @@ def test_requests_waiting_for_a_connection_do_not_time_out() -> None:
             await p.close()
 
     with_twin(body)
+
+
+def test_a_discovery_longer_than_a_poll_is_not_started_over() -> None:
+    """A BMC taking 0.2 s per request: logging in and discovering take longer than the
+    0.7 s a poll may; the poll cut at its deadline leaves the discovery running, the next
+    poll waits for it and reads the values (discovery is not started over each time)."""
+
+    async def body(twin: RedfishTwin) -> None:
+        twin.set_delay(NAME, 0.2)
+        p = poller(twin, NAME, max_connections=4)
+        try:
+            cut = 0
+            while True:
+                try:
+                    got = as_truth(await asyncio.wait_for(p.poll(), 0.7))
+                    break
+                except TimeoutError:
+                    cut += 1
+                    assert cut < 4, "the discovery never ended"
+            assert cut >= 1, "the first poll should not fit in 0.7 s"
+            assert got == twin.state(NAME).truth()
+            assert p.discoveries == 1 and twin.bmcs[NAME].logins == 1
+        finally:
+            await p.close()
+
+    with_twin(body)
