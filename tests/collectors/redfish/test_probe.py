@@ -4,6 +4,7 @@ would store, or why it could not (a pinned fingerprint that is not the BMC's).""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,8 +18,8 @@ from dcim.twin.serve_redfish import make_certificates
 
 def test_probe_a_redfish_bmc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ca, _, _, fingerprint = make_certificates(tmp_path / "certs")
-    section = {"username": "dcim", "password": {"value": "pw"}}
-    devices = [
+    section: dict[str, Any] = {"username": "dcim", "password": {"value": "pw"}}
+    devices: list[dict[str, Any]] = [
         {"name": "srv-1", "redfish": {**section, "tls_ca": str(ca)}},
         {"name": "srv-2", "redfish": {**section, "tls_fingerprint_sha256": fingerprint}},
         {"name": "srv-3", "redfish": {**section, "tls_fingerprint_sha256": "0" * 64}},
