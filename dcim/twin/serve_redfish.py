@@ -32,6 +32,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import socket
 import ssl
 import tempfile
 from collections.abc import Callable, Mapping
@@ -428,9 +429,25 @@ class _RefuseTls(asyncio.Protocol):
         self.transport.close()
 
 
+def _listen(b: Bmc) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((b.host, b.port))
+        sock.listen(512)
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            exc.errno, f"Redfish BMC {b.name}: cannot listen on {b.host}:{b.port}: {exc.strerror}"
+        ) from exc
+    sock.setblocking(False)
+    return sock
+
+
 class RedfishTwin:
-    """Redfish BMCs for ``devices`` (name -> (host, port)), values from ``values(name)``;
-    every BMC accepts ``username``/``password``."""
+    """Redfish BMCs for ``devices`` (name -> (host, port); port 0: any free one, read back
+    from ``bmcs[name].port`` once started), values from ``values(name)``; every BMC accepts
+    ``username``/``password`` unless ``credentials`` gives its own."""
 
     def __init__(
         self,
@@ -446,7 +463,7 @@ class RedfishTwin:
         self.values = values
         self.username, self.password = username, password
         self.bmcs = {n: Bmc(n, h, p, refuse_tls=n in refuse_tls) for n, (h, p) in devices.items()}
-        self._by_port = {b.port: b for b in self.bmcs.values()}
+        self._by_port: dict[int, Bmc] = {}
         self._dir = work_dir or Path(tempfile.mkdtemp(prefix="dcim-redfish-twin-"))
         self.ca_path, self.cert_path, self.key_path, self.fingerprint_sha256 = make_certificates(
             self._dir
@@ -472,12 +489,13 @@ class RedfishTwin:
         loop = asyncio.get_running_loop()
         try:
             for b in self.bmcs.values():
+                sock = _listen(b)
+                b.port = sock.getsockname()[1]  # port 0: the one the system gave
+                self._by_port[b.port] = b
                 if b.refuse_tls:
-                    srv = await loop.create_server(_RefuseTls, b.host, b.port)
-                    self._raw.append(srv)
+                    self._raw.append(await loop.create_server(_RefuseTls, sock=sock))
                     continue
-                site = web.TCPSite(self._runner, b.host, b.port, ssl_context=ctx, backlog=512)
-                await site.start()
+                await web.SockSite(self._runner, sock, ssl_context=ctx).start()
         except BaseException:
             await self.stop()
             raise

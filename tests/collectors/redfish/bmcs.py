@@ -12,7 +12,6 @@ from collectors.redfish.options import RedfishOptions
 from collectors.redfish.poller import RedfishPoller
 from dcim.config import Device, SiteConfig
 from dcim.reading import Reading
-from dcim.twin.ports import free_port
 from dcim.twin.serve_redfish import RedfishTwin
 
 
@@ -25,7 +24,8 @@ def values_of(n: int) -> dict[str, dict[str, float]]:
 
 
 def make_twin(values: Mapping[str, Mapping[str, float]], **kw: Any) -> RedfishTwin:
-    devices = {name: ("127.0.0.1", free_port()) for name in values}
+    """BMCs on ports the system picks when the twin starts (``twin.bmcs[name].port``)."""
+    devices = {name: ("127.0.0.1", 0) for name in values}
     return RedfishTwin(lambda name: values[name], devices, **kw)
 
 
