@@ -668,8 +668,7 @@ def main() -> None:  # pragma: no cover - the benchmarks' child process
 
     from dcim.config import SiteConfig
     from dcim.twin.model import SiteModel
-    from dcim.twin.ports import free_ports
-    from dcim.twin.site import SERVERS_PER_RACK, paris_chapelle
+    from dcim.twin.site import paris_chapelle
 
     ap = argparse.ArgumentParser(description="serve the reference site's BMCs over Redfish")
     ap.add_argument("--racks", type=int, default=30)
@@ -679,8 +678,7 @@ def main() -> None:  # pragma: no cover - the benchmarks' child process
     doc["devices"] = [d for d in doc["devices"] if d["profile"] == "bmc_server"]
     cfg = SiteConfig.model_validate(doc)
     model = SiteModel(cfg, t0=time.time())
-    base = free_ports(args.racks * SERVERS_PER_RACK)
-    devices = {d.name: ("127.0.0.1", base + i) for i, d in enumerate(cfg.devices)}
+    devices = {d.name: ("127.0.0.1", 0) for d in cfg.devices}  # ports: the system's
 
     def values(name: str) -> Mapping[str, float | int]:
         return model.values(name, time.time())
@@ -691,7 +689,7 @@ def main() -> None:  # pragma: no cover - the benchmarks' child process
         print(
             json.dumps(
                 {
-                    "ports": {n: p for n, (_, p) in devices.items()},
+                    "ports": {n: b.port for n, b in twin.bmcs.items()},
                     "ca": str(twin.ca_path),
                     "fingerprint": twin.fingerprint_sha256,
                     "username": twin.username,
