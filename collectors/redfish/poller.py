@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -32,6 +33,8 @@ from collectors.redfish.profile import RedfishProfile
 from dcim.config import Device, SiteConfig
 from dcim.protocols import PollError
 from dcim.reading import Reading
+
+log = logging.getLogger(__name__)
 
 ROOT = "/redfish/v1/"
 EXPAND = "$expand=.($levels=1)"
@@ -79,6 +82,7 @@ class RedfishPoller:
         self._urls: dict[str, str] | None = None
         self._discovery: asyncio.Future[dict[str, str]] | None = None
         self._expand = False
+        self._failing: set[str] = set()
         self.discoveries = 0
 
     # -- discovery ----------------------------------------------------------------------------
@@ -157,11 +161,22 @@ class RedfishPoller:
                     docs[name] = res
 
         readings = await self._plan.read(urls, fetch, self._tags, t_ns).run(docs)
+        self._note_partial(errors if readings else [])
         if not readings and errors:
             raise errors[0]
         if not readings:
             raise PollError("decode", f"{self.device.name}: no value found in {sorted(docs)}")
         return readings
+
+    def _note_partial(self, errors: list[PollError]) -> None:
+        """A resource failing while the poll still reads others is logged when it starts
+        failing and when it is back, not every cycle (the poll itself counts as up)."""
+        failing = {str(e) for e in errors}
+        for text in sorted(failing - self._failing):
+            log.warning("%s: read without one resource: %s", self.device.name, text)
+        if self._failing and not failing:
+            log.info("%s: every resource read again", self.device.name)
+        self._failing = failing
 
     async def _fetch(self, resource: str, url: str) -> Any:
         get = self.client.get

@@ -4,6 +4,7 @@ ground truth for both resource generations, sessions, basic auth, TLS checks."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -78,9 +79,10 @@ def test_absent_components_and_null_readings_are_left_out() -> None:
     with_twin(body)
 
 
-def test_a_url_gone_404_is_rediscovered() -> None:
+def test_a_url_gone_404_is_rediscovered(caplog: pytest.LogCaptureFixture) -> None:
     """The BMC's firmware changed under us: the newer resources went away (404). That poll
-    still reads what the older ones give; the next one discovers the URLs again."""
+    still reads what the older ones give (and says once what it could not read); the next
+    one discovers the URLs again."""
 
     async def body(twin: RedfishTwin) -> None:
         p = poller(twin, NAME)
@@ -88,12 +90,16 @@ def test_a_url_gone_404_is_rediscovered() -> None:
             await p.poll()
             assert p.discoveries == 1
             twin.set_old_only(NAME)
-            got = as_truth(await p.poll())
-            assert got[("server", "")] == twin.state(NAME).truth()[("server", "")]
-            assert p._urls is None
-            got = as_truth(await p.poll())
+            with caplog.at_level(logging.INFO, logger="collectors.redfish.poller"):
+                got = as_truth(await p.poll())
+                assert got[("server", "")] == twin.state(NAME).truth()[("server", "")]
+                assert p._urls is None
+                warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+                assert warned and all("404" in r.getMessage() for r in warned)
+                got = as_truth(await p.poll())
             assert p.discoveries == 2
             assert got == twin.state(NAME).truth(old_only=True)
+            assert "every resource read again" in caplog.records[-1].getMessage()
         finally:
             await p.close()
 
