@@ -48,6 +48,7 @@ def site(
     interval_s: float = 10.0,
     client_id: str | None = None,
     storage: dict[str, Any] | None = None,
+    **broker_keys: Any,
 ) -> SiteConfig:
     devices: list[dict[str, Any]] = [
         {
@@ -71,6 +72,7 @@ def site(
     }
     if client_id:
         mqtt_cfg["client_id"] = client_id
+    mqtt_cfg.update(broker_keys)
     return SiteConfig.model_validate(
         {
             "site": {"name": "paris-chapelle"},
@@ -142,10 +144,11 @@ def started(mosquitto: MosquittoServer) -> Iterator[tuple[MqttCollector, Sink, m
 
 def test_readings_carry_the_profile_fields_and_the_topic_tags(started: Any) -> None:
     col, sink, pub = started
+    ts = int(time.time()) - 60  # a device's own clock, a minute behind
     publish(
         pub,
         TOPIC.format(zone="zone-1"),
-        {"temperature": 21.5, "humidity": 63, "co2": "812", "ts": 1736935200},
+        {"temperature": 21.5, "humidity": 63, "co2": "812", "ts": ts},
     )
     publish(
         pub, "dcim/annex/greenhouse/east/climate", {"temperature": 19.0, "humidity": 70, "co2": 900}
@@ -154,7 +157,7 @@ def test_readings_carry_the_profile_fields_and_the_topic_tags(started: Any) -> N
     one = sink.data("gh-zone-1")[0]
     assert one.fields == {"air_temp_c": 21.5, "humidity_pct": 63.0, "co2_ppm": 812.0}
     assert one.tags == {"site": "paris-chapelle", "device": "gh-zone-1", "zone": "zone-1"}
-    assert one.time_ns == 1736935200 * 10**9
+    assert one.time_ns == ts * 10**9
     two = sink.data("gh-house-2")[0]
     assert two.tags == {
         "site": "paris-chapelle",
@@ -277,20 +280,27 @@ def assert_next_session_gets(cfg: SiteConfig, air_temp_c: float) -> None:
         col.stop()
 
 
-def test_a_full_spool_holds_qos1_messages_at_the_broker(
+KEEPALIVE_S = 2
+HOLD_S = 10.0  # five keepalives: Mosquitto drops a client silent for 1.5 of them
+N_HELD = 30  # more than Mosquitto's 20 messages in flight: the rest wait at the broker
+
+
+def test_a_full_spool_holds_qos1_messages_without_stopping_the_keepalives(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
     """The runtime's collector, its spool at its 1 MiB budget (InfluxDB down: nothing
-    forwarded): a QoS 1 message is held unacknowledged, the broker queues the next ones, all
-    are committed in order once there is room; a collector stopped while holding one leaves
-    it with the broker, which delivers it on the next connection."""
+    forwarded), keepalive 2 s: QoS 1 messages are held unacknowledged for 10 s while paho goes
+    on servicing the connection (never dropped: no disconnect seen by paho nor by the broker),
+    then all are committed in order once there is room, none lost; a collector stopped while
+    holding one leaves it with the broker, which delivers it on the next connection."""
     storage = {
         "spool_dir": str(tmp_path / "spool"),
         "spool_max_mb": 1,
         "sink": {"type": "influxdb", "url": f"http://127.0.0.1:{free_port()}", "timeout_s": 1},
     }
-    cfg = site(mosquitto, client_id="dcim-test-full", storage=storage)
+    cfg = site(mosquitto, client_id="dcim-test-full", storage=storage, keepalive_s=KEEPALIVE_S)
     topic = TOPIC.format(zone="zone-1")
+    connected_samples: list[bool] = []
 
     def greenhouse(col: Collector) -> list[Reading]:
         pending = col.spool.peek(10**6).readings
@@ -306,20 +316,24 @@ def test_a_full_spool_holds_qos1_messages_at_the_broker(
             assert await asyncio.to_thread(mq.connected.wait, 10)
             await asyncio.sleep(0.3)  # the SUBACK
             n = fill(col.spool)
-            for i in range(3):
-                publish(pub, topic, {"temperature": 30.0 + i, "humidity": 60, "co2": 800})
+            for i in range(N_HELD):
+                publish(pub, topic, {"temperature": float(i), "humidity": 60, "co2": 800})
             await asyncio.to_thread(wait_for, mq.holding.is_set, 5, "message held")
-            await asyncio.sleep(2.5)  # offered again twice meanwhile: still no room
-            assert mq.holding.is_set() and mq.held == 1
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < HOLD_S:  # still no room
+                connected_samples.append(mq.connected.is_set())
+                await asyncio.sleep(0.1)
+            assert mq.holding.is_set() and 1 <= mq.held <= N_HELD
             assert col.spool.stats().pending == n and greenhouse(col) == []
-            assert sum(mq.received.values()) == 1  # the next two wait at the broker
 
             col.spool.ack(col.spool.peek(10**6))  # room again (as a forwarder would make it)
             await asyncio.to_thread(
-                wait_for, lambda: len(greenhouse(col)) == 3, 5, "held messages committed"
+                wait_for, lambda: len(greenhouse(col)) == N_HELD, 10, "held messages committed"
             )
-            assert [r.fields["air_temp_c"] for r in greenhouse(col)] == [30.0, 31.0, 32.0]
-            assert not mq.holding.is_set() and mq.held == 1
+            temps = [r.fields["air_temp_c"] for r in greenhouse(col)]
+            assert temps == [float(i) for i in range(N_HELD)]
+            assert not mq.holding.is_set() and sum(mq.received.values()) == N_HELD
+            assert mq.disconnects == 0 and mq.connected.is_set()
 
             fill(col.spool)
             publish(pub, topic, {"temperature": 40.0, "humidity": 60, "co2": 800})
@@ -330,6 +344,10 @@ def test_a_full_spool_holds_qos1_messages_at_the_broker(
             await col.stop(flush_timeout_s=0.5)
 
     asyncio.run(main())
+    assert len(connected_samples) >= HOLD_S / 0.2 and all(connected_samples)
+    broker_log = (mosquitto.workdir / "mosquitto.log").read_text()
+    assert "dcim-test-full has exceeded timeout" not in broker_log
+    assert broker_log.count("as dcim-test-full") == 1, broker_log  # one connection only
     assert_next_session_gets(cfg, 40.0)
 
 
