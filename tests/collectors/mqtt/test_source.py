@@ -552,3 +552,97 @@ def test_tls_with_username_and_password(
         finally:
             bad.stop()
     assert any("refused the connection" in r.getMessage() for r in caplog.records)
+
+
+# -- hostile publishers ---------------------------------------------------------------------
+
+
+def test_hostile_publishers_are_refused_counted_and_logged_never_stored(
+    mosquitto: MosquittoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Beside a good sensor publishing every 0.2 s, a hostile publisher sends a deeply nested
+    document, an oversized one, garbage, timestamps in 2100 and 1970, a second message for a
+    stored time (other values, then the same ones), a zone the device does not list and a
+    topic that does not fit the template: each refusal is counted by reason, logged without a
+    traceback, nothing of it is stored, and the good sensor stays on cadence (no gap)."""
+    doc = site(mosquitto, interval_s=0.5).model_dump(exclude_none=True)
+    doc["devices"][2]["mqtt"]["tag_values"] = {"zone": ["east", "west"]}
+    doc["devices"].append(
+        {"name": "gh-lab", "protocol": "mqtt", "profile": "greenhouse_climate",
+         "mqtt": {"topic": "dcim/lab/#"}}
+    )  # fmt: skip
+    cfg = SiteConfig.model_validate(doc)
+    sink = Sink()
+    col = MqttCollector(cfg, cfg.devices, sink)
+    col.start()
+    good, bad = publisher(mosquitto, "good-sensor"), publisher(mosquitto, "hostile")
+    stop = threading.Event()
+
+    def sensor() -> None:
+        i = 0
+        while not stop.wait(0.2):
+            body = {"temperature": 20.0, "humidity": 50, "co2": 600 + i, "ts": time.time()}
+            good.publish(TOPIC.format(zone="zone-1"), json.dumps(body), qos=1)
+            i += 1
+
+    now = int(time.time())
+    east = "dcim/annex/greenhouse/east/climate"
+    try:
+        assert col.connected.wait(10)
+        time.sleep(0.3)
+        thread = threading.Thread(target=sensor, daemon=True)
+        thread.start()
+        t0 = time.monotonic()
+        for body in (
+            b'{"temperature": 1, "x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",  # depth
+            json.dumps({"temperature": 1, "pad": "x" * 200_000}).encode(),  # size
+            b"\xff\xfe garbage",
+            {"temperature": 21.0, "humidity": 50, "co2": 700, "ts": "2100-01-01T00:00:00Z"},
+            {"temperature": 21.0, "humidity": 50, "co2": 700, "ts": 0},
+            {"temperature": 21.0, "humidity": 50, "co2": 700, "ts": now},  # stored
+            {"temperature": 99.0, "humidity": 50, "co2": 700, "ts": now},  # conflict
+            {"temperature": 21.0, "humidity": 50, "co2": 700, "ts": now},  # duplicate
+        ):
+            publish(bad, east, body)
+        publish(bad, "dcim/annex/greenhouse/north/climate", {"temperature": 5.0, "ts": now})
+        publish(bad, "dcim/lab/anything/goes", {"temperature": 5.0, "ts": now})
+        wait_for(lambda: col.received["gh-lab"] == 1, 5, "all hostile messages handled")
+        time.sleep(1.5)  # the good sensor goes on
+        stop.set()
+        thread.join(2)
+        elapsed = time.monotonic() - t0
+    finally:
+        stop.set()
+        for c in (good, bad):
+            c.disconnect()
+            c.loop_stop()
+        col.stop()
+
+    assert col.malformed["gh-house-2"] == 3
+    assert dict(col.refused["gh-house-2"]) == {
+        "time_future": 1, "time_past": 1, "conflict": 1, "duplicate": 1, "topic": 1
+    }  # fmt: skip
+    assert dict(col.refused["gh-lab"]) == {"topic": 1}
+    stored = sink.data("gh-house-2")
+    assert [(r.fields["air_temp_c"], r.time_ns) for r in stored] == [(21.0, now * 10**9)]
+    assert sink.data("gh-lab") == []
+    errors = [r.fields["error"] for r in sink.health("gh-house-2") if r.fields["error"] != "gap"]
+    assert sorted(errors) == sorted(["malformed"] * 3 + ["clock"] * 2 + ["", "conflict", "topic"])
+    # The good sensor: every message stored, no gap.
+    mine = sink.data("gh-zone-1")
+    assert len(mine) >= elapsed / 0.2 * 0.7, (len(mine), elapsed)
+    assert [r.fields["co2_ppm"] for r in mine] == [600.0 + i for i in range(len(mine))]
+    assert all(r.fields["error"] == "" for r in sink.health("gh-zone-1"))
+    # Logged, one line per device and reason, no traceback.
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "gh-house-2" in r.getMessage()]
+    assert any("nested 30001 deep, over the 32 accepted" in m for m in lines)
+    assert any("ahead of the collector's clock (max_clock_skew_s: 300)" in m for m in lines)
+    assert any("other values for a time already stored (the first are kept)" in m for m in lines)
+    assert any("'north' is not one of ['east', 'west']" in m for m in lines)
+    # ... and on /metrics.
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for m in col.metrics() for s in m.samples
+    }
+    key = ("dcim_mqtt_refused_total", (("device", "gh-house-2"), ("reason", "time_future")))
+    assert samples[key] == 1
