@@ -18,11 +18,12 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
 
 from collectors.mqtt.codec import decode_payload, encode_payload, parse_time, topic_tags
 from collectors.mqtt.profile import MqttProfile
 from collectors.mqtt.source import MqttCollector
-from dcim.config import Device, SiteConfig
+from dcim.config import Device, MqttBroker, SiteConfig
 from dcim.profiles import load_profiles
 from dcim.reading import Reading
 from dcim.runtime import Collector
@@ -469,6 +470,12 @@ def _openssl(*args: str, cwd: Path) -> None:
 def tls_broker(tmp_path: Path) -> Iterator[tuple[MosquittoServer, Path]]:
     """Mosquitto with only a TLS listener (certificate for IP 127.0.0.1 from a throwaway CA)
     and a password file; yields the broker and the CA file."""
+    yield from _tls_broker(tmp_path)
+
+
+def _tls_broker(
+    tmp_path: Path, *, require_certificate: bool = False
+) -> Iterator[tuple[MosquittoServer, Path]]:
     d = tmp_path / "tls"
     d.mkdir()
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
@@ -492,8 +499,13 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[MosquittoServer, Path]]:
         f"persistence false\nlog_dest file {d}/mosquitto.log\n"
         + ("user root\n" if os.geteuid() == 0 else "")
         + f"listener {port} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\n"
-        f"keyfile {d}/server.key\n"
+        f"keyfile {d}/server.key\n" + ("require_certificate true\n" if require_certificate else "")
     )
+    if require_certificate:  # the collector's client certificate, from the same CA
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out",
+                 "client.csr", "-subj", "/CN=dcim-collector", cwd=d)  # fmt: skip
+        _openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", "client.crt", "-days", "2", cwd=d)  # fmt: skip
     srv = MosquittoServer(None, port, d, [need("mosquitto", "mosquitto"), "-c", str(conf)])
     srv.start()
     try:
@@ -646,3 +658,64 @@ def test_hostile_publishers_are_refused_counted_and_logged_never_stored(
     }
     key = ("dcim_mqtt_refused_total", (("device", "gh-house-2"), ("reason", "time_future")))
     assert samples[key] == 1
+
+
+@pytest.fixture
+def mtls_broker(tmp_path: Path) -> Iterator[tuple[MosquittoServer, Path]]:
+    """The TLS broker with ``require_certificate true``; yields it and the directory holding
+    ca.crt, client.crt and client.key."""
+    for srv, ca in _tls_broker(tmp_path, require_certificate=True):
+        yield srv, ca.parent
+
+
+def test_tls_with_a_client_certificate(
+    mtls_broker: tuple[MosquittoServer, Path],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``tls_cert`` and ``tls_key`` beside ``tls_ca``: the broker requiring a client
+    certificate takes the collector's, and refuses a collector without one."""
+    broker, d = mtls_broker
+    cfg = _tls_site(broker, d / "ca.crt", broker.password, monkeypatch)
+    doc = cfg.model_dump(exclude_none=True)
+    doc["mqtt"].update(tls_cert=d / "client.crt", tls_key=d / "client.key")
+    sink = Sink()
+    col = MqttCollector(SiteConfig.model_validate(doc), cfg.devices, sink)
+    col.start()
+    try:
+        assert col.connected.wait(10), "no TLS connection with the client certificate"
+        time.sleep(0.3)
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="mtls-pub")
+        pub.username_pw_set(broker.user, broker.password)
+        pub.tls_set(
+            ca_certs=str(d / "ca.crt"),
+            certfile=str(d / "client.crt"),
+            keyfile=str(d / "client.key"),
+        )
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        try:
+            publish(
+                pub, TOPIC.format(zone="zone-1"), {"temperature": 18.5, "humidity": 58, "co2": 650}
+            )
+            wait_for(lambda: len(sink.data("gh-zone-1")) == 1, 5, "message over mutual TLS")
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+    finally:
+        col.stop()
+    assert sink.data("gh-zone-1")[0].fields["co2_ppm"] == 650.0
+
+    without = MqttCollector(cfg, cfg.devices, Sink())  # tls_ca only: no client certificate
+    without.start()
+    try:
+        assert not without.connected.wait(2.5)
+    finally:
+        without.stop()
+    log = (broker.workdir / "mosquitto.log").read_text()
+    assert "peer did not return a certificate" in log, log
+
+
+def test_tls_key_without_a_certificate_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match="tls_key is the key of a client certificate"):
+        MqttBroker.model_validate({"tls_ca": "/ca.pem", "tls_key": "/k.pem"})
