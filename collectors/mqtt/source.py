@@ -159,8 +159,9 @@ class MqttCollector:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.offer = offer
         self.holder = Holder(
-            offer if offer is not None else self._emit_all,
+            self._commit,
             self.client.ack,
             on_release=self._after_hold,
             retry_s=HOLD_RETRY_S,
@@ -172,9 +173,12 @@ class MqttCollector:
         """Messages that waited, unacknowledged, for room in the spool."""
         return self.holder.held
 
-    def _emit_all(self, readings: list[Reading]) -> bool:
-        self.emit(readings)
-        return True
+    def _commit(self, readings: list[Reading]) -> bool:
+        """To ``offer`` (False: no room now), or to ``emit`` where there is no ``offer``."""
+        if self.offer is None:
+            self.emit(readings)
+            return True
+        return self.offer(readings)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
