@@ -338,8 +338,8 @@ class MqttCollector:
             fields, time_ns, problems = {}, None, [str(exc)]
         if problems:
             self.malformed[dev.name] += 1
-            self._log_refused(dev.name, "malformed", f"malformed payload on {topic}: "
-                              + "; ".join(problems))  # fmt: skip
+            what = f"malformed payload on {topic}: " + "; ".join(problems)
+            self._log_refused(dev.name, "malformed", what)
         error = "" if fields else "malformed"
         if fields and time_ns is not None:
             error = self._check_time(dev, topic, fields, time_ns, now_ns, held)
@@ -367,7 +367,7 @@ class MqttCollector:
                 values=len(fields) if not error else 0,
                 error=error,
                 late_s=0.0,
-            )  # fmt: skip
+            )
         )
         return out
 
