@@ -74,6 +74,8 @@ def check(cfg: SiteConfig, device: Device) -> list[Issue]:
                 break
             if not (other.enabled and isinstance(other.options, MqttOptions)):
                 continue
+            if filter_problem(other.options.topic) is not None:
+                continue  # reported on that device
             both = common_topic(topic, other.options.topic)
             if both is not None:
                 issues.append(
