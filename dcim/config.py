@@ -317,13 +317,32 @@ class Rack(_Model):
 
 
 class MqttBroker(_Model):
+    """The broker, and what the collector accepts from its publishers (see
+    ``collectors/mqtt/README.md``): payload timestamps at most ``max_clock_skew_s`` ahead of the
+    collector's clock and ``max_age_s`` behind it; payloads up to ``max_payload_bytes`` and
+    ``max_json_depth`` levels of nesting. TLS with ``tls_ca`` and/or a client certificate
+    (``tls_cert``, and ``tls_key`` unless the key is in the certificate file)."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: Secret | None = None
     tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     client_id: str | None = None
     qos: Literal[0, 1, 2] = 1
+    keepalive_s: int = Field(default=30, ge=1, le=65535)
+    max_clock_skew_s: float = Field(default=300.0, ge=0)
+    max_age_s: float = Field(default=86400.0, gt=0)
+    max_payload_bytes: int = Field(default=65536, ge=64)
+    max_json_depth: int = Field(default=32, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> MqttBroker:
+        if self.tls_key is not None and self.tls_cert is None:
+            raise ValueError("tls_key is the key of a client certificate: give tls_cert too")
+        return self
 
 
 class EmbeddedSink(_Model):

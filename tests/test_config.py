@@ -172,11 +172,11 @@ def test_a_protocols_own_check_runs_with_the_others() -> None:
         "  - name: gh-1\n"
         "    protocol: mqtt\n"
         "    profile: greenhouse_climate\n"
-        "    mqtt: {topic: a/b}\n"
+        "    mqtt: {topic: dcim/x/greenhouse/b/climate}\n"
         "  - name: gh-2\n"
         "    protocol: mqtt\n"
         "    profile: greenhouse_climate\n"
-        "    mqtt: {topic: a/c}\n"
+        "    mqtt: {topic: dcim/x/greenhouse/c/climate}\n"
         "    upstream: nowhere\n"
     )
     with pytest.raises(ConfigError) as err:

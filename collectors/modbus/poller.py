@@ -35,6 +35,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
+from collectors.modbus import logs
 from collectors.modbus.codec import ReadRequest, field_codecs, plan_reads
 from collectors.modbus.options import ModbusOptions
 from collectors.modbus.profile import ModbusProfile
@@ -43,12 +44,9 @@ from dcim.protocols import ErrorKind, PollError
 from dcim.reading import FieldValue, Reading
 
 log = logging.getLogger(__name__)
-# pymodbus logs every failed connect and retry at ERROR ("Failed to connect ... Repeating"):
-# with a dead unit that is a line per poll. The scheduler logs each device's failure once,
-# with its kind, and records it as a gap. (Set the "pymodbus" logger to see its lines.)
-_pymodbus_log = logging.getLogger("pymodbus")
-if _pymodbus_log.level == logging.NOTSET:
-    _pymodbus_log.setLevel(logging.CRITICAL)
+# No pymodbus line or traceback per poll: see collectors.modbus.logs. (Set the "pymodbus"
+# logger's level to see its lines.)
+logs.install()
 
 _CLIENT_TIMEOUT_S = 3600.0
 BACKOFF_MIN_S = 0.5
@@ -160,12 +158,21 @@ class Endpoint:
                         f"exception {code:#04x} ({name}) for FC {req.function_code} "
                         f"{req.table} {req.start}+{req.count}",
                     )
-                words = list(rsp.bits if req.function_code in (1, 2) else rsp.registers)
-                if len(words) < req.count:
+                answered = int(getattr(rsp, "function_code", req.function_code))
+                if answered != req.function_code:  # pymodbus checks the ids, not this
                     raise _RequestFailed(
                         "protocol",
-                        f"short answer: {len(words)} of {req.count} values "
-                        f"for {req.table} {req.start}",
+                        f"answer with function code {answered} to FC {req.function_code} "
+                        f"{req.table} {req.start}+{req.count}",
+                    )
+                bits = req.function_code in (1, 2)
+                words = list(rsp.bits if bits else rsp.registers)
+                # Bits come padded to a whole byte; registers must be exactly those asked for.
+                if len(words) < req.count or (not bits and len(words) != req.count):
+                    raise _RequestFailed(
+                        "protocol",
+                        f"{len(words)} values in the answer for the {req.count} of "
+                        f"{req.table} {req.start}",
                     )
                 return words[: req.count]
             raise AssertionError("unreachable")

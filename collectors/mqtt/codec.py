@@ -14,11 +14,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from collectors.mqtt.guard import json_depth
 from collectors.mqtt.profile import RESERVED_TAGS, MqttField, MqttProfile
 from dcim.reading import FieldValue
 
 NS = 1_000_000_000
 TIME_KEYS = ("ts", "time")
+MAX_PAYLOAD_BYTES = 65536  # defaults of the broker section's max_payload_bytes, max_json_depth
+MAX_JSON_DEPTH = 32
 __all__ = [
     "RESERVED_TAGS",
     "MalformedPayload",
@@ -81,9 +84,13 @@ def parse_time(raw: Any) -> int:
     """A payload timestamp to UTC ns: ISO 8601 (naive means UTC) or UNIX epoch in s/ms/us/ns."""
     if isinstance(raw, str):
         try:
-            return _epoch_ns(float(raw))
+            num = float(raw)
         except ValueError:
             pass
+        else:
+            if not math.isfinite(num):
+                raise MalformedPayload(f"time {raw!r} is not a finite number")
+            return _epoch_ns(num)
         try:
             dt = datetime.fromisoformat(raw)
         except ValueError:
@@ -108,13 +115,26 @@ def _epoch_ns(val: float) -> int:
 
 
 def decode_payload(
-    profile: MqttProfile, payload: bytes
+    profile: MqttProfile,
+    payload: bytes,
+    *,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
 ) -> tuple[dict[str, FieldValue], int | None, list[str]]:
     """JSON payload -> (fields, time_ns or None, problems). Fields that fail alone are left
-    out and named in ``problems``; raises MalformedPayload if the payload is not a JSON object."""
+    out and named in ``problems``; raises MalformedPayload if the payload is not a JSON object,
+    is longer than ``max_bytes`` or nests deeper than ``max_depth`` (both checked before it is
+    parsed)."""
+    if len(payload) > max_bytes:
+        raise MalformedPayload(f"payload of {len(payload)} bytes, over the {max_bytes} accepted")
+    # Fewer brackets than the limit cannot nest deeper (two C-speed counts): the usual case.
+    if payload.count(b"[") + payload.count(b"{") > max_depth:
+        depth = json_depth(payload)
+        if depth > max_depth:
+            raise MalformedPayload(f"JSON nested {depth} deep, over the {max_depth} accepted")
     try:
         doc = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedPayload(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise MalformedPayload(f"not a JSON object but {type(doc).__name__}")

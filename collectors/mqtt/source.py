@@ -10,11 +10,20 @@ twin.
 
 Acknowledgement: a QoS 1 message is acknowledged to the broker once its readings are committed
 to the spool. While the spool is full (``spool_on_full: refuse_new``) a message is held
-unacknowledged, paho's thread waits and offers it again every ``HOLD_RETRY_S``, and the broker
-keeps the rest queued: nothing published is lost for want of disk space, as long as the
-broker's own queue lasts (Mosquitto: ``max_queued_messages``, 1000 per client by default).
-A collector stopped meanwhile leaves the message with the broker, which delivers it again on
-the next connection.
+unacknowledged, with every message after it, in order (:mod:`.hold`): paho's network thread
+is not blocked (keepalives go on), a thread of the collector offers the held ones again every
+``HOLD_RETRY_S``, and the broker keeps what it has not been able to send: nothing published is
+lost for want of disk space, as long as the broker's own queue lasts (Mosquitto:
+``max_queued_messages``, 1000 per client by default). A collector stopped meanwhile leaves the
+messages with the broker, which delivers them again on the next connection.
+
+Trust (:mod:`.guard`): a topic maps to the one device whose filter matches it (the config
+check refuses overlapping filters), and must fit the profile's topic template (and the
+device's ``tag_values``); payloads are bounded in size and nesting; a payload timestamp must
+lie within ``max_clock_skew_s`` ahead of and ``max_age_s`` behind the collector's clock; a
+timestamp already stored for the topic is refused (``duplicate``, or ``conflict`` when the
+values differ): a stored value is never overwritten. Each refusal is counted by reason
+(``dcim_mqtt_refused_total``) and logged at most once a minute per device and reason.
 
 Health: every message yields a ``dcim_poll`` row (``up`` 1, or 0 with ``error="malformed"``
 when nothing could be read from it); a device that stays silent for longer than 1.5 of its
@@ -29,6 +38,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,6 +48,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from collectors.mqtt.codec import MalformedPayload, decode_payload, topic_tags
+from collectors.mqtt.guard import Seen, digest
+from collectors.mqtt.hold import Held, Holder
 from collectors.mqtt.options import MqttOptions
 from collectors.mqtt.profile import RESERVED_TAGS, MqttProfile
 from dcim.config import Device, MqttBroker, SiteConfig
@@ -47,7 +59,10 @@ log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 GAP_FACTOR = 1.5  # silence longer than this many intervals is a gap
-LOG_EVERY_S = 60.0  # at most one malformed-payload log line per device per minute
+LOG_EVERY_S = 60.0  # at most one log line per device and refusal reason a minute
+# Why a message is refused (dcim_mqtt_refused_total); its dcim_poll error is "topic", "clock"
+# (time_*) or "conflict" (conflict, out_of_order); a duplicate adds no row at all.
+REASONS = ("topic", "time_future", "time_past", "duplicate", "conflict", "out_of_order")
 HOLD_RETRY_S = 1.0  # a message the spool has no room for is offered again this often
 
 
@@ -74,8 +89,12 @@ def make_client(
     if broker.username is not None:
         password = broker.password.resolve() if broker.password is not None else None
         client.username_pw_set(broker.username, password)
-    if broker.tls_ca is not None:
-        client.tls_set(ca_certs=str(broker.tls_ca))
+    if broker.tls_ca is not None or broker.tls_cert is not None:
+        client.tls_set(
+            ca_certs=str(broker.tls_ca) if broker.tls_ca is not None else None,
+            certfile=str(broker.tls_cert) if broker.tls_cert is not None else None,
+            keyfile=str(broker.tls_key) if broker.tls_key is not None else None,
+        )
     client.reconnect_delay_set(min_delay=1, max_delay=2)  # back within seconds of a restart
     client.max_queued_messages_set(10_000)
     return client
@@ -106,7 +125,6 @@ class MqttCollector:
         if cfg.mqtt is None:
             raise ValueError("mqtt devices need a top-level 'mqtt:' broker section")
         self.cfg, self.broker, self.emit, self.clock = cfg, cfg.mqtt, emit, clock
-        self.offer = offer
         profiles = cfg.profiles()
         self.devices = [d for d in devices if isinstance(d.options, MqttOptions)]
         self._profiles: dict[str, MqttProfile] = {}
@@ -122,22 +140,45 @@ class MqttCollector:
         self.client_id = self.broker.client_id or default_client_id(cfg, self.devices)
         self.malformed: dict[str, int] = {d.name: 0 for d in self.devices}
         self.received: dict[str, int] = {d.name: 0 for d in self.devices}
-        self.held = 0  # messages held unacknowledged at least once (the spool was full)
-        self.holding = threading.Event()  # set while a message waits for room
+        # Messages refused by device and reason (REASONS), and those on a topic no device has.
+        self.refused: dict[str, Counter[str]] = {d.name: Counter() for d in self.devices}
+        self.unmatched = 0
+        self._seen = Seen()
         self._last: dict[str, float | None] = {d.name: None for d in self.devices}
         self._next_gap: dict[str, float] = {}
         self._since: dict[str, float] = {}  # last message, or start
         self._silent: set[str] = set()
         self._gap_lock = threading.Lock()  # gap state: paho's thread and the watchdog
-        self._last_log: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._last_log: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         self.connected = threading.Event()
+        self.disconnects = 0  # connections lost (not counting stop())
         self.client = make_client(self.broker, self.client_id, clean_session=False, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.offer = offer
+        self.holder = Holder(
+            self._commit,
+            self.client.ack,
+            on_release=self._after_hold,
+            retry_s=HOLD_RETRY_S,
+        )
+        self.holding = self.holder.holding  # set while messages wait for room
+
+    @property
+    def held(self) -> int:
+        """Messages that waited, unacknowledged, for room in the spool."""
+        return self.holder.held
+
+    def _commit(self, readings: list[Reading]) -> bool:
+        """To ``offer`` (False: no room now), or to ``emit`` where there is no ``offer``."""
+        if self.offer is None:
+            self.emit(readings)
+            return True
+        return self.offer(readings)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -147,14 +188,19 @@ class MqttCollector:
             self._next_gap[d.name] = now + GAP_FACTOR * self.cfg.interval_of(d)
             self._since[d.name] = now
         self._stop.clear()
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        self.holder.start()
+        self.client.connect_async(
+            self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s
+        )
         self.client.loop_start()
         self._watchdog = threading.Thread(target=self._watch, name="mqtt-gaps", daemon=True)
         self._watchdog.start()
 
     def stop(self) -> None:
-        """Disconnect (the broker keeps the session and queues QoS 1 messages for next time)."""
+        """Disconnect (the broker keeps the session and queues QoS 1 messages for next time;
+        held messages stay unacknowledged, so the broker delivers them again)."""
         self._stop.set()
+        self.holder.stop()
         self.client.disconnect()
         self.client.loop_stop()
         if self._watchdog is not None:
@@ -186,6 +232,21 @@ class MqttCollector:
         yield CounterMetricFamily(
             "dcim_mqtt_held", "MQTT messages held unacknowledged for want of spool room", self.held
         )
+        refused = CounterMetricFamily(
+            "dcim_mqtt_refused",
+            "MQTT messages refused, by reason (topic, time_future, time_past, duplicate,"
+            " conflict, out_of_order; malformed payloads: dcim_mqtt_malformed_total)",
+            labels=["device", "reason"],
+        )
+        for name in sorted(self.refused):
+            for reason in REASONS:
+                refused.add_metric([name, reason], self.refused[name][reason])
+        yield refused
+        yield CounterMetricFamily(
+            "dcim_mqtt_unmatched",
+            "MQTT messages on a topic no device has (acknowledged, not stored)",
+            self.unmatched,
+        )
 
     def last_message(self) -> dict[str, float | None]:
         """Device -> arrival time (UNIX s) of its last readable message, None if none yet."""
@@ -201,6 +262,7 @@ class MqttCollector:
                 rc,
             )
             return
+        self.holder.reconnected(bool(flags.session_present))
         filters = sorted({f for f, _ in self._filters})
         if filters:
             # Also after a reconnect: a broker that lost its state would otherwise stay silent.
@@ -219,6 +281,7 @@ class MqttCollector:
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         self.connected.clear()
         if not self._stop.is_set():
+            self.disconnects += 1
             log.warning(
                 "MQTT connection to %s:%s lost (%s); reconnecting",
                 self.broker.host,
@@ -226,54 +289,25 @@ class MqttCollector:
                 rc,
             )
 
-    def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        out: list[Reading] = []
+    def _on_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        held = Held(msg.mid, msg.qos, msg.topic, [])
         try:
-            for topic_filter, dev in self._filters:
-                if topic_filter == msg.topic or mqtt.topic_matches_sub(topic_filter, msg.topic):
-                    out += self._handle(dev, msg.topic, bytes(msg.payload))
+            dev = self._device_of(msg.topic)
+            if dev is None:
+                self.unmatched += 1
+                self._log_refused("", "unmatched", f"no device has topic {msg.topic!r}")
+            else:
+                held.readings = self._handle(dev, msg.topic, bytes(msg.payload), held)
         except Exception:  # noqa: BLE001 - never let one message kill paho's thread
             log.exception("MQTT message on %s could not be handled", msg.topic)
-        try:
-            if out and not self._hand_over(out, msg.topic):
-                return  # stopping: not acknowledged, the broker delivers it again next time
-        except Exception:  # noqa: BLE001
-            log.exception(
-                "MQTT message on %s could not be committed; left unacknowledged (the broker"
-                " delivers it again on the next connection)",
-                msg.topic,
-            )
-            return
-        client.ack(msg.mid, msg.qos)
+        self.holder.submit(held)
 
-    def _hand_over(self, readings: list[Reading], topic: str) -> bool:
-        """Give a message's readings to ``offer`` (or ``emit``); while ``offer`` has no room,
-        wait and offer them again. False if the collector stops first."""
-        if self.offer is None:
-            self.emit(readings)
-            return True
-        if self.offer(readings):
-            return True
-        self.held += 1
-        self.holding.set()
-        since = time.monotonic()
-        log.warning(
-            "MQTT: the spool is full; the message on %s is held unacknowledged at the broker"
-            " (which queues the next ones) until there is room",
-            topic,
-        )
-        try:
-            while not self._stop.wait(HOLD_RETRY_S):
-                if self.offer(readings):
-                    log.info(
-                        "MQTT: the spool has room again; message taken after %.0f s",
-                        time.monotonic() - since,
-                    )
-                    self._after_hold()
-                    return True
-            return False
-        finally:
-            self.holding.clear()
+    def _device_of(self, topic: str) -> Device | None:
+        """The device whose filter matches ``topic`` (the config check lets only one)."""
+        for topic_filter, dev in self._filters:
+            if topic_filter == topic or mqtt.topic_matches_sub(topic_filter, topic):
+                return dev
+        return None
 
     def _after_hold(self) -> None:
         # No message was read while one was held: give the queued ones time to arrive before
@@ -284,24 +318,35 @@ class MqttCollector:
                 grace = now + GAP_FACTOR * self.cfg.interval_of(d)
                 self._next_gap[d.name] = max(self._next_gap[d.name], grace)
 
-    def _handle(self, dev: Device, topic: str, payload: bytes) -> list[Reading]:
+    def _handle(self, dev: Device, topic: str, payload: bytes, held: Held) -> list[Reading]:
+        """The message's readings: its data (unless refused) and its ``dcim_poll`` row."""
         now = self.clock()
+        now_ns = int(now * NS)
+        self.received[dev.name] += 1
         profile = self._profiles[dev.name]
+        tags = self._topic_tags(dev, profile, topic)
+        if tags is None:
+            return [self._health(dev, now_ns, up=False, values=0, error="topic", late_s=0.0)]
         try:
-            fields, time_ns, problems = decode_payload(profile, payload)
+            fields, time_ns, problems = decode_payload(
+                profile,
+                payload,
+                max_bytes=self.broker.max_payload_bytes,
+                max_depth=self.broker.max_json_depth,
+            )
         except MalformedPayload as exc:
             fields, time_ns, problems = {}, None, [str(exc)]
         if problems:
             self.malformed[dev.name] += 1
-            self._log_malformed(dev.name, topic, problems, now)
-        self.received[dev.name] += 1
-        now_ns = int(now * NS)
-        tags = dict(self._tags[dev.name])
-        for k, v in topic_tags(profile.topic, topic).items():
-            if k not in RESERVED_TAGS:
-                tags[k] = v
+            what = f"malformed payload on {topic}: " + "; ".join(problems)
+            self._log_refused(dev.name, "malformed", what)
+        error = "" if fields else "malformed"
+        if fields and time_ns is not None:
+            error = self._check_time(dev, topic, fields, time_ns, now_ns, held)
+            if error == "duplicate":
+                return []  # stored already (a redelivery): no new row at all
         out: list[Reading] = []
-        if fields:
+        if not error:
             out.append(
                 Reading(
                     profile.measurement, tags, fields, time_ns if time_ns is not None else now_ns
@@ -318,13 +363,72 @@ class MqttCollector:
             self._health(
                 dev,
                 now_ns,
-                up=bool(fields),
-                values=len(fields),
-                error="" if fields else "malformed",
+                up=not error,
+                values=len(fields) if not error else 0,
+                error=error,
                 late_s=0.0,
             )
         )
         return out
+
+    def _topic_tags(self, dev: Device, profile: MqttProfile, topic: str) -> dict[str, str] | None:
+        """The reading's tags: the device's and those of the topic, None if the topic does not
+        fit the profile's template, names a tag value the device does not list, or is one
+        topic too many for the device."""
+        found = topic_tags(profile.topic, topic)
+        why = ""
+        if not found and profile.topic_tags():
+            why = f"topic {topic!r} does not fit the template {profile.topic!r}"
+        allowed = dev.options_as(MqttOptions).tag_values or {}
+        for key, values in allowed.items():
+            if not why and found.get(key) not in values:
+                why = f"topic {topic!r}: {key} {found.get(key)!r} is not one of {values}"
+        if not why and not self._seen.admit(dev.name, topic):
+            why = f"topic {topic!r}: over {self._seen.max_topics} distinct topics for the device"
+        if why:
+            self.refused[dev.name]["topic"] += 1
+            self._log_refused(dev.name, "topic", why)
+            return None
+        tags = dict(self._tags[dev.name])
+        for k, v in found.items():
+            if k not in RESERVED_TAGS:
+                tags[k] = v
+        return tags
+
+    def _check_time(
+        self,
+        dev: Device,
+        topic: str,
+        fields: dict[str, FieldValue],
+        time_ns: int,
+        now_ns: int,
+        held: Held,
+    ) -> str:
+        """'' if the payload's time may be stored, else the ``dcim_poll`` error (and the
+        refusal counted and logged)."""
+        ahead_s = (time_ns - now_ns) / NS
+        if ahead_s > self.broker.max_clock_skew_s:
+            reason, error = "time_future", "clock"
+            why = f"time {ahead_s:.0f} s ahead of the collector's clock (max_clock_skew_s: "
+            why += f"{self.broker.max_clock_skew_s:g})"
+        elif -ahead_s > self.broker.max_age_s:
+            reason, error = "time_past", "clock"
+            why = f"time {-ahead_s:.0f} s behind the collector's clock (max_age_s: "
+            why += f"{self.broker.max_age_s:g})"
+        else:
+            verdict = self._seen.check(dev.name, topic, time_ns, digest(fields))
+            if verdict == "new":
+                held.forget = lambda: self._seen.forget(dev.name, topic, time_ns)
+                return ""
+            reason, error = verdict, "conflict"
+            why = {
+                "duplicate": "the values stored for this time again (nothing new)",
+                "conflict": "other values for a time already stored (the first are kept)",
+                "out_of_order": f"older than the last {self._seen.per_topic} times of the topic",
+            }[verdict]
+        self.refused[dev.name][reason] += 1
+        self._log_refused(dev.name, reason, f"message on {topic} refused: {why}")
+        return "duplicate" if reason == "duplicate" else error
 
     def _health(
         self, dev: Device, time_ns: int, *, up: bool, values: int, error: str, late_s: float
@@ -339,17 +443,19 @@ class MqttCollector:
         tags = {"site": self.cfg.site.name, "device": dev.name, "protocol": "mqtt"}
         return Reading("dcim_poll", tags, fields, time_ns)
 
-    def _log_malformed(self, device: str, topic: str, problems: list[str], now: float) -> None:
-        if now - self._last_log.get(device, -math.inf) < LOG_EVERY_S:
-            self._suppressed[device] = self._suppressed.get(device, 0) + 1
+    def _log_refused(self, device: str, reason: str, what: str) -> None:
+        """At most one line per device and reason a minute, with the count left out since."""
+        now = time.monotonic()
+        key = (device, reason)
+        if now - self._last_log.get(key, -math.inf) < LOG_EVERY_S:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return
-        more = self._suppressed.pop(device, 0)
-        self._last_log[device] = now
+        more = self._suppressed.pop(key, 0)
+        self._last_log[key] = now
         log.warning(
-            "MQTT device %s: malformed payload on %s: %s%s",
-            device,
-            topic,
-            "; ".join(problems),
+            "MQTT %s: %s%s",
+            f"device {device}" if device else "broker",
+            what,
             f" ({more} more since the last report)" if more else "",
         )
 

@@ -18,11 +18,12 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
 
 from collectors.mqtt.codec import decode_payload, encode_payload, parse_time, topic_tags
 from collectors.mqtt.profile import MqttProfile
 from collectors.mqtt.source import MqttCollector
-from dcim.config import Device, SiteConfig
+from dcim.config import Device, MqttBroker, SiteConfig
 from dcim.profiles import load_profiles
 from dcim.reading import Reading
 from dcim.runtime import Collector
@@ -48,6 +49,7 @@ def site(
     interval_s: float = 10.0,
     client_id: str | None = None,
     storage: dict[str, Any] | None = None,
+    **broker_keys: Any,
 ) -> SiteConfig:
     devices: list[dict[str, Any]] = [
         {
@@ -71,6 +73,7 @@ def site(
     }
     if client_id:
         mqtt_cfg["client_id"] = client_id
+    mqtt_cfg.update(broker_keys)
     return SiteConfig.model_validate(
         {
             "site": {"name": "paris-chapelle"},
@@ -142,10 +145,11 @@ def started(mosquitto: MosquittoServer) -> Iterator[tuple[MqttCollector, Sink, m
 
 def test_readings_carry_the_profile_fields_and_the_topic_tags(started: Any) -> None:
     col, sink, pub = started
+    ts = int(time.time()) - 60  # a device's own clock, a minute behind
     publish(
         pub,
         TOPIC.format(zone="zone-1"),
-        {"temperature": 21.5, "humidity": 63, "co2": "812", "ts": 1736935200},
+        {"temperature": 21.5, "humidity": 63, "co2": "812", "ts": ts},
     )
     publish(
         pub, "dcim/annex/greenhouse/east/climate", {"temperature": 19.0, "humidity": 70, "co2": 900}
@@ -154,7 +158,7 @@ def test_readings_carry_the_profile_fields_and_the_topic_tags(started: Any) -> N
     one = sink.data("gh-zone-1")[0]
     assert one.fields == {"air_temp_c": 21.5, "humidity_pct": 63.0, "co2_ppm": 812.0}
     assert one.tags == {"site": "paris-chapelle", "device": "gh-zone-1", "zone": "zone-1"}
-    assert one.time_ns == 1736935200 * 10**9
+    assert one.time_ns == ts * 10**9
     two = sink.data("gh-house-2")[0]
     assert two.tags == {
         "site": "paris-chapelle",
@@ -277,20 +281,27 @@ def assert_next_session_gets(cfg: SiteConfig, air_temp_c: float) -> None:
         col.stop()
 
 
-def test_a_full_spool_holds_qos1_messages_at_the_broker(
+KEEPALIVE_S = 2
+HOLD_S = 10.0  # five keepalives: Mosquitto drops a client silent for 1.5 of them
+N_HELD = 30  # more than Mosquitto's 20 messages in flight: the rest wait at the broker
+
+
+def test_a_full_spool_holds_qos1_messages_without_stopping_the_keepalives(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
     """The runtime's collector, its spool at its 1 MiB budget (InfluxDB down: nothing
-    forwarded): a QoS 1 message is held unacknowledged, the broker queues the next ones, all
-    are committed in order once there is room; a collector stopped while holding one leaves
-    it with the broker, which delivers it on the next connection."""
+    forwarded), keepalive 2 s: QoS 1 messages are held unacknowledged for 10 s while paho goes
+    on servicing the connection (never dropped: no disconnect seen by paho nor by the broker),
+    then all are committed in order once there is room, none lost; a collector stopped while
+    holding one leaves it with the broker, which delivers it on the next connection."""
     storage = {
         "spool_dir": str(tmp_path / "spool"),
         "spool_max_mb": 1,
         "sink": {"type": "influxdb", "url": f"http://127.0.0.1:{free_port()}", "timeout_s": 1},
     }
-    cfg = site(mosquitto, client_id="dcim-test-full", storage=storage)
+    cfg = site(mosquitto, client_id="dcim-test-full", storage=storage, keepalive_s=KEEPALIVE_S)
     topic = TOPIC.format(zone="zone-1")
+    connected_samples: list[bool] = []
 
     def greenhouse(col: Collector) -> list[Reading]:
         pending = col.spool.peek(10**6).readings
@@ -306,20 +317,24 @@ def test_a_full_spool_holds_qos1_messages_at_the_broker(
             assert await asyncio.to_thread(mq.connected.wait, 10)
             await asyncio.sleep(0.3)  # the SUBACK
             n = fill(col.spool)
-            for i in range(3):
-                publish(pub, topic, {"temperature": 30.0 + i, "humidity": 60, "co2": 800})
+            for i in range(N_HELD):
+                publish(pub, topic, {"temperature": float(i), "humidity": 60, "co2": 800})
             await asyncio.to_thread(wait_for, mq.holding.is_set, 5, "message held")
-            await asyncio.sleep(2.5)  # offered again twice meanwhile: still no room
-            assert mq.holding.is_set() and mq.held == 1
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < HOLD_S:  # still no room
+                connected_samples.append(mq.connected.is_set())
+                await asyncio.sleep(0.1)
+            assert mq.holding.is_set() and 1 <= mq.held <= N_HELD
             assert col.spool.stats().pending == n and greenhouse(col) == []
-            assert sum(mq.received.values()) == 1  # the next two wait at the broker
 
             col.spool.ack(col.spool.peek(10**6))  # room again (as a forwarder would make it)
             await asyncio.to_thread(
-                wait_for, lambda: len(greenhouse(col)) == 3, 5, "held messages committed"
+                wait_for, lambda: len(greenhouse(col)) == N_HELD, 10, "held messages committed"
             )
-            assert [r.fields["air_temp_c"] for r in greenhouse(col)] == [30.0, 31.0, 32.0]
-            assert not mq.holding.is_set() and mq.held == 1
+            temps = [r.fields["air_temp_c"] for r in greenhouse(col)]
+            assert temps == [float(i) for i in range(N_HELD)]
+            assert not mq.holding.is_set() and sum(mq.received.values()) == N_HELD
+            assert mq.disconnects == 0 and mq.connected.is_set()
 
             fill(col.spool)
             publish(pub, topic, {"temperature": 40.0, "humidity": 60, "co2": 800})
@@ -330,6 +345,10 @@ def test_a_full_spool_holds_qos1_messages_at_the_broker(
             await col.stop(flush_timeout_s=0.5)
 
     asyncio.run(main())
+    assert len(connected_samples) >= HOLD_S / 0.2 and all(connected_samples)
+    broker_log = (mosquitto.workdir / "mosquitto.log").read_text()
+    assert "dcim-test-full has exceeded timeout" not in broker_log
+    assert broker_log.count("as dcim-test-full") == 1, broker_log  # one connection only
     assert_next_session_gets(cfg, 40.0)
 
 
@@ -451,6 +470,12 @@ def _openssl(*args: str, cwd: Path) -> None:
 def tls_broker(tmp_path: Path) -> Iterator[tuple[MosquittoServer, Path]]:
     """Mosquitto with only a TLS listener (certificate for IP 127.0.0.1 from a throwaway CA)
     and a password file; yields the broker and the CA file."""
+    yield from _tls_broker(tmp_path)
+
+
+def _tls_broker(
+    tmp_path: Path, *, require_certificate: bool = False
+) -> Iterator[tuple[MosquittoServer, Path]]:
     d = tmp_path / "tls"
     d.mkdir()
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
@@ -474,8 +499,13 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[MosquittoServer, Path]]:
         f"persistence false\nlog_dest file {d}/mosquitto.log\n"
         + ("user root\n" if os.geteuid() == 0 else "")
         + f"listener {port} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\n"
-        f"keyfile {d}/server.key\n"
+        f"keyfile {d}/server.key\n" + ("require_certificate true\n" if require_certificate else "")
     )
+    if require_certificate:  # the collector's client certificate, from the same CA
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out",
+                 "client.csr", "-subj", "/CN=dcim-collector", cwd=d)  # fmt: skip
+        _openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", "client.crt", "-days", "2", cwd=d)  # fmt: skip
     srv = MosquittoServer(None, port, d, [need("mosquitto", "mosquitto"), "-c", str(conf)])
     srv.start()
     try:
@@ -534,3 +564,158 @@ def test_tls_with_username_and_password(
         finally:
             bad.stop()
     assert any("refused the connection" in r.getMessage() for r in caplog.records)
+
+
+# -- hostile publishers ---------------------------------------------------------------------
+
+
+def test_hostile_publishers_are_refused_counted_and_logged_never_stored(
+    mosquitto: MosquittoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Beside a good sensor publishing every 0.2 s, a hostile publisher sends a deeply nested
+    document, an oversized one, garbage, timestamps in 2100 and 1970, a second message for a
+    stored time (other values, then the same ones), a zone the device does not list and a
+    topic that does not fit the template: each refusal is counted by reason, logged without a
+    traceback, nothing of it is stored, and the good sensor stays on cadence (no gap)."""
+    doc = site(mosquitto, interval_s=0.5).model_dump(exclude_none=True)
+    doc["devices"][2]["mqtt"]["tag_values"] = {"zone": ["east", "west"]}
+    doc["devices"].append(
+        {"name": "gh-lab", "protocol": "mqtt", "profile": "greenhouse_climate",
+         "mqtt": {"topic": "dcim/lab/#"}}
+    )  # fmt: skip
+    cfg = SiteConfig.model_validate(doc)
+    sink = Sink()
+    col = MqttCollector(cfg, cfg.devices, sink)
+    col.start()
+    good, bad = publisher(mosquitto, "good-sensor"), publisher(mosquitto, "hostile")
+    stop = threading.Event()
+
+    def sensor() -> None:
+        i = 0
+        while not stop.wait(0.2):
+            body = {"temperature": 20.0, "humidity": 50, "co2": 600 + i, "ts": time.time()}
+            good.publish(TOPIC.format(zone="zone-1"), json.dumps(body), qos=1)
+            i += 1
+
+    now = int(time.time())
+    east = "dcim/annex/greenhouse/east/climate"
+    try:
+        assert col.connected.wait(10)
+        time.sleep(0.3)
+        thread = threading.Thread(target=sensor, daemon=True)
+        thread.start()
+        t0 = time.monotonic()
+        for body in (
+            b'{"temperature": 1, "x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",  # depth
+            json.dumps({"temperature": 1, "pad": "x" * 200_000}).encode(),  # size
+            b"\xff\xfe garbage",
+            {"temperature": 21.0, "humidity": 50, "co2": 700, "ts": "2100-01-01T00:00:00Z"},
+            {"temperature": 21.0, "humidity": 50, "co2": 700, "ts": 0},
+            {"temperature": 21.0, "humidity": 50, "co2": 700, "ts": now},  # stored
+            {"temperature": 99.0, "humidity": 50, "co2": 700, "ts": now},  # conflict
+            {"temperature": 21.0, "humidity": 50, "co2": 700, "ts": now},  # duplicate
+        ):
+            publish(bad, east, body)
+        publish(bad, "dcim/annex/greenhouse/north/climate", {"temperature": 5.0, "ts": now})
+        publish(bad, "dcim/lab/anything/goes", {"temperature": 5.0, "ts": now})
+        wait_for(lambda: col.received["gh-lab"] == 1, 5, "all hostile messages handled")
+        time.sleep(1.5)  # the good sensor goes on
+        stop.set()
+        thread.join(2)
+        elapsed = time.monotonic() - t0
+    finally:
+        stop.set()
+        for c in (good, bad):
+            c.disconnect()
+            c.loop_stop()
+        col.stop()
+
+    assert col.malformed["gh-house-2"] == 3
+    assert dict(col.refused["gh-house-2"]) == {
+        "time_future": 1, "time_past": 1, "conflict": 1, "duplicate": 1, "topic": 1
+    }  # fmt: skip
+    assert dict(col.refused["gh-lab"]) == {"topic": 1}
+    stored = sink.data("gh-house-2")
+    assert [(r.fields["air_temp_c"], r.time_ns) for r in stored] == [(21.0, now * 10**9)]
+    assert sink.data("gh-lab") == []
+    errors = [r.fields["error"] for r in sink.health("gh-house-2") if r.fields["error"] != "gap"]
+    assert sorted(errors) == sorted(["malformed"] * 3 + ["clock"] * 2 + ["", "conflict", "topic"])
+    # The good sensor: every message stored, no gap.
+    mine = sink.data("gh-zone-1")
+    assert len(mine) >= elapsed / 0.2 * 0.7, (len(mine), elapsed)
+    assert [r.fields["co2_ppm"] for r in mine] == [600.0 + i for i in range(len(mine))]
+    assert all(r.fields["error"] == "" for r in sink.health("gh-zone-1"))
+    # Logged, one line per device and reason, no traceback.
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "gh-house-2" in r.getMessage()]
+    assert any("nested 30001 deep, over the 32 accepted" in m for m in lines)
+    assert any("ahead of the collector's clock (max_clock_skew_s: 300)" in m for m in lines)
+    assert any("other values for a time already stored (the first are kept)" in m for m in lines)
+    assert any("'north' is not one of ['east', 'west']" in m for m in lines)
+    # ... and on /metrics.
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for m in col.metrics() for s in m.samples
+    }
+    key = ("dcim_mqtt_refused_total", (("device", "gh-house-2"), ("reason", "time_future")))
+    assert samples[key] == 1
+
+
+@pytest.fixture
+def mtls_broker(tmp_path: Path) -> Iterator[tuple[MosquittoServer, Path]]:
+    """The TLS broker with ``require_certificate true``; yields it and the directory holding
+    ca.crt, client.crt and client.key."""
+    for srv, ca in _tls_broker(tmp_path, require_certificate=True):
+        yield srv, ca.parent
+
+
+def test_tls_with_a_client_certificate(
+    mtls_broker: tuple[MosquittoServer, Path],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``tls_cert`` and ``tls_key`` beside ``tls_ca``: the broker requiring a client
+    certificate takes the collector's, and refuses a collector without one."""
+    broker, d = mtls_broker
+    cfg = _tls_site(broker, d / "ca.crt", broker.password, monkeypatch)
+    doc = cfg.model_dump(exclude_none=True)
+    doc["mqtt"].update(tls_cert=d / "client.crt", tls_key=d / "client.key")
+    sink = Sink()
+    col = MqttCollector(SiteConfig.model_validate(doc), cfg.devices, sink)
+    col.start()
+    try:
+        assert col.connected.wait(10), "no TLS connection with the client certificate"
+        time.sleep(0.3)
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="mtls-pub")
+        pub.username_pw_set(broker.user, broker.password)
+        pub.tls_set(
+            ca_certs=str(d / "ca.crt"),
+            certfile=str(d / "client.crt"),
+            keyfile=str(d / "client.key"),
+        )
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        try:
+            publish(
+                pub, TOPIC.format(zone="zone-1"), {"temperature": 18.5, "humidity": 58, "co2": 650}
+            )
+            wait_for(lambda: len(sink.data("gh-zone-1")) == 1, 5, "message over mutual TLS")
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+    finally:
+        col.stop()
+    assert sink.data("gh-zone-1")[0].fields["co2_ppm"] == 650.0
+
+    without = MqttCollector(cfg, cfg.devices, Sink())  # tls_ca only: no client certificate
+    without.start()
+    try:
+        assert not without.connected.wait(2.5)
+    finally:
+        without.stop()
+    log = (broker.workdir / "mosquitto.log").read_text()
+    assert "peer did not return a certificate" in log, log
+
+
+def test_tls_key_without_a_certificate_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match="tls_key is the key of a client certificate"):
+        MqttBroker.model_validate({"tls_ca": "/ca.pem", "tls_key": "/k.pem"})
