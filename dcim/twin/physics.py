@@ -189,27 +189,31 @@ class Waves:
 # -- water (EN 1434 heat coefficient) -------------------------------------------------------------
 
 
+@cache
+def _table() -> tuple[Arr, Arr, Arr]:
+    """The IF97 table of :mod:`dcim.kpi.water` at the loop pressure, as arrays (converted
+    once: ``water.enthalpy`` converts its tuples on every call)."""
+    tab = water.table(LOOP_PRESSURE_MPA)
+    return tuple(np.asarray(c, dtype=np.float64) for c in tab)  # type: ignore[return-value]
+
+
 def enthalpy(t: Arr) -> Arr:
-    """Specific enthalpy of the loop water, J/kg."""
-    return water.enthalpy(t, LOOP_PRESSURE_MPA)
+    """Specific enthalpy of the loop water, J/kg (``water.enthalpy``'s interpolation)."""
+    tab = _table()
+    return np.asarray(np.interp(t, tab[0], tab[2]))
 
 
 def density(t: Arr) -> Arr:
-    """Density of the loop water, kg/m3."""
-    return water.density(t, LOOP_PRESSURE_MPA)
-
-
-@cache
-def _h_table() -> tuple[Arr, Arr]:
-    tab = water.table(LOOP_PRESSURE_MPA)
-    return np.asarray(tab[2], dtype=np.float64), np.asarray(tab[0], dtype=np.float64)
+    """Density of the loop water, kg/m3 (``water.density``'s interpolation)."""
+    tab = _table()
+    return np.asarray(np.interp(t, tab[0], tab[1]))
 
 
 def temperature(h: Arr) -> Arr:
     """Loop water temperature, degC, at specific enthalpy ``h`` (J/kg): the exact inverse of
     :func:`enthalpy` (both interpolate the same monotone IF97 table linearly)."""
-    hs, ts = _h_table()
-    return np.asarray(np.interp(h, hs, ts))
+    tab = _table()
+    return np.asarray(np.interp(h, tab[2], tab[0]))
 
 
 def flow_for_heat(q_w: Arr, t_supply: Arr, t_return: Arr) -> Arr:
