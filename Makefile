@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll
+DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll curl
 
 .PHONY: demo install install-twin install-test deb lint typecheck test test-fast check bench clean
 
@@ -51,6 +51,7 @@ check: lint typecheck test
 bench: install-twin deb
 	$(PY) benchmarks/demo_cadence.py
 	$(PY) benchmarks/collect.py
+	$(PY) benchmarks/collect.py --redfish
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

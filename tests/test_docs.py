@@ -99,6 +99,7 @@ UNITLESS = {
     "battery_status",
     "on_battery",
     "meter_serial",
+    "health",  # Redfish Status.Health as a code: 0 OK, 1 Warning, 2 Critical
 }
 
 

@@ -34,6 +34,12 @@ def add_parser(sub: Any) -> None:
         "running on from there; default: now",
     )
     s.add_argument("--embedded-broker", action="store_true", help="run an MQTT broker in-process")
+    s.add_argument(
+        "--redfish-certs",
+        type=Path,
+        help="directory of the Redfish BMCs' ca.pem, bmc.pem, bmc.key (made there if absent; "
+        "the site file's tls_ca names its ca.pem); default: a temporary directory",
+    )
 
     w = tsub.add_parser("write-config", help="write the reference site's config (YAML)")
     w.add_argument("out")
@@ -134,7 +140,13 @@ def serve(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     offset = parse_time(args.as_of, cfg.site.timezone) / NS - time.time() if args.as_of else 0.0
-    runner = TwinRunner(cfg, seed=args.seed, offset_s=offset, embedded_broker=args.embedded_broker)
+    runner = TwinRunner(
+        cfg,
+        seed=args.seed,
+        offset_s=offset,
+        embedded_broker=args.embedded_broker,
+        redfish_certs=args.redfish_certs,
+    )
 
     async def go() -> None:
         await runner.start()
