@@ -231,11 +231,10 @@ def _ups(m: SiteModel, dev: _Dev, at: At) -> dict[str, Arr]:
 def _crah(m: SiteModel, dev: _Dev, at: At) -> dict[str, Arr]:
     c = dev.unit % m.plant.crah_nom.size
     p = at.plant
-    lf = np.maximum(p["crah_lf"][c], 0.0)
-    sup = supply_air(at.t_out) + m._rng("crah", str(c)).uniform(-0.3, 0.3)
+    lf = p["crah_lf"][c]
     return {
-        "supply_air_temp_c": sup,
-        "return_air_temp_c": sup + 11.0 * np.sqrt(lf),
+        "supply_air_temp_c": p["t_sa"][c],
+        "return_air_temp_c": p["t_ra"][c],
         "fan_power_w": p["crah_fan"][c],
         "cooling_power_w": p["crah_cool"][c],
         "valve_pct": np.clip(15.0 + 60.0 * lf, 0.0, 100.0),
@@ -283,7 +282,7 @@ def _heat_pump(m: SiteModel, dev: _Dev, at: At) -> dict[str, Arr]:
         "electrical_energy_wh_total": at.counter(dev.counters["electrical_energy_wh_total"]),
         "heat_energy_wh_total": at.counter(dev.counters["heat_energy_wh_total"]),
         "source_inlet_temp_c": p["t_ss"],
-        "source_outlet_temp_c": p["t_ss"] - m.plant.hp_evap_dt[i] * run,
+        "source_outlet_temp_c": p["t_eo"][i],
         "supply_temp_c": p["t_supply"],
         "return_temp_c": p["t_hp_ret"],
         "cop": p["cop"][i] * run,
@@ -298,8 +297,8 @@ def _dry_cooler(m: SiteModel, dev: _Dev, at: At) -> dict[str, Arr]:
         "power_w": p["dc_power"] / n,
         "heat_rejected_w": p["q_rej"] / n,
         "fan_speed_pct": 100.0 * p["dc_speed"],
-        "water_inlet_temp_c": p["t_ss"],
-        "water_outlet_temp_c": np.where(p["q_rej"] > 0, p["t_sr"], p["t_ss"]),
+        "water_inlet_temp_c": p["t_mid"],
+        "water_outlet_temp_c": p["t_dco"],
         "outdoor_temp_c": at.t_out + m._rng("dc", str(dev.unit)).uniform(-0.3, 0.3),
     }
 

@@ -26,6 +26,7 @@ from dcim.config import Device, SiteConfig
 from dcim.twin import physics as ph
 from dcim.twin.backfill import backfill, device_series  # backfill re-exported
 from dcim.twin.physics import Arr
+from dcim.twin.site import CPCU, HeatNetwork
 
 # profile -> (measurement, canonical fields), as in the glossary of docs/architecture.md
 _GLOSSARY = """
@@ -108,8 +109,11 @@ class SiteModel:
 
     glossary = GLOSSARY  # for dcim.twin.backfill, which must not import this module
 
-    def __init__(self, cfg: SiteConfig, *, t0: float, seed: int = 1) -> None:
+    def __init__(
+        self, cfg: SiteConfig, *, t0: float, seed: int = 1, network: HeatNetwork = CPCU
+    ) -> None:
         self.cfg, self.t0, self.seed = cfg, float(t0), seed
+        self.network = network  # the heat network's supply/return curve
         rng = np.random.default_rng([seed, 0])
         self.basis = ph.Waves.make(rng, ph.K_BASIS, 300.0, 6 * 3600.0, 1.0)
         self.drift = ph.Waves.make(rng, 3, 2 * 3600.0, 9 * 3600.0, 0.04)
@@ -220,10 +224,18 @@ class SiteModel:
         nom = float((self.ups_rows[0] + self.ups_rows[1] * U_NOM).sum())
         hp_devs = by_kind.get("heat_pump", [])
         n_hp = len(hp_devs) or 2
-        evap = np.array([5.0 + self._rng("hp", str(i)).uniform(-0.4, 0.4) for i in range(n_hp)])
+        eta = np.array(
+            [ph.HP_ETA + self._rng("hp", str(i)).uniform(-0.02, 0.02) for i in range(n_hp)]
+        )
         crah_nom = np.maximum(self.crah_rows[0] + self.crah_rows[1] * U_NOM, 1000.0)
+        sa_off = np.array([self._rng("crah", str(c)).uniform(-0.3, 0.3) for c in range(n_crah)])
         self.plant = ph.Plant(
-            nom=nom, ups_rated=1.25 * nom / max(1, n_ups - 1), crah_nom=crah_nom, hp_evap_dt=evap
+            nom=nom,
+            ups_rated=1.25 * nom / max(1, n_ups - 1),
+            crah_nom=crah_nom,
+            crah_sa_off=sa_off,
+            hp_eta=eta,
+            network=self.network,
         )
         self.n_ups, self.n_hp = n_ups, n_hp
         self.n_dc = len(by_kind.get("dry_cooler", [])) or 2

@@ -12,9 +12,64 @@ controllers each have their own Modbus TCP port; the greenhouse sensors publish 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 SERVERS_PER_RACK = 10
+
+
+@dataclass(frozen=True)
+class HeatNetwork:
+    """A hot-water district-heating network's temperatures, as its operator runs them: a
+    weather-compensation curve ("loi d'eau") of the supply and the return on the outdoor
+    daily-mean temperature, flat beyond its two knots and linear in between.
+
+    The defaults are the CPCU's newer hot-water loops as the site describes them (about
+    65 degC supply, docs/design.md), run as a 4th-generation network (Lund et al., "4th
+    Generation District Heating", Energy 68, 2014: supply 50-70 degC, return 25-40 degC):
+    65 degC through the cold half of the heating season, down to a 60 degC summer floor
+    once heating stops (about 15 degC outside), the floor being what domestic hot water
+    needs at the substations (55 degC at the heater's outlet against legionella, French
+    arrete of 30 November 2005, plus the substation's approach). The return, 40 degC in
+    winter (radiators and floor heating draw it down), rises to 45 degC in summer when only
+    hot water is drawn (smaller temperature drop at the substations).
+    """
+
+    supply_winter_c: float = 65.0
+    supply_summer_c: float = 60.0
+    return_winter_c: float = 40.0
+    return_summer_c: float = 45.0
+    winter_below_c: float = 5.0  # outdoor daily mean at and below which the winter values hold
+    summer_above_c: float = 15.0  # ... and at and above which the summer values hold
+
+    def __post_init__(self) -> None:
+        if not self.winter_below_c < self.summer_above_c:
+            raise ValueError(
+                f"heat network curve: winter knot {self.winter_below_c} degC must be below "
+                f"the summer knot {self.summer_above_c} degC"
+            )
+        for season in ("winter", "summer"):
+            sup, ret = getattr(self, f"supply_{season}_c"), getattr(self, f"return_{season}_c")
+            if not ret < sup:
+                raise ValueError(
+                    f"heat network curve: {season} return {ret} degC must be below its "
+                    f"supply {sup} degC"
+                )
+
+    def _curve(self, winter: float, summer: float, t_out_mean: float) -> float:
+        x = (t_out_mean - self.winter_below_c) / (self.summer_above_c - self.winter_below_c)
+        return winter + (summer - winter) * min(1.0, max(0.0, x))
+
+    def supply_c(self, t_out_mean: float) -> float:
+        """Network supply temperature, degC, at this outdoor daily-mean temperature."""
+        return self._curve(self.supply_winter_c, self.supply_summer_c, t_out_mean)
+
+    def return_c(self, t_out_mean: float) -> float:
+        """Network return temperature, degC, at this outdoor daily-mean temperature."""
+        return self._curve(self.return_winter_c, self.return_summer_c, t_out_mean)
+
+
+CPCU = HeatNetwork()  # the reference site's network (CPCU hot-water loop)
 
 # (name, profile, role, upstream)
 ELECTRICAL_METERS: list[tuple[str, str | None, str | None]] = [
