@@ -126,6 +126,7 @@ def pue(
     it: dict[int, Energy],
     chosen: int | None,
     interim: bool,
+    coarse: list[int] | None = None,
 ) -> None:
     """``pue_cat<n>`` and ``pue``: PUE = E_DC / E_IT over the period, energy based, with its
     measurement category (ISO/IEC 30134-2, EN 50600-4-2); ``pue`` is the chosen category's."""
@@ -149,7 +150,12 @@ def pue(
             [("E_DC", dc.energy), ("E_IT", e_it)],
             min(dc.completeness, e_it.completeness),
             e_it.estimated or dc.estimated,
-            f"category {chosen}" + boundary,
+            f"category {chosen}"
+            + "".join(
+                f" (category {c}: its meters' resolution is too coarse for this period)"
+                for c in coarse or []
+            )
+            + boundary,
             flagged=dc.flagged,
         )
 

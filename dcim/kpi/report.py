@@ -85,6 +85,9 @@ class Figures:
         ``RATIO_MAX_UNCERTAINTY`` (the period is too short for the meters), saying how long a
         period would do."""
         rel = relative_uncertainty([e for _, e in parts])
+        if value is None and any(e.value == 0 and e.uncertainty for _, e in parts):
+            zero = ", ".join(f"{n} 0 \u00b1 {_wh(e.uncertainty)}" for n, e in parts if e.value == 0)
+            note = f"n/a: {zero} from the registers' resolution: too short a period; {note}"
         if value is not None and rel is not None and rel >= RESOLUTION_NOTE_MIN:
             bounds = ", ".join(f"{n} \u00b1 {_wh(e.uncertainty)}" for n, e in parts)
             if rel > RATIO_MAX_UNCERTAINTY:
