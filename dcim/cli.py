@@ -61,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _kpi_period(args: argparse.Namespace, tz: str) -> tuple[int, int]:
     """[start, end) in UNIX ns from --period, --from/--to or --last (one of them; argparse
     refuses two); :class:`UsageError` if none or a half."""
+    if args.end and not args.start:
+        raise UsageError("--to goes with --from: give both (--period and --last end by themselves)")
     if args.last:
         end_ns = time.time_ns()
         return end_ns - parse_duration(args.last) * NS, end_ns

@@ -159,7 +159,12 @@ def run_demo(args: argparse.Namespace) -> int:
         assert twin.stdout is not None
         line = twin.stdout.readline()
         if "twin serving" not in line:
-            print("the twin did not start; see its output above", file=sys.stderr)
+            print(
+                "dcim demo: the twin did not start (its message is above); another demo "
+                f"running? It uses 127.0.0.1: SNMP UDP 16100+, Modbus TCP 15020+, MQTT "
+                f"{DEMO_MQTT_PORT}",
+                file=sys.stderr,
+            )
             return 1
         print(line.strip(), flush=True)
         asyncio.run(_demo(cfg, args))

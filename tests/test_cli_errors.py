@@ -79,6 +79,7 @@ def test_a_time_zone_that_does_not_exist(tmp_path: Path) -> None:
         (["--last", "5 minutes"], ["dcim kpi: duration '5 minutes'"]),
         (["--period", "2026-13"], ["dcim kpi: period '2026-13': month must be in 1..12"]),
         (["--from", "2026-10-01"], ["--from and --to go together"]),
+        (["--last", "1m", "--to", "2026-10-02"], ["--to goes with --from"]),
         (["--from", "yesterday", "--to", "2026-10-02"], ["not an ISO date", "'yesterday'"]),
         ([], ["give --period"]),
     ],
@@ -88,6 +89,7 @@ def test_a_time_zone_that_does_not_exist(tmp_path: Path) -> None:
         "bad-duration",
         "month-13",
         "from-alone",
+        "last-and-to",
         "bad-date",
         "no-period",
     ],  # fmt: skip
