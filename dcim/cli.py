@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     """Run the sub-command; a user's mistake or a failure the user can act on becomes a
     one-line message and an exit status, not a traceback."""
+    from dcim.config import ConfigError
     from dcim.storage.base import StoreError
 
     name = f"dcim {args.command}"
@@ -264,6 +265,10 @@ def _run(args: argparse.Namespace) -> int:
         return int(args.func(args) or 0)
     except (UsageError, TimeInputError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:  # found while running: a secret's variable unset, say
+        for i in exc.issues:
+            print(f"{name}: {i if i.file else f'{i.path}: {i.message}'}", file=sys.stderr)
         return 2
     except StoreError as exc:  # the store unreachable, or nothing collected yet
         if args.debug:

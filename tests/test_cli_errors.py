@@ -133,6 +133,16 @@ def test_other_sub_commands_refuse_mistakes(site: Path, tmp_path: Path) -> None:
     assert_refused(r, 1, "dcim demo:", "Not a directory")
 
 
+def test_a_secret_missing_when_used_is_a_config_error(tmp_path: Path) -> None:
+    path = _site(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["devices"][0]["snmp"]["community"] = {"env": "DCIM_TEST_UNSET_COMMUNITY"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = dcim_run("probe", str(path), doc["devices"][0]["name"])
+    err = assert_refused(r, 2, "dcim probe: secret: environment variable DCIM_TEST_UNSET")
+    assert err.count("\n") == 1
+
+
 def test_version_from_the_package_metadata() -> None:
     from importlib.metadata import version
 
