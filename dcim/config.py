@@ -966,10 +966,15 @@ def _partial_cross_checks(
             ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg)
             for loc, msg in _duplicate_names(data.get("devices"))
         ]
+        raw_devices = [r for r in data.get("devices") or [] if isinstance(r, dict)]
+        raw_names = {r.get("name") for r in raw_devices}
         found = []
         for loc, msg in _cross_checks(skeleton, timing=timing):
             if loc and loc[0] == "devices" and isinstance(loc[1], int):
                 loc = ("devices", index[loc[1]], *loc[2:])
+                # a meter named upstream that failed the schema is still a device of the site
+                if loc[-1] == "upstream" and data["devices"][loc[1]]["upstream"] in raw_names:
+                    continue
             found.append((loc, msg))
         # The devices that failed the schema: what their references name, as written.
         with contextlib.suppress(ProfileError):  # a bad profile_dirs is reported above
