@@ -147,6 +147,16 @@ async def _demo(cfg: SiteConfig, args: argparse.Namespace) -> None:
         print(f"stopped; the data is in {where}", flush=True)
 
 
+def _die_with_parent() -> None:
+    """In the twin's process (Linux): SIGTERM when the demo dies, even by ``kill -9``, so that
+    no orphan twin keeps the demo's ports and a new ``dcim demo`` can start."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     cfg, path = demo_config(args)
     twin = subprocess.Popen(
@@ -154,6 +164,7 @@ def run_demo(args: argparse.Namespace) -> int:
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,  # Ctrl-C goes to us; we stop the twin after the collector
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
     )
     try:
         assert twin.stdout is not None
