@@ -141,8 +141,8 @@ def heat_recovery(
     far off, a heat meter or an IT meter is broken or mis-scaled: flagged)."""
     c, est = min(rec.completeness, e_it.completeness), rec.estimated or e_it.estimated
     ratio_note = f"heat recovered / E_IT, {it_note}"
-    figs.add("heat_recovery_ratio", indicators.heat_recovery_ratio(rec.value, e_it.value), "",
-             c, est, ratio_note)  # fmt: skip
+    figs.ratio("heat_recovery_ratio", indicators.heat_recovery_ratio(rec.value, e_it.value),
+               [("heat recovered", rec), ("E_IT", e_it)], c, est, ratio_note)  # fmt: skip
     ratio, off = indicators.energy_balance(rec.value, e_it.value, tolerance)
     u = relative_uncertainty([rec, e_it]) or 0.0
     if ratio is not None and off and (abs(ratio - 1) <= tolerance + u or c < figs.min):
@@ -170,20 +170,20 @@ def seasonal_cops(figs: Figures, hps: list[Device], inp: Inputs) -> None:
     heat_by = {m.device: m for m in inp.hp_heat}
     pairs = [(d.name, elec_by[d.name], heat_by[d.name]) for d in hps if d.name in elec_by]
     for name, el, he in pairs:
-        figs.add(
+        figs.ratio(
             f"seasonal_cop_{name}",
             indicators.seasonal_cop(he.value, el.value),
-            "",
+            [("heat", sum_energy([he])), ("electricity", sum_energy([el]))],
             min(el.completeness, he.completeness),
             el.extrapolated or he.extrapolated,
             f"heat out / electricity in of {name} over the period (its energy counters)",
         )
     if pairs:
         el_sum, he_sum = sum_energy([p[1] for p in pairs]), sum_energy([p[2] for p in pairs])
-        figs.add(
+        figs.ratio(
             "seasonal_cop",
             indicators.seasonal_cop(he_sum.value, el_sum.value),
-            "",
+            [("heat", he_sum), ("electricity", el_sum)],
             min(el_sum.completeness, he_sum.completeness),
             el_sum.estimated or he_sum.estimated,
             f"all heat pumps ({len(pairs)}): heat out / electricity in over the period",

@@ -9,7 +9,7 @@ from dcim.config import SiteConfig
 from dcim.kpi import indicators
 from dcim.kpi.energy import Energy, MeterEnergy, sum_energy
 from dcim.kpi.gather import Inputs, heat_pumps
-from dcim.kpi.report import Figures, kwh, kwh_txt, resolution_note
+from dcim.kpi.report import Figures, kwh, kwh_txt, relative_uncertainty, resolution_note
 
 IT_ROLE_BY_CATEGORY = {1: "ups_output", 2: "pdu_output", 3: "it_input"}
 BOUNDARY_TXT = "; E_DC may include heat-pump electricity (see e_dc_kwh)"
@@ -168,10 +168,14 @@ def ppue_cooling(figs: Figures, inp: Inputs, e_it: Energy, it_note: str) -> None
                  metered=False)  # fmt: skip
         return
     cool = sum_energy(inp.role("cooling_board"))
-    figs.add(
+    both = None if cool.value is None or e_it.value is None else cool.value + e_it.value
+    figs.ratio(
         "ppue_cooling",
         indicators.partial_pue(cool.value, e_it.value),
-        "",
+        [
+            ("E_IT + cooling", Energy(both, 1.0, False, (), cool.uncertainty + e_it.uncertainty)),
+            ("E_IT", e_it),
+        ],  # fmt: skip
         min(cool.completeness, e_it.completeness),
         cool.estimated or e_it.estimated,
         f"(E_IT + cooling boards) / E_IT, {it_note}" + cool.glitch_note(),
@@ -195,11 +199,12 @@ def ppue_distribution(figs: Figures, inp: Inputs, e_it: Energy, it_note: str) ->
     ups_in = sum_energy(inp.ups_in)
     losses = None if ups_in.value is None or e_it.value is None else ups_in.value - e_it.value
     value = indicators.partial_pue(losses, e_it.value)
-    below = value is not None and value < 1.0
-    figs.add(
+    # below 1 beyond what the registers' resolution allows: the meters disagree
+    below = value is not None and value < 1.0 - value * (relative_uncertainty([ups_in, e_it]) or 0)
+    figs.ratio(
         "ppue_distribution",
         value,
-        "",
+        [("UPS input", ups_in), ("E_IT", e_it)],
         min(ups_in.completeness, e_it.completeness),
         ups_in.estimated or e_it.estimated,
         f"UPS input / E_IT, {it_note}"
