@@ -1,4 +1,10 @@
-"""The ``dcim`` command."""
+"""The ``dcim`` command.
+
+Exit status: 0 done, 2 a mistake on the command line or in the site config (nothing was
+done), 1 a failure while running (a store or device unreachable, a file not written). A
+user's mistake gets a one-line message naming what and where; an unexpected error (a bug)
+gets a one-line message too, and its traceback with ``--debug``.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,32 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 
+from dcim.cmdline import UsageError, writable_file
 from dcim.cmdline import load_or_exit as _load
-from dcim.timeutil import NS, parse_duration, parse_period, parse_time
+from dcim.timeutil import NS, TimeInputError, parse_duration, parse_period, parse_time
 
 log = logging.getLogger("dcim")
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    from dcim.config import ConfigError, load_config
+    from dcim.sitecheck import credential_issues
+
+    errors, warnings = credential_issues(args.config)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        errors = exc.issues + errors
+        cfg = None
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} error(s) in the configuration:", file=sys.stderr)
+        for issue in sorted(errors, key=lambda i: i.line or 0):  # in the file's order
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    assert cfg is not None
     counts: dict[str, int] = {}
     for d in cfg.devices:
         counts[d.protocol] = counts.get(d.protocol, 0) + 1
@@ -36,6 +58,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kpi_period(args: argparse.Namespace, tz: str) -> tuple[int, int]:
+    """[start, end) in UNIX ns from --period, --from/--to or --last (one of them; argparse
+    refuses two); :class:`UsageError` if none or a half."""
+    if args.end and not args.start:
+        raise UsageError("--to goes with --from: give both (--period and --last end by themselves)")
+    if args.last:
+        end_ns = time.time_ns()
+        return end_ns - parse_duration(args.last) * NS, end_ns
+    if args.period:
+        return parse_period(args.period, tz)
+    if args.start or args.end:
+        if not (args.start and args.end):
+            raise UsageError("--from and --to go together: give both")
+        start_ns, end_ns = parse_time(args.start, tz), parse_time(args.end, tz)
+        if end_ns <= start_ns:
+            raise UsageError("--to must be after --from")
+        return start_ns, end_ns
+    raise UsageError(
+        "give --period (2026-10, 2026-10-05, 2026), --from and --to, or --last (15m, 2h, 7d)"
+    )
+
+
 def cmd_kpi(args: argparse.Namespace) -> int:
     from dcim.kpi.period import compute_kpis
     from dcim.kpi.render import render_table
@@ -43,22 +87,8 @@ def cmd_kpi(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     tz = cfg.site.timezone
-    if args.last:
-        end_ns = time.time_ns()
-        start_ns = end_ns - parse_duration(args.last) * NS
-    elif args.period:
-        start_ns, end_ns = parse_period(args.period, tz)
-    elif args.start and args.end:
-        start_ns, end_ns = parse_time(args.start, tz), parse_time(args.end, tz)
-    else:
-        print(
-            "give --period (2026-10, 2026-10-05, 2026), --from and --to, or --last (15m, 2h, 7d)",
-            file=sys.stderr,
-        )
-        return 2
-    if end_ns <= start_ns:
-        print("--to must be after --from", file=sys.stderr)
-        return 2
+    start_ns, end_ns = _kpi_period(args, tz)
+    json_out = writable_file(args.json, "--json") if args.json else None  # before the work
     store = make_store(cfg.storage, read_only=not args.series)
     try:
         rep = compute_kpis(store, cfg, start_ns, end_ns, category=args.category)
@@ -75,9 +105,9 @@ def cmd_kpi(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(render_table(rep, tz))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rep.to_dict(), indent=2))
-        print(f"written to {args.json}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(rep.to_dict(), indent=2))
+        print(f"written to {json_out}")
     return 0
 
 
@@ -121,25 +151,66 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dcim", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
+CONFIG_HELP = "the site's YAML file (see examples/paris-chapelle.yaml)"
 
-    c = sub.add_parser("check-config", help="validate a site config; every error with its place")
-    c.add_argument("config")
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"dcim {version('dcim-heat')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "dcim (not installed: no version)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dcim",
+        description="Datacenter monitoring with heat-recovery telemetry: collect SNMP, Modbus "
+        "TCP and MQTT readings into InfluxDB or the embedded store; PUE, heat delivered, ERF. "
+        "Exit status: 0 done, 2 a mistake in the command line or the site config, 1 a failure "
+        "while running.",
+    )
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="log dcim's own debug lines (not packets)"
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an unexpected error (for a bug report)",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser(
+        "check-config",
+        help="validate a site config; every error with its place",
+        description="Validate a site config: schema, references between its parts (profiles, "
+        "rooms, racks, meters), time zone, credentials and poll timing; every error at once, "
+        "with file:line. Exit status 2 if any.",
+    )
+    c.add_argument("config", help=CONFIG_HELP)
     c.set_defaults(func=cmd_check_config)
 
     r = sub.add_parser("run", help="run the collector for a site (production entry point)")
-    r.add_argument("config")
+    r.add_argument("config", help=CONFIG_HELP)
     r.set_defaults(func=cmd_run)
 
-    k = sub.add_parser("kpi", help="PUE, heat delivered, ... over a period, with completeness")
-    k.add_argument("config")
-    k.add_argument("--period", help="2026-10 (month), 2026-10-05 (day) or 2026 (year)")
-    k.add_argument("--from", dest="start", help="ISO date/time (site time zone unless given)")
-    k.add_argument("--to", dest="end")
-    k.add_argument("--last", help="the period up to now: 90s, 15m, 2h, 7d")
+    k = sub.add_parser(
+        "kpi",
+        help="PUE, heat delivered, ... over a period, with completeness",
+        description="Energy-based KPIs over one period (give --period, --from/--to or --last), "
+        "each with the share of expected samples present; a figure the data cannot support "
+        "prints as n/a.",
+    )
+    k.add_argument("config", help=CONFIG_HELP)
+    when = k.add_mutually_exclusive_group()
+    when.add_argument("--period", help="2026-10 (month), 2026-10-05 (day) or 2026 (year)")
+    when.add_argument(
+        "--from", dest="start", help="start, ISO date/time (site time zone unless given)"
+    )
+    when.add_argument("--last", help="the period up to now: 90s, 15m, 2h, 7d")
+    k.add_argument("--to", dest="end", help="end (with --from), ISO date/time, excluded")
     k.add_argument("--category", type=int, choices=(1, 2, 3), help="PUE measurement category")
     k.add_argument("--json", help="also write the report as JSON to this file")
     k.add_argument(
@@ -150,24 +221,28 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_kpi)
 
     pr = sub.add_parser("probe", help="read one device once and print what would be stored")
-    pr.add_argument("config")
-    pr.add_argument("device")
-    pr.add_argument("--timeout", type=float, default=None, help="MQTT: seconds to wait")
+    pr.add_argument("config", help=CONFIG_HELP)
+    pr.add_argument("device", help="the device's name in the site config")
+    pr.add_argument(
+        "--timeout", type=float, default=None, help="MQTT: seconds to wait for a message"
+    )
     pr.set_defaults(func=cmd_probe)
 
     from dcim.quarantine import add_parser as add_quarantine
 
     add_quarantine(sub)
 
-    db = sub.add_parser("db", help="set up the store").add_subparsers(dest="db", required=True)
+    db = sub.add_parser("db", help="set up the store").add_subparsers(
+        dest="db", required=True, metavar="ACTION"
+    )
     di = db.add_parser("init", help="create database, retention policies and rollups (idempotent)")
-    di.add_argument("config")
+    di.add_argument("config", help=CONFIG_HELP)
     di.set_defaults(func=cmd_db_init)
 
     d = sub.add_parser("demo", help="twin + collectors on the embedded store, live view")
     d.add_argument("--dir", default="var/demo", help="where the demo keeps config, spool, store")
-    d.add_argument("--racks", type=int, default=30)
-    d.add_argument("--servers-per-rack", type=int, default=10)
+    d.add_argument("--racks", type=int, default=30, help="racks in the twin (default 30)")
+    d.add_argument("--servers-per-rack", type=int, default=10, help="servers per rack (default 10)")
     d.add_argument("--interval", type=float, default=10.0, help="poll interval, seconds")
     d.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     d.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
@@ -179,6 +254,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run(args: argparse.Namespace) -> int:
+    """Run the sub-command; a user's mistake or a failure the user can act on becomes a
+    one-line message and an exit status, not a traceback."""
+    from dcim.config import ConfigError
+    from dcim.storage.base import StoreError
+
+    name = f"dcim {args.command}"
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, TimeInputError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:  # found while running: a secret's variable unset, say
+        for i in exc.issues:
+            print(f"{name}: {i if i.file else f'{i.path}: {i.message}'}", file=sys.stderr)
+        return 2
+    except StoreError as exc:  # the store unreachable, or nothing collected yet
+        if args.debug:
+            raise
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file or folder the command reads or writes, a port in use
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{name}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -187,7 +291,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:  # our own debug lines, not the protocol libraries' packet dumps
         for name in ("dcim", "collectors"):
             logging.getLogger(name).setLevel(logging.DEBUG)
-    return int(args.func(args) or 0)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback with --debug
+        if args.debug:
+            raise
+        print(
+            f"dcim {args.command}: unexpected error {type(exc).__name__}: {exc}\n"
+            "(a bug: run it again with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from dcim.config import ConfigError, SiteConfig, load_config
+
+
+class UsageError(Exception):
+    """A mistake on the command line (an option's value, a file to write to): the command
+    prints the message and exits with status 2, without a traceback."""
 
 
 def load_or_exit(path: str | Path) -> SiteConfig:
@@ -15,6 +21,20 @@ def load_or_exit(path: str | Path) -> SiteConfig:
         return load_config(path)
     except ConfigError as exc:
         print(f"{len(exc.issues)} error(s) in the configuration:", file=sys.stderr)
-        for issue in exc.issues:
+        for issue in sorted(exc.issues, key=lambda i: i.line or 0):  # in the file's order
             print(f"  {issue}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def writable_file(path: str | Path, option: str) -> Path:
+    """``path`` if a file can be written there (its folder exists and is writable), checked
+    before a long computation whose result it is for; else :class:`UsageError`."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: folder {folder} does not exist (create it first)")
+    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"{option} {path}: not writable by this user")
+    return p

@@ -7,12 +7,14 @@ the document and what is expected.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -24,6 +26,7 @@ from pydantic import (
     SerializationInfo,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -300,11 +303,33 @@ class Defaults(_Model):
             )
         return self
 
+    @field_validator("jitter_s")
+    @classmethod
+    def _jitter_under_half_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval_s")  # absent when itself invalid
+        if interval is not None and value > 0.5 * interval:  # else capped per device, silently
+            raise ValueError(
+                f"jitter_s {value:g} is more than half interval_s ({interval:g}): "
+                f"write jitter_s: {0.5 * interval:g} or less, or a longer interval_s"
+            )
+        return value
+
 
 class Site(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     timezone: str = "Europe/Paris"
     description: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "not a time zone of the IANA database: write one such as Europe/Paris or UTC"
+            ) from None
+        return value
 
 
 class Room(_Model):
@@ -682,23 +707,9 @@ def _cross_checks(
     names = {dev.name for dev in cfg.devices}
     endpoints: dict[tuple[str, str], str] = {}
     for i, dev in enumerate(cfg.devices):
-        if dev.rack is not None and dev.rack not in racks:
-            problems.append(
-                (("devices", i, "rack"), f"rack {dev.rack!r} is not defined under 'racks:'")
-            )
-        if dev.room is not None and dev.room not in rooms:
-            problems.append(
-                (("devices", i, "room"), f"room {dev.room!r} is not defined under 'rooms:'")
-            )
+        problems += _references(i, dev.rack, dev.room, dev.profile, racks, rooms, profiles)
         prof = profiles.get(dev.profile)
-        if prof is None:
-            problems.append(
-                (
-                    ("devices", i, "profile"),
-                    f"unknown profile {dev.profile!r}; available: {', '.join(sorted(profiles))}",
-                )
-            )
-        else:
+        if prof is not None:
             if prof.protocol != dev.protocol:
                 problems.append(
                     (
@@ -787,6 +798,32 @@ def _cross_checks(
                 )
             )
     return problems
+
+
+def _references(
+    i: int,
+    rack: Any,
+    room: Any,
+    profile: Any,
+    racks: set[str],
+    rooms: set[str],
+    profiles: dict[str, Profile],
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Device ``i``'s rack, room and profile that name nothing defined (the values as
+    written: also run on a device that failed the schema)."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    if isinstance(rack, str) and rack not in racks:
+        out.append((("devices", i, "rack"), f"rack {rack!r} is not defined under 'racks:'"))
+    if isinstance(room, str) and room not in rooms:
+        out.append((("devices", i, "room"), f"room {room!r} is not defined under 'rooms:'"))
+    if isinstance(profile, str) and profile not in profiles:
+        out.append(
+            (
+                ("devices", i, "profile"),
+                f"unknown profile {profile!r}; available: {', '.join(sorted(profiles))}",
+            )
+        )
+    return out
 
 
 def _timing_checks(cfg: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
@@ -948,10 +985,30 @@ def _partial_cross_checks(
             ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg)
             for loc, msg in _duplicate_names(data.get("devices"))
         ]
+        raw_devices = [r for r in data.get("devices") or [] if isinstance(r, dict)]
+        raw_names = {r.get("name") for r in raw_devices}
+        found = []
         for loc, msg in _cross_checks(skeleton, timing=timing):
             if loc and loc[0] == "devices" and isinstance(loc[1], int):
                 loc = ("devices", index[loc[1]], *loc[2:])
-            out.append(ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg))
+                # a meter named upstream that failed the schema is still a device of the site
+                if loc[-1] == "upstream" and data["devices"][loc[1]]["upstream"] in raw_names:
+                    continue
+            found.append((loc, msg))
+        # The devices that failed the schema: what their references name, as written.
+        with contextlib.suppress(ProfileError):  # a bad profile_dirs is reported above
+            profiles = skeleton.profiles()
+            racks = {r.name for r in skeleton.racks}
+            rooms = {r.name for r in skeleton.rooms}
+            for i, raw in enumerate(data.get("devices") or []):
+                if i in index or not isinstance(raw, dict):
+                    continue
+                refs = (raw.get("rack"), raw.get("room"), raw.get("profile"))
+                found += _references(i, *refs, racks, rooms, profiles)
+        out += [
+            ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg)
+            for loc, msg in found
+        ]
         return out
     except Exception:  # noqa: BLE001 - best effort only; the schema errors are already reported
         return []

@@ -14,19 +14,25 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import yaml
 
 from collectors.mqtt.source import MqttCollector
 from dcim.config import SiteConfig
-from dcim.kpi.period import compute_kpis, instantaneous
+from dcim.kpi.period import KpiReport, compute_kpis, instantaneous
 from dcim.runtime import Collector
+from dcim.timeutil import fmt_ns
 from dcim.twin.site import paris_chapelle
 
 NS = 1_000_000_000
 DEMO_MQTT_PORT = 18830
+# The energy PUE covers [start + SETTLE_S, now - LAG_S]: the first polls and the spool's last
+# batch left out, so both ends have a reading on each side (no extrapolation); it needs two
+# readings per meter past the settle time, hence the first figure after FIRST_FIGURE_AFTER_S.
+SETTLE_S = 30
+LAG_S = 20
+FIRST_FIGURE_AFTER_S = 90
 
 
 def demo_config(args: argparse.Namespace) -> tuple[SiteConfig, Path]:
@@ -67,7 +73,7 @@ def render(cfg: SiteConfig, col: Collector, started_ns: int) -> str:
     pue = p.get("pue_instantaneous")
     lines = [
         f"DCIM demo: {cfg.site.name} (digital twin)   "
-        f"{datetime.now():%Y-%m-%d %H:%M:%S}   Ctrl-C stops",
+        f"{fmt_ns(now, cfg.site.timezone)} ({cfg.site.timezone})   Ctrl-C stops",
         "",
         f"  IT power (UPS output)        {_kw(p.get('it_w'))}",
         f"  Facility power (E_DC scope)  {_kw(p.get('facility_w'))}   "
@@ -83,15 +89,29 @@ def render(cfg: SiteConfig, col: Collector, started_ns: int) -> str:
         f"  Poll start delay p99: {p99 * 1000:.0f} ms; "
         f"spool pending {stats.pending}, forwarded {stats.sent}",
     ]
-    if now - started_ns > 90 * NS:
-        rep = compute_kpis(col.store, cfg, started_ns + 30 * NS, now - 20 * NS, category=1)
-        f = rep.figure("pue")
-        if f.value is not None:
-            lines.append(
-                f"  PUE (energy, category 1) since start: {f.value:.3f}, "
-                f"data {f.completeness:.0%} complete"
-            )
+    first = started_ns + FIRST_FIGURE_AFTER_S * NS
+    if now < first:
+        lines.append(f"  PUE (energy) since start: first figure in {(first - now) / NS:.0f} s")
+    else:
+        # as 'dcim kpi --from START --to END' computes it: the same category rule and clock
+        start, end = started_ns + SETTLE_S * NS, now - LAG_S * NS
+        lines.append("  " + energy_pue_line(compute_kpis(col.store, cfg, start, end), cfg))
     return "\n".join(lines)
+
+
+def energy_pue_line(rep: KpiReport, cfg: SiteConfig) -> str:
+    """The report's ``pue`` as one line: its category, period (site time) and completeness,
+    or n/a and why."""
+    tz = cfg.site.timezone
+    when = f"{fmt_ns(rep.start_ns, tz)[11:19]}..{fmt_ns(rep.end_ns, tz)[11:19]}"
+    try:
+        f = rep.figure("pue")
+    except KeyError:
+        return f"PUE (energy) {when}: n/a (no IT energy meter)"
+    head = f"PUE (energy, category {rep.pue_category}) {when}:"
+    if f.value is None:
+        return f"{head} n/a ({f.note.split(';')[0].removeprefix('n/a: ')})"
+    return f"{head} {f.value:.3f}, data {f.completeness:.0%} complete"
 
 
 async def _demo(cfg: SiteConfig, args: argparse.Namespace) -> None:
@@ -127,6 +147,16 @@ async def _demo(cfg: SiteConfig, args: argparse.Namespace) -> None:
         print(f"stopped; the data is in {where}", flush=True)
 
 
+def _die_with_parent() -> None:
+    """In the twin's process (Linux): SIGTERM when the demo dies, even by ``kill -9``, so that
+    no orphan twin keeps the demo's ports and a new ``dcim demo`` can start."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     cfg, path = demo_config(args)
     twin = subprocess.Popen(
@@ -134,12 +164,18 @@ def run_demo(args: argparse.Namespace) -> int:
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,  # Ctrl-C goes to us; we stop the twin after the collector
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
     )
     try:
         assert twin.stdout is not None
         line = twin.stdout.readline()
         if "twin serving" not in line:
-            print("the twin did not start; see its output above", file=sys.stderr)
+            print(
+                "dcim demo: the twin did not start (its message is above); another demo "
+                f"running? It uses 127.0.0.1: SNMP UDP 16100+, Modbus TCP 15020+, MQTT "
+                f"{DEMO_MQTT_PORT}",
+                file=sys.stderr,
+            )
             return 1
         print(line.strip(), flush=True)
         asyncio.run(_demo(cfg, args))

@@ -15,8 +15,14 @@ from dcim.timeutil import fmt_ns
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q = sub.add_parser("quarantine", help="readings the database refused, with the reason")
-    q.add_argument("config")
-    q.add_argument("action", choices=("list", "show", "requeue", "drop"), nargs="?", default="list")
+    q.add_argument("config", help="the site's YAML file (its storage.spool_dir)")
+    q.add_argument(
+        "action",
+        choices=("list", "show", "requeue", "drop"),
+        nargs="?",
+        default="list",
+        help="list (default), show ID, requeue ID (collector stopped), drop ID",
+    )
     q.add_argument("id", type=int, nargs="?", help="entry id (show, requeue, drop)")
     q.set_defaults(func=main)
 

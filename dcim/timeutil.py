@@ -9,6 +9,11 @@ from zoneinfo import ZoneInfo
 NS = 1_000_000_000
 
 
+class TimeInputError(ValueError):
+    """A date, period or duration given by a user that does not parse: the message says what
+    to write instead (the command line reports it as a usage error)."""
+
+
 def _ns(dt: datetime) -> int:
     return int(round(dt.timestamp() * NS))
 
@@ -18,7 +23,7 @@ def parse_time(text: str, tz: str) -> int:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(
+        raise TimeInputError(
             f"not an ISO date or date-time: {text!r} (e.g. 2026-10-01T00:00)"
         ) from None
     if dt.tzinfo is None:
@@ -30,8 +35,10 @@ def parse_period(text: str, tz: str) -> tuple[int, int]:
     """'2026' (year), '2026-10' (month) or '2026-10-05' (day), local at the site -> [start, end)."""
     try:
         return _period(text, ZoneInfo(tz))
+    except TimeInputError:
+        raise
     except ValueError as exc:  # a month 13, a day 31 in April
-        raise SystemExit(f"period {text!r}: {exc}") from None
+        raise TimeInputError(f"period {text!r}: {exc}") from None
 
 
 def _period(text: str, zone: ZoneInfo) -> tuple[int, int]:
@@ -46,7 +53,7 @@ def _period(text: str, zone: ZoneInfo) -> tuple[int, int]:
         d = datetime.fromisoformat(text).replace(tzinfo=zone)
         nxt = (d + timedelta(days=1)).replace(tzinfo=zone)  # wall-clock day (23 h/25 h at DST)
         return _ns(d), _ns(nxt)
-    raise SystemExit(f"period {text!r}: use YYYY, YYYY-MM or YYYY-MM-DD")
+    raise TimeInputError(f"period {text!r}: use YYYY, YYYY-MM or YYYY-MM-DD")
 
 
 def fmt_ns(ns: int, tz: str) -> str:
@@ -60,5 +67,7 @@ def parse_duration(text: str) -> int:
     """'90s', '15m', '2h', '7d' -> seconds."""
     m = re.fullmatch(r"(\d+)([smhd])", text.strip())
     if m is None or int(m[1]) == 0:
-        raise SystemExit(f"duration {text!r}: use a positive number and s, m, h or d (e.g. 15m)")
+        raise TimeInputError(
+            f"duration {text!r}: use a positive number and s, m, h or d (e.g. 15m)"
+        )
     return int(m[1]) * _UNITS[m[2]]

@@ -44,6 +44,9 @@ class MeterEnergy:
     extrapolated: bool
     resets: int
     glitches: int = 0  # small register steps down ignored (:mod:`dcim.kpi.counters`)
+    # The register's step in the counter's unit (its profile's scale for an integer register,
+    # 0 where none is known): the increase over any period is off by less than one step.
+    resolution: float = 0.0
 
 
 class Energy(NamedTuple):
@@ -54,6 +57,7 @@ class Energy(NamedTuple):
     completeness: float
     estimated: bool
     glitches: tuple[str, ...] = ()
+    uncertainty: float = 0.0  # +- bound from the registers' resolution, counter unit
 
     def glitch_note(self) -> str:
         """ "; register glitches ignored: ..." or ""."""
@@ -66,6 +70,22 @@ def _window_s(period_ns: int, interval_s: float) -> int:
         if w >= max(target, interval_s):
             return w
     return _WINDOWS[-1]
+
+
+_INTEGER_TYPES = ("int", "uint", "counter", "gauge", "unsigned", "timeticks")
+
+
+def register_step(profile: Profile, field_name: str) -> float:
+    """The smallest change of the counter ``field_name`` the device can report, in the
+    counter's unit: ``scale`` for a register read as an integer (SNMP Integer32/Counter,
+    Modbus int/uint), 0 where it is not known to be quantized (a float register, JSON)."""
+    if field_name not in profile.field_names:
+        return 0.0
+    spec = profile.field(field_name)
+    kind = str(getattr(spec, "type", None) or getattr(spec, "snmp_type", None) or "").lower()
+    if not kind and profile.protocol == "snmp":  # SNMP numbers are integers unless typed
+        kind = "int"
+    return abs(spec.scale) if kind.startswith(_INTEGER_TYPES) else 0.0
 
 
 def _wrap_at(profile: Profile, field_name: str) -> float | None:
@@ -231,6 +251,7 @@ def counter_energies(
                     extrapolated=inc.extrapolated,
                     resets=inc.resets,
                     glitches=inc.glitches,
+                    resolution=register_step(profiles[d.profile], field_name),
                 )
             )
     return out
@@ -253,4 +274,6 @@ def sum_energy(meters: list[MeterEnergy]) -> Energy:
     total = None if any(v is None for v in vals) else sum(v for v in vals if v is not None)
     completeness = sum(m.completeness for m in meters) / len(meters)
     glitches = tuple(f"{m.device}: {m.glitches} step(s) down" for m in meters if m.glitches)
-    return Energy(total, completeness, any(m.extrapolated for m in meters), glitches)
+    # Each register's increase is off by less than one step: the bound adds up (worst case).
+    steps = sum(m.resolution for m in meters)
+    return Energy(total, completeness, any(m.extrapolated for m in meters), glitches, steps)

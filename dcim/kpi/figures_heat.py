@@ -10,7 +10,14 @@ from dcim.kpi.energy import Energy, MeterEnergy, sum_energy
 from dcim.kpi.figures_power import FacilityEnergy
 from dcim.kpi.gather import Inputs
 from dcim.kpi.heat import IntegratedHeat, reconcile
-from dcim.kpi.report import Figures, kwh, kwh_txt
+from dcim.kpi.report import (
+    RESOLUTION_NOTE_MIN,
+    Figures,
+    kwh,
+    kwh_txt,
+    relative_uncertainty,
+    resolution_note,
+)
 
 HEAT_FIGURES = (
     ("heat_export_cpcu", "heat_cpcu_kwh"),
@@ -27,20 +34,28 @@ def heat_delivered(figs: Figures, cfg: SiteConfig, inp: Inputs) -> dict[str, Ene
     for role, name in HEAT_FIGURES:
         if inp.role(role):
             heat[role] = h = sum_energy(inp.role(role))
-            note = f"heat meters with role {role}" + h.glitch_note()
+            note = f"heat meters with role {role}" + h.glitch_note() + resolution_note(h)
             figs.add(name, kwh(h.value), "kWh", h.completeness, h.estimated, note)
             for m in inp.role(role):
                 got = inp.integrated.get(m.device)
                 if got is None:  # no flow and temperatures in its profile
                     continue
                 try:
-                    heat_check(figs, cfg.device(m.device), m, got, cfg.kpi.heat_reconcile_tolerance)
+                    tol = cfg.kpi.heat_reconcile_tolerance
+                    heat_check(figs, cfg.device(m.device), m, got, tol, figs.min)
                 except (ValueError, ArithmeticError) as exc:  # one meter's check, not the rest
                     figs.failed(f"heat_check_{m.device}", "", 0.0, f"not computed: {exc}")
     return heat
 
 
-def heat_check(figs: Figures, dev: Device, m: MeterEnergy, got: IntegratedHeat, tol: float) -> None:
+def heat_check(
+    figs: Figures,
+    dev: Device,
+    m: MeterEnergy,
+    got: IntegratedHeat,
+    tol: float,
+    min_completeness: float = 0.0,
+) -> None:
     """``heat_check_<device>``: the meter's register increase against the heat integrated from
     its flow and temperatures (EN 1434: Q = integral of k(theta_f, theta_r) dtheta dV, k from
     IAPWS-IF97 at the flow sensor's pipe), as (register - integrated) / integrated. Windows
@@ -56,9 +71,14 @@ def heat_check(figs: Figures, dev: Device, m: MeterEnergy, got: IntegratedHeat, 
         f"register {kwh_txt(m.value)} vs {kwh_txt(got.value_wh)} from flow and "
         f"temperatures (flow sensor in the {dev.flow_sensor} pipe); tolerance {tol:.1%}"
     )
-    if rec.ok is False:
+    # A meter is accused only on enough data and beyond what its register's step allows.
+    step = m.resolution / abs(m.value) if m.value else 0.0
+    off = rec.ok is False and c >= min_completeness and abs(rec.difference or 0.0) > tol + step
+    if step >= RESOLUTION_NOTE_MIN:
+        note += f"; \u00b1 {step:.0%} from the register's step ({m.resolution:g} Wh)"
+    if off:
         note += ": CHECK the meter, its sensors or its declared flow-sensor pipe"
-    figs.add(name, rec.difference, "", c, m.extrapolated, note, flagged=rec.ok is False)
+    figs.add(name, rec.difference, "", c, m.extrapolated, note, flagged=off)
 
 
 def energy_reused(figs: Figures, heat: dict[str, Energy], dc: FacilityEnergy) -> Energy | None:
@@ -77,8 +97,10 @@ def energy_reused(figs: Figures, heat: dict[str, Energy], dc: FacilityEnergy) ->
         c = min(c, hp.completeness)
         note = "heat exported less heat-pump electricity (reuse at the DC boundary)"
     est = any(h.estimated for h in reuse)
+    u = sum(h.uncertainty for h in reuse) + (hp.uncertainty if hp is not None else 0.0)
+    note += resolution_note(Energy(value, c, est, (), u))
     figs.add("e_reuse_kwh", kwh(value), "kWh", min(c, dc.completeness), est, note)
-    return Energy(value, c, est)
+    return Energy(value, c, est, (), u)
 
 
 def erf(figs: Figures, reuse: Energy, dc: FacilityEnergy) -> None:
@@ -86,10 +108,10 @@ def erf(figs: Figures, reuse: Energy, dc: FacilityEnergy) -> None:
     energy includes energy from outside E_DC (flagged)."""
     value = indicators.erf(reuse.value, dc.value)
     above = value is not None and value > 1.0
-    figs.add(
+    figs.ratio(
         "erf",
         value,
-        "",
+        [("E_reuse", reuse), ("E_DC", dc.energy)],
         min(reuse.completeness, dc.completeness),
         reuse.estimated or dc.estimated,
         "E_reuse / E_DC"
@@ -119,10 +141,14 @@ def heat_recovery(
     far off, a heat meter or an IT meter is broken or mis-scaled: flagged)."""
     c, est = min(rec.completeness, e_it.completeness), rec.estimated or e_it.estimated
     ratio_note = f"heat recovered / E_IT, {it_note}"
-    figs.add("heat_recovery_ratio", indicators.heat_recovery_ratio(rec.value, e_it.value), "",
-             c, est, ratio_note)  # fmt: skip
+    figs.ratio("heat_recovery_ratio", indicators.heat_recovery_ratio(rec.value, e_it.value),
+               [("heat recovered", rec), ("E_IT", e_it)], c, est, ratio_note)  # fmt: skip
     ratio, off = indicators.energy_balance(rec.value, e_it.value, tolerance)
+    u = relative_uncertainty([rec, e_it]) or 0.0
+    if ratio is not None and off and (abs(ratio - 1) <= tolerance + u or c < figs.min):
+        off = False  # within what the registers' resolution allows, or too little data
     tol = f"1 \u00b1 {tolerance:g}"
+    tol += f" (\u00b1 {u:.0%} more from the registers' resolution)" if u >= 0.01 else ""
     if ratio is None:
         note = "heat recovered / E_IT undefined"
     elif off:
@@ -144,20 +170,20 @@ def seasonal_cops(figs: Figures, hps: list[Device], inp: Inputs) -> None:
     heat_by = {m.device: m for m in inp.hp_heat}
     pairs = [(d.name, elec_by[d.name], heat_by[d.name]) for d in hps if d.name in elec_by]
     for name, el, he in pairs:
-        figs.add(
+        figs.ratio(
             f"seasonal_cop_{name}",
             indicators.seasonal_cop(he.value, el.value),
-            "",
+            [("heat", sum_energy([he])), ("electricity", sum_energy([el]))],
             min(el.completeness, he.completeness),
             el.extrapolated or he.extrapolated,
             f"heat out / electricity in of {name} over the period (its energy counters)",
         )
     if pairs:
         el_sum, he_sum = sum_energy([p[1] for p in pairs]), sum_energy([p[2] for p in pairs])
-        figs.add(
+        figs.ratio(
             "seasonal_cop",
             indicators.seasonal_cop(he_sum.value, el_sum.value),
-            "",
+            [("heat", he_sum), ("electricity", el_sum)],
             min(el_sum.completeness, he_sum.completeness),
             el_sum.estimated or he_sum.estimated,
             f"all heat pumps ({len(pairs)}): heat out / electricity in over the period",

@@ -9,7 +9,7 @@ from dcim.config import SiteConfig
 from dcim.kpi import indicators
 from dcim.kpi.energy import Energy, MeterEnergy, sum_energy
 from dcim.kpi.gather import Inputs, heat_pumps
-from dcim.kpi.report import Figures, kwh, kwh_txt
+from dcim.kpi.report import Figures, kwh, kwh_txt, relative_uncertainty, resolution_note
 
 IT_ROLE_BY_CATEGORY = {1: "ups_output", 2: "pdu_output", 3: "it_input"}
 BOUNDARY_TXT = "; E_DC may include heat-pump electricity (see e_dc_kwh)"
@@ -24,6 +24,11 @@ class FacilityEnergy:
     estimated: bool
     flagged: bool  # heat-pump electricity may be inside (EnEfG boundary)
     heat_pumps_outside: Energy | None  # heat-pump boards taken out of E_DC, if any
+    uncertainty: float = 0.0  # Wh, +- from the registers' resolution
+
+    @property
+    def energy(self) -> Energy:
+        return Energy(self.value, self.completeness, self.estimated, (), self.uncertainty)
 
 
 def _boards(cfg: SiteConfig, inp: Inputs) -> tuple[list[MeterEnergy], list[MeterEnergy]]:
@@ -77,8 +82,10 @@ def facility_energy(figs: Figures, cfg: SiteConfig, inp: Inputs) -> FacilityEner
     check, flagged = _boundary_check(cfg, inp, e_dc, unsure)
     notes += [check] if check else []
     glitches = incomer.glitch_note() + hp.glitch_note()
+    u = incomer.uncertainty + (hp.uncertainty if inside else 0.0)
+    glitches += resolution_note(Energy(e_dc, c_dc, est, (), u))
     figs.add("e_dc_kwh", kwh(e_dc), "kWh", c_dc, est, "; ".join(notes) + glitches, flagged=flagged)
-    return FacilityEnergy(e_dc, c_dc, est, flagged, hp if inside else None)
+    return FacilityEnergy(e_dc, c_dc, est, flagged, hp if inside else None, u)
 
 
 def heat_pump_electricity(figs: Figures, cfg: SiteConfig, inp: Inputs, dc: FacilityEnergy) -> None:
@@ -108,7 +115,7 @@ def it_energies(figs: Figures, inp: Inputs) -> dict[int, Energy]:
     for cat, role in IT_ROLE_BY_CATEGORY.items():
         if inp.role(role):
             it[cat] = e = sum_energy(inp.role(role))
-            note = f"IT energy at {role.replace('_', ' ')}" + e.glitch_note()
+            note = f"IT energy at {role.replace('_', ' ')}" + e.glitch_note() + resolution_note(e)
             figs.add(f"e_it_cat{cat}_kwh", kwh(e.value), "kWh", e.completeness, e.estimated, note)
     return it
 
@@ -119,16 +126,17 @@ def pue(
     it: dict[int, Energy],
     chosen: int | None,
     interim: bool,
+    coarse: list[int] | None = None,
 ) -> None:
     """``pue_cat<n>`` and ``pue``: PUE = E_DC / E_IT over the period, energy based, with its
     measurement category (ISO/IEC 30134-2, EN 50600-4-2); ``pue`` is the chosen category's."""
     boundary = BOUNDARY_TXT if dc.flagged else ""
     label = "interim (period shorter than a year)" if interim else "annual"
     for cat in sorted(it):
-        figs.add(
+        figs.ratio(
             f"pue_cat{cat}",
             indicators.pue(dc.value, it[cat].value),
-            "",
+            [("E_DC", dc.energy), ("E_IT", it[cat])],
             min(dc.completeness, it[cat].completeness),
             it[cat].estimated or dc.estimated,
             f"PUE category {cat}, {label}" + boundary,
@@ -136,13 +144,18 @@ def pue(
         )
     if chosen is not None and chosen in it:
         e_it = it[chosen]
-        figs.add(
+        figs.ratio(
             "pue",
             indicators.pue(dc.value, e_it.value),
-            "",
+            [("E_DC", dc.energy), ("E_IT", e_it)],
             min(dc.completeness, e_it.completeness),
             e_it.estimated or dc.estimated,
-            f"category {chosen}" + boundary,
+            f"category {chosen}"
+            + "".join(
+                f" (category {c}: its meters' resolution is too coarse for this period)"
+                for c in coarse or []
+            )
+            + boundary,
             flagged=dc.flagged,
         )
 
@@ -155,10 +168,14 @@ def ppue_cooling(figs: Figures, inp: Inputs, e_it: Energy, it_note: str) -> None
                  metered=False)  # fmt: skip
         return
     cool = sum_energy(inp.role("cooling_board"))
-    figs.add(
+    both = None if cool.value is None or e_it.value is None else cool.value + e_it.value
+    figs.ratio(
         "ppue_cooling",
         indicators.partial_pue(cool.value, e_it.value),
-        "",
+        [
+            ("E_IT + cooling", Energy(both, 1.0, False, (), cool.uncertainty + e_it.uncertainty)),
+            ("E_IT", e_it),
+        ],  # fmt: skip
         min(cool.completeness, e_it.completeness),
         cool.estimated or e_it.estimated,
         f"(E_IT + cooling boards) / E_IT, {it_note}" + cool.glitch_note(),
@@ -182,11 +199,12 @@ def ppue_distribution(figs: Figures, inp: Inputs, e_it: Energy, it_note: str) ->
     ups_in = sum_energy(inp.ups_in)
     losses = None if ups_in.value is None or e_it.value is None else ups_in.value - e_it.value
     value = indicators.partial_pue(losses, e_it.value)
-    below = value is not None and value < 1.0
-    figs.add(
+    # below 1 beyond what the registers' resolution allows: the meters disagree
+    below = value is not None and value < 1.0 - value * (relative_uncertainty([ups_in, e_it]) or 0)
+    figs.ratio(
         "ppue_distribution",
         value,
-        "",
+        [("UPS input", ups_in), ("E_IT", e_it)],
         min(ups_in.completeness, e_it.completeness),
         ups_in.estimated or e_it.estimated,
         f"UPS input / E_IT, {it_note}"

@@ -26,7 +26,7 @@ from dcim.kpi import figures_power as fp
 from dcim.kpi import indicators
 from dcim.kpi.energy import Energy
 from dcim.kpi.gather import HEAT_PUMP_MEASUREMENT, HEAT_ROLES, gather, heat_pumps
-from dcim.kpi.report import Figure, Figures, KpiReport
+from dcim.kpi.report import RATIO_MAX_UNCERTAINTY, Figure, Figures, KpiReport, relative_uncertainty
 from dcim.storage.base import Store
 
 __all__ = [
@@ -119,10 +119,14 @@ def compute_kpis(
     dc = one("e_dc_kwh", lambda: fp.facility_energy(figs, cfg, inp)) or no_dc
     one("e_heat_pump_kwh", lambda: fp.heat_pump_electricity(figs, cfg, inp, dc))
     it = one("e_it_kwh", lambda: fp.it_energies(figs, inp)) or {}
-    usable = [c for c in it if it[c].value is not None]
+    # The highest category metered whose registers resolve this period's energy (a PDU's
+    # 0.1 kWh step over a minute does not): a category given is used as given.
+    usable = [c for c in it if (relative_uncertainty([it[c]]) or 1.0) <= RATIO_MAX_UNCERTAINTY]
+    finer = [c for c in it if it[c].value is not None and c not in usable]
     chosen = category if category is not None else (max(usable) if usable else None)
     rep.pue_category = chosen
-    one("pue", lambda: fp.pue(figs, dc, it, chosen, rep.interim))
+    coarse = [c for c in finer if chosen is not None and c > chosen and category is None]
+    one("pue", lambda: fp.pue(figs, dc, it, chosen, rep.interim, coarse))
     e_it = it.get(chosen) if chosen is not None else None
     it_note = f"category {chosen}"
 

@@ -34,7 +34,7 @@ def _settings_line(rep: KpiReport) -> str:
 def render_table(rep: KpiReport, tz: str) -> str:
     width = max([22, *(len(f.name) + 2 for f in rep.figures)])
     lines = [
-        f"Period {fmt_ns(rep.start_ns, tz)} .. {fmt_ns(rep.end_ns, tz)}"
+        f"Period {fmt_ns(rep.start_ns, tz)} .. {fmt_ns(rep.end_ns, tz)} (site time, {tz})"
         + ("  (interim: shorter than a year)" if rep.interim else ""),
         _settings_line(rep),
         f"{'figure':<{width}}{'value':>26}  {'complete':>8}  note",

@@ -99,3 +99,10 @@ def test_a_glitch_across_a_boundary_interpolates_the_held_index() -> None:
     pts = series([1000.0, 999.0, 1010.0])  # the period starts between the glitch and its fix
     inc = counter_increase(pts, 5 * S, 20 * S)
     assert inc.value == pytest.approx(10.0) and inc.resets == 0
+
+
+def test_two_samples_at_one_instant_give_no_rate_not_a_division_by_zero() -> None:
+    # what 'dcim kpi --last 1m' met early in the demo: one reading stored twice, both inside
+    pts = [Sample(20 * S, 100.0), Sample(20 * S, 100.0)]
+    inc = counter_increase(pts, 0, 40 * S, max_extrapolation_ns=30 * S)
+    assert inc.value == pytest.approx(0.0) and inc.extrapolated
