@@ -1,9 +1,9 @@
 """Validation before the spool: only what every sink can store gets committed.
 
-``Pipeline(spool, screen=Screen.of(cfg)).accept(readings)`` first leaves out the values
-that cannot be true (:mod:`dcim.plausible`: vendor sentinels, values outside their field's
-physical range, counted per device and reason), then keeps good readings, drops bad values (a bad field is
-removed from its reading; a reading with a bad name, tag or time, or with no field left, is
+``Pipeline(spool, screen=Screen.of(cfg)).accept(readings)`` first leaves out the values that
+cannot be true (:mod:`dcim.plausible`: vendor sentinels, values outside their field's physical
+range, counted per device and reason), then keeps good readings, drops bad values (a bad field
+is removed from its reading; a reading with a bad name, tag or time, or with no field left, is
 dropped whole), counts what it dropped in ``rejected`` and logs each kind of problem at
 most once a minute per device and field. It never raises for bad data. A spool at its disk
 budget (:class:`SpoolFullError`, ``on_full="refuse_new"``) refuses the readings: they are

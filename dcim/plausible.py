@@ -115,7 +115,7 @@ class Check:
 
     def apply(self, value: FieldValue) -> tuple[FieldValue | None, str, str]:
         """(value to keep, "", "") or (None, reason, why as text)."""
-        if isinstance(value, str) or isinstance(value, bool):
+        if isinstance(value, str | bool):
             return value, "", ""
         if not isinstance(value, int | float):
             return value, "", ""  # the pipeline refuses what is not a value at all
@@ -253,4 +253,3 @@ class Screen:
             self._last_log[key] = (now, 0)
         more = f" ({suppressed} more since the last message)" if suppressed else ""
         log.warning("refused a value of device %s: %s%s", device, text, more)
-

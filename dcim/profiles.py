@@ -63,7 +63,8 @@ class FieldSpec(_Strict):
             lo, hi = self.range
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
                 raise ValueError(
-                    f"field {self.name!r}: 'range' is [min, max] with min < max, got {list(self.range)}"
+                    f"field {self.name!r}: 'range' is [min, max] with min < max, "
+                    f"got {list(self.range)}"
                 )
         return self
 

@@ -11,7 +11,8 @@ form of var-binds, so a faster transport only has to produce the same form:
 
 Decoding, per value: an exception or a type of the wrong kind leaves that field out (a raw
 code listed under ``no_value``, and a value outside its physical range, are refused and
-counted after decoding, for every protocol: :mod:`dcim.plausible`); ``map`` is applied to the raw code, then
+counted after decoding, for every protocol: :mod:`dcim.plausible`); ``map`` is applied to the
+raw code, then
 ``value = raw * scale * 10**exponent + offset``. A field's Python type never changes from
 one poll to the next (InfluxDB rejects a field that flips between integer and float):
 ``counter`` and ``state`` fields with integral scale, offset and map and no exponent are

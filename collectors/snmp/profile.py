@@ -1,12 +1,12 @@
 """SNMP profiles: scalar fields read by OID, and tables walked each poll (one reading per row).
 
-Field keys beyond the common ones (:class:`dcim.profiles.FieldSpec`): ``oid``, ``snmp_type``,
-and the SNMP extras (``no_value``, the vendor's "no reading" codes, is common to every
-protocol: :mod:`dcim.plausible`); in a table, ``when`` (column OID -> accepted codes: the field exists only
-in rows whose columns hold one of them, e.g. entPhySensorType celsius(8)) and ``exponent``;
-``rate_of`` makes a field the per-second rate of a counter field of the same row, times
-``scale`` (no ``oid``), computed by the collector across wraps and never across an agent
-restart; a rate above ``rate_max`` is refused as impossible.
+Field keys beyond the common ones (:class:`dcim.profiles.FieldSpec`, with ``no_value`` and
+``range``: :mod:`dcim.plausible`): ``oid``, ``snmp_type``, and the SNMP extras: in a table,
+``when`` (column OID -> accepted codes: the field exists only in rows whose columns hold one
+of them, e.g. entPhySensorType celsius(8)) and ``exponent``; ``rate_of`` makes a field the
+per-second rate of a counter field of the same row, times ``scale`` (no ``oid``), computed by
+the collector across wraps and never across an agent restart; a rate above ``rate_max`` is
+refused as impossible.
 """
 
 from __future__ import annotations
