@@ -140,7 +140,8 @@ class Device(_Model):
     # so the water density is taken at that pipe's temperature).
     flow_sensor: Literal["supply", "return"] = "return"
     replacements: list[MeterReplacement] = []
-    # field name -> its correction for this device (every field of that name in the profile)
+    # field -> its correction for this device: "voltage_v" (every field of that name in the
+    # profile) or "ups_input.voltage_v" (that measurement's only); see dcim.plausible
     corrections: dict[str, Correction] = {}
     interval_s: float | None = Field(default=None, gt=0, le=86400)
     timeout_s: float | None = Field(default=None, gt=0, le=300)
@@ -709,13 +710,15 @@ def _cross_checks(
                         f"which profile {dev.profile!r} does not provide",
                     )
                 )
+            known = {f.name for _, f in prof.field_specs()}
+            known |= {f"{m}.{f.name}" for m, f in prof.field_specs()}
             for name in dev.corrections:
-                if name not in {f.name for _, f in prof.field_specs()}:
+                if name not in known:
                     problems.append(
                         (
                             ("devices", i, "corrections", name),
-                            f"profile {dev.profile!r} has no field {name!r} (fields: "
-                            f"{sorted({f.name for _, f in prof.field_specs()})})",
+                            f"profile {dev.profile!r} has no field {name!r} (a field, or "
+                            f"measurement.field: {', '.join(sorted(known))})",
                         )
                     )
             for j, rep in enumerate(dev.replacements):

@@ -8,7 +8,9 @@ device reading, in this order:
 1. ``no_value`` (the profile field's vendor sentinels, raw codes such as -1, 65535,
    4294967295, -32768): a value that decodes from one of them is "no reading";
 2. the device's ``corrections`` in the site file (``scale``, ``offset``: an agent serving
-   tenths of a volt where its MIB says volts) are applied to what the profile decoded;
+   tenths of a volt where its MIB says volts) are applied to what the profile decoded; a
+   correction keyed ``field`` applies to every field of that name (input and output
+   tables), ``measurement.field`` to that one only, and wins over the other;
 3. ``absent: true`` in those corrections (a line a three-phase profile has and the device
    has not): whatever it answers is not a reading;
 4. the physical range: the profile field's ``range: [min, max]``, else the default of its
@@ -127,11 +129,9 @@ class Check:
         if self.absent:
             return None, ABSENT, f"{value:g} from a line the device does not have"
         if self.scale != 1.0 or self.offset != 0.0:
-            fixed = value * self.scale + self.offset
-            if isinstance(value, int) and float(fixed).is_integer():
-                value = int(fixed)
-            else:
-                value = float(fixed)
+            # 12 significant digits: 499.8 * 0.1 is 49.98, not 49.980000000000004
+            fixed = float(f"{value * self.scale + self.offset:.12g}")
+            value = int(fixed) if isinstance(value, int) and fixed.is_integer() else fixed
         if value < self.lo:
             return None, BELOW, f"{value:g} below its range [{self.lo:g}, {self.hi:g}]"
         if value > self.hi:
@@ -146,7 +146,8 @@ def checks_of(
     corrections = corrections or {}
     out: dict[str, dict[str, Check]] = {}
     for measurement, spec in profile.field_specs():
-        out.setdefault(measurement, {})[spec.name] = Check.of(spec, corrections.get(spec.name))
+        fix = corrections.get(f"{measurement}.{spec.name}", corrections.get(spec.name))
+        out.setdefault(measurement, {})[spec.name] = Check.of(spec, fix)
     return out
 
 
