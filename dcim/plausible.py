@@ -186,7 +186,12 @@ class Screen:
     def __call__(self, readings: list[Reading]) -> list[Reading]:
         """The readings with every implausible value left out, each device's ``dcim_poll``
         row telling how many and why."""
+        return self.screen(readings)[0]
+
+    def screen(self, readings: list[Reading]) -> tuple[list[Reading], list[tuple[str, str]]]:
+        """(the screened readings, every refusal as (device, what and why))."""
         out: list[Reading] = []
+        texts: list[tuple[str, str]] = []
         refused: dict[str, tuple[int, str]] = {}  # device -> (count, last reason text)
         polls: list[int] = []
         for r in readings:
@@ -217,6 +222,7 @@ class Screen:
                     n, _ = refused.get(device, (0, ""))
                     text = f"{r.measurement}.{name}: {why}"
                     refused[device] = (n + 1, text)
+                    texts.append((device, text))
                     self._count(device, name, reason, text)
                     changed = True
                     continue
@@ -238,7 +244,7 @@ class Screen:
                 {**r.fields, "refused": n, "refused_reason": text},
                 r.time_ns,
             )
-        return out
+        return out, texts
 
     def _count(self, device: str, name: str, reason: str, text: str) -> None:
         key = (device, name, reason)
