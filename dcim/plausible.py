@@ -35,7 +35,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dcim.reading import FieldValue, Reading
@@ -101,6 +101,17 @@ class Check:
     absent: bool = False
     lo: float = -math.inf
     hi: float = math.inf
+    plain: bool = field(init=False)  # no correction, not absent
+    near: frozenset[float] = field(init=False)  # the sentinels rounded to 6 decimals
+
+    def __post_init__(self) -> None:
+        # The quick test of Screen: a value of a plain field (no correction, not absent) in
+        # range and not within a rounding of a sentinel passes as it is. Sentinels are raw
+        # codes times the profile's scale (multiples of 0.001 at the finest), far from the
+        # sixth decimal's rounding boundaries: a value close to one always rounds like it.
+        plain = self.scale == 1.0 and self.offset == 0.0 and not self.absent
+        object.__setattr__(self, "plain", plain)
+        object.__setattr__(self, "near", frozenset(round(s, 6) for s in self.sentinels))
 
     @classmethod
     def of(cls, spec: FieldSpec, correction: Mapping[str, object] | None = None) -> Check:
@@ -207,6 +218,21 @@ class Screen:
                     out.append(r)
                     continue
             except (AttributeError, TypeError):  # not a Reading: the pipeline says so
+                out.append(r)
+                continue
+            for name, value in fields.items():  # the usual case: every value passes as it is
+                check = checks.get(name)
+                if check is None or type(value) is str:
+                    continue
+                if (
+                    (type(value) is float or type(value) is int)
+                    and check.plain
+                    and check.lo <= value <= check.hi
+                    and (not check.near or round(value, 6) not in check.near)
+                ):
+                    continue
+                break
+            else:
                 out.append(r)
                 continue
             kept: dict[str, FieldValue] = {}
