@@ -136,7 +136,7 @@ def test_transceiver_light_is_not_electrical_power(agent: Snmpsim) -> None:
     # -50 dBm (no light) is outside the optical range: refused, counted
     assert "Ethernet1/2 Rx Power" not in by_sensor
     assert totals == {("entity_optics", "optical_power_dbm", "below_range"): 1}
-    assert all(v < 1000 for f in by_sensor.values() for v in f.values())
+    assert all(float(v) < 1000 for f in by_sensor.values() for v in f.values())
 
 
 def test_nonsense_types_and_extremes_never_pass(agent: Snmpsim) -> None:
