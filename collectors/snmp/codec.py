@@ -79,6 +79,9 @@ class _Decoder:
     mapping: dict[int, float] | None
     as_int: bool
     text: bool  # OctetString field holding a number as text
+    # the profile's "no reading" codes: decoded (dcim.plausible refuses and counts them)
+    # but never a sample a rate is computed from
+    no_value: frozenset[float]
 
     @classmethod
     def of(cls, f: SnmpField) -> _Decoder:
@@ -91,6 +94,7 @@ class _Decoder:
             mapping=dict(f.map) if f.map else None,
             as_int=ints and f.kind in ("counter", "state"),
             text=f.snmp_type == "OctetString",
+            no_value=frozenset(f.no_value),
         )
 
     def raw(self, val: Value) -> float | None:
@@ -287,7 +291,7 @@ class ScalarPlan:
                 missing.append((dec.name, val[0]))
                 continue
             out[dec.name] = value
-            if val[0] in INTEGER_TYPES:
+            if val[0] in INTEGER_TYPES and int(val[1]) not in dec.no_value:
                 raws[dec.name] = int(val[1])
         for r in self.rates:
             if r.counter not in raws:
@@ -441,7 +445,7 @@ class TablePlan:
                     problems.append((f.name, cell[0][0]))
                     continue
                 fields[f.name] = value
-                if cell[0][0] in INTEGER_TYPES:
+                if cell[0][0] in INTEGER_TYPES and int(cell[0][1]) not in dec.no_value:
                     raws[f.name] = (int(cell[0][1]), cell[1])
             key = dotted(index)
             for r in self.rates:

@@ -155,3 +155,26 @@ def test_nonsense_types_and_extremes_never_pass(agent: Snmpsim) -> None:
     assert totals[("ups_nonsense", "battery_temp_c", "below_range")] == 1
     assert totals[("ups_nonsense", "voltage_v", "above_range")] == 3
     assert totals[("ups_nonsense", "load_pct", "above_range")] == 1
+
+
+def test_a_no_value_code_is_never_a_rate_sample() -> None:
+    """A counter answering -1 (no reading) between two good samples: the rate is computed
+    from the good ones only, never from -1 to a real index (a huge rate)."""
+    from collectors.snmp.codec import RateState, ScalarPlan, oid_of
+    from collectors.snmp.profile import SnmpField
+
+    fields = [
+        SnmpField(name="energy_wh_total", kind="counter", oid="1.3.6.1.4.1.9.1.0",
+                  snmp_type="Integer32", scale=100, no_value=(-1,)),
+        SnmpField(name="power_w", rate_of="energy_wh_total", scale=3600),
+    ]  # fmt: skip
+    plan = ScalarPlan.of(fields, max_varbinds=10)
+    state = RateState()
+    oid = oid_of("1.3.6.1.4.1.9.1.0")
+    got = []
+    for t, raw in ((0.0, 1000), (10.0, -1), (20.0, 1010)):
+        missing: list[tuple[str, str]] = []
+        got.append(plan.decode({oid: ("Integer32", raw)}, {}, t, state, missing))
+    assert "power_w" not in got[0] and "power_w" not in got[1]
+    # 10 counts of 100 Wh in 20 s: 180 kW, from the two good samples
+    assert got[2]["power_w"] == pytest.approx(10 * 100 * 3600 / 20)
