@@ -232,3 +232,22 @@ def test_corrections_are_checked_with_file_and_line() -> None:
     checks = Screen.of(good)._checks["ups-a"]
     assert checks["ups_output"]["voltage_v"].scale == 1.0
     assert checks["ups_input"]["voltage_v"].scale == 0.1
+
+
+def test_pushed_readings_are_screened_like_polled_ones() -> None:
+    """MQTT (greenhouse climate): the same screen, the message's dcim_poll row told."""
+    prof = load_profiles()["greenhouse_climate"]
+    screen = Screen({"gh": checks_of(prof)})
+    out = screen(
+        [
+            reading({"air_temp_c": 21.5, "humidity_pct": 140.0, "co2_ppm": -3.0},
+                    device="gh", meas="greenhouse"),
+            poll_row("gh"),
+        ]
+    )  # fmt: skip
+    assert out[0].fields == {"air_temp_c": 21.5}
+    assert out[1].fields["refused"] == 2
+    assert set(screen.totals()) == {
+        ("gh", "humidity_pct", "above_range"),
+        ("gh", "co2_ppm", "below_range"),
+    }
