@@ -107,6 +107,17 @@ class Secret(_Model):
         return self.file.read_text().strip()
 
 
+class Correction(_Model):
+    """A correction of one field of one device, for an agent that does not follow its own
+    MIB or register map: ``scale``/``offset`` applied to what the profile decoded (tenths of
+    a volt where the MIB says volts: ``scale: 0.1``), ``absent: true`` for a line the device
+    does not have (a three-phase profile on a single-phase meter). See dcim.plausible."""
+
+    scale: float | None = Field(default=None, gt=0)
+    offset: float | None = None
+    absent: bool | None = None
+
+
 class MeterReplacement(_Model):
     """A meter swapped for another under the same device name. ``at``: when (without an offset
     it is local time at the site); the old meter's last index and the new one's first, in the
@@ -132,6 +143,9 @@ class Device(_Model):
     # so the water density is taken at that pipe's temperature).
     flow_sensor: Literal["supply", "return"] = "return"
     replacements: list[MeterReplacement] = []
+    # field -> its correction for this device: "voltage_v" (every field of that name in the
+    # profile) or "ups_input.voltage_v" (that measurement's only); see dcim.plausible
+    corrections: dict[str, Correction] = {}
     interval_s: float | None = Field(default=None, gt=0, le=86400)
     timeout_s: float | None = Field(default=None, gt=0, le=300)
     retries: int | None = Field(default=None, ge=0, le=10)
@@ -726,6 +740,17 @@ def _cross_checks(
                         f"which profile {dev.profile!r} does not provide",
                     )
                 )
+            known = {f.name for _, f in prof.field_specs()}
+            known |= {f"{m}.{f.name}" for m, f in prof.field_specs()}
+            for name in dev.corrections:
+                if name not in known:
+                    problems.append(
+                        (
+                            ("devices", i, "corrections", name),
+                            f"profile {dev.profile!r} has no field {name!r} (a field, or "
+                            f"measurement.field: {', '.join(sorted(known))})",
+                        )
+                    )
             for j, rep in enumerate(dev.replacements):
                 fld = rep.field or (ROLE_FIELD[dev.role] if dev.role else None)
                 counters = sorted(f.name for f in prof.fields if f.kind == "counter")

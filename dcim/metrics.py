@@ -27,6 +27,9 @@ Metrics (labels in braces):
 ``dcim_spool_refused_total``, ``dcim_spool_dropped_total``  readings refused / dropped when full
 ``dcim_pipeline_accepted_total``,                       readings committed, values refused
 ``dcim_pipeline_rejected_values_total``
+``dcim_values_refused_total{device,field,reason}``     values that cannot be true, left out
+                                                        (dcim.plausible: no_value, below_range,
+                                                        above_range, absent, not_a_number)
 ``dcim_forwarder_sent_total``,                          readings delivered to the sink, refused
 ``dcim_forwarder_quarantined_total``                    by it for good
 ``dcim_forwarder_consecutive_failures``                 failed sink writes in a row (0: healthy)
@@ -206,6 +209,16 @@ class CollectorMetrics(_PromCollector):
         yield CounterMetricFamily(
             "dcim_pipeline_rejected_values", "Values refused by validation", p.rejected
         )
+        refused = CounterMetricFamily(
+            "dcim_values_refused",
+            "Values that cannot be true, left out (vendor no-value code, outside the field's "
+            "physical range, a line the device does not have)",
+            labels=["device", "field", "reason"],
+        )
+        if p.screen is not None:
+            for (device, name, reason), n in sorted(p.screen.totals().items()):
+                refused.add_metric([device, name, reason], n)
+        yield refused
 
     def _forwarder(self) -> Iterator[Metric]:
         f = self.collector.forwarder.stats()

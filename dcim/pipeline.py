@@ -1,7 +1,9 @@
 """Validation before the spool: only what every sink can store gets committed.
 
-``Pipeline(spool).accept(readings)`` keeps good readings, drops bad values (a bad field is
-removed from its reading; a reading with a bad name, tag or time, or with no field left, is
+``Pipeline(spool, screen=Screen.of(cfg)).accept(readings)`` first leaves out the values that
+cannot be true (:mod:`dcim.plausible`: vendor sentinels, values outside their field's physical
+range, counted per device and reason), then keeps good readings, drops bad values (a bad field
+is removed from its reading; a reading with a bad name, tag or time, or with no field left, is
 dropped whole), counts what it dropped in ``rejected`` and logs each kind of problem at
 most once a minute per device and field. It never raises for bad data. A spool at its disk
 budget (:class:`SpoolFullError`, ``on_full="refuse_new"``) refuses the readings: they are
@@ -36,6 +38,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol, cast
 
+from dcim.plausible import Screen
 from dcim.reading import FieldValue, Reading
 from dcim.spool import SpoolFullError
 from dcim.storage.lineprotocol import STRING_ESCAPES, encode, field_key, series
@@ -73,8 +76,11 @@ _Shape = Callable[..., str | None]  # (time_ns, *values) -> line ("" not encodin
 
 
 class Pipeline:
-    def __init__(self, spool: _Sink, *, log_every_s: float = LOG_EVERY_S):
+    def __init__(
+        self, spool: _Sink, *, log_every_s: float = LOG_EVERY_S, screen: Screen | None = None
+    ):
         self.spool = spool
+        self.screen = screen  # values that cannot be true, refused first (dcim.plausible)
         self.accepted = 0  # readings committed
         self.rejected = 0  # values dropped (a dropped reading counts its fields)
         self.reasons: Counter[str] = Counter()
@@ -94,6 +100,8 @@ class Pipeline:
         ``hold``: the caller keeps readings the spool has no room for and offers them again
         (an MQTT QoS 1 message left unacknowledged at the broker): a full spool raises
         :class:`SpoolFullError` instead of counting them refused."""
+        if self.screen is not None:
+            readings = self.screen(readings)
         good: list[Reading] = []
         lines: list[str] | None = [] if self._takes_lines else None
         shapes, encoding = self._shapes, lines is not None

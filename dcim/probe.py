@@ -11,17 +11,25 @@ import queue
 import sys
 
 from dcim.config import Device, SiteConfig
+from dcim.plausible import Screen
 from dcim.protocols import PollError, make_poller, plugin
 from dcim.reading import Reading
 from dcim.storage.lineprotocol import encode
 
 
-def _print(readings: list[Reading]) -> int:
-    data = [r for r in readings if r.measurement != "dcim_poll"]
+def _print(cfg: SiteConfig, readings: list[Reading]) -> int:
+    """Prints what the collector would store: the values that cannot be true are screened
+    out as the pipeline does (dcim.plausible), each refusal said on stderr."""
+    screened, refused = Screen.of(cfg).screen(readings)
+    data = [r for r in screened if r.measurement != "dcim_poll"]
     for r in data:
         print(encode(r))
+    for device, why in refused:
+        print(f"# refused ({device}): {why}", file=sys.stderr)
     n = sum(len(r.fields) for r in data)
-    print(f"# {n} value(s) read", file=sys.stderr)
+    print(
+        f"# {n} value(s) read" + (f", {len(refused)} refused" if refused else ""), file=sys.stderr
+    )
     return 0 if n else 1
 
 
@@ -55,12 +63,12 @@ def probe(cfg: SiteConfig, dev: Device, *, timeout_s: float | None = None) -> in
     """0: values read and printed; 1: the device answered nothing usable or not at all."""
     try:
         if plugin(dev.protocol).polled:
-            return _print(asyncio.run(_poll(cfg, dev)))
+            return _print(cfg, asyncio.run(_poll(cfg, dev)))
         wait = timeout_s if timeout_s is not None else 3 * cfg.interval_of(dev)
         print(
             f"# waiting up to {wait:g} s for {dev.name} to send ({dev.protocol})", file=sys.stderr
         )
-        return _print(_wait_pushed(cfg, dev, wait))
+        return _print(cfg, _wait_pushed(cfg, dev, wait))
     except PollError as exc:
         print(f"{dev.name}: {exc.kind}: {exc}", file=sys.stderr)
     except TimeoutError:

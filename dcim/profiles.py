@@ -50,6 +50,23 @@ class FieldSpec(_Strict):
     description: str = ""
     # Integer-valued raw codes mapped to canonical values (e.g. upsOutputSource 5 -> on_battery 1).
     map: dict[int, float] | None = None
+    # Raw codes the vendor serves for "no reading" (-1, 65535, 4294967295, -32768...): a
+    # value decoded from one is refused with reason no_value (dcim.plausible), never stored.
+    no_value: tuple[float, ...] = ()
+    # The physical range of the value, [min, max]; None: the default of the field's name or
+    # unit suffix (dcim.plausible.SUFFIX_RANGES, the glossary). A value outside is refused.
+    range: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> FieldSpec:
+        if self.range is not None:
+            lo, hi = self.range
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(
+                    f"field {self.name!r}: 'range' is [min, max] with min < max, "
+                    f"got {list(self.range)}"
+                )
+        return self
 
     @property
     def counter_bits(self) -> int | None:
@@ -133,6 +150,11 @@ class Profile(_Strict):
         if not self.fields:
             return []
         return [ReadingShape(measurement=self.measurement, fields=self.field_names)]
+
+    def field_specs(self) -> list[tuple[str, FieldSpec]]:
+        """Every field this profile produces, with the measurement it is stored in (a
+        protocol with more than the top-level fields, SNMP's tables, adds its own)."""
+        return [(self.measurement, f) for f in self.fields]
 
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:

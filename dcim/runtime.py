@@ -16,6 +16,7 @@ from dcim.config import SiteConfig
 from dcim.forwarder import Forwarder
 from dcim.metrics import MetricsServer, PollMetrics
 from dcim.pipeline import Pipeline
+from dcim.plausible import Screen
 from dcim.protocols import PushSource, build_pollers, build_sources
 from dcim.reading import FieldValue, Reading
 from dcim.scheduler import Scheduler
@@ -41,7 +42,7 @@ class Collector:
             warn_pct=st.spool_warn_pct,
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self.pipeline = Pipeline(self.spool)
+        self.pipeline = Pipeline(self.spool, screen=Screen.of(self.cfg))
         self.store = make_store(self.cfg.storage)
         self.forwarder = Forwarder(
             self.spool,

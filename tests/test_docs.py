@@ -81,7 +81,7 @@ def test_every_profile_reading_is_in_the_glossary() -> None:
 
 
 def test_field_names_carry_a_known_unit_suffix() -> None:
-    cells = " ".join(c for row in table_after("| suffix | unit |") for c in row)
+    cells = " ".join(c for row in table_after("| suffix | unit | physical range |") for c in row)
     suffixes = set(re.findall(r"`(_[a-z0-9_]+)`", cells))
     assert {"_w", "_wh_total", "_c", "_pct"} <= suffixes
     for _key, (_tags, fields) in profile_readings().items():
@@ -139,6 +139,10 @@ def test_health_measurements_are_in_the_glossary(collector: Collector) -> None:
     assert isinstance(mqtt, MqttCollector)
     dev = mqtt.devices[0]
     polls.append(mqtt._health(dev, 0, up=False, values=0, error="gap", late_s=0.0))
+    # as they reach the database: the pipeline's screen adds refused, refused_reason
+    screen = collector.pipeline.screen
+    assert screen is not None
+    polls = screen(polls)
     spool = collector.spool_health()
     for r in [*polls, spool]:
         tags, fields = doc[r.measurement]
@@ -187,6 +191,12 @@ def test_prometheus_metrics_are_in_the_glossary(collector: Collector) -> None:
     mqtt = collector.sources["mqtt"]
     assert isinstance(mqtt, MqttCollector)
     mqtt.received[mqtt.devices[0].name] += 1
+    # one value refused as implausible (dcim_values_refused_total has a sample)
+    dev = collector.cfg.devices[0]
+    meas, spec = collector.cfg.profiles()[dev.profile].field_specs()[0]
+    screen = collector.pipeline.screen
+    assert screen is not None
+    screen([Reading(meas, {"device": dev.name}, {spec.name: 1e30}, 1)])
     got: dict[str, tuple[str, set[str]]] = {}
     for fam in CollectorMetrics(collector, collector.poll_metrics).collect():
         exposed = fam.name + ("_total" if fam.type == "counter" else "")

@@ -9,8 +9,10 @@ form of var-binds, so a faster transport only has to produce the same form:
   ``("noSuchObject", None)``, ``("noSuchInstance", None)``, ``("endOfMibView", None)``,
   ``("Null", None)``; any other type keeps its name with its value.
 
-Decoding, per value: an exception, a type of the wrong kind or a raw code listed under
-``no_value`` leaves that field out; ``map`` is applied to the raw code, then
+Decoding, per value: an exception or a type of the wrong kind leaves that field out (a raw
+code listed under ``no_value``, and a value outside its physical range, are refused and
+counted after decoding, for every protocol: :mod:`dcim.plausible`); ``map`` is applied to the
+raw code, then
 ``value = raw * scale * 10**exponent + offset``. A field's Python type never changes from
 one poll to the next (InfluxDB rejects a field that flips between integer and float):
 ``counter`` and ``state`` fields with integral scale, offset and map and no exponent are
@@ -77,7 +79,9 @@ class _Decoder:
     mapping: dict[int, float] | None
     as_int: bool
     text: bool  # OctetString field holding a number as text
-    no_value: frozenset[int]
+    # the profile's "no reading" codes: decoded (dcim.plausible refuses and counts them)
+    # but never a sample a rate is computed from
+    no_value: frozenset[float]
 
     @classmethod
     def of(cls, f: SnmpField) -> _Decoder:
@@ -97,8 +101,6 @@ class _Decoder:
         """The raw number of ``val`` (before map and scale), None if it has none."""
         kind, v = val
         if kind in INTEGER_TYPES:
-            if int(v) in self.no_value:
-                return None
             return int(v)
         if self.text and kind == "OctetString":
             try:
@@ -125,6 +127,14 @@ class _Decoder:
         if self.divisor is not None:
             return raw / self.divisor + self.offset
         return float(raw * self.scale + self.offset)
+
+
+def _index_of(index: Oid, names: int) -> Oid:
+    """A row index without the trailing ``.0`` parts beyond the ``names`` it has (``1.0`` is
+    row ``1`` of a one-part index; ``1.2`` stays ``1.2``)."""
+    while len(index) > names and index[-1] == 0:
+        index = index[:-1]
+    return index
 
 
 def tag_text(val: Value, mapping: Mapping[int, str] | None = None) -> str | None:
@@ -281,7 +291,7 @@ class ScalarPlan:
                 missing.append((dec.name, val[0]))
                 continue
             out[dec.name] = value
-            if val[0] in INTEGER_TYPES:
+            if val[0] in INTEGER_TYPES and int(val[1]) not in dec.no_value:
                 raws[dec.name] = int(val[1])
         for r in self.rates:
             if r.counter not in raws:
@@ -400,13 +410,17 @@ class TablePlan:
     ) -> list[Reading]:
         spec = self.spec
         indexes = sorted({i for c in self.field_columns for i in walked.get(c, {})})
+        rows = self._rows_count(walked)
         out: list[Reading] = []
         for index in indexes:
             tags = dict(base_tags)
-            if len(spec.index) == len(index):
-                tags.update(zip(spec.index, map(str, index), strict=True))
+            named = _index_of(index, len(spec.index))
+            if rows is not None and named and named[0] > rows:
+                continue  # a line the device says it does not have: not a reading
+            if len(spec.index) == len(named):
+                tags.update(zip(spec.index, map(str, named), strict=True))
             elif len(spec.index) == 1:
-                tags[spec.index[0]] = dotted(index)
+                tags[spec.index[0]] = dotted(named)
             else:
                 problems.append((f"{spec.name}.{dotted(index)}", "index parts do not match"))
                 continue
@@ -431,7 +445,7 @@ class TablePlan:
                     problems.append((f.name, cell[0][0]))
                     continue
                 fields[f.name] = value
-                if cell[0][0] in INTEGER_TYPES:
+                if cell[0][0] in INTEGER_TYPES and int(cell[0][1]) not in dec.no_value:
                     raws[f.name] = (int(cell[0][1]), cell[1])
             key = dotted(index)
             for r in self.rates:
@@ -443,6 +457,16 @@ class TablePlan:
             if fields:
                 out.append(Reading(self.measurement, tags, fields, time_ns))
         return out
+
+    def _rows_count(self, walked: Columns) -> int | None:
+        """The value of the table's ``rows_count_oid`` (None: no such scalar, or no answer)."""
+        if not self.spec.rows_count_oid:
+            return None
+        col, _, last = self.spec.rows_count_oid.rpartition(".")
+        cell = walked.get(oid_of(col), {}).get((int(last),))
+        if cell is None or cell[0][0] not in INTEGER_TYPES:
+            return None
+        return int(cell[0][1])
 
     @staticmethod
     def _when(f: SnmpField, walked: Columns, index: Oid) -> bool:

@@ -53,6 +53,7 @@ from pysnmp.proto import errind, rfc1902, rfc1905
 
 from collectors.snmp import wire as snmp_wire
 from collectors.snmp.codec import (
+    EXCEPTIONS,
     INTEGER_TYPES,
     SYS_UPTIME,
     SYS_UPTIME_COLUMN,
@@ -218,6 +219,7 @@ class SnmpPoller:
         self._plan = ProfilePlan.of(profile, max_varbinds=self._opts.max_varbinds)
         self._rates = RateState()
         self._rows_hint: dict[Oid, int] = {}
+        self._no_zero: set[Oid] = set()  # scalar OIDs not answered at OID.0 either
         self._engine: SnmpEngine | None = None
         self._target = ""
         self._wire: tuple[snmp_wire.WireClient, snmp_wire.Target] | None = None
@@ -266,6 +268,7 @@ class SnmpPoller:
         for chunk in plan.scalars.chunks:
             got_ns = await self._get_chunk(engine, chunk, answers, uptimes)
             time_ns = time_ns or got_ns
+        await self._ask_at_zero(engine, answers, uptimes)
         walked: Columns = {}
         if plan.columns:
             walked, got_ns = await self._walk(engine)
@@ -283,6 +286,33 @@ class SnmpPoller:
         if not out:
             raise PollError("decode", f"no value of profile {self._profile_name!r} could be read")
         return out
+
+    async def _ask_at_zero(
+        self, engine: Any, answers: dict[Oid, Value], uptimes: dict[Oid, int | None]
+    ) -> None:
+        """Scalar fields read from a table's row 1 (upsOutputPower.1) that the agent answers
+        at ``.1.0`` (rows indexed ``1.0``): asked again at OID + ``.0``, and the answer taken
+        as the field's. An OID that answers at neither is not asked at ``.0`` again."""
+        lost = [
+            oid
+            for oid in self._plan.scalars.decoders
+            if oid not in self._no_zero and answers.get(oid, ("noSuchInstance",))[0] in EXCEPTIONS
+        ]
+        if not lost:
+            return
+        got: dict[Oid, Value] = {}
+        got_uptimes: dict[Oid, int | None] = {}
+        n = max(1, len(self._plan.scalars.chunks[0]))
+        zeros = [(*oid, 0) for oid in lost]
+        for i in range(0, len(zeros), n):
+            await self._get_chunk(engine, zeros[i : i + n], got, got_uptimes)
+        for oid, zero in zip(lost, zeros, strict=True):
+            val = got.get(zero)
+            if val is None or val[0] in EXCEPTIONS:
+                self._no_zero.add(oid)
+                continue
+            answers[oid] = val
+            uptimes[oid] = got_uptimes.get(zero)
 
     # -- requests ----------------------------------------------------------------------------
 

@@ -1,12 +1,12 @@
 """SNMP profiles: scalar fields read by OID, and tables walked each poll (one reading per row).
 
-Field keys beyond the common ones (:class:`dcim.profiles.FieldSpec`): ``oid``, ``snmp_type``,
-and the SNMP extras: ``no_value`` raw codes that mean "no reading" (APC serves -1), left out
-like noSuchInstance; in a table, ``when`` (column OID -> accepted codes: the field exists only
-in rows whose columns hold one of them, e.g. entPhySensorType celsius(8)) and ``exponent``;
-``rate_of`` makes a field the per-second rate of a counter field of the same row, times
-``scale`` (no ``oid``), computed by the collector across wraps and never across an agent
-restart; a rate above ``rate_max`` is refused as impossible.
+Field keys beyond the common ones (:class:`dcim.profiles.FieldSpec`, with ``no_value`` and
+``range``: :mod:`dcim.plausible`): ``oid``, ``snmp_type``, and the SNMP extras: in a table,
+``when`` (column OID -> accepted codes: the field exists only in rows whose columns hold one
+of them, e.g. entPhySensorType celsius(8)) and ``exponent``; ``rate_of`` makes a field the
+per-second rate of a counter field of the same row, times ``scale`` (no ``oid``), computed by
+the collector across wraps and never across an agent restart; a rate above ``rate_max`` is
+refused as impossible.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ class SnmpField(FieldSpec):
 
     oid: str | None = Field(default=None, pattern=OID_PATTERN)
     snmp_type: SnmpType | None = None
-    no_value: tuple[int, ...] = ()
     when: dict[str, tuple[int, ...]] | None = None
     exponent: tuple[Exponent, ...] = ()
     rate_of: str | None = None
@@ -88,12 +87,18 @@ class TableSpec(_Strict):
     """A table: the columns under ``fields`` and ``tags`` are walked (GETBULK) and give one
     reading per row. The row index (what follows the column OID) becomes the tags named in
     ``index``, one per index component (one name for a multi-part index: the dotted index).
+    Trailing ``.0`` components beyond the names of ``index`` are accepted and dropped: some
+    UPS-MIB agents index upsInputTable rows ``1.0``, ``2.0`` where the MIB says ``1``, ``2``.
     Field and tag ``oid``s are column OIDs without index."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     measurement: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
     description: str = ""
     index: tuple[str, ...] = Field(min_length=1)
+    # A scalar (full OID, e.g. upsInputNumLines.0) holding how many rows the device has:
+    # rows whose first index component is above it are lines it does not have (an agent
+    # answering 0 on rows 2 and 3 of a single-phase UPS), not readings.
+    rows_count_oid: str | None = Field(default=None, pattern=OID_PATTERN)
     tags: tuple[TagSpec, ...] = ()
     fields: tuple[SnmpField, ...] = Field(min_length=1)
 
@@ -116,6 +121,8 @@ class TableSpec(_Strict):
     def columns(self) -> frozenset[str]:
         """Every column OID the table reads (fields, tags, when and exponent columns)."""
         out = {t.oid for t in self.tags}
+        if self.rows_count_oid:  # walked as a column of one row (its index: the last part)
+            out.add(self.rows_count_oid.rsplit(".", 1)[0])
         for f in self.fields:
             if f.oid:
                 out.add(f.oid)
@@ -172,6 +179,11 @@ class SnmpProfile(Profile):
                 fields=frozenset(f.name for f in t.fields),
             )
             for t in self.tables
+        ]
+
+    def field_specs(self) -> list[tuple[str, FieldSpec]]:
+        return super().field_specs() + [
+            (t.measurement or self.measurement, f) for t in self.tables for f in t.fields
         ]
 
     def field(self, name: str) -> SnmpField:

@@ -56,6 +56,9 @@ def values_for(cfg: SiteConfig) -> dict[str, dict[str, float | int]]:
                 "battery_status": 2,
                 "on_battery": i % 2,
                 "battery_runtime_min": 30,
+                "output_frequency_hz": 50.0,
+                "battery_voltage_v": 436.8,
+                "battery_temp_c": 25,
             }
         elif d.profile == "apc_rpdu2":
             out[d.name] = {
@@ -214,7 +217,8 @@ def test_snmpbulkwalk_and_v1_snmpwalk_cover_every_served_oid(
         assert walked == [dotted(o) for o in want], out
         assert f'STRING: "{dev.name}"' in out
     rc, out = results[2]
-    assert rc == 0 and len(out.splitlines()) == 3, out  # upsBattery: status, minutes, charge
+    # upsBattery: status, minutes, charge, voltage, temperature
+    assert rc == 0 and len(out.splitlines()) == 5, out
     assert ".1.3.6.1.2.1.33.1.2.4.0 = INTEGER: 100" in out
 
 

@@ -25,6 +25,7 @@ from collectors.snmp.options import SnmpOptions
 from collectors.snmp.poller import SnmpPoller
 from collectors.snmp.profile import SnmpField, SnmpProfile
 from dcim.config import Device, SiteConfig
+from dcim.plausible import Screen
 from dcim.profiles import load_profiles
 from dcim.reading import Reading
 from dcim.storage.lineprotocol import encode
@@ -59,10 +60,12 @@ def case_device(case: str, port: int) -> tuple[SiteConfig, Device]:
 
 
 def poll_once(cfg: SiteConfig, dev: Device) -> list[Reading]:
+    """One poll, screened as the pipeline screens it (dcim.plausible): what is stored."""
+
     async def go() -> list[Reading]:
         poller = SnmpPoller(cfg, dev)
         try:
-            return await poller.poll()
+            return Screen.of(cfg)(await poller.poll())
         finally:
             await poller.close()
 
