@@ -18,13 +18,20 @@ log = logging.getLogger("dcim")
 
 
 def _load(path: str) -> SiteConfig:
+    from dcim.alerts.loader import check_site_alerts
+
+    cfg, issues = None, []
     try:
-        return load_config(path)
+        cfg = load_config(path)
     except ConfigError as exc:
-        print(f"{len(exc.issues)} error(s) in the configuration:", file=sys.stderr)
-        for issue in exc.issues:
+        issues = exc.issues
+    issues += check_site_alerts(path, cfg)  # the rule files' errors with the site file's
+    if cfg is None or issues:
+        print(f"{len(issues)} error(s) in the configuration:", file=sys.stderr)
+        for issue in issues:
             print(f"  {issue}", file=sys.stderr)
         raise SystemExit(2) from None
+    return cfg
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
