@@ -1,0 +1,246 @@
+"""The collector's alerting: live rules on the readings that pass (``observe``), a thread that
+handles what time alone changes (stale data, ``for_s``, holds) and saves last values, the
+durable state, and the notifier threads. Alert transitions also go through the pipeline as
+readings of the ``alerts`` measurement (so the embedded store and InfluxDB keep them).
+
+Never raises into the collector: a failing rule or state write is logged (once a minute).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from dcim.alerts.evaluator import FIRING, RESOLVED, Evaluator, Instance, Transition
+from dcim.alerts.notify import AlertmanagerNotifier, Notifier, WebhookNotifier
+from dcim.alerts.rules import AlertsSettings, Rule
+from dcim.alerts.state import AlertState
+from dcim.reading import FieldValue, Reading
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+_PLACEHOLDER = re.compile(r"\{(\w+)(?::([^{}]*))?\}")
+SAVE_EVERY_S = 10.0
+
+
+def render(text: str, values: Mapping[str, object]) -> str:
+    """Fill ``{name}`` / ``{name:.1f}`` placeholders; an unknown name is left as written."""
+
+    def one(m: re.Match[str]) -> str:
+        v = values.get(m.group(1))
+        if v is None:
+            return m.group(0) if m.group(1) not in values else "n/a"
+        if m.group(2) and isinstance(v, int | float):
+            return format(v, m.group(2))
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    return _PLACEHOLDER.sub(one, text)
+
+
+def annotations_of(rule: Rule, inst: Instance) -> dict[str, str]:
+    values: dict[str, object] = dict(inst.labels)
+    values.update(
+        value=inst.value,
+        unit=rule.unit,
+        threshold=rule.level if rule.kind in ("threshold", "rate", "period") else None,
+        clear=rule.clear_level if rule.kind in ("threshold", "rate", "period") else None,
+        for_s=rule.for_s,
+        after_s=rule.after_s,
+        detail=inst.detail,
+    )
+    a = rule.annotations
+    out = {
+        "summary": render(a.summary, values),
+        "description": render(a.description, values),
+        "runbook": render(a.runbook, values),
+    }
+    if inst.value is not None:
+        out["value"] = f"{inst.value:g}" + (f" {rule.unit}" if rule.unit else "")
+    return out
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        settings: AlertsSettings,
+        *,
+        state_path: Path,
+        device_tags: Mapping[str, Mapping[str, str]] | None = None,
+        emit: Callable[[list[Reading]], None] | None = None,
+        tick_s: float = 1.0,
+    ):
+        self.rules = {r.name: r for r in rules}
+        self.state = AlertState(state_path)
+        self.evaluator = Evaluator(
+            self.rules.values(), device_tags=device_tags, instances=self.state.load()
+        )
+        self.emit = emit
+        self.tick_s = tick_s
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error_log = 0.0
+        self._last_save = 0.0
+        self.errors_total = 0
+        n = len(settings.alertmanager) + len(settings.webhooks)
+        retry = settings.retry_max_s
+        self.notifiers: list[Notifier] = [
+            AlertmanagerNotifier(
+                am.url,
+                self.state,
+                resend_s=am.resend_s,
+                timeout_s=am.timeout_s,
+                receivers=n,
+                retry_max_s=retry,
+            )
+            for am in settings.alertmanager
+        ]
+        for wh in settings.webhooks:
+            key = (
+                os.environ.get(wh.secret_env, "")
+                if wh.secret_env
+                else Path(str(wh.secret_file)).read_text().strip()
+            )
+            if not key:
+                raise ValueError(f"webhook {wh.url}: the HMAC key ({wh.secret_env}) is empty")
+            self.notifiers.append(
+                WebhookNotifier(
+                    wh.url,
+                    key.encode(),
+                    self.state,
+                    timeout_s=wh.timeout_s,
+                    receivers=n,
+                    retry_max_s=retry,
+                )
+            )
+
+    # -- the hot path -----------------------------------------------------------------------
+    def observe(self, readings: list[Reading]) -> None:
+        try:
+            with self._lock:
+                out = self.evaluator.observe(readings)
+                if out:
+                    self._handle(out)
+                if self.evaluator.created:
+                    self.state.save_values(self.evaluator.created)
+                    self.evaluator.created = []
+        except Exception:  # noqa: BLE001 - alerting must never stop collection
+            self._error("evaluating alert rules failed")
+
+    def tick(self, now_ns: int | None = None) -> None:
+        now = time.time_ns() if now_ns is None else now_ns
+        try:
+            with self._lock:
+                out = self.evaluator.tick(now)
+                if out:
+                    self._handle(out)
+                if time.monotonic() - self._last_save >= SAVE_EVERY_S or now_ns is not None:
+                    self._save()
+        except Exception:  # noqa: BLE001
+            self._error("the alert tick failed")
+
+    def _save(self) -> None:
+        self._last_save = time.monotonic()
+        keep = [
+            i
+            for i in self.evaluator.instances.values()
+            if i.state != "inactive" or self.rules[i.rule].kind in ("stale", "counter")
+        ]
+        if keep:
+            self.state.save_values(keep)
+
+    def _handle(self, transitions: list[Transition]) -> None:
+        rows = [(t, annotations_of(self.rules[t.instance.rule], t.instance)) for t in transitions]
+        self.state.record(rows)  # durable before anyone is told
+        for t, ann in rows:
+            if t.new in (FIRING, RESOLVED):
+                log.log(
+                    logging.WARNING if t.new == FIRING else logging.INFO,
+                    "alert %s %s: %s",
+                    t.instance.rule,
+                    t.new,
+                    ann["summary"],
+                )
+        for n in self.notifiers:
+            n.wake()
+        if self.emit is not None:
+            readings = [self._reading(t, ann) for t, ann in rows if t.new in (FIRING, RESOLVED)]
+            if readings:
+                try:
+                    self.emit(readings)
+                except Exception:  # noqa: BLE001 - a full spool must not lose the state
+                    self._error("writing the alerts measurement failed")
+
+    @staticmethod
+    def _reading(t: Transition, ann: dict[str, str]) -> Reading:
+        labels = t.instance.labels
+        tags = {
+            k: v
+            for k, v in labels.items()
+            if k in ("alertname", "severity", "site", "room", "rack", "device", "role")
+        }
+        fields: dict[str, FieldValue] = {
+            "firing": int(t.new == FIRING),
+            "state": t.new,
+            "summary": ann["summary"][:1000],
+        }
+        if t.instance.value is not None:
+            fields["value"] = float(t.instance.value)
+        return Reading("alerts", tags, fields, t.at_ns)
+
+    def _error(self, what: str) -> None:
+        self.errors_total += 1
+        if time.monotonic() - self._last_error_log >= 60:
+            self._last_error_log = time.monotonic()
+            log.exception(what)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        for n in self.notifiers:
+            n.start()
+        self._thread = threading.Thread(target=self._run, name="alerts-tick", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self.tick()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._lock:
+            try:
+                self._save()
+            except Exception:  # noqa: BLE001
+                log.exception("saving the alert values failed")
+        for n in self.notifiers:
+            n.stop()
+        self.state.close()
+
+    def firing(self) -> list[Instance]:
+        with self._lock:
+            return self.evaluator.firing()
+
+
+def build_engine(
+    cfg: object, config_path: str | None, emit: Callable[[list[Reading]], None]
+) -> AlertEngine | None:
+    """The engine of a site (None with ``alerts: {default_pack: false}`` and no rules)."""
+    from dcim.alerts.loader import load_rules
+    from dcim.config import SiteConfig
+
+    assert isinstance(cfg, SiteConfig)
+    settings = cfg.alerts or AlertsSettings()
+    rules = load_rules(cfg, config_path)
+    if not rules:
+        return None
+    device_tags = {d.name: cfg.tags_of(d) for d in cfg.devices}
+    path = settings.state_path or (cfg.storage.spool_dir / "alerts.sqlite")
+    return AlertEngine(rules, settings, state_path=path, device_tags=device_tags, emit=emit)

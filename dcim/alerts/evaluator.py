@@ -1,0 +1,324 @@
+"""The live evaluator: rules applied to readings as they pass, pure logic with an explicit
+clock (``now_ns`` arguments), no I/O. :class:`dcim.alerts.engine.AlertEngine` persists what
+it returns and hands it to the notifiers.
+
+One *instance* per rule and series (the reading's tags; for ``stale`` rules, the device).
+States: ``inactive`` -> ``pending`` (condition true, waiting ``for_s``) -> ``firing`` ->
+``resolved`` (sent once, then inactive again). A pending instance whose condition ends
+before ``for_s`` goes back to inactive without a word: nobody is woken for it.
+
+Damping: a firing alert resolves only past its ``clear`` level (hysteresis) and not before
+``min_hold_s`` after it fired, so a value hovering at the threshold gives one alert, not one a
+poll.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dcim.alerts.expr import compile_expr
+from dcim.alerts.rules import Rule
+from dcim.reading import FieldValue, Reading
+
+NS = 1_000_000_000
+INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved"
+DEVICE_LABELS = ("site", "room", "rack", "device", "role")
+
+
+@dataclass
+class Instance:
+    """One rule on one series. ``active_ns``: when the condition became true (pending
+    since); ``fired_ns``: when it fired (Alertmanager's startsAt); ``value``: last value."""
+
+    key: str
+    rule: str
+    labels: dict[str, str]
+    state: str = INACTIVE
+    active_ns: int = 0
+    fired_ns: int = 0
+    resolved_ns: int = 0
+    value: float | None = None
+    seen_ns: int = 0  # last reading (stale rules: last time the device/field arrived)
+    detail: str = ""  # counter rules: what the anomaly was
+    # rate and counter rules: earlier samples (t_ns, value)
+    samples: deque[tuple[int, float]] = field(default_factory=deque)
+
+
+@dataclass(frozen=True)
+class Transition:
+    instance: Instance
+    old: str
+    new: str  # pending, firing, resolved, inactive (a pending that ended)
+    at_ns: int
+
+
+def series_key(rule: str, labels: Mapping[str, str]) -> str:
+    return rule + "{" + ",".join(f"{k}={labels[k]}" for k in sorted(labels)) + "}"
+
+
+class _Compiled:
+    """A rule prepared for the hot path: selector and value getter as closures."""
+
+    def __init__(self, rule: Rule, device_tags: Mapping[str, Mapping[str, str]]):
+        self.rule = rule
+        sel = rule.select
+        self.globs = [d for d in sel.device if any(c in d for c in "*?[")]
+        self.names = {d for d in sel.device if d not in self.globs}
+        self.roles = set(sel.role)
+        self.tags = dict(sel.tags)
+        self.device_tags = device_tags
+        self.above = rule.above is not None
+        self.level = rule.level if rule.kind in ("threshold", "rate", "period") else 0.0
+        self.clear = rule.clear_level if rule.kind in ("threshold", "rate", "period") else 0.0
+        self.for_ns = int(rule.for_s * NS)
+        self.hold_ns = int(rule.min_hold_s * NS)
+        self.get: Callable[[Mapping[str, FieldValue], Mapping[str, str]], float | None]
+        if rule.expr is not None:
+            self.get = compile_expr(rule.expr).evaluate
+        else:
+            name = rule.field or ""
+
+            def get(f: Mapping[str, FieldValue], t: Mapping[str, str]) -> float | None:
+                v = f.get(name)
+                if v is None or isinstance(v, str):
+                    return None
+                x = float(v)
+                return x if math.isfinite(x) else None
+
+            self.get = get
+
+    def selects(self, tags: Mapping[str, str]) -> bool:
+        if self.names or self.globs:
+            dev = tags.get("device", "")
+            if dev not in self.names and not any(fnmatch.fnmatchcase(dev, g) for g in self.globs):
+                return False
+        if self.roles:
+            role = tags.get("role") or self.device_tags.get(tags.get("device", ""), {}).get("role")
+            if role not in self.roles:
+                return False
+        return all(tags.get(k) == v for k, v in self.tags.items())
+
+    def is_set(self, v: float) -> bool:
+        return v > self.level if self.above else v < self.level
+
+    def is_clear(self, v: float) -> bool:
+        return v <= self.clear if self.above else v >= self.clear
+
+
+class Evaluator:
+    """Live rules over readings. ``device_tags``: the site file's tags of each device (room,
+    rack, role), added to the labels of its alerts."""
+
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        *,
+        device_tags: Mapping[str, Mapping[str, str]] | None = None,
+        instances: Iterable[Instance] = (),
+    ):
+        self.device_tags = dict(device_tags or {})
+        self.rules = [_Compiled(r, self.device_tags) for r in rules if r.kind != "period"]
+        self.by_measurement: dict[str, list[tuple[int, _Compiled]]] = {}
+        for i, c in enumerate(self.rules):
+            for m in c.rule.select.measurement:
+                self.by_measurement.setdefault(m, []).append((i, c))
+        self.by_rule = {c.rule.name: c for c in self.rules}
+        # (rule index, tag values) -> instance: the hot path's key, no string built
+        self._fast: dict[tuple[Any, ...], Instance] = {}
+        self.instances: dict[str, Instance] = {}
+        # stale and counter instances made since the caller last looked: their first
+        # sighting is worth saving at once (a restart must know the device existed)
+        self.created: list[Instance] = []
+        for inst in instances:
+            if inst.rule in self.by_rule:
+                self.instances[inst.key] = inst
+
+    # -- readings ---------------------------------------------------------------------------
+    def observe(self, readings: Iterable[Reading]) -> list[Transition]:
+        out: list[Transition] = []
+        by_m = self.by_measurement
+        for r in readings:
+            rules = by_m.get(r.measurement)
+            if not rules:
+                continue
+            for i, c in rules:
+                if not c.selects(r.tags):
+                    continue
+                kind = c.rule.kind
+                if kind == "stale":
+                    self._seen(i, c, r, out)
+                    continue
+                v = c.get(r.fields, r.tags)
+                if v is None:
+                    continue
+                inst = self._instance(i, c, r.tags)
+                if kind == "threshold":
+                    self._level(c, inst, v, r.time_ns, out)
+                elif kind == "rate":
+                    rate = self._rate(c, inst, v, r.time_ns)
+                    if rate is not None:
+                        self._level(c, inst, rate, r.time_ns, out)
+                elif kind == "counter":
+                    self._counter(c, inst, v, r.time_ns, out)
+        return out
+
+    def _labels(
+        self, c: _Compiled, tags: Mapping[str, str], *, device_only: bool
+    ) -> dict[str, str]:
+        dev = tags.get("device", "")
+        labels: dict[str, str] = dict(self.device_tags.get(dev, {}))
+        if device_only:
+            labels.update({k: tags[k] for k in DEVICE_LABELS if k in tags})
+        else:
+            labels.update(tags)
+        labels.update(c.rule.labels)
+        labels["alertname"] = c.rule.name
+        labels["severity"] = c.rule.severity
+        return labels
+
+    def _instance(self, i: int, c: _Compiled, tags: Mapping[str, str]) -> Instance:
+        fast = (i, *tags.values())
+        inst = self._fast.get(fast)
+        if inst is None:
+            labels = self._labels(c, tags, device_only=False)
+            key = series_key(c.rule.name, labels)
+            inst = self.instances.get(key)
+            if inst is None:
+                inst = self.instances[key] = Instance(key, c.rule.name, labels)
+                if c.rule.kind == "counter":
+                    self.created.append(inst)
+            self._fast[fast] = inst
+        return inst
+
+    def _level(self, c: _Compiled, inst: Instance, v: float, t: int, out: list[Transition]) -> None:
+        inst.value, inst.seen_ns = v, t
+        st = inst.state
+        if st == INACTIVE:
+            if c.is_set(v):
+                inst.active_ns = t
+                self._move(inst, PENDING, t, out)
+                if t - inst.active_ns >= c.for_ns:
+                    self._fire(inst, t, out)
+        elif st == PENDING:
+            if not c.is_set(v):
+                self._move(inst, INACTIVE, t, out)
+            elif t - inst.active_ns >= c.for_ns:
+                self._fire(inst, t, out)
+        elif st == FIRING and c.is_clear(v) and t - inst.fired_ns >= c.hold_ns:
+            self._resolve(inst, t, out)
+
+    def _rate(self, c: _Compiled, inst: Instance, v: float, t: int) -> float | None:
+        s = inst.samples
+        s.append((t, v))
+        window = int(c.rule.per_s * NS)
+        while len(s) > 2 and t - s[1][0] >= window:
+            s.popleft()
+        t0, v0 = s[0]
+        if t - t0 < window // 2 or t <= t0:
+            return None  # not enough history yet for a rate over the window
+        return (v - v0) / ((t - t0) / NS) * c.rule.per_s
+
+    def _counter(
+        self, c: _Compiled, inst: Instance, v: float, t: int, out: list[Transition]
+    ) -> None:
+        s = inst.samples
+        prev = s[-1] if s else None
+        s.clear()
+        s.append((t, v))
+        inst.value, inst.seen_ns = v, t
+        if prev is None or t <= prev[0]:
+            return
+        pt, pv = prev
+        why = ""
+        if v < pv:
+            why = f"went backwards from {pv:g} to {v:g}"
+        elif c.rule.max_per_s is not None:
+            per_s = (v - pv) / ((t - pt) / NS)
+            if per_s > c.rule.max_per_s:
+                why = (
+                    f"stepped {v - pv:g} in {(t - pt) / NS:g} s ({per_s:g}/s, physically at "
+                    f"most {c.rule.max_per_s:g}/s)"
+                )
+        if why:
+            inst.detail = why
+            inst.active_ns = t  # the last anomaly: the alert resolves hold_s after it
+            if inst.state != FIRING:
+                self._fire(inst, t, out)
+
+    def _seen(self, i: int, c: _Compiled, r: Reading, out: list[Transition]) -> None:
+        name = c.rule.field
+        if name is not None and name not in r.fields:
+            return
+        fast = (i, r.tags.get("device", ""))
+        inst = self._fast.get(fast)
+        if inst is None:
+            labels = self._labels(c, r.tags, device_only=True)
+            key = series_key(c.rule.name, labels)
+            inst = self.instances.get(key)
+            if inst is None:
+                inst = self.instances[key] = Instance(key, c.rule.name, labels)
+                self.created.append(inst)
+            self._fast[fast] = inst
+        if c.rule.unchanged:
+            v = c.get(r.fields, r.tags)
+            if v is None:
+                return
+            if inst.samples and inst.samples[-1][1] == v:
+                return  # the same value again: not a sign of life for a frozen sensor
+            inst.samples.clear()
+            inst.samples.append((r.time_ns, v))
+        inst.seen_ns = max(inst.seen_ns, r.time_ns)
+        if inst.state == FIRING and r.time_ns - inst.fired_ns >= c.hold_ns:
+            inst.value = 0.0
+            self._resolve(inst, r.time_ns, out)
+
+    # -- time -----------------------------------------------------------------------------
+    def tick(self, now_ns: int) -> list[Transition]:
+        """What time alone changes: stale data, a pending alert past ``for_s`` (on its last
+        value), a firing one past its hold, a counter anomaly's hold ended."""
+        out: list[Transition] = []
+        for inst in list(self.instances.values()):
+            c = self.by_rule.get(inst.rule)
+            if c is None:
+                continue
+            kind = c.rule.kind
+            if kind == "stale":
+                after = int((c.rule.after_s or 0) * NS)
+                if inst.state != FIRING and inst.seen_ns and now_ns - inst.seen_ns >= after:
+                    inst.value = (now_ns - inst.seen_ns) / NS
+                    inst.active_ns = inst.seen_ns
+                    self._fire(inst, now_ns, out)
+                elif inst.state == FIRING:
+                    inst.value = (now_ns - inst.seen_ns) / NS
+            elif kind == "counter":
+                if inst.state == FIRING and now_ns - inst.active_ns >= int(c.rule.hold_s * NS):
+                    self._resolve(inst, now_ns, out)
+            elif inst.value is not None:
+                v = inst.value
+                if inst.state == PENDING and c.is_set(v) and now_ns - inst.active_ns >= c.for_ns:
+                    self._fire(inst, now_ns, out)
+                elif inst.state == FIRING and c.is_clear(v) and now_ns - inst.fired_ns >= c.hold_ns:
+                    self._resolve(inst, now_ns, out)
+        return out
+
+    # -- transitions ----------------------------------------------------------------------
+    def _move(self, inst: Instance, new: str, t: int, out: list[Transition]) -> None:
+        old, inst.state = inst.state, new
+        out.append(Transition(inst, old, new, t))
+
+    def _fire(self, inst: Instance, t: int, out: list[Transition]) -> None:
+        inst.fired_ns = t
+        self._move(inst, FIRING, t, out)
+
+    def _resolve(self, inst: Instance, t: int, out: list[Transition]) -> None:
+        inst.resolved_ns = t
+        self._move(inst, RESOLVED, t, out)
+        inst.state = INACTIVE  # resolved is an event: the instance can pend again at once
+
+    def firing(self) -> list[Instance]:
+        return [i for i in self.instances.values() if i.state == FIRING]
