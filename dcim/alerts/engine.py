@@ -230,7 +230,7 @@ class AlertEngine:
 
 
 def build_engine(
-    cfg: object, config_path: str | None, emit: Callable[[list[Reading]], None]
+    cfg: object, emit: Callable[[list[Reading]], None], config_path: str | None = None
 ) -> AlertEngine | None:
     """The engine of a site (None with ``alerts: {default_pack: false}`` and no rules)."""
     from dcim.alerts.loader import load_rules
