@@ -72,7 +72,7 @@ class AlertEngine:
         *,
         state_path: Path,
         device_tags: Mapping[str, Mapping[str, str]] | None = None,
-        emit: Callable[[list[Reading]], None] | None = None,
+        emit: Callable[[list[Reading]], object] | None = None,
         tick_s: float = 1.0,
     ):
         self.rules = {r.name: r for r in rules}
@@ -230,7 +230,7 @@ class AlertEngine:
 
 
 def build_engine(
-    cfg: object, emit: Callable[[list[Reading]], None], config_path: str | None = None
+    cfg: object, emit: Callable[[list[Reading]], object], config_path: str | None = None
 ) -> AlertEngine | None:
     """The engine of a site (None with ``alerts: {default_pack: false}`` and no rules)."""
     from dcim.alerts.loader import load_rules
