@@ -127,9 +127,6 @@ class AlertEngine:
                 out = self.evaluator.observe(readings)
                 if out:
                     self._handle(out)
-                if self.evaluator.created:
-                    self.state.save_values(self.evaluator.created)
-                    self.evaluator.created = []
         except Exception:  # noqa: BLE001 - alerting must never stop collection
             self._error("evaluating alert rules failed")
 
@@ -140,7 +137,10 @@ class AlertEngine:
                 out = self.evaluator.tick(now)
                 if out:
                     self._handle(out)
-                if time.monotonic() - self._last_save >= SAVE_EVERY_S or now_ns is not None:
+                if self.evaluator.created:  # first sightings: a restart must know them
+                    self.state.save_values(self.evaluator.created)
+                    self.evaluator.created = []
+                if time.monotonic() - self._last_save >= SAVE_EVERY_S:
                     self._save()
         except Exception:  # noqa: BLE001
             self._error("the alert tick failed")

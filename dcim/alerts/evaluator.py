@@ -19,7 +19,6 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from dcim.alerts.expr import compile_expr
 from dcim.alerts.rules import Rule
@@ -28,6 +27,7 @@ from dcim.reading import FieldValue, Reading
 NS = 1_000_000_000
 INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved"
 DEVICE_LABELS = ("site", "room", "rack", "device", "role")
+MAX_ROUTES = 500_000  # series remembered with their rules (about 200 B each)
 
 
 @dataclass
@@ -66,6 +66,7 @@ class _Compiled:
 
     def __init__(self, rule: Rule, device_tags: Mapping[str, Mapping[str, str]]):
         self.rule = rule
+        self.kind = rule.kind
         sel = rule.select
         self.globs = [d for d in sel.device if any(c in d for c in "*?[")]
         self.names = {d for d in sel.device if d not in self.globs}
@@ -128,51 +129,67 @@ class Evaluator:
             for m in c.rule.select.measurement:
                 self.by_measurement.setdefault(m, []).append((i, c))
         self.by_rule = {c.rule.name: c for c in self.rules}
-        # (rule index, tag values) -> instance: the hot path's key, no string built
-        self._fast: dict[tuple[Any, ...], Instance] = {}
+        # (measurement, tag keys..., tag values...) -> the rules selecting it, with instances
+        self._routes: dict[tuple[str, ...], list[tuple[_Compiled, Instance]]] = {}
         self.instances: dict[str, Instance] = {}
+        # the instances time alone can change (pending, firing, stale rules): what tick visits
+        self._watch: dict[str, Instance] = {}
         # stale and counter instances made since the caller last looked: their first
         # sighting is worth saving at once (a restart must know the device existed)
         self.created: list[Instance] = []
         for inst in instances:
-            if inst.rule in self.by_rule:
+            known = self.by_rule.get(inst.rule)
+            if known is not None:  # a rule since removed: its instances are dropped
                 self.instances[inst.key] = inst
+                if inst.state != INACTIVE or known.kind == "stale":
+                    self._watch[inst.key] = inst
 
     # -- readings ---------------------------------------------------------------------------
     def observe(self, readings: Iterable[Reading]) -> list[Transition]:
         out: list[Transition] = []
         by_m = self.by_measurement
+        routes = self._routes
         for r in readings:
-            rules = by_m.get(r.measurement)
-            if not rules:
+            if r.measurement not in by_m:
                 continue
-            for i, c in rules:
-                if not c.selects(r.tags):
-                    continue
-                kind = c.rule.kind
+            tags = r.tags
+            key = (r.measurement, *tags.keys(), *tags.values())
+            route = routes.get(key)
+            if route is None:
+                if len(routes) >= MAX_ROUTES:
+                    routes.clear()  # bounded, whatever tags arrive
+                route = routes[key] = self._route(r)
+            for c, inst in route:
+                kind = c.kind
                 if kind == "stale":
-                    self._seen(i, c, r, out)
+                    self._seen(c, inst, r, out)
                     continue
-                v = c.get(r.fields, r.tags)
+                v = c.get(r.fields, tags)
                 if v is None:
                     continue
-                inst = self._instance(i, c, r.tags)
                 if kind == "threshold":
                     self._level(c, inst, v, r.time_ns, out)
                 elif kind == "rate":
                     rate = self._rate(c, inst, v, r.time_ns)
                     if rate is not None:
                         self._level(c, inst, rate, r.time_ns, out)
-                elif kind == "counter":
+                else:
                     self._counter(c, inst, v, r.time_ns, out)
         return out
 
-    def _labels(
-        self, c: _Compiled, tags: Mapping[str, str], *, device_only: bool
-    ) -> dict[str, str]:
+    def _route(self, r: Reading) -> list[tuple[_Compiled, Instance]]:
+        """The rules that select a series and its instance for each: worked out once per
+        series (measurement and tags), so a reading costs a dict lookup, not the selectors."""
+        return [
+            (c, self._instance(c, r.tags))
+            for _, c in self.by_measurement[r.measurement]
+            if c.selects(r.tags)
+        ]
+
+    def _labels(self, c: _Compiled, tags: Mapping[str, str]) -> dict[str, str]:
         dev = tags.get("device", "")
         labels: dict[str, str] = dict(self.device_tags.get(dev, {}))
-        if device_only:
+        if c.kind == "stale":  # one instance per device, whatever series it sends
             labels.update({k: tags[k] for k in DEVICE_LABELS if k in tags})
         else:
             labels.update(tags)
@@ -181,18 +198,16 @@ class Evaluator:
         labels["severity"] = c.rule.severity
         return labels
 
-    def _instance(self, i: int, c: _Compiled, tags: Mapping[str, str]) -> Instance:
-        fast = (i, *tags.values())
-        inst = self._fast.get(fast)
+    def _instance(self, c: _Compiled, tags: Mapping[str, str]) -> Instance:
+        labels = self._labels(c, tags)
+        key = series_key(c.rule.name, labels)
+        inst = self.instances.get(key)
         if inst is None:
-            labels = self._labels(c, tags, device_only=False)
-            key = series_key(c.rule.name, labels)
-            inst = self.instances.get(key)
-            if inst is None:
-                inst = self.instances[key] = Instance(key, c.rule.name, labels)
-                if c.rule.kind == "counter":
-                    self.created.append(inst)
-            self._fast[fast] = inst
+            inst = self.instances[key] = Instance(key, c.rule.name, labels)
+            if c.kind in ("stale", "counter"):
+                self.created.append(inst)
+            if c.kind == "stale":
+                self._watch[key] = inst
         return inst
 
     def _level(self, c: _Compiled, inst: Instance, v: float, t: int, out: list[Transition]) -> None:
@@ -250,20 +265,10 @@ class Evaluator:
             if inst.state != FIRING:
                 self._fire(inst, t, out)
 
-    def _seen(self, i: int, c: _Compiled, r: Reading, out: list[Transition]) -> None:
+    def _seen(self, c: _Compiled, inst: Instance, r: Reading, out: list[Transition]) -> None:
         name = c.rule.field
         if name is not None and name not in r.fields:
             return
-        fast = (i, r.tags.get("device", ""))
-        inst = self._fast.get(fast)
-        if inst is None:
-            labels = self._labels(c, r.tags, device_only=True)
-            key = series_key(c.rule.name, labels)
-            inst = self.instances.get(key)
-            if inst is None:
-                inst = self.instances[key] = Instance(key, c.rule.name, labels)
-                self.created.append(inst)
-            self._fast[fast] = inst
         if c.rule.unchanged:
             v = c.get(r.fields, r.tags)
             if v is None:
@@ -282,11 +287,12 @@ class Evaluator:
         """What time alone changes: stale data, a pending alert past ``for_s`` (on its last
         value), a firing one past its hold, a counter anomaly's hold ended."""
         out: list[Transition] = []
-        for inst in list(self.instances.values()):
-            c = self.by_rule.get(inst.rule)
-            if c is None:
+        for inst in list(self._watch.values()):
+            c = self.by_rule[inst.rule]
+            kind = c.kind
+            if inst.state == INACTIVE and kind != "stale":
+                del self._watch[inst.key]
                 continue
-            kind = c.rule.kind
             if kind == "stale":
                 after = int((c.rule.after_s or 0) * NS)
                 if inst.state != FIRING and inst.seen_ns and now_ns - inst.seen_ns >= after:
@@ -309,6 +315,8 @@ class Evaluator:
     # -- transitions ----------------------------------------------------------------------
     def _move(self, inst: Instance, new: str, t: int, out: list[Transition]) -> None:
         old, inst.state = inst.state, new
+        if new in (PENDING, FIRING):
+            self._watch[inst.key] = inst
         out.append(Transition(inst, old, new, t))
 
     def _fire(self, inst: Instance, t: int, out: list[Transition]) -> None:

@@ -148,19 +148,39 @@ class AlertState:
         )
 
     def save_values(self, instances: Iterable[Instance]) -> None:
-        """Last values, seen times and samples, batched (one transaction). A resolved row
-        waiting for delivery keeps its state; an inactive instance gets a row so that a
-        restart still knows when its device was last seen."""
+        """Last values, seen times and samples, batched in one transaction; the state is
+        left as :meth:`record` wrote it (an instance seen for the first time gets a row, so
+        that a restart still knows when its device was last seen)."""
+        rows = [
+            (
+                inst.value,
+                inst.seen_ns,
+                inst.active_ns,
+                inst.detail,
+                json.dumps(list(inst.samples)[-8:]),
+                inst.key,
+            )
+            for inst in instances
+        ]
+        new = [
+            (inst.key, inst.rule, json.dumps(inst.labels), inst.state, inst.seen_ns)
+            for inst in instances
+        ]
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                for inst in instances:
-                    row = db.execute("SELECT state FROM alert WHERE key=?", (inst.key,)).fetchone()
-                    state = inst.state
-                    if row is not None and row[0] == RESOLVED and state == INACTIVE:
-                        state = RESOLVED
-                    self._upsert(inst, state, None)
+                db.executemany(
+                    "INSERT OR IGNORE INTO alert (key, rule, labels, annotations, state,"
+                    " active_ns, fired_ns, resolved_ns, value, seen_ns, detail, samples)"
+                    " VALUES (?, ?, ?, '{}', ?, 0, 0, 0, NULL, ?, '', '[]')",
+                    new,
+                )
+                db.executemany(
+                    "UPDATE alert SET value=?, seen_ns=?, active_ns=?, detail=?, samples=?"
+                    " WHERE key=?",
+                    rows,
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

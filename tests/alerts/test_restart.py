@@ -72,7 +72,8 @@ def test_kill_9_and_restart_while_firing(tmp_path: Path) -> None:
 
     def mine(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
-            a for a in alerts
+            a
+            for a in alerts
             if a["labels"]["alertname"] == "DeviceUnreachable" and a["labels"]["device"] == FAULTY
         ]
 
@@ -98,8 +99,11 @@ def test_kill_9_and_restart_while_firing(tmp_path: Path) -> None:
             time.sleep(2)
             runner.set_unreachable(FAULTY, False)
             wait(lambda: not mine(am.alerts()), 30, "resolved in alertmanager")
-            wait(lambda: [a for a in mine(hook.alerts()) if a["status"] == "resolved"], 30,
-                 "resolve at the webhook")
+            wait(
+                lambda: [a for a in mine(hook.alerts()) if a["status"] == "resolved"],
+                30,
+                "resolve at the webhook",
+            )
             time.sleep(3)
             procs[-1].send_signal(signal.SIGINT)
             out = procs[-1].communicate(timeout=60)[0]

@@ -56,6 +56,7 @@ t0 = int(sys.argv[3])
 for i in range(3):
     eng.observe([Reading("m", {"device": "d1"}, {"v": 30.0 + i}, t0 + i * 10**9)])
 eng.observe([Reading("m", {"device": "d2"}, {"v": 20.0}, t0)])
+eng.tick(t0 + 3 * 10**9)  # what the engine's thread does every second
 print("FIRED", flush=True)
 time.sleep(60)
 """
