@@ -77,9 +77,23 @@ class AlertEngine:
     ):
         self.rules = {r.name: r for r in rules}
         self.state = AlertState(state_path)
-        self.evaluator = Evaluator(
-            self.rules.values(), device_tags=device_tags, instances=self.state.load()
-        )
+        saved = self.state.load()
+        self.evaluator = Evaluator(self.rules.values(), device_tags=device_tags, instances=saved)
+        # A rule removed (or disabled) while its alert fired: resolve it, or the receivers
+        # would be told it fires until someone clears the state by hand.
+        now = time.time_ns()
+        orphans = [
+            Transition(i, FIRING, RESOLVED, now)
+            for i in saved
+            if i.rule not in self.rules and i.state == FIRING
+        ]
+        for t in orphans:
+            t.instance.resolved_ns = now
+        if orphans:
+            self.state.record(
+                (t, {"summary": f"{t.instance.rule}: rule removed", "description": "",
+                     "runbook": ""}) for t in orphans
+            )
         self.emit = emit
         self.tick_s = tick_s
         self._lock = threading.Lock()

@@ -131,3 +131,19 @@ def test_a_resolve_undelivered_at_a_crash_is_still_due(tmp_path: Path) -> None:
         assert st2.current() == []
     finally:
         st2.close()
+
+
+def test_a_removed_rule_resolves_its_firing_alert(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    eng = engine(path)
+    eng.observe([Reading("m", {"device": "d1"}, {"v": 30.0}, 10 * NS)])
+    eng.stop()
+    gone = AlertEngine(
+        [Rule.model_validate(RULES[1])], AlertsSettings(), state_path=path
+    )  # "Hot" no longer configured
+    try:
+        due = gone.state.due("am", time.time_ns(), None)
+        assert [(d.labels["alertname"], d.state) for d in due] == [("Hot", "resolved")]
+        assert gone.firing() == []
+    finally:
+        gone.stop()
