@@ -145,6 +145,13 @@ def print_cpu(f: dict[str, Any]) -> None:
         + (f"  [{f['failed']} of {f['polls']} polls failed]" if f["failed"] else ""),
         flush=True,
     )
+    if f["failed"] > 0.05 * f["polls"]:
+        print(
+            "      WARNING: the twin could not answer in time (machine overloaded): the failed "
+            "polls are an alert storm (DeviceUnreachable pending/firing per device), not the "
+            "steady state; rerun on a quiet machine",
+            flush=True,
+        )
 
 
 # -- 2. latency -----------------------------------------------------------------------------

@@ -166,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--timeout", type=float, default=None, help="MQTT: seconds to wait")
     pr.set_defaults(func=cmd_probe)
 
+    from dcim.alerts.cli import add_parser as add_alerts
     from dcim.quarantine import add_parser as add_quarantine
+
+    add_alerts(sub)
 
     add_quarantine(sub)
 

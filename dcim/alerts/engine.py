@@ -91,8 +91,15 @@ class AlertEngine:
             t.instance.resolved_ns = now
         if orphans:
             self.state.record(
-                (t, {"summary": f"{t.instance.rule}: rule removed", "description": "",
-                     "runbook": ""}) for t in orphans
+                (
+                    t,
+                    {
+                        "summary": f"{t.instance.rule}: rule removed",
+                        "description": "",
+                        "runbook": "",
+                    },
+                )
+                for t in orphans
             )
         self.emit = emit
         self.tick_s = tick_s

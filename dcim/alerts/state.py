@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dcim.alerts.evaluator import FIRING, INACTIVE, PENDING, RESOLVED, Instance, Transition
 
@@ -239,7 +240,7 @@ class AlertState:
                 raise
 
     # -- `dcim alerts` --------------------------------------------------------------------
-    def current(self) -> list[dict[str, object]]:
+    def current(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT key, rule, labels, annotations, state, active_ns, fired_ns, value FROM"
@@ -260,7 +261,7 @@ class AlertState:
             for k, r, lb, an, s, a, f, v in rows
         ]
 
-    def history(self, since_ns: int = 0, limit: int = 1000) -> list[dict[str, object]]:
+    def history(self, since_ns: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT key, rule, labels, annotations, state, at_ns, value FROM history"

@@ -50,11 +50,22 @@ def test_healthy_twin_raises_nothing(month: int) -> None:
     for k in range(24 * 3600 // STEP_S):
         t = start + k * STEP_S
         out = ev.observe(twin_readings(model, cfg, t)) + ev.tick(int(t * NS))
-        fired += [(x.instance.rule, x.instance.labels.get("device"), x.instance.value)
-                  for x in out if x.new == FIRING]
+        fired += [
+            (x.instance.rule, x.instance.labels.get("device"), x.instance.value)
+            for x in out
+            if x.new == FIRING
+        ]
     assert fired == [], fired
     # every rule whose measurement the twin produces did see data
     seen = {i.rule for i in ev.instances.values()}
-    assert {"ServerInletAboveAllowable", "HeatPumpCopLow", "CrahNotCooling",
-            "HeatExchangerApproachHigh", "CpcuSupplyBelowContract", "GreenhouseFrost",
-            "HeatMeterRegisterAnomaly", "WaterFlowUnexpected", "DeviceUnreachable"} <= seen
+    assert {
+        "ServerInletAboveAllowable",
+        "HeatPumpCopLow",
+        "CrahNotCooling",
+        "HeatExchangerApproachHigh",
+        "CpcuSupplyBelowContract",
+        "GreenhouseFrost",
+        "HeatMeterRegisterAnomaly",
+        "WaterFlowUnexpected",
+        "DeviceUnreachable",
+    } <= seen
