@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from dcim.alerts.evaluator import FIRING, RESOLVED, Evaluator, Instance, Transition
 from dcim.alerts.notify import AlertmanagerNotifier, Notifier, WebhookNotifier
@@ -74,6 +75,8 @@ class AlertEngine:
         device_tags: Mapping[str, Mapping[str, str]] | None = None,
         emit: Callable[[list[Reading]], object] | None = None,
         tick_s: float = 1.0,
+        mqtt_client: Any = None,
+        site: str = "site",
     ):
         self.rules = {r.name: r for r in rules}
         self.state = AlertState(state_path)
@@ -109,7 +112,7 @@ class AlertEngine:
         self._last_error_log = 0.0
         self._last_save = 0.0
         self.errors_total = 0
-        n = len(settings.alertmanager) + len(settings.webhooks)
+        n = len(settings.alertmanager) + len(settings.webhooks) + (mqtt_client is not None)
         retry = settings.retry_max_s
         self.notifiers: list[Notifier] = [
             AlertmanagerNotifier(
@@ -136,6 +139,21 @@ class AlertEngine:
                     key.encode(),
                     self.state,
                     timeout_s=wh.timeout_s,
+                    receivers=n,
+                    retry_max_s=retry,
+                )
+            )
+
+        if mqtt_client is not None:
+            from dcim.alerts.notify_mqtt import MqttNotifier
+
+            prefix = settings.mqtt.topic_prefix if settings.mqtt else "dcim/alerts"
+            self.notifiers.append(
+                MqttNotifier(
+                    mqtt_client,
+                    self.state,
+                    prefix=prefix,
+                    site=site,
                     receivers=n,
                     retry_max_s=retry,
                 )
@@ -264,4 +282,19 @@ def build_engine(
         return None
     device_tags = {d.name: cfg.tags_of(d) for d in cfg.devices}
     path = settings.state_path or (cfg.storage.spool_dir / "alerts.sqlite")
-    return AlertEngine(rules, settings, state_path=path, device_tags=device_tags, emit=emit)
+    client = None
+    if settings.mqtt is not None and cfg.mqtt is not None:
+        from collectors.mqtt import make_client
+
+        cid = settings.mqtt.client_id or f"dcim-alerts-{cfg.site.name}"
+        client = make_client(cfg.mqtt, cid, clean_session=True)
+        client.connect_async(cfg.mqtt.host, cfg.mqtt.port, keepalive=30)
+    return AlertEngine(
+        rules,
+        settings,
+        state_path=path,
+        device_tags=device_tags,
+        emit=emit,
+        mqtt_client=client,
+        site=cfg.site.name,
+    )

@@ -114,6 +114,17 @@ def load_rules(cfg: SiteConfig, site_path: str | Path | None = None) -> list[Rul
         (site_name, settings.rules, [("alerts", "rules", i) for i in range(len(settings.rules))])
     )
     issues += _checks(settings, sources, lines, data, site_name)
+    if settings.mqtt is not None and cfg.mqtt is None:
+        at: _Loc = ("alerts", "mqtt")
+        issues.append(
+            ConfigIssue(
+                site_name,
+                _line_for(lines, at),
+                _path_str(at, data),
+                "alerts are published on the site's broker: add a top-level 'mqtt:' "
+                "section (host, port, ...)",
+            )
+        )
     if issues:
         raise ConfigError(issues)
     disabled = set(settings.disable)

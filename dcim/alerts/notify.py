@@ -71,6 +71,10 @@ class Notifier:
     def post(self, body: bytes) -> None:
         raise NotImplementedError
 
+    def deliver(self, due: list[Due], now_ns: int) -> None:
+        """Hand ``due`` to the receiver; return only once it has taken all of it."""
+        self.post(self.build(due, now_ns))
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -92,7 +96,7 @@ class Notifier:
         due = self.state.due(self.name, now, resend)
         if not due:
             return 0
-        self.post(self.build(due, now))
+        self.deliver(due, now)
         self.state.delivered(self.name, due, now, self.receivers)
         self.sent_total += len(due)
         return len(due)

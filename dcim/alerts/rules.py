@@ -184,6 +184,18 @@ class Webhook(_Model):
         return self
 
 
+class MqttAlerts(_Model):
+    """Alerts published on the site file's ``mqtt:`` broker (QoS 1):
+    ``{topic_prefix}/{site}/state/{alertname}/{fingerprint}``, retained, the JSON of an alert
+    while it fires (cleared, an empty retained message, once it resolves: subscribing to
+    ``.../state/#`` gives exactly the alerts firing now), and
+    ``{topic_prefix}/{site}/events``, not retained, one JSON message per firing and per
+    resolve. See docs/alerts.md for the JSON."""
+
+    topic_prefix: str = Field(default="dcim/alerts", pattern=r"^[^#+]+$")
+    client_id: str | None = None  # default: dcim-alerts-<site>
+
+
 class AlertsSettings(_Model):
     """The site file's ``alerts:`` section. ``default_pack``: load the rules shipped with the
     package (``disable:`` names the ones not wanted); ``rule_files``: more YAML files with a
@@ -197,6 +209,7 @@ class AlertsSettings(_Model):
     state_path: Path | None = None
     alertmanager: list[Alertmanager] = []
     webhooks: list[Webhook] = []
+    mqtt: MqttAlerts | None = None
     retry_max_s: float = Field(default=60.0, ge=1, le=3600)  # longest wait between retries
     history_days: int = Field(default=90, ge=1)  # resolved alerts kept for `dcim alerts`
 
