@@ -14,8 +14,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from dcim.alerts.evaluator import FIRING, RESOLVED, Evaluator, Instance, Transition
 from dcim.alerts.notify import AlertmanagerNotifier, Notifier, WebhookNotifier
@@ -24,6 +26,8 @@ from dcim.alerts.state import AlertState
 from dcim.reading import FieldValue, Reading
 
 log = logging.getLogger(__name__)
+# (figure, PUE category, start_ns, end_ns) -> the figure, None when too incomplete to state
+KpiFn = Callable[[str, int, int, int], float | None]
 NS = 1_000_000_000
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::([^{}]*))?\}")
 SAVE_EVERY_S = 10.0
@@ -77,6 +81,8 @@ class AlertEngine:
         tick_s: float = 1.0,
         mqtt_client: Any = None,
         site: str = "site",
+        kpi: KpiFn | None = None,
+        timezone: str = "UTC",
     ):
         self.rules = {r.name: r for r in rules}
         self.state = AlertState(state_path)
@@ -106,6 +112,11 @@ class AlertEngine:
             )
         self.emit = emit
         self.tick_s = tick_s
+        self.site = site
+        self.kpi = kpi if self.evaluator.period_rules else None
+        self.tz = timezone
+        self._period_done = ""  # the last day the period rules were evaluated for
+        self._period_next = 0.0  # monotonic time of the next look (hourly)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -184,6 +195,29 @@ class AlertEngine:
         except Exception:  # noqa: BLE001
             self._error("the alert tick failed")
 
+    def evaluate_periods(self, now_ns: int | None = None) -> None:
+        """Period rules on the last closed day (site time), once per day; retried hourly
+        while the store does not answer (the live rules are not held up by it)."""
+        if self.kpi is None:
+            return
+        now = time.time_ns() if now_ns is None else now_ns
+        tz = ZoneInfo(self.tz)
+        today = datetime.fromtimestamp(now / NS, tz).date()
+        day = today - timedelta(days=1)
+        if day.isoformat() == self._period_done:
+            return
+        start = int(datetime.combine(day, datetime.min.time(), tz).timestamp() * NS)
+        end = int(datetime.combine(today, datetime.min.time(), tz).timestamp() * NS)
+        wanted: set[tuple[str, int]] = {
+            (c.rule.figure or "", c.rule.category) for c in self.evaluator.period_rules
+        }
+        figures = {k: self.kpi(k[0], k[1], start, end) for k in wanted}
+        with self._lock:
+            out = self.evaluator.period(figures, self.site, day.isoformat(), now)
+            if out:
+                self._handle(out)
+        self._period_done = day.isoformat()
+
     def _save(self) -> None:
         self._last_save = time.monotonic()
         keep = [
@@ -249,6 +283,12 @@ class AlertEngine:
     def _run(self) -> None:
         while not self._stop.wait(self.tick_s):
             self.tick()
+            if self.kpi is not None and time.monotonic() >= self._period_next:
+                self._period_next = time.monotonic() + 3600
+                try:
+                    self.evaluate_periods()
+                except Exception:  # noqa: BLE001 - the store may be down: next hour
+                    self._error("evaluating the period rules failed")
 
     def stop(self) -> None:
         self._stop.set()
@@ -297,4 +337,24 @@ def build_engine(
         emit=emit,
         mqtt_client=client,
         site=cfg.site.name,
+        kpi=_kpi_of(cfg),
+        timezone=cfg.site.timezone,
     )
+
+
+def _kpi_of(cfg: Any) -> KpiFn:
+    """Figures over stored data for the period rules, from the same code as ``dcim kpi``
+    (its completeness rule included: below ``kpi.min_completeness`` a figure is None)."""
+
+    def kpi(figure: str, category: int, start_ns: int, end_ns: int) -> float | None:
+        from dcim.kpi.period import compute_kpis
+        from dcim.storage import make_store
+
+        store = make_store(cfg.storage, read_only=True)
+        try:
+            rep = compute_kpis(store, cfg, start_ns, end_ns, category=category)
+            return rep.figure(figure).value
+        finally:
+            store.close()
+
+    return kpi

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from dcim.alerts.expr import compile_expr
-from dcim.alerts.rules import Rule
+from dcim.alerts.rules import Rule, Select
 from dcim.reading import FieldValue, Reading
 
 NS = 1_000_000_000
@@ -67,7 +67,7 @@ class _Compiled:
     def __init__(self, rule: Rule, device_tags: Mapping[str, Mapping[str, str]]):
         self.rule = rule
         self.kind = rule.kind
-        sel = rule.select
+        sel = rule.select or Select(measurement=["-"])  # period rules select no readings
         self.globs = [d for d in sel.device if any(c in d for c in "*?[")]
         self.names = {d for d in sel.device if d not in self.globs}
         self.roles = set(sel.role)
@@ -123,12 +123,14 @@ class Evaluator:
         instances: Iterable[Instance] = (),
     ):
         self.device_tags = dict(device_tags or {})
+        rules = list(rules)
         self.rules = [_Compiled(r, self.device_tags) for r in rules if r.kind != "period"]
+        self.period_rules = [_Compiled(r, self.device_tags) for r in rules if r.kind == "period"]
         self.by_measurement: dict[str, list[tuple[int, _Compiled]]] = {}
         for i, c in enumerate(self.rules):
-            for m in c.rule.select.measurement:
+            for m in c.rule.select.measurement if c.rule.select else ():
                 self.by_measurement.setdefault(m, []).append((i, c))
-        self.by_rule = {c.rule.name: c for c in self.rules}
+        self.by_rule = {c.rule.name: c for c in self.rules + self.period_rules}
         # (measurement, tag keys..., tag values...) -> the rules selecting it, with instances
         self._routes: dict[tuple[str, ...], list[tuple[_Compiled, Instance]]] = {}
         self.instances: dict[str, Instance] = {}
@@ -282,6 +284,36 @@ class Evaluator:
             inst.value = 0.0
             self._resolve(inst, r.time_ns, out)
 
+    # -- period rules ---------------------------------------------------------------------
+    def period(
+        self, figures: Mapping[tuple[str, int], float | None], site: str, period: str, at_ns: int
+    ) -> list[Transition]:
+        """Period rules on the figures of one closed period (``(figure, category)`` ->
+        value; None when its data was too incomplete to state it: a gap is not a breach, the
+        alert stays as it was). One alert per rule; ``detail`` names the period."""
+        out: list[Transition] = []
+        for c in self.period_rules:
+            v = figures.get((c.rule.figure or "", c.rule.category))
+            if v is None:
+                continue
+            labels = {
+                "site": site,
+                **c.rule.labels,
+                "alertname": c.rule.name,
+                "severity": c.rule.severity,
+            }
+            key = series_key(c.rule.name, labels)
+            inst = self.instances.get(key)
+            if inst is None:
+                inst = self.instances[key] = Instance(key, c.rule.name, labels)
+            inst.value, inst.seen_ns, inst.detail = v, at_ns, period
+            if inst.state != FIRING and c.is_set(v):
+                inst.active_ns = at_ns
+                self._fire(inst, at_ns, out)
+            elif inst.state == FIRING and c.is_clear(v):
+                self._resolve(inst, at_ns, out)
+        return out
+
     # -- time -----------------------------------------------------------------------------
     def tick(self, now_ns: int) -> list[Transition]:
         """What time alone changes: stale data, a pending alert past ``for_s`` (on its last
@@ -290,7 +322,7 @@ class Evaluator:
         for inst in list(self._watch.values()):
             c = self.by_rule[inst.rule]
             kind = c.kind
-            if inst.state == INACTIVE and kind != "stale":
+            if (inst.state == INACTIVE and kind != "stale") or kind == "period":
                 del self._watch[inst.key]
                 continue
             if kind == "stale":

@@ -78,7 +78,7 @@ class Rule(_Model):
     name: str = Field(pattern=NAME)
     kind: Kind
     severity: Severity
-    select: Select
+    select: Select | None = None  # every kind but period
     annotations: Annotations
     labels: dict[str, str] = {}
     unit: str = ""  # of the value, for the annotations
@@ -111,6 +111,8 @@ class Rule(_Model):
     @model_validator(mode="after")
     def _kind_options(self) -> Rule:
         k = self.kind
+        if k != "period" and self.select is None:
+            raise ValueError(f"a {k} rule needs 'select:' (at least a measurement)")
         if k in ("threshold", "rate"):
             if (self.field is None) == (self.expr is None):
                 raise ValueError(f"a {k} rule needs exactly one of 'field:' or 'expr:'")

@@ -199,3 +199,41 @@ def test_webhook_hmac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         eng.stop()
         good.close()
         bad.close()
+
+
+@pytest.mark.slow
+def test_alertmanager_down_five_minutes(tmp_path: Path, hook: Receiver) -> None:
+    """The issue's case as written: Alertmanager down for five minutes while one alert fires
+    and another fires and resolves; both delivered after, with the default retry settings
+    (backoff up to 60 s)."""
+    am = Alertmanager(tmp_path / "am", hook_url=hook.url)
+    am.start()
+    eng = AlertEngine(
+        [Rule.model_validate(HOT)],
+        AlertsSettings.model_validate({"default_pack": False, "alertmanager": {"url": am.url}}),
+        state_path=tmp_path / "alerts.sqlite",
+        device_tags={},
+    )
+    eng.start()
+    try:
+        eng.observe(hot(33.0, "R05"))
+        wait(lambda: am_alert(am), what="delivered before the outage")
+        am.stop()
+        t_down = time.monotonic()
+        eng.observe(hot(34.0, "R06"))
+        time.sleep(60)
+        eng.observe(hot(35.0, "R07"))
+        time.sleep(60)
+        eng.observe(hot(30.0, "R07"))  # resolved during the outage
+        time.sleep(max(0.0, 300 - (time.monotonic() - t_down)))
+        assert eng.notifiers[0].failed_total >= 5  # kept trying, backing off
+        am.start()
+        t_up = time.monotonic()
+        wait(lambda: len(am.alerts()) >= 2, timeout=90, what="delivered after the outage")
+        assert time.monotonic() - t_up <= 65  # within one backoff step of its return
+        racks = {a["labels"]["rack"] for a in am.alerts()}
+        assert racks == {"R05", "R06"}  # R05 re-sent, R06 new; R07 came and went
+        hook.wait_for(lambda a: a["labels"]["rack"] == "R06", timeout=30)
+    finally:
+        eng.stop()
+        am.stop()
