@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from dcim.alerts.view import alert_lines
 from dcim.config import SiteConfig
 from dcim.kpi.period import compute_kpis, instantaneous
 from dcim.runtime import Collector
@@ -80,6 +81,7 @@ def render(cfg: SiteConfig, col: Collector, started_ns: int) -> str:
         + f"; MQTT sensors {mqtt_up}/{mqtt_n} reporting",
         f"  Poll start delay p99: {p99 * 1000:.0f} ms; "
         f"spool pending {stats.pending}, forwarded {stats.sent}",
+        *alert_lines(col.alerts),
     ]
     if now - started_ns > 90 * NS:
         rep = compute_kpis(col.store, cfg, started_ns + 30 * NS, now - 20 * NS, category=1)

@@ -57,3 +57,31 @@ def test_alerts_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert {a["labels"]["alertname"] for a in doc_out["now"]} == {"UpsOnBattery", "UpsRuntimeLow"}
     assert all(a["state"] == "firing" for a in doc_out["now"])
     assert [h["state"] for h in doc_out["history"]] == ["firing", "firing"]  # the last 2 min
+
+
+def test_demo_view_lines(tmp_path: Path) -> None:
+    from dcim.alerts.rules import Rule
+    from dcim.alerts.view import alert_lines
+
+    assert alert_lines(None) == ["  Alerts: off (no rules)"]
+    rule = Rule.model_validate(
+        {
+            "name": "Hot",
+            "kind": "threshold",
+            "severity": "critical",
+            "select": {"measurement": "m"},
+            "field": "v",
+            "above": 1,
+            "annotations": {"summary": "s", "description": "d", "runbook": "r"},
+        }
+    )
+    eng = AlertEngine([rule], AlertsSettings(), state_path=tmp_path / "a.sqlite")
+    try:
+        assert alert_lines(eng) == ["  Alerts: none firing"]
+        eng.observe([Reading("m", {"device": "d1"}, {"v": 2.5}, 100 * NS)])
+        lines = alert_lines(eng, now_ns=100 * NS + 180 * NS)
+        assert lines[0].startswith("  Alerts: 1 firing")
+        assert "critical" in lines[1] and "Hot" in lines[1] and "2.5" in lines[1]
+        assert lines[1].endswith("for 3 min")
+    finally:
+        eng.stop()
