@@ -31,6 +31,7 @@ KpiFn = Callable[[str, int, int, int], float | None]
 NS = 1_000_000_000
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::([^{}]*))?\}")
 SAVE_EVERY_S = 10.0
+LOG_PER_MIN = 20
 
 
 def render(text: str, values: Mapping[str, object]) -> str:
@@ -121,6 +122,7 @@ class AlertEngine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error_log = 0.0
+        self._log_window, self._log_count, self._log_skipped = 0.0, 0, 0
         self._last_save = 0.0
         self.errors_total = 0
         n = len(settings.alertmanager) + len(settings.webhooks) + (mqtt_client is not None)
@@ -233,13 +235,7 @@ class AlertEngine:
         self.state.record(rows)  # durable before anyone is told
         for t, ann in rows:
             if t.new in (FIRING, RESOLVED):
-                log.log(
-                    logging.WARNING if t.new == FIRING else logging.INFO,
-                    "alert %s %s: %s",
-                    t.instance.rule,
-                    t.new,
-                    ann["summary"],
-                )
+                self._log(t, ann)
         for n in self.notifiers:
             n.wake()
         if self.emit is not None:
@@ -249,6 +245,21 @@ class AlertEngine:
                     self.emit(readings)
                 except Exception:  # noqa: BLE001 - a full spool must not lose the state
                     self._error("writing the alerts measurement failed")
+
+    def _log(self, t: Transition, ann: dict[str, str]) -> None:
+        """One line per firing/resolve, at most LOG_PER_MIN a minute (an alert storm is
+        counted, and listed by ``dcim alerts``)."""
+        now = time.monotonic()
+        if now - self._log_window >= 60:
+            if self._log_skipped:
+                log.warning("%d more alert transitions (see dcim alerts)", self._log_skipped)
+            self._log_window, self._log_count, self._log_skipped = now, 0, 0
+        self._log_count += 1
+        if self._log_count > LOG_PER_MIN:
+            self._log_skipped += 1
+            return
+        level = logging.WARNING if t.new == FIRING else logging.INFO
+        log.log(level, "alert %s %s: %s", t.instance.rule, t.new, ann["summary"])
 
     @staticmethod
     def _reading(t: Transition, ann: dict[str, str]) -> Reading:

@@ -1,4 +1,5 @@
-"""Durable alert state: SQLite in WAL mode beside the spool (``alerts.sqlite``).
+"""Durable alert state: SQLite in WAL mode (``synchronous=NORMAL``) beside the spool
+(``alerts.sqlite``).
 
 Every transition is one transaction: the alert's row and its history line together, so a
 kill -9 leaves either the state before or the state after, never half. The notifiers read
@@ -60,7 +61,11 @@ class AlertState:
         self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a committed transition survives power loss
+        # NORMAL in WAL mode: a committed transition survives the process being killed (the
+        # WAL is in the OS's hands); power loss may lose the last ones, which the live data
+        # raises again after the restart. FULL would fsync on the collector's event loop
+        # for every transition (an alert storm: one per device).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
 
