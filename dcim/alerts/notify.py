@@ -60,6 +60,7 @@ class Notifier:
         self.poll_s = poll_s
         self.sent_total = 0
         self.failed_total = 0
+        self.refused_total = 0
         self.last_error = ""
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -123,6 +124,10 @@ class Notifier:
             self._wake.clear()
 
 
+class Refused(RuntimeError):
+    """The receiver answered 400: it will never take this body (retrying is useless)."""
+
+
 def _http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
     req = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
@@ -130,7 +135,8 @@ def _http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -
             r.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:300].decode(errors="replace")
-        raise RuntimeError(f"{url} answered {exc.code}: {detail}") from None
+        kind = Refused if exc.code == 400 else RuntimeError
+        raise kind(f"{url} answered {exc.code}: {detail}") from None
 
 
 class AlertmanagerNotifier(Notifier):
@@ -172,6 +178,22 @@ class AlertmanagerNotifier(Notifier):
 
     def post(self, body: bytes) -> None:
         _http_post(self.url, body, {"Content-Type": "application/json"}, self.timeout_s)
+
+    def deliver(self, due: list[Due], now_ns: int) -> None:
+        """One request for all; if Alertmanager refuses it (400: one bad alert spoils the
+        batch), each alert on its own, so that one it will never take does not hold the
+        others back: that one is logged (ERROR) and counted in ``refused_total``."""
+        try:
+            self.post(self.build(due, now_ns))
+            return
+        except Refused:
+            pass
+        for d in due:
+            try:
+                self.post(self.build([d], now_ns))
+            except Refused as exc:
+                self.refused_total += 1
+                log.error("alertmanager refused alert %s for good: %s", d.labels, exc)
 
 
 class WebhookNotifier(Notifier):

@@ -97,6 +97,17 @@ class Rule(_Model):
     figure: Literal["pue", "erf"] | None = None  # period
     category: Literal[1, 2, 3] = 1  # period: PUE measurement category
 
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
+        for k in labels:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", k) or k in ("alertname", "severity"):
+                raise ValueError(
+                    f"label {k!r}: a label name is letters, digits and '_', not starting with a "
+                    "digit (Alertmanager's rule), and not alertname or severity (set by the rule)"
+                )
+        return labels
+
     @field_validator("expr")
     @classmethod
     def _expr(cls, text: str | None) -> str | None:

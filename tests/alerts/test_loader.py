@@ -127,3 +127,12 @@ def test_check_config_ok_with_default_pack(
 ) -> None:
     path = site_file(tmp_path, {})
     assert main(["check-config", str(path)]) == 0
+
+
+def test_label_names_alertmanager_takes() -> None:
+    bad = BAD_RULES.split("  - name: Approach")[0].replace(
+        "    clear: 29\n", "    labels: {team-name: x, severity: page}\n"
+    )
+    rules, issues = parse_rules(bad, filename="labels.yaml")
+    assert rules == [] and len(issues) == 1
+    assert "label 'team-name'" in str(issues[0]) and str(issues[0]).startswith("labels.yaml:8:")

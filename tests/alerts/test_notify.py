@@ -237,3 +237,20 @@ def test_alertmanager_down_five_minutes(tmp_path: Path, hook: Receiver) -> None:
     finally:
         eng.stop()
         am.stop()
+
+
+def test_an_alert_alertmanager_refuses_does_not_block_the_others(
+    tmp_path: Path, am: Alertmanager
+) -> None:
+    eng = make_engine(tmp_path, {"alertmanager": {"url": am.url}})
+    try:
+        bad = hot(35.0, "R08")
+        bad[0].tags["bad-label"] = "x"  # not a label name Alertmanager takes
+        eng.observe(bad + hot(35.0, "R09"))
+        wait(lambda: am_alert(am), what="the good alert delivered")
+        assert [a["labels"]["rack"] for a in am.alerts()] == ["R09"]
+        wait(lambda: eng.notifiers[0].refused_total == 1, what="the bad one counted")
+        time.sleep(2)
+        assert eng.state.due(eng.notifiers[0].name, time.time_ns(), None) == []  # not retried
+    finally:
+        eng.stop()
