@@ -73,7 +73,7 @@ def baseline(model: SiteModel, cfg: SiteConfig, t: float) -> list[tuple[str, Rea
 
 def run(sc: Scenario, model: SiteModel, cfg: SiteConfig, t0: float) -> list[list[Reading]]:
     """The batches of readings of the scenario, one per step, with a ``dcim_poll`` reading
-    per polled device (``up=0`` while the overlay silences it)."""
+    per device (``up=0`` while the overlay silences it), as the collector writes them."""
     batches = []
     k = 0
     while k * sc.step_s <= sc.total_s:
@@ -87,13 +87,12 @@ def run(sc: Scenario, model: SiteModel, cfg: SiteConfig, t0: float) -> list[list
             polled[dev] = polled.get(dev, True) and fields is not None
             if fields is not None:
                 batch.append(Reading(r.measurement, r.tags, fields, r.time_ns))
-        for d in cfg.devices:
-            if d.protocol != "mqtt":
-                tags = {"site": cfg.site.name, "device": d.name, "protocol": d.protocol}
-                up = polled.get(d.name, True)
-                poll = sc.overlay(d.name, "dcim_poll", {"up": int(up), "late_s": 0.01}, fault)
-                poll = poll if poll is not None else {"up": 0, "late_s": 0.01}
-                batch.append(Reading("dcim_poll", tags, poll, int(t * NS)))
+        for d in cfg.devices:  # MQTT too: a row per message, a gap row per silent interval
+            up = polled.get(d.name, True)
+            tags = {"site": cfg.site.name, "device": d.name, "protocol": d.protocol}
+            poll = sc.overlay(d.name, "dcim_poll", {"up": int(up), "late_s": 0.01}, fault)
+            poll = poll if poll is not None else {"up": 0, "late_s": 0.01}
+            batch.append(Reading("dcim_poll", tags, poll, int(t * NS)))
         batches.append(batch)
         k += 1
     return batches
@@ -193,11 +192,13 @@ _STATE: dict[str, float] = {}
 
 def _frozen_and_silent(dev: str, m: str, f: Fields, dt: float | None) -> Fields | None:
     """srv-R01-01's inlet sensor repeats 21.37 degC; greenhouse zone 1 stops publishing;
-    pdu-R01-A stops answering."""
+    pdu-R01-A stops answering; hm-greenhouse answers without its energy register."""
     if dt is None:
         return f
     if dev == "srv-R01-01" and m == "server":
         f["inlet_temp_c"] = 21.37
+    if dev == "hm-greenhouse" and m == "heat_meter":
+        f.pop("heat_energy_wh_total")
     if dev in ("gh-zone-1", "pdu-R01-A"):
         return None
     return f
@@ -325,7 +326,7 @@ def scenarios() -> list[Scenario]:
             4 * h,
             60,
             _frozen_and_silent,
-            {"SensorFrozen", "DeviceSilent", "DeviceUnreachable"},
+            {"SensorFrozen", "HeatMeterEnergyMissing", "DeviceUnreachable"},
         ),
         Scenario(
             "greenhouse",
