@@ -36,7 +36,7 @@ def am(tmp_path: Path) -> Iterator[tuple[Alertmanager, Receiver]]:
     hook.close()
 
 
-def site(tmp: Path, am_url: str) -> SiteConfig:
+def site(tmp: Path, am_url: str, sink: dict[str, Any] | None = None) -> SiteConfig:
     doc: dict[str, Any] = paris_chapelle(
         racks=1,
         servers_per_rack=1,
@@ -44,7 +44,7 @@ def site(tmp: Path, am_url: str) -> SiteConfig:
         modbus_base_port=free_ports(16),
         interval_s=INTERVAL,
         spool_dir=str(tmp / "spool"),
-        sink={"type": "embedded", "path": str(tmp / "store.sqlite")},
+        sink=sink or {"type": "embedded", "path": str(tmp / "store.sqlite")},
     )
     doc["devices"] = [d for d in doc["devices"] if d["protocol"] != "mqtt"]
     doc["defaults"].update(timeout_s=0.3, retries=0)
@@ -114,3 +114,33 @@ def test_device_silent_fires_and_resolves_in_alertmanager(
         assert got == {("DeviceUnreachable", FAULTY): 2}, got
     finally:
         store.close()
+
+
+def test_alerts_keep_coming_while_the_database_is_down(
+    tmp_path: Path, am: tuple[Alertmanager, Receiver]
+) -> None:
+    """InfluxDB unreachable for the whole run (nothing listens on its port): the readings
+    pile up in the spool, and the alert still reaches Alertmanager, on time."""
+    srv, hook = am
+    dead = {"type": "influxdb", "url": f"http://127.0.0.1:{free_ports(1)}", "timeout_s": 1}
+    cfg = site(tmp_path, srv.url, dead)
+
+    async def run(runner: TwinRunner) -> tuple[float, int]:
+        col = Collector(cfg)
+        await col.start()
+        try:
+            await asyncio.sleep(2 * INTERVAL)
+            runner.set_unreachable("hp-2")
+            t0 = time.time()
+            key = "DeviceUnreachable/hp-2"
+            while key not in names(srv) and time.time() - t0 < 60:
+                await asyncio.sleep(0.2)
+            assert key in names(srv), names(srv)
+            return time.time() - t0, col.spool.stats().pending
+        finally:
+            await col.stop(flush_timeout_s=1)
+
+    with TwinThread(TwinRunner(cfg, seed=5)) as runner:
+        delay, pending = asyncio.run(run(runner))
+    assert pending > 0  # the database never took anything
+    assert delay <= 30 + INTERVAL + 3, delay
