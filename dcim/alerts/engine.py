@@ -23,6 +23,7 @@ from dcim.alerts.evaluator import FIRING, RESOLVED, Evaluator, Instance, Transit
 from dcim.alerts.notify import AlertmanagerNotifier, Notifier, WebhookNotifier
 from dcim.alerts.rules import AlertsSettings, Rule
 from dcim.alerts.state import AlertState
+from dcim.config import ConfigError, ConfigIssue
 from dcim.reading import FieldValue, Reading
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,13 @@ class AlertEngine:
         self.state = AlertState(state_path)
         saved = self.state.load()
         self.evaluator = Evaluator(self.rules.values(), device_tags=device_tags, instances=saved)
-        # A rule removed (or disabled) while its alert fired: resolve it, or the receivers
+        # A rule (or a device) removed while its alert fired: resolve it, or the receivers
         # would be told it fires until someone clears the state by hand.
         now = time.time_ns()
         orphans = [
             Transition(i, FIRING, RESOLVED, now)
             for i in saved
-            if i.rule not in self.rules and i.state == FIRING
+            if i.key not in self.evaluator.instances and i.state == FIRING
         ]
         for t in orphans:
             t.instance.resolved_ns = now
@@ -104,7 +105,7 @@ class AlertEngine:
                 (
                     t,
                     {
-                        "summary": f"{t.instance.rule}: rule removed",
+                        "summary": f"{t.instance.rule}: rule or device removed",
                         "description": "",
                         "runbook": "",
                     },
@@ -139,13 +140,19 @@ class AlertEngine:
             for am in settings.alertmanager
         ]
         for wh in settings.webhooks:
-            key = (
-                os.environ.get(wh.secret_env, "")
-                if wh.secret_env
-                else Path(str(wh.secret_file)).read_text().strip()
-            )
+            try:
+                key = (
+                    os.environ.get(wh.secret_env, "")
+                    if wh.secret_env
+                    else Path(str(wh.secret_file)).read_text().strip()
+                )
+            except OSError:
+                key = ""
             if not key:
-                raise ValueError(f"webhook {wh.url}: the HMAC key ({wh.secret_env}) is empty")
+                where = f"${wh.secret_env}" if wh.secret_env else str(wh.secret_file)
+                raise ConfigError(
+                    [ConfigIssue("", None, "alerts.webhooks", f"{wh.url}: no HMAC key in {where}")]
+                )
             self.notifiers.append(
                 WebhookNotifier(
                     wh.url,

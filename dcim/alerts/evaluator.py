@@ -141,6 +141,9 @@ class Evaluator:
         self.created: list[Instance] = []
         for inst in instances:
             known = self.by_rule.get(inst.rule)
+            dev = inst.labels.get("device")
+            if self.device_tags and dev is not None and dev not in self.device_tags:
+                continue  # a device since removed from the site file
             if known is not None:  # a rule since removed: its instances are dropped
                 self.instances[inst.key] = inst
                 if inst.state != INACTIVE or known.kind == "stale":

@@ -147,3 +147,22 @@ def test_a_removed_rule_resolves_its_firing_alert(tmp_path: Path) -> None:
         assert gone.firing() == []
     finally:
         gone.stop()
+
+
+def test_a_removed_device_resolves_and_is_forgotten(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite"
+    rules = [Rule.model_validate(r) for r in RULES]
+    eng = AlertEngine(rules, AlertsSettings(), state_path=path, device_tags={"d1": {}, "d2": {}})
+    eng.observe([Reading("m", {"device": "d1"}, {"v": 30.0}, 10 * NS)])
+    eng.observe([Reading("m", {"device": "d2"}, {"v": 20.0}, 10 * NS)])
+    eng.tick(11 * NS)
+    eng.stop()
+    eng = AlertEngine(rules, AlertsSettings(), state_path=path, device_tags={"d2": {}})
+    try:
+        assert eng.firing() == []
+        due = eng.state.due("am", time.time_ns(), None)
+        assert [(d.labels["device"], d.state) for d in due] == [("d1", "resolved")]
+        eng.tick(100 * NS)  # d2 went quiet: still known, so its stale alert fires
+        assert [i.rule for i in eng.firing()] == ["Gone"]
+    finally:
+        eng.stop()
