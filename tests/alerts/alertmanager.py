@@ -32,7 +32,9 @@ receivers:
 
 
 class Alertmanager:
-    def __init__(self, workdir: Path, *, hook_url: str = "http://127.0.0.1:9/none"):
+    def __init__(
+        self, workdir: Path, *, hook_url: str = "http://127.0.0.1:9/none", config: str = ""
+    ):
         binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
         if binary is None:
             raise RuntimeError(
@@ -44,7 +46,7 @@ class Alertmanager:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.config = workdir / "alertmanager.yml"
-        self.config.write_text(CONFIG.format(hook=hook_url))
+        self.config.write_text(config or CONFIG.format(hook=hook_url))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,6 +89,16 @@ class Alertmanager:
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=5) as r:
             return json.loads(r.read())
+
+    def post_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        req = urllib.request.Request(
+            self.url + "/api/v2/alerts",
+            data=json.dumps(alerts).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
 
     def alerts(self, **filters: str) -> list[dict[str, Any]]:
         """``GET /api/v2/alerts`` (active, silenced, inhibited and unprocessed alike)."""
