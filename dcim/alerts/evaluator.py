@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from dcim.alerts.expr import compile_expr
+from dcim.alerts.expr import Latest, compile_expr
 from dcim.alerts.rules import Rule, Select
 from dcim.reading import FieldValue, Reading
 
@@ -64,7 +64,7 @@ def series_key(rule: str, labels: Mapping[str, str]) -> str:
 class _Compiled:
     """A rule prepared for the hot path: selector and value getter as closures."""
 
-    def __init__(self, rule: Rule, device_tags: Mapping[str, Mapping[str, str]]):
+    def __init__(self, rule: Rule, device_tags: Mapping[str, Mapping[str, str]], latest: Latest):
         self.rule = rule
         self.kind = rule.kind
         sel = rule.select or Select(measurement=["-"])  # period rules select no readings
@@ -79,8 +79,10 @@ class _Compiled:
         self.for_ns = int(rule.for_s * NS)
         self.hold_ns = int(rule.min_hold_s * NS)
         self.get: Callable[[Mapping[str, FieldValue], Mapping[str, str]], float | None]
+        self.totals: frozenset[tuple[str, str]] = frozenset()
         if rule.expr is not None:
-            self.get = compile_expr(rule.expr).evaluate
+            expr = compile_expr(rule.expr, latest)
+            self.get, self.totals = expr.evaluate, expr.totals
         else:
             name = rule.field or ""
 
@@ -124,8 +126,18 @@ class Evaluator:
     ):
         self.device_tags = dict(device_tags or {})
         rules = list(rules)
-        self.rules = [_Compiled(r, self.device_tags) for r in rules if r.kind != "period"]
-        self.period_rules = [_Compiled(r, self.device_tags) for r in rules if r.kind == "period"]
+        self.latest: Latest = {}  # what total() reads: kept for the pairs rules name
+        self.rules = [
+            _Compiled(r, self.device_tags, self.latest) for r in rules if r.kind != "period"
+        ]
+        self.period_rules = [
+            _Compiled(r, self.device_tags, self.latest) for r in rules if r.kind == "period"
+        ]
+        self.tracked: dict[str, list[str]] = {}  # measurement -> fields total() sums
+        for c in self.rules:
+            for m, f in c.totals:
+                self.tracked.setdefault(m, []).append(f)
+                self.latest.setdefault((m, f), {})
         self.by_measurement: dict[str, list[tuple[int, _Compiled]]] = {}
         for i, c in enumerate(self.rules):
             for m in c.rule.select.measurement if c.rule.select else ():
@@ -154,7 +166,10 @@ class Evaluator:
         out: list[Transition] = []
         by_m = self.by_measurement
         routes = self._routes
+        tracked = self.tracked
         for r in readings:
+            if tracked and r.measurement in tracked:
+                self._track(r)
             if r.measurement not in by_m:
                 continue
             tags = r.tags
@@ -181,6 +196,13 @@ class Evaluator:
                 else:
                     self._counter(c, inst, v, r.time_ns, out)
         return out
+
+    def _track(self, r: Reading) -> None:
+        dev = r.tags.get("device", "")
+        for f in self.tracked[r.measurement]:
+            v = r.fields.get(f)
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                self.latest[(r.measurement, f)][dev] = float(v)
 
     def _route(self, r: Reading) -> list[tuple[_Compiled, Instance]]:
         """The rules that select a series and its instance for each: worked out once per

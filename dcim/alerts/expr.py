@@ -2,10 +2,12 @@
 
 A small grammar, parsed by Python's own parser (:func:`ast.parse` in ``eval`` mode) and then
 checked node by node against a whitelist: numbers, field names, ``+ - * /``, unary minus,
-parentheses, ``abs()``, ``ln()`` (natural log, for a dew point), ``min()``, ``max()`` and
-``tag("name")`` (a device tag of the reading
-read as a number, e.g. a PDU's rated current from the site file). Anything else (attributes,
-subscripts, strings outside ``tag()``, calls of other names, comparisons, lambdas) is refused
+parentheses, ``abs()``, ``ln()`` (natural log, for a dew point), ``min()``, ``max()``,
+``tag("name")`` (a device tag of the reading read as a number, e.g. a PDU's rated current
+from the site file) and ``total("measurement", "field")`` (the sum of the last values of that
+field over every device of that measurement: the one way to look beyond the reading, e.g.
+the heat the dry coolers reject). Anything else (attributes, subscripts, other strings,
+calls of other names, comparisons, lambdas) is refused
 at load time with the column it is at. Nothing is ever passed to ``eval``: the checked tree is
 turned into nested Python closures once, so a reading costs a few function calls.
 
@@ -23,10 +25,12 @@ import ast
 import math
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Value = float | int | bool | str
 Evaluator = Callable[[Mapping[str, Value], Mapping[str, str]], float | None]
+# (measurement, field) -> device -> its last value: what total() sums
+Latest = dict[tuple[str, str], dict[str, float]]
 
 _BINOPS: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
@@ -34,7 +38,7 @@ _BINOPS: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
 }
-_FUNCS = {"abs", "ln", "min", "max", "tag"}
+_FUNCS = {"abs", "ln", "min", "max", "tag", "total"}
 
 
 class ExprError(ValueError):
@@ -47,6 +51,7 @@ class Expression:
     fields: frozenset[str]  # the field names it reads
     tags: frozenset[str]  # the tags it reads through tag()
     evaluate: Evaluator
+    totals: frozenset[tuple[str, str]] = frozenset()  # (measurement, field) of total()
 
 
 def _num(v: object) -> float | None:
@@ -56,25 +61,36 @@ def _num(v: object) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def compile_expr(text: str) -> Expression:
-    """Parse and check ``text``; raise :class:`ExprError` naming the first problem."""
+@dataclass
+class _Ctx:
+    fields: set[str] = field(default_factory=set)
+    tags: set[str] = field(default_factory=set)
+    totals: set[tuple[str, str]] = field(default_factory=set)
+    latest: Latest = field(default_factory=dict)
+
+
+def compile_expr(text: str, latest: Latest | None = None) -> Expression:
+    """Parse and check ``text``; raise :class:`ExprError` naming the first problem.
+    ``latest``: where ``total()`` reads the last values of other devices (kept up to date by
+    the evaluator; see :attr:`Expression.totals` for what it must keep)."""
     if not isinstance(text, str) or not text.strip():
         raise ExprError("an expression is required (e.g. 'supply_temp_c - return_temp_c')")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExprError(f"not a valid expression at column {exc.offset}: {exc.msg}") from None
-    fields: set[str] = set()
-    tags: set[str] = set()
-    fn = _build(tree.body, fields, tags)
-    return Expression(text.strip(), frozenset(fields), frozenset(tags), fn)
+    ctx = _Ctx(latest=latest if latest is not None else {})
+    fn = _build(tree.body, ctx)
+    return Expression(
+        text.strip(), frozenset(ctx.fields), frozenset(ctx.tags), fn, frozenset(ctx.totals)
+    )
 
 
 def _where(node: ast.AST) -> str:
     return f"at column {getattr(node, 'col_offset', 0) + 1}"
 
 
-def _build(node: ast.expr, fields: set[str], tags: set[str]) -> Evaluator:
+def _build(node: ast.expr, ctx: _Ctx) -> Evaluator:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise ExprError(f"only numbers are allowed as constants {_where(node)}")
@@ -82,10 +98,10 @@ def _build(node: ast.expr, fields: set[str], tags: set[str]) -> Evaluator:
         return lambda f, t: const
     if isinstance(node, ast.Name):
         name = node.id
-        fields.add(name)
+        ctx.fields.add(name)
         return lambda f, t: _num(f.get(name))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        inner = _build(node.operand, fields, tags)
+        inner = _build(node.operand, ctx)
         if isinstance(node.op, ast.UAdd):
             return inner
 
@@ -96,7 +112,7 @@ def _build(node: ast.expr, fields: set[str], tags: set[str]) -> Evaluator:
         return neg
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         op = _BINOPS[type(node.op)]
-        left, right = _build(node.left, fields, tags), _build(node.right, fields, tags)
+        left, right = _build(node.left, ctx), _build(node.right, ctx)
 
         def binop(f: Mapping[str, Value], t: Mapping[str, str]) -> float | None:
             a = left(f, t)
@@ -113,21 +129,39 @@ def _build(node: ast.expr, fields: set[str], tags: set[str]) -> Evaluator:
 
         return binop
     if isinstance(node, ast.Call):
-        return _call(node, fields, tags)
+        return _call(node, ctx)
     what = type(node).__name__
     raise ExprError(
         f"{what} is not allowed {_where(node)}: use numbers, field names, + - * /, "
-        "parentheses, abs(), ln(), min(), max() and tag('name')"
+        "parentheses, abs(), ln(), min(), max(), tag('name') and total('measurement', 'field')"
     )
 
 
-def _call(node: ast.Call, fields: set[str], tags: set[str]) -> Evaluator:
+def _call(node: ast.Call, ctx: _Ctx) -> Evaluator:
     name = node.func.id if isinstance(node.func, ast.Name) else None
     if name not in _FUNCS or node.keywords:
         raise ExprError(
             f"unknown function {_where(node)}: only abs(x), ln(x), min(a, b, ...), max(a, b, ...) "
-            "and tag('name') can be called"
+            "tag('name') and total('measurement', 'field') can be called"
         )
+    if name == "total":
+        ok = len(node.args) == 2 and all(
+            isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args
+        )
+        if not ok:
+            raise ExprError(
+                "total() takes a quoted measurement and field, e.g. "
+                f"total('dry_cooler', 'heat_rejected_w') {_where(node)}"
+            )
+        pair = (str(node.args[0].value), str(node.args[1].value))  # type: ignore[attr-defined]
+        ctx.totals.add(pair)
+        latest = ctx.latest
+
+        def total(f: Mapping[str, Value], t: Mapping[str, str]) -> float | None:
+            values = latest.get(pair)
+            return sum(values.values()) if values else None
+
+        return total
     if name == "tag":
         arg = node.args[0] if len(node.args) == 1 else None
         if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
@@ -135,7 +169,7 @@ def _call(node: ast.Call, fields: set[str], tags: set[str]) -> Evaluator:
                 f"tag() takes one quoted tag name, e.g. tag('rated_current_a') {_where(node)}"
             )
         key = arg.value
-        tags.add(key)
+        ctx.tags.add(key)
 
         def tag(f: Mapping[str, Value], t: Mapping[str, str]) -> float | None:
             try:
@@ -145,7 +179,7 @@ def _call(node: ast.Call, fields: set[str], tags: set[str]) -> Evaluator:
             return v if math.isfinite(v) else None
 
         return tag
-    args = [_build(a, fields, tags) for a in node.args]
+    args = [_build(a, ctx) for a in node.args]
     if name in ("abs", "ln"):
         if len(args) != 1:
             raise ExprError(f"{name}() takes one argument {_where(node)}")

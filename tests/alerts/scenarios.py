@@ -168,6 +168,19 @@ def _cpcu_cannot_absorb(dev: str, m: str, f: Fields, dt: float | None) -> Fields
     return f
 
 
+def _cpcu_export_interrupted(dev: str, m: str, f: Fields, dt: float | None) -> Fields | None:
+    """The CPCU substation closes (their side): no flow, no heat delivered; the heat the
+    loop could not take goes to the dry coolers."""
+    if dt is None:
+        return f
+    if dev == "hm-cpcu" and m == "heat_meter":
+        _STATE["cpcu_w"] = float(f["heat_power_w"])
+        f["heat_power_w"], f["flow_m3_per_h"] = 0.0, 0.0
+    elif m == "dry_cooler":
+        f["heat_rejected_w"] = float(f["heat_rejected_w"]) + _STATE.get("cpcu_w", 4000.0) / 2
+    return f
+
+
 def _meter_reset(dev: str, m: str, f: Fields, dt: float | None) -> Fields | None:
     """The heat meter of the CPCU delivery, the incomer and the water meter restart from 0
     (registers reset by a firmware update) at the fault's start and count on from there."""
@@ -304,6 +317,15 @@ def scenarios() -> list[Scenario]:
                 "HeatExchangerDeltaTCollapse",
                 "HeatPumpCopLow",
             },
+        ),
+        Scenario(
+            "cpcu-export-interrupted",
+            1800,
+            1800 + 3600,
+            3 * h,
+            60,
+            _cpcu_export_interrupted,
+            {"CpcuExportInterrupted"},
         ),
         Scenario(
             "meter-reset",

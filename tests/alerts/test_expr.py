@@ -43,3 +43,14 @@ def test_missing_text_or_zero_division_gives_no_value() -> None:
 def test_refused(text: str, words: str) -> None:
     with pytest.raises(ExprError, match=words.replace("(", r"\(")):
         compile_expr(text)
+
+
+def test_total_sums_the_last_values_it_is_given() -> None:
+    latest: dict[tuple[str, str], dict[str, float]] = {}
+    e = compile_expr("heat_power_w / max(total('dry_cooler', 'heat_rejected_w'), 1)", latest)
+    assert e.totals == {("dry_cooler", "heat_rejected_w")}
+    assert e.evaluate({"heat_power_w": 100.0}, {}) is None  # nothing known yet: no value
+    latest[("dry_cooler", "heat_rejected_w")] = {"dc-1": 3000.0, "dc-2": 2000.0}
+    assert e.evaluate({"heat_power_w": 100.0}, {}) == 0.02
+    with pytest.raises(ExprError, match="quoted measurement and field"):
+        compile_expr("total(dry_cooler)")
