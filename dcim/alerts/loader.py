@@ -6,14 +6,17 @@ reporting, reused), so ``dcim check-config`` lists rule errors with the site fil
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from dcim.alerts.catalog import catalog, check_rule
 from dcim.alerts.rules import AlertsSettings, Rule
 from dcim.config import ConfigError, ConfigIssue, SiteConfig, _compose_lines, _line_for, _path_str
+from dcim.profiles import load_profiles
 
 DEFAULT_PACK = Path(__file__).with_name("default_rules.yaml")
 _Loc = tuple[str | int, ...]
@@ -38,9 +41,13 @@ def _issues(
     return out
 
 
-def parse_rules(text: str, *, filename: str) -> tuple[list[Rule], list[ConfigIssue]]:
+def parse_rules(
+    text: str, *, filename: str, known: Mapping[str, set[str]] | None = None
+) -> tuple[list[Rule], list[ConfigIssue]]:
     """The rules of one rule file (a mapping with a ``rules:`` list) and every problem in it;
-    a rule with a problem is left out, the others are kept."""
+    a rule with a problem is left out, the others are kept. ``known``: the measurements and
+    fields that exist (:func:`dcim.alerts.catalog.catalog`); a name outside them is an
+    error."""
     try:
         data = yaml.safe_load(text)
         lines = _compose_lines(text)
@@ -62,10 +69,31 @@ def parse_rules(text: str, *, filename: str) -> tuple[list[Rule], list[ConfigIss
     rules = []
     for i, item in enumerate(raw):
         try:
-            rules.append(Rule.model_validate(item))
+            rule = Rule.model_validate(item)
         except ValidationError as exc:
             issues += _issues(exc, filename, lines, data, ("rules", i))
+            continue
+        found = _unknown_names(rule, known, filename, lines, data, ("rules", i))
+        issues += found
+        if not found:
+            rules.append(rule)
     return rules, issues
+
+
+def _unknown_names(
+    rule: Rule,
+    known: Mapping[str, set[str]] | None,
+    filename: str,
+    lines: dict[_Loc, int],
+    data: Any,
+    at: _Loc,
+) -> list[ConfigIssue]:
+    if known is None:
+        return []
+    return [
+        ConfigIssue(filename, _line_for(lines, (*at, key)), _path_str((*at, key), data), msg)
+        for key, msg in check_rule(rule, known)
+    ]
 
 
 def _site_lines(site_path: Path | None) -> tuple[dict[_Loc, int], Any]:
@@ -82,12 +110,15 @@ def load_rules(cfg: SiteConfig, site_path: str | Path | None = None) -> list[Rul
     """Every rule the site uses, the default pack first; raise ConfigError with every
     problem of every rule file and the name clashes between them."""
     settings: AlertsSettings = cfg.alerts or AlertsSettings()
+    known = catalog(cfg.profiles())
     site = Path(site_path) if site_path is not None else None
     base = site.resolve().parent if site is not None else Path.cwd()
     sources: list[tuple[str, list[Rule], list[_Loc] | None]] = []
     issues: list[ConfigIssue] = []
     if settings.default_pack:
-        rules, found = parse_rules(DEFAULT_PACK.read_text(), filename=str(DEFAULT_PACK))
+        rules, found = parse_rules(
+            DEFAULT_PACK.read_text(), filename=str(DEFAULT_PACK), known=known
+        )
         issues += found
         sources.append((str(DEFAULT_PACK), rules, None))
     lines, data = _site_lines(site)
@@ -107,9 +138,11 @@ def load_rules(cfg: SiteConfig, site_path: str | Path | None = None) -> list[Rul
                 )
             )
             continue
-        rules, found = parse_rules(text, filename=str(path))
+        rules, found = parse_rules(text, filename=str(path), known=known)
         issues += found
         sources.append((str(path), rules, None))
+    for i, r in enumerate(settings.rules):
+        issues += _unknown_names(r, known, site_name, lines, data, ("alerts", "rules", i))
     sources.append(
         (site_name, settings.rules, [("alerts", "rules", i) for i in range(len(settings.rules))])
     )
@@ -198,7 +231,8 @@ def check_site_alerts(site_path: str | Path, cfg: SiteConfig | None) -> list[Con
             continue
         path = Path(rf) if Path(rf).is_absolute() else base / rf
         try:
-            issues += parse_rules(path.read_text(), filename=str(path))[1]
+            known = catalog(load_profiles())
+            issues += parse_rules(path.read_text(), filename=str(path), known=known)[1]
         except OSError as exc:
             loc: _Loc = ("alerts", "rule_files", i)
             issues.append(

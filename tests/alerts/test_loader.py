@@ -136,3 +136,49 @@ def test_label_names_alertmanager_takes() -> None:
     rules, issues = parse_rules(bad, filename="labels.yaml")
     assert rules == [] and len(issues) == 1
     assert "label 'team-name'" in str(issues[0]) and str(issues[0]).startswith("labels.yaml:8:")
+
+
+TYPOS = """\
+rules:
+  - name: InletHot
+    kind: threshold
+    severity: warning
+    select: {measurement: sever}
+    field: inlet_temp_c
+    above: 27
+    annotations: {summary: s, description: d, runbook: r}
+  - name: Approach
+    kind: threshold
+    severity: warning
+    select: {measurement: heat_exchanger}
+    expr: "primary_suply_temp_c - secondary_supply_temp_c"
+    above: 5
+    annotations: {summary: s, description: d, runbook: r}
+  - name: Battery
+    kind: threshold
+    severity: warning
+    select: {measurement: ups}
+    field: battery_runtime
+    below: 5
+    annotations: {summary: s, description: d, runbook: r}
+"""
+
+
+def test_names_no_reading_carries_are_refused(tmp_path: Path) -> None:
+    """A measurement or field nobody produces: the rule would never fire (a silent hole)."""
+    (tmp_path / "typos.yaml").write_text(TYPOS)
+    path = site_file(tmp_path, {"rule_files": ["typos.yaml"]})
+    with pytest.raises(ConfigError) as exc:
+        load_rules(load_config(path), path)
+    text = [str(i) for i in exc.value.issues]
+    assert len(text) == 3, text
+    assert (
+        "typos.yaml:5: rules[0](InletHot).select: no profile or collector reading has "
+        "measurement 'sever' (did you mean server?)" in text[0]
+    )
+    assert (
+        "typos.yaml:13: rules[1](Approach).expr: no heat_exchanger reading has a field "
+        "'primary_suply_temp_c' (did you mean primary_supply_temp_c" in text[1]
+    )
+    assert "typos.yaml:20: rules[2](Battery).field:" in text[2]
+    assert "did you mean battery_runtime_min" in text[2]
