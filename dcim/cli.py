@@ -40,7 +40,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for d in cfg.devices:
         counts[d.protocol] = counts.get(d.protocol, 0) + 1
     summary = ", ".join(f"{n} {p}" for p, n in sorted(counts.items()))
-    print(f"{args.config}: OK, site {cfg.site.name}: {len(cfg.devices)} devices ({summary})")
+    from dcim.alerts.loader import load_rules
+
+    rules = len(load_rules(cfg, args.config))  # checked by _load: counted here
+    print(
+        f"{args.config}: OK, site {cfg.site.name}: {len(cfg.devices)} devices ({summary}), "
+        f"{rules} alert rules"
+    )
     return 0
 
 

@@ -125,8 +125,10 @@ def test_site_with_rules_loads_and_names_clash(tmp_path: Path) -> None:
 def test_check_config_ok_with_default_pack(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = site_file(tmp_path, {})
+    path = site_file(tmp_path, {"disable": ["GreenhouseOverheat"]})
     assert main(["check-config", str(path)]) == 0
+    n = len(parse_rules(DEFAULT_PACK.read_text(), filename="p")[0])
+    assert f"{n - 1} alert rules" in capsys.readouterr().out
 
 
 def test_label_names_alertmanager_takes() -> None:
