@@ -22,7 +22,7 @@
    the twin's model without servers, shaped as the collector hands them over, at each size.
 
     .venv/bin/python benchmarks/alerts.py [--seconds 30] [--scales 1,10] [--faults 20]
-        [--interval 10] [--for-s 0] [--model-cycles 6]
+        [--interval 10] [--for-s 0] [--model-cycles 6] [--model-scales 1,10]
 
 Figures of one run (2 shared cores, load average 2-4 from other sessions, 31 rules):
 
@@ -294,6 +294,7 @@ def main() -> None:
     p.add_argument("--faults", type=int, default=20)
     p.add_argument("--for-s", type=float, default=0.0)
     p.add_argument("--model-cycles", type=int, default=6, help="polls replayed from the model")
+    p.add_argument("--model-scales", default="1,10", help="sizes replayed from the model")
     args = p.parse_args()
     os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     print(f"default pack: {len(default_rules())} rules; poll interval {args.interval:g} s")
@@ -303,7 +304,7 @@ def main() -> None:
         print_cpu(f)
         if scale == 1:
             collector_us = f["cpu_s"] / max(1, f["values"]) * 1e6
-    for scale in (int(s) for s in args.scales.split(",")):
+    for scale in (int(s) for s in args.model_scales.split(",") if s):
         print_model(scale, args.interval, args.model_cycles, collector_us)
     if args.faults:
         lat = latency(args.faults, args.interval, args.for_s)
