@@ -54,8 +54,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dcim.runtime import run_forever
 
     cfg = _load(args.config)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_forever(cfg))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_forever(cfg))
+    except ConfigError as exc:  # what only the start can tell: a secret not set
+        for issue in exc.issues:
+            print(f"{args.config}: {issue}", file=sys.stderr)
+        return 2
     return 0
 
 

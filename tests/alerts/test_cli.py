@@ -85,3 +85,17 @@ def test_demo_view_lines(tmp_path: Path) -> None:
         assert lines[1].endswith("for 3 min")
     finally:
         eng.stop()
+
+
+def test_run_without_the_webhook_key_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DCIM_NO_SUCH_KEY", raising=False)
+    doc = paris_chapelle(racks=1, servers_per_rack=1, spool_dir=str(tmp_path / "spool"))
+    doc["alerts"] = {
+        "webhooks": [{"url": "http://127.0.0.1:9/x", "secret_env": "DCIM_NO_SUCH_KEY"}]
+    }
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["run", str(path)]) == 2
+    assert "no HMAC key in $DCIM_NO_SUCH_KEY" in capsys.readouterr().err
