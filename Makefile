@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll curl
+DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll curl prometheus-alertmanager
 
 .PHONY: demo install install-twin install-test deb lint typecheck test test-fast check bench clean
 
@@ -20,9 +20,10 @@ install-twin: $(PY)
 install-test: $(PY)
 	$(PY) -m pip install -q -e ".[test]"
 
-# The real servers the tests start (InfluxDB 1.x, Mosquitto, net-snmp tools, mbpoll).
+# The real servers the tests start (InfluxDB 1.x, Mosquitto, net-snmp tools, mbpoll,
+# Prometheus Alertmanager).
 deb:
-	@missing=""; for b in influxd mosquitto snmpget mbpoll; do command -v $$b >/dev/null || missing=1; done; \
+	@missing=""; for b in influxd mosquitto snmpget mbpoll prometheus-alertmanager; do command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \

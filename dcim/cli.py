@@ -24,6 +24,7 @@ log = logging.getLogger("dcim")
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from dcim.alerts.loader import check_site_alerts
     from dcim.config import ConfigError, load_config
     from dcim.sitecheck import credential_issues
 
@@ -35,9 +36,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         cfg = None
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    if errors:
-        print(f"{len(errors)} error(s) in the configuration:", file=sys.stderr)
-        for issue in sorted(errors, key=lambda i: i.line or 0):  # in the file's order
+    rule_errors = check_site_alerts(args.config, cfg)  # the rule files' errors with the site's
+    if errors or rule_errors:
+        print(f"{len(errors) + len(rule_errors)} error(s) in the configuration:", file=sys.stderr)
+        for issue in sorted(errors, key=lambda i: i.line or 0) + rule_errors:  # file order
             print(f"  {issue}", file=sys.stderr)
         return 2
     assert cfg is not None
@@ -45,16 +47,28 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for d in cfg.devices:
         counts[d.protocol] = counts.get(d.protocol, 0) + 1
     summary = ", ".join(f"{n} {p}" for p, n in sorted(counts.items()))
-    print(f"{args.config}: OK, site {cfg.site.name}: {len(cfg.devices)} devices ({summary})")
+    from dcim.alerts.loader import load_rules
+
+    rules = len(load_rules(cfg, args.config))  # checked above: counted here
+    print(
+        f"{args.config}: OK, site {cfg.site.name}: {len(cfg.devices)} devices ({summary}), "
+        f"{rules} alert rules"
+    )
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from dcim.config import ConfigError
     from dcim.runtime import run_forever
 
     cfg = _load(args.config)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_forever(cfg))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_forever(cfg))
+    except ConfigError as exc:  # what only the start can tell: a secret not set
+        for issue in exc.issues:
+            print(f"{args.config}: {issue}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -228,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.set_defaults(func=cmd_probe)
 
+    from dcim.alerts.cli import add_parser as add_alerts
     from dcim.quarantine import add_parser as add_quarantine
+
+    add_alerts(sub)
 
     add_quarantine(sub)
 

@@ -16,14 +16,22 @@ class UsageError(Exception):
 
 
 def load_or_exit(path: str | Path) -> SiteConfig:
-    """The site config at ``path``; on errors, all of them on stderr and exit status 2."""
+    """The site config at ``path``, its alert rule files checked too; on errors, all of them
+    on stderr and exit status 2."""
+    from dcim.alerts.loader import check_site_alerts
+
+    cfg, issues = None, []
     try:
-        return load_config(path)
+        cfg = load_config(path)
     except ConfigError as exc:
-        print(f"{len(exc.issues)} error(s) in the configuration:", file=sys.stderr)
-        for issue in sorted(exc.issues, key=lambda i: i.line or 0):  # in the file's order
+        issues = sorted(exc.issues, key=lambda i: i.line or 0)  # in the file's order
+    issues += check_site_alerts(path, cfg)  # the rule files' errors with the site file's
+    if cfg is None or issues:
+        print(f"{len(issues)} error(s) in the configuration:", file=sys.stderr)
+        for issue in issues:
             print(f"  {issue}", file=sys.stderr)
         raise SystemExit(2) from None
+    return cfg
 
 
 def writable_file(path: str | Path, option: str) -> Path:

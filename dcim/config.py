@@ -35,6 +35,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
 from dcim import protocols
+from dcim.alerts.rules import AlertsSettings
 from dcim.profiles import Profile, ProfileError, load_profiles
 
 M = TypeVar("M", bound=BaseModel)
@@ -552,6 +553,7 @@ class SiteConfig(_Model):
     profile_dirs: list[Path] = []
     kpi: KpiSettings = KpiSettings()
     metrics: MetricsEndpoint | None = None  # the collector's /metrics endpoint; None: off
+    alerts: AlertsSettings | None = None  # alert rules and receivers (dcim.alerts)
 
     # -- helpers -------------------------------------------------------------------------
     def device(self, name: str) -> Device:
@@ -1053,6 +1055,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             and not Path(sink["path"]).is_absolute()
         ):
             sink["path"] = str(base / sink["path"])
+    alerts = data.get("alerts")
+    if isinstance(alerts, dict) and isinstance(alerts.get("rule_files"), list):
+        alerts["rule_files"] = [
+            str(base / p) if isinstance(p, str) else p for p in alerts["rule_files"]
+        ]
     if isinstance(data.get("profile_dirs"), list):
         data["profile_dirs"] = [
             str(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from collectors.mqtt.source import MqttCollector
+from dcim.alerts.view import alert_lines
 from dcim.config import SiteConfig
 from dcim.kpi.period import KpiReport, compute_kpis, instantaneous
 from dcim.runtime import Collector
@@ -88,6 +89,7 @@ def render(cfg: SiteConfig, col: Collector, started_ns: int) -> str:
         + f"; MQTT sensors {mqtt_up}/{mqtt_n} reporting",
         f"  Poll start delay p99: {p99 * 1000:.0f} ms; "
         f"spool pending {stats.pending}, forwarded {stats.sent}",
+        *alert_lines(col.alerts),
     ]
     first = started_ns + FIRST_FIGURE_AFTER_S * NS
     if now < first:

@@ -12,6 +12,7 @@ import signal
 import time
 from dataclasses import dataclass
 
+from dcim.alerts.engine import build_engine
 from dcim.config import SiteConfig
 from dcim.forwarder import Forwarder
 from dcim.metrics import MetricsServer, PollMetrics
@@ -54,12 +55,15 @@ class Collector:
         self.poll_metrics = PollMetrics()
         self.metrics_server: MetricsServer | None = None
         self.pollers = build_pollers(self.cfg)
+        self.alerts = build_engine(self.cfg, self.pipeline.accept)  # None: no rules
         self.scheduler = Scheduler(self.cfg, self.pollers, self.emit)
         # Push protocols (MQTT): one source per protocol with enabled devices.
         self.sources: dict[str, PushSource] = build_sources(self.cfg, self.emit, offer=self.offer)
 
     def emit(self, readings: list[Reading]) -> None:
         self.poll_metrics.observe(readings)
+        if self.alerts is not None:  # on live readings, before (and whatever) the spool
+            self.alerts.observe(readings)
         self.pipeline.accept(readings)
 
     def offer(self, readings: list[Reading]) -> bool:
@@ -70,6 +74,8 @@ class Collector:
             self.pipeline.accept(readings, hold=True)
         except SpoolFullError:
             return False
+        if self.alerts is not None:
+            self.alerts.observe(readings)
         self.poll_metrics.observe(readings)
         return True
 
@@ -95,7 +101,10 @@ class Collector:
         while True:
             await asyncio.sleep(every)
             try:
-                self.pipeline.accept([self.spool_health()])
+                health = [self.spool_health()]
+                if self.alerts is not None:
+                    self.alerts.observe(health)
+                self.pipeline.accept(health)
             except Exception:  # noqa: BLE001 - health must not stop the collector
                 log.exception("emitting the dcim_spool health reading failed")
 
@@ -119,6 +128,8 @@ class Collector:
             m = self.cfg.metrics
             self.metrics_server = MetricsServer(self, self.poll_metrics, m.host, m.port)
         self.forwarder.start()
+        if self.alerts is not None:
+            self.alerts.start()
         self._tasks = [
             asyncio.create_task(self._spool_health_loop()),
             asyncio.create_task(self._maintain_loop()),
@@ -152,6 +163,8 @@ class Collector:
                 await p.close()
             except Exception:  # noqa: BLE001 - closing is best effort
                 log.debug("closing %s failed", p.device.name, exc_info=True)
+        if self.alerts is not None:
+            self.alerts.stop()
         await asyncio.to_thread(self.forwarder.flush, flush_timeout_s)
         self.forwarder.stop()
         if self.metrics_server is not None:

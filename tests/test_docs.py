@@ -131,7 +131,7 @@ def collector_rows() -> dict[str, tuple[set[str], list[str]]]:
 
 def test_health_measurements_are_in_the_glossary(collector: Collector) -> None:
     doc = collector_rows()
-    assert set(doc) == {"dcim_poll", "dcim_spool", "kpi"}
+    assert set(doc) == {"alerts", "dcim_poll", "dcim_spool", "kpi"}
     sched = collector.scheduler
     name, st = next(iter(sched.status().items()))
     polls = [sched._health(st, 0.0, up=True, duration=0.1, values=3, error="", late=0.0)]
@@ -148,6 +148,18 @@ def test_health_measurements_are_in_the_glossary(collector: Collector) -> None:
         tags, fields = doc[r.measurement]
         assert set(r.tags) == tags, r.measurement
         assert set(r.fields) == set(fields), r.measurement
+
+
+def test_alerts_measurement_is_in_the_glossary() -> None:
+    from dcim.alerts.engine import AlertEngine
+    from dcim.alerts.evaluator import Instance, Transition
+
+    tags, fields = collector_rows()["alerts"]
+    labels = {k: "x" for k in ("alertname", "severity", "site", "device", "room", "rack", "role")}
+    inst = Instance("k", "R", {**labels, "phase": "1"}, value=1.0)
+    r = AlertEngine._reading(Transition(inst, "pending", "firing", 1), {"summary": "s"})
+    assert r.measurement == "alerts"
+    assert set(r.tags) == tags and set(r.fields) == set(fields)
 
 
 def test_influx_rollup_marker_is_in_the_glossary() -> None:

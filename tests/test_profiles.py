@@ -146,3 +146,13 @@ def test_table_rate_of_a_counter_of_the_same_row() -> None:
     assert isinstance(prof, SnmpProfile)
     assert prof.tables[0].columns() == frozenset({COL})
     assert prof.field_names == frozenset()  # table fields are not the device reading's
+
+
+@pytest.mark.parametrize("name", sorted(load_profiles()))
+def test_field_specs_cover_every_reading_shape(name: str) -> None:
+    """The plausibility screen and the alert catalog read ``field_specs()``; a protocol whose
+    profile adds readings (tables) must list their fields there too, or they go unscreened."""
+    prof = load_profiles()[name]
+    specs = {(m, f.name) for m, f in prof.field_specs()}
+    shapes = {(s.measurement, f) for s in prof.shapes() for f in s.fields}
+    assert specs == shapes

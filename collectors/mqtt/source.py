@@ -43,7 +43,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
@@ -52,7 +51,8 @@ from collectors.mqtt.guard import Seen, digest
 from collectors.mqtt.hold import Held, Holder
 from collectors.mqtt.options import MqttOptions
 from collectors.mqtt.profile import RESERVED_TAGS, MqttProfile
-from dcim.config import Device, MqttBroker, SiteConfig
+from dcim.config import Device, SiteConfig
+from dcim.mqttclient import make_client
 from dcim.reading import FieldValue, Reading
 
 log = logging.getLogger(__name__)
@@ -71,33 +71,6 @@ def default_client_id(cfg: SiteConfig, devices: list[Device], role: str = "colle
     site name and a digest of the devices this process owns."""
     digest = hashlib.sha1(",".join(sorted(d.name for d in devices)).encode()).hexdigest()[:8]
     return f"dcim-{role}-{cfg.site.name}-{digest}"
-
-
-def make_client(
-    broker: MqttBroker, client_id: str, *, clean_session: bool, manual_ack: bool = False
-) -> mqtt.Client:
-    """A paho 2 client for ``broker`` (credentials, TLS, quick reconnects), not yet connected.
-    ``manual_ack``: QoS 1 messages are acknowledged by ``client.ack``, not on return from
-    ``on_message``."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=clean_session,
-        protocol=mqtt.MQTTv311,
-        manual_ack=manual_ack,
-    )
-    if broker.username is not None:
-        password = broker.password.resolve() if broker.password is not None else None
-        client.username_pw_set(broker.username, password)
-    if broker.tls_ca is not None or broker.tls_cert is not None:
-        client.tls_set(
-            ca_certs=str(broker.tls_ca) if broker.tls_ca is not None else None,
-            certfile=str(broker.tls_cert) if broker.tls_cert is not None else None,
-            keyfile=str(broker.tls_key) if broker.tls_key is not None else None,
-        )
-    client.reconnect_delay_set(min_delay=1, max_delay=2)  # back within seconds of a restart
-    client.max_queued_messages_set(10_000)
-    return client
 
 
 # -- the collector ----------------------------------------------------------------------------

@@ -264,6 +264,11 @@ class RedfishProfile(Profile):
             for t in self.tables
         ]
 
+    def field_specs(self) -> list[tuple[str, FieldSpec]]:
+        return super().field_specs() + [
+            (t.measurement or self.measurement, f) for t in self.tables for f in t.fields
+        ]
+
     @model_validator(mode="after")
     def _redfish(self) -> RedfishProfile:
         if len({t.name for t in self.tables}) != len(self.tables):

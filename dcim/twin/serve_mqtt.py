@@ -24,8 +24,9 @@ from typing import Any
 from collectors.mqtt.codec import encode_payload, render_topic
 from collectors.mqtt.options import MqttOptions
 from collectors.mqtt.profile import MqttProfile
-from collectors.mqtt.source import default_client_id, make_client
+from collectors.mqtt.source import default_client_id
 from dcim.config import Device, SiteConfig
+from dcim.mqttclient import make_client
 
 log = logging.getLogger(__name__)
 
