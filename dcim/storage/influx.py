@@ -10,9 +10,15 @@ Queries: InfluxQL on ``/query`` (v1 API; on 2.x it needs a DBRP mapping for ``da
 Rollups (v1, after ``dcim db init``): continuous queries write per series and window
 ``mean_<field>``, ``min_``, ``max_``, ``first_``, ``last_``, ``count_`` and ``sum_`` into the
 ``rp_1m`` and ``rp_1h`` retention policies (:func:`rollup_select` is their body). A CQ only
-covers recent windows, so a batch with points older than a few minutes (a backlog from the
-spool) has its hours rolled up again after the write (:meth:`InfluxStore.rollup`); if that
-fails for want of the server, the write fails (retryable) and the batch comes again.
+covers recent windows, so the hours that got points older than a few minutes (a backlog from
+the spool, a backfill) are rolled up again from the raw points (:meth:`InfluxStore.rollup`),
+each once for many writes: the store collects them and rolls them up together
+(:meth:`InfluxStore.flush_rollups`) when a write finds them due for ``ROLLUP_DEBOUNCE_S``, when
+a write brings no late point (the backlog is done), before a query, when the forwarder finds
+the spool drained, and on close. If that fails for want of the server, the hours stay due and
+the write that found them due fails (retryable: the batch comes again, idempotently). Due
+hours are kept in memory: a crash loses at most the last ``ROLLUP_DEBOUNCE_S`` of them (their
+raw points are written; ``InfluxStore.rollup`` over the range redoes them).
 ``aggregate`` uses the rollups where they are known complete: before the raw policy's
 retention (the raw points are gone), and up to two hours ago (when the CQs are done) if the
 ``dcim_rollups`` marker that ``dcim db init`` writes says the CQs have run since before the
@@ -39,6 +45,7 @@ import gzip
 import json
 import logging
 import re
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -70,6 +77,9 @@ ROLLUP_RP = {60: "rp_1m", 3600: "rp_1h"}
 ROLLUP_FNS = ("mean", "min", "max", "first", "last", "count", "sum")
 _GROUP = {60: "1m", 3600: "1h"}
 LATE_NS = 180 * NS  # older points miss the CQs (cq_1m resamples 5 min): rolled up on write
+# Late hours wait this long for more writes before their rollups run (a backfill posts a batch
+# every few hundred ms: rolled up per write, each hour was redone a dozen times or more).
+ROLLUP_DEBOUNCE_S = 30.0
 _POLICY_TTL_S = 300.0
 # ``dcim db init`` writes, in rp_1h, the hour from which its CQs fill the rollups (tag ``rp``:
 # the raw policy they read); hours that ended CQ_DONE_NS ago are final (cq_1h recomputes 2 h).
@@ -161,6 +171,10 @@ def go_duration_s(text: str) -> int | None:
 _TIMESTAMP = re.compile(rb"(-?[0-9]+)\n")
 
 
+def _utc(t_ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(t_ns // NS))
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -191,6 +205,11 @@ class InfluxStore:
         self.base = sink.url.rstrip("/")
         self.create_database = create_database and sink.api == "v1"
         self._headers: dict[str, str] = {}
+        self._due: set[int] = set()  # hours (start, ns) with late points, not rolled up yet
+        self._due_since = 0.0  # monotonic time the oldest of them became due
+        self._due_lock = threading.Lock()
+        self.rollup_statements = 0  # rollup statements run, and their time (tests, benchmarks)
+        self.rollup_seconds = 0.0
         if sink.token is not None:
             self._headers["Authorization"] = f"Token {sink.token.resolve()}"
         elif sink.username:
@@ -280,8 +299,7 @@ class InfluxStore:
         for attempt in (1, 2):
             status, text, headers = self._request("POST", path, params, body, hdr)
             if status in (200, 204):
-                if late:
-                    self._rollup_late(sorted(late))
+                self._late_written(late)
                 return
             msg = text.decode("utf-8", "replace").strip()
             missing = status == 404 and "database not found" in msg
@@ -308,11 +326,43 @@ class InfluxStore:
             retryable=True, reason=f"{where} answered {status}: {msg}", retry_after_s=retry_after
         )
 
-    def _rollup_late(self, hours: list[int]) -> None:
-        """Roll up again the hours (sorted starts) that got points the CQs will not see."""
+    def _late_written(self, late: set[int]) -> None:
+        """Note the hours that just got late points; roll up the due hours when they have
+        waited ``ROLLUP_DEBOUNCE_S``, or when this write had no late point (the backlog is
+        done). Raises SinkError (retryable) when the server did not answer the rollups."""
+        with self._due_lock:
+            if late and not self._due:
+                self._due_since = time.monotonic()
+            self._due |= late
+            if not self._due:
+                return
+            waited = time.monotonic() - self._due_since >= ROLLUP_DEBOUNCE_S
+        if waited or not late:
+            try:
+                self.flush_rollups()
+            except StoreUnavailable as exc:
+                raise SinkError(
+                    retryable=True,
+                    reason=f"rollup of late points failed, the batch comes again: {exc}",
+                ) from exc
+
+    def rollups_due(self) -> int:
+        """How many hours got late points whose rollups have not been redone yet."""
+        with self._due_lock:
+            return len(self._due)
+
+    def flush_rollups(self) -> int:
+        """Roll up again, once each, the hours that got points the CQs will not see; returns
+        how many. Raises StoreUnavailable when the server does not answer (the hours stay
+        due); a refused rollup is logged (retrying cannot help, the raw points are in)."""
+        with self._due_lock:
+            hours, self._due = sorted(self._due), set()
+        if not hours:
+            return 0
+        done = 0  # hours rolled up (or refused) so far; the rest stays due on an outage
         try:
             if not self.rollups_ready():
-                return
+                return 0
             runs: list[list[int]] = []  # consecutive hours: one call
             for h in hours:
                 if runs and runs[-1][1] == h:
@@ -321,13 +371,19 @@ class InfluxStore:
                     runs.append([h, h + 3600 * NS])
             for a, b in runs:
                 self.rollup(a, b)
-        except StoreUnavailable as exc:
-            raise SinkError(
-                retryable=True,
-                reason=f"rollup of late points failed, the batch comes again: {exc}",
-            ) from exc
-        except StoreError as exc:  # refused: retrying cannot help, the raw points are in
+                done += (b - a) // (3600 * NS)
+        except StoreUnavailable:
+            self._due_again(hours[done:])
+            raise
+        except StoreError as exc:
             log.error("late points written, but their rollups were refused: %s", exc)
+        return len(hours)
+
+    def _due_again(self, hours: list[int]) -> None:
+        with self._due_lock:
+            if not self._due:
+                self._due_since = time.monotonic()
+            self._due.update(hours)
 
     # -- rollups -------------------------------------------------------------------------
     def policies(self) -> dict[str, tuple[int | None, bool]]:
@@ -365,13 +421,16 @@ class InfluxStore:
         end_ns)`` touches from the raw points, a day per statement; the CQ body over a
         past range. Returns the number of rollup points written."""
         written = 0
+        t0 = time.monotonic()
         a, end = floor_to(start_ns, 3600), ceil_to(end_ns, 3600)
         while a < end:
             b = min(end, a + 86400 * NS)
             for level in ROLLUP_RP:
+                self.rollup_statements += 1
                 for s in self.query(rollup_select(self.sink, level, a, b), write=True):
                     written += sum(int(v[1]) for v in s.get("values", []))
             a = b
+        self.rollup_seconds += time.monotonic() - t0
         return written
 
     def complete_from(self) -> int | None:
@@ -535,6 +594,8 @@ class InfluxStore:
         group_by: Sequence[str] = (),
     ) -> list[Row]:
         check_query(fn, start_ns, end_ns, every_s)
+        if self._due:  # this store's own late points: rolled up before it reads the rollups
+            self.flush_rollups()
         before = self._rollup_before(fn, every_s, start_ns)
         pieces = plan_pieces(fn, start_ns, end_ns, every_s, before)
         if len(pieces) > 1 or pieces[0][2]:
@@ -568,4 +629,17 @@ class InfluxStore:
         return sort_rows(rows, group_by)
 
     def close(self) -> None:
-        pass
+        """Roll up the hours still due (best effort: logged when the server is gone)."""
+        try:
+            self.flush_rollups()
+        except StoreError as exc:
+            with self._due_lock:
+                first, last = min(self._due, default=0), max(self._due, default=0)
+            log.error(
+                "rollups of %d hour(s) with late points (%s to %s UTC) not redone: %s; their raw "
+                "points are written, the rollups of those hours lack them",
+                self.rollups_due(),
+                _utc(first),
+                _utc(last + 3600 * NS),
+                exc,
+            )
