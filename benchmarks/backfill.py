@@ -112,7 +112,8 @@ def through_curl(srv: InfluxServer, cfg: SiteConfig, span: tuple[float, float], 
     start, end = span
     day = start
     while day < end:
-        files, pending = [], []
+        files: list[Path] = []
+        pending: list[Reading] = []
         for batch in generate(cfg, day, min(end, day + 86400) - 1e-3):
             pending.extend(batch)
             n_points += points(batch)
