@@ -96,7 +96,7 @@ def through_dcim(srv: InfluxServer, cfg: SiteConfig, span: tuple[float, float], 
     # The rollups hold every point: the counts of one field, raw and 1-hour rollups.
     raw = influx_query(srv, 'SELECT COUNT("power_w") FROM "raw"."pdu"', "backfill")
     hourly = influx_query(srv, 'SELECT SUM("count_power_w") FROM "rp_1h"."pdu"', "backfill")
-    counts = (raw[0]["values"][0][1], hourly[0]["values"][0][1])
+    counts = tuple(s[0]["values"][0][1] if s else 0 for s in (raw, hourly))
     stmts = (store.rollup_statements, store.rollup_seconds)
     return n_readings, n_points, wall, meter.influxd, stmts, counts
 

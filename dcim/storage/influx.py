@@ -42,6 +42,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import gzip
+import http.client
 import json
 import logging
 import re
@@ -80,6 +81,10 @@ LATE_NS = 180 * NS  # older points miss the CQs (cq_1m resamples 5 min): rolled 
 # Late hours wait this long for more writes before their rollups run (a backfill posts a batch
 # every few hundred ms: rolled up per write, each hour was redone a dozen times or more).
 ROLLUP_DEBOUNCE_S = 30.0
+# Hours of raw points per rollup statement: a statement answers within the sink's timeout, and
+# InfluxDB writes its result at once (the 1-minute rollups of an hour of the reference site are
+# some 150,000 values; of a day, more than the server takes in one write).
+ROLLUP_SPAN_H = {60: 1, 3600: 6}
 _POLICY_TTL_S = 300.0
 # ``dcim db init`` writes, in rp_1h, the hour from which its CQs fill the rollups (tag ``rp``:
 # the raw policy they read); hours that ended CQ_DONE_NS ago are final (cq_1h recomputes 2 h).
@@ -237,7 +242,7 @@ class InfluxStore:
                 return resp.status, resp.read(), resp.headers
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), exc.headers
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise SinkError(
                 retryable=True, reason=f"InfluxDB {self.base} unreachable: {reason}"
@@ -418,18 +423,17 @@ class InfluxStore:
 
     def rollup(self, start_ns: int, end_ns: int) -> int:
         """(Re)compute the 1-minute and 1-hour rollups of the hours that ``[start_ns,
-        end_ns)`` touches from the raw points, a day per statement; the CQ body over a
-        past range. Returns the number of rollup points written."""
+        end_ns)`` touches from the raw points (``ROLLUP_SPAN_H`` hours per statement); the CQ
+        body over a past range. Returns the number of rollup points written."""
         written = 0
         t0 = time.monotonic()
-        a, end = floor_to(start_ns, 3600), ceil_to(end_ns, 3600)
-        while a < end:
-            b = min(end, a + 86400 * NS)
-            for level in ROLLUP_RP:
+        lo, end = floor_to(start_ns, 3600), ceil_to(end_ns, 3600)
+        for level in ROLLUP_RP:
+            for a in range(lo, end, ROLLUP_SPAN_H[level] * 3600 * NS):
+                b = min(end, a + ROLLUP_SPAN_H[level] * 3600 * NS)
                 self.rollup_statements += 1
                 for s in self.query(rollup_select(self.sink, level, a, b), write=True):
                     written += sum(int(v[1]) for v in s.get("values", []))
-            a = b
         self.rollup_seconds += time.monotonic() - t0
         return written
 

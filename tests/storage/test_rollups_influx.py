@@ -275,8 +275,8 @@ def test_a_multi_batch_backfill_rolls_each_hour_up_once(
 ) -> None:
     """Six hours of late points forwarded from the spool in a dozen batches, one of them
     with a refused reading isolated by bisection: the rollups run once, after the batches
-    (one statement per level for the run of six hours), not per write (which was 2 statements
-    per write, some 40 here), and are right."""
+    (an hour per statement for the 1-minute rollups, six for the 1-hour ones), not per write
+    (which was 2 statements per write, some 40 here), and are right."""
     st = influx_store(influxdb, "bf")
     init_sink(st.sink)
     data = meter_dataset(T0, 6 * H, seed=9)
@@ -298,7 +298,7 @@ def test_a_multi_batch_backfill_rolls_each_hour_up_once(
         assert sum(q.count for q in sp.quarantined()) == 1
     assert len(data) // 150 >= 10  # a dozen batches and more
     assert st.rollups_due() == 0
-    assert st.rollup_statements == 2
+    assert st.rollup_statements == 6 + 1  # the 1-minute rollups an hour, the 1-hour ones 6
     db = st.sink.database
     res = influxdb.query('SELECT SUM("count_power_w") FROM "rp_1h"."energy_meter"', db)
     assert res["results"][0]["series"][0]["values"][0][1] == len(data)
