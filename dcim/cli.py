@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from dcim.config import ConfigError, SiteConfig, load_config
+from dcim.config import ConfigError, SiteConfig, inline_secrets, load_config
 from dcim.timeutil import NS, parse_duration, parse_period, parse_time
 
 log = logging.getLogger("dcim")
@@ -33,6 +33,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for d in cfg.devices:
         counts[d.protocol] = counts.get(d.protocol, 0) + 1
     summary = ", ".join(f"{n} {p}" for p, n in sorted(counts.items()))
+    for warning in inline_secrets(cfg):
+        print(f"warning: {args.config}: {warning}", file=sys.stderr)
     print(f"{args.config}: OK, site {cfg.site.name}: {len(cfg.devices)} devices ({summary})")
     return 0
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dcim.profiles import Profile, ProfileError, load_profiles
+from dcim.urls import has_credentials, redact_url
 
 Role = Literal[
     "grid_incomer",  # site main meter(s): E_DC (less heat-pump boards downstream of it)
@@ -263,6 +264,17 @@ class InfluxSink(_Model):
     bucket: str | None = None
     timeout_s: float = Field(default=10.0, gt=0)
     gzip: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        if has_credentials(url):
+            raise ValueError(
+                "credentials inside the URL would be shown in clear wherever the URL is "
+                "(logs, errors): give 'username: NAME' and 'password: {env: VAR}' (or "
+                "'token: {env: VAR}') instead"
+            )
+        return url
 
     @model_validator(mode="after")
     def _v2(self) -> InfluxSink:
@@ -772,6 +784,8 @@ def parse_config(
                     "must start with http:// or https:// (e.g. http://127.0.0.1:8086), "
                     f"got {err['input']!r}"
                 )
+            elif loc and loc[-1] == "url" and isinstance(err.get("input"), str):
+                msg = f"{msg}, got {redact_url(err['input'])!r}"
             elif isinstance(err.get("input"), str | int | float | bool):
                 msg = f"{msg}, got {err['input']!r}"
             issues.append(ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg))
@@ -855,6 +869,36 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             for p in data["profile_dirs"]
         ]
     return data
+
+
+DEMO_COMMUNITY = "public"  # the demo's SNMP community: not a secret
+
+
+def inline_secrets(cfg: BaseModel) -> list[str]:
+    """Warnings for the credentials written in the site file (``{value: ...}``) rather than
+    given by reference (the demo's ``public`` community excepted), each with its path."""
+    out: list[str] = []
+
+    def walk(node: object, path: str, key: str) -> None:
+        if isinstance(node, Secret):
+            if node.value is not None and not (key == "community" and node.value == DEMO_COMMUNITY):
+                out.append(
+                    f"{path}: the secret is written in the site file ('value:'); whoever reads "
+                    "the file (a copy in git, a backup, a support ticket) has it: give it as "
+                    "'{env: VAR}' or '{file: PATH}' (a file readable by the collector only)"
+                )
+        elif isinstance(node, BaseModel):
+            for name in type(node).model_fields:
+                walk(getattr(node, name), f"{path}.{name}" if path else name, name)
+        elif isinstance(node, list | tuple):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]", key)
+        elif isinstance(node, dict):
+            for k, item in node.items():
+                walk(item, f"{path}.{k}", str(k))
+
+    walk(cfg, "", "")
+    return out
 
 
 def load_config(path: str | Path) -> SiteConfig:

@@ -55,6 +55,7 @@ from prometheus_client.registry import Collector as _PromCollector
 
 from dcim import __version__
 from dcim.reading import Reading
+from dcim.urls import redact_url
 
 if TYPE_CHECKING:
     from dcim.runtime import Collector
@@ -256,7 +257,7 @@ class MetricsServer:
         self._server: Any
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         self.host, self.port = host, int(self._server.server_port)
-        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+        log.info("metrics on %s", redact_url(f"http://{self.host}:{self.port}/metrics"))
 
     def close(self) -> None:
         self._server.shutdown()

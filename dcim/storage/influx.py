@@ -71,6 +71,7 @@ from dcim.storage.base import (
     sort_rows,
 )
 from dcim.storage.lineprotocol import encode_many
+from dcim.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -208,11 +209,13 @@ class InfluxStore:
         self._marker: int | None = None
         self._policies: dict[str, tuple[int | None, bool]] = {}
         self.base = sink.url.rstrip("/")
+        self.shown = redact_url(self.base)  # the URL as logs and errors show it
         self.create_database = create_database and sink.api == "v1"
         self._headers: dict[str, str] = {}
         self._due: set[int] = set()  # hours (start, ns) with late points, not rolled up yet
         self._due_since = 0.0  # monotonic time the oldest of them became due
         self._due_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self.rollup_statements = 0  # rollup statements run, and their time (tests, benchmarks)
         self.rollup_seconds = 0.0
         if sink.token is not None:
@@ -245,7 +248,7 @@ class InfluxStore:
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise SinkError(
-                retryable=True, reason=f"InfluxDB {self.base} unreachable: {reason}"
+                retryable=True, reason=f"InfluxDB {self.shown} unreachable: {reason}"
             ) from exc
 
     # -- writing -------------------------------------------------------------------------
@@ -315,7 +318,7 @@ class InfluxStore:
             raise self._write_error(status, msg, headers)
 
     def _write_error(self, status: int, msg: str, headers: Any) -> SinkError:
-        where = f"InfluxDB {self.base}"
+        where = f"InfluxDB {self.shown}"
         if status in (400, 413, 422):
             return SinkError(retryable=False, reason=f"{where} refused the data ({status}): {msg}")
         if status in (401, 403):
@@ -356,33 +359,44 @@ class InfluxStore:
         with self._due_lock:
             return len(self._due)
 
-    def flush_rollups(self) -> int:
+    def flush_rollups(self, deadline: float | None = None) -> int:
         """Roll up again, once each, the hours that got points the CQs will not see; returns
-        how many. Raises StoreUnavailable when the server does not answer (the hours stay
-        due); a refused rollup is logged (retrying cannot help, the raw points are in)."""
-        with self._due_lock:
-            hours, self._due = sorted(self._due), set()
-        if not hours:
-            return 0
-        done = 0  # hours rolled up (or refused) so far; the rest stays due on an outage
-        try:
-            if not self.rollups_ready():
+        how many. ``deadline`` (``time.monotonic()``): no new statement after it, the hours
+        left stay due. One flush at a time (a second caller waits for the first). Raises
+        StoreUnavailable when the server does not answer (the hours stay due); a refused
+        rollup is logged (retrying cannot help, the raw points are in)."""
+        with self._flush_lock:
+            with self._due_lock:
+                hours, self._due = sorted(self._due), set()
+            if not hours:
                 return 0
-            runs: list[list[int]] = []  # consecutive hours: one call
+            try:
+                if not self.rollups_ready():
+                    return 0
+            except StoreUnavailable:
+                self._due_again(hours)
+                raise
+            chunks: list[list[int]] = []  # runs of consecutive hours, ROLLUP_SPAN_H at most
+            span = ROLLUP_SPAN_H[3600] * 3600 * NS
             for h in hours:
-                if runs and runs[-1][1] == h:
-                    runs[-1][1] = h + 3600 * NS
+                if chunks and chunks[-1][1] == h and h - chunks[-1][0] < span:
+                    chunks[-1][1] = h + 3600 * NS
                 else:
-                    runs.append([h, h + 3600 * NS])
-            for a, b in runs:
-                self.rollup(a, b)
+                    chunks.append([h, h + 3600 * NS])
+            done = 0
+            for a, b in chunks:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._due_again([h for h in hours if h >= a])
+                    break
+                try:
+                    self.rollup(a, b)
+                except StoreUnavailable:
+                    self._due_again([h for h in hours if h >= a])
+                    raise
+                except StoreError as exc:
+                    log.error("late points written, but their rollups were refused: %s", exc)
                 done += (b - a) // (3600 * NS)
-        except StoreUnavailable:
-            self._due_again(hours[done:])
-            raise
-        except StoreError as exc:
-            log.error("late points written, but their rollups were refused: %s", exc)
-        return len(hours)
+            return done
 
     def _due_again(self, hours: list[int]) -> None:
         with self._due_lock:
@@ -632,11 +646,16 @@ class InfluxStore:
                 rows.append(Row(gtags, int(t) if point_time else start_ns, value))
         return sort_rows(rows, group_by)
 
-    def close(self) -> None:
-        """Roll up the hours still due (best effort: logged when the server is gone)."""
+    def close(self, *, timeout_s: float | None = None) -> None:
+        """Roll up the hours still due (best effort: logged when the server is gone, or when
+        ``timeout_s`` ends it first)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        exc: Exception | None = None
         try:
-            self.flush_rollups()
-        except StoreError as exc:
+            self.flush_rollups(deadline)
+        except StoreError as err:
+            exc = err
+        if self.rollups_due():
             with self._due_lock:
                 first, last = min(self._due, default=0), max(self._due, default=0)
             log.error(
@@ -645,5 +664,5 @@ class InfluxStore:
                 self.rollups_due(),
                 _utc(first),
                 _utc(last + 3600 * NS),
-                exc,
+                exc or "stopped before the end",
             )
