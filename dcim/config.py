@@ -335,6 +335,10 @@ class Storage(_Model):
     spool_max_mb: float = Field(default=1024, ge=1)
     spool_on_full: Literal["refuse_new", "drop_oldest"] = "refuse_new"
     spool_warn_pct: float = Field(default=80, gt=0, le=100)  # WARNING log once above this
+    # Seconds `dcim run` spends stopping (SIGTERM, SIGINT): polls end, then the spool is
+    # forwarded until this bound; what is not forwarded stays spooled for the next start.
+    # 8 s: inside the 10 s `docker stop` waits before SIGKILL (systemd waits 90 s).
+    stop_timeout_s: float = Field(default=8.0, gt=0, le=3600)
 
 
 class RenewableDeclaration(_Model):

@@ -133,9 +133,16 @@ class Collector:
             self.cfg.storage.sink.type,
         )
 
-    async def stop(self, *, flush_timeout_s: float = 30.0) -> None:
-        """Stop polling, then forward what the spool holds (bounded); nothing is lost either
-        way: what is not forwarded stays in the spool for the next start."""
+    async def stop(self, *, flush_timeout_s: float | None = None) -> None:
+        """Stop polling, then forward what the spool holds, all within ``flush_timeout_s``
+        (default: ``storage.stop_timeout_s``); nothing is lost either way: what is not
+        forwarded stays in the spool for the next start."""
+        bound = self.cfg.storage.stop_timeout_s if flush_timeout_s is None else flush_timeout_s
+        deadline = time.monotonic() + bound
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         await self.scheduler.stop()
         for task in self._tasks:
             task.cancel()
@@ -149,13 +156,17 @@ class Collector:
                 await p.close()
             except Exception:  # noqa: BLE001 - closing is best effort
                 log.debug("closing %s failed", p.device.name, exc_info=True)
-        await asyncio.to_thread(self.forwarder.flush, flush_timeout_s)
-        self.forwarder.stop()
+        await asyncio.to_thread(self.forwarder.flush, max(0.0, left() - 0.5))
+        self.forwarder.stop(timeout=left())
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
         self.spool.close()
-        self.store.close()
+        close = getattr(self.store, "close_within", None)
+        if close is not None:
+            close(left())  # the InfluxDB store's due rollups: as far as the bound allows
+        else:
+            self.store.close()
 
 
 async def run_forever(cfg: SiteConfig) -> None:

@@ -6,6 +6,7 @@ from dcim.config import Storage
 from dcim.storage.base import AGGS, Agg, Row, SinkError, Store, StoreError
 
 __all__ = ["AGGS", "Agg", "Row", "SinkError", "Store", "StoreError", "make_store"]
+ROLLUPS_DUE_FILE = "influxdb-rollups-due.json"
 
 
 def make_store(storage: Storage, *, read_only: bool = False) -> Store:
@@ -24,4 +25,6 @@ def make_store(storage: Storage, *, read_only: bool = False) -> Store:
         )
     from dcim.storage.influx import InfluxStore
 
-    return InfluxStore(sink)
+    # The writer keeps the hours due for rollup beside its spool (see InfluxStore).
+    due = None if read_only else storage.spool_dir / ROLLUPS_DUE_FILE
+    return InfluxStore(sink, due_file=due)

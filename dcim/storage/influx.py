@@ -45,6 +45,7 @@ import gzip
 import http.client
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -52,6 +53,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from dcim.config import InfluxSink
@@ -177,6 +179,18 @@ def go_duration_s(text: str) -> int | None:
 _TIMESTAMP = re.compile(rb"(-?[0-9]+)\n")
 
 
+def _load_due(path: Path) -> list[int]:
+    """The hours kept in a due file ([] when absent or unreadable: logged)."""
+    try:
+        hours = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the hours due for rollup in %s: %s", path, exc)
+        return []
+    return [h for h in hours if isinstance(h, int)] if isinstance(hours, list) else []
+
+
 def _utc(t_ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(t_ns // NS))
 
@@ -200,9 +214,12 @@ class InfluxStore:
         *,
         create_database: bool = True,
         rollup_before_ns: int | None = None,
+        due_file: Path | None = None,
     ):
         """``rollup_before_ns``: answer from the rollups before this time (the default:
-        only where the raw retention may have deleted the points)."""
+        only where the raw retention may have deleted the points). ``due_file``: where the
+        hours due to be rolled up again are kept across restarts (the collector's: in its
+        spool directory), so that a stop or a crash before their rollup loses none."""
         self.sink = sink
         self.rollup_before_ns = rollup_before_ns
         self._policies_at = self._marker_at = -_POLICY_TTL_S
@@ -216,6 +233,12 @@ class InfluxStore:
         self._due_since = 0.0  # monotonic time the oldest of them became due
         self._due_lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        self._inflight: set[int] = set()  # taken by the flush in progress
+        self._due_file = due_file
+        self._saved: frozenset[int] = frozenset()  # what the due file holds
+        if due_file is not None:
+            self._saved = frozenset(_load_due(due_file))
+            self._due = set(self._saved)  # rolled up at the first drain of the spool
         self.rollup_statements = 0  # rollup statements run, and their time (tests, benchmarks)
         self.rollup_seconds = 0.0
         if sink.token is not None:
@@ -341,10 +364,13 @@ class InfluxStore:
         with self._due_lock:
             if late and not self._due:
                 self._due_since = time.monotonic()
+            new = not late <= self._due
             self._due |= late
             if not self._due:
                 return
             waited = time.monotonic() - self._due_since >= ROLLUP_DEBOUNCE_S
+        if new:
+            self._persist()
         if waited or not late:
             try:
                 self.flush_rollups()
@@ -365,38 +391,72 @@ class InfluxStore:
         left stay due. One flush at a time (a second caller waits for the first). Raises
         StoreUnavailable when the server does not answer (the hours stay due); a refused
         rollup is logged (retrying cannot help, the raw points are in)."""
-        with self._flush_lock:
+        timeout = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._flush_lock.acquire(timeout=timeout):
+            return 0  # another flush holds them
+        try:
+            return self._flush(deadline)
+        finally:
             with self._due_lock:
-                hours, self._due = sorted(self._due), set()
-            if not hours:
+                self._inflight = set()
+            self._flush_lock.release()
+            self._persist()
+
+    def _flush(self, deadline: float | None) -> int:
+        """flush_rollups under its lock."""
+        with self._due_lock:
+            hours, self._due = sorted(self._due), set()
+            self._inflight = set(hours)
+        if not hours:
+            return 0
+        try:
+            if not self.rollups_ready():
                 return 0
+        except StoreUnavailable:
+            self._due_again(hours)
+            raise
+        chunks: list[list[int]] = []  # runs of consecutive hours, ROLLUP_SPAN_H at most
+        span = ROLLUP_SPAN_H[3600] * 3600 * NS
+        for h in hours:
+            if chunks and chunks[-1][1] == h and h - chunks[-1][0] < span:
+                chunks[-1][1] = h + 3600 * NS
+            else:
+                chunks.append([h, h + 3600 * NS])
+        done = 0
+        for a, b in chunks:
+            if deadline is not None and time.monotonic() >= deadline:
+                self._due_again([h for h in hours if h >= a])
+                break
             try:
-                if not self.rollups_ready():
-                    return 0
+                self.rollup(a, b)
             except StoreUnavailable:
-                self._due_again(hours)
+                self._due_again([h for h in hours if h >= a])
                 raise
-            chunks: list[list[int]] = []  # runs of consecutive hours, ROLLUP_SPAN_H at most
-            span = ROLLUP_SPAN_H[3600] * 3600 * NS
-            for h in hours:
-                if chunks and chunks[-1][1] == h and h - chunks[-1][0] < span:
-                    chunks[-1][1] = h + 3600 * NS
-                else:
-                    chunks.append([h, h + 3600 * NS])
-            done = 0
-            for a, b in chunks:
-                if deadline is not None and time.monotonic() >= deadline:
-                    self._due_again([h for h in hours if h >= a])
-                    break
-                try:
-                    self.rollup(a, b)
-                except StoreUnavailable:
-                    self._due_again([h for h in hours if h >= a])
-                    raise
-                except StoreError as exc:
-                    log.error("late points written, but their rollups were refused: %s", exc)
-                done += (b - a) // (3600 * NS)
-            return done
+            except StoreError as exc:
+                log.error("late points written, but their rollups were refused: %s", exc)
+            done += (b - a) // (3600 * NS)
+        return done
+
+    def _persist(self) -> None:
+        """Write the due hours (and those being rolled up) to the due file when they changed
+        (atomically: a new file renamed over the old one, synced)."""
+        if self._due_file is None:
+            return
+        with self._due_lock:
+            now = frozenset(self._due | self._inflight)
+        if now == self._saved:
+            return
+        tmp = self._due_file.with_name(self._due_file.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(sorted(now), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._due_file)
+            self._saved = now
+        except OSError as exc:
+            log.warning("cannot keep the hours due for rollup in %s: %s", self._due_file, exc)
 
     def _due_again(self, hours: list[int]) -> None:
         with self._due_lock:
@@ -646,6 +706,26 @@ class InfluxStore:
                 rows.append(Row(gtags, int(t) if point_time else start_ns, value))
         return sort_rows(rows, group_by)
 
+    def close_within(self, timeout_s: float) -> None:
+        """Close for a collector that stops within a bound: with a due file, the hours due
+        are left in it for the next start (a rollup statement can take longer than the whole
+        bound: seconds per hour of a site's points); without, :meth:`close` bounded."""
+        if self._due_file is None:
+            self.close(timeout_s=timeout_s)
+            return
+        self._persist()
+        with self._due_lock:
+            left = self._due | self._inflight
+        if left:
+            log.info(
+                "rollups of %d hour(s) with late points (%s to %s UTC) left for the next start "
+                "(kept in %s)",
+                len(left),
+                _utc(min(left)),
+                _utc(max(left) + 3600 * NS),
+                self._due_file,
+            )
+
     def close(self, *, timeout_s: float | None = None) -> None:
         """Roll up the hours still due (best effort: logged when the server is gone, or when
         ``timeout_s`` ends it first)."""
@@ -655,14 +735,21 @@ class InfluxStore:
             self.flush_rollups(deadline)
         except StoreError as err:
             exc = err
-        if self.rollups_due():
-            with self._due_lock:
-                first, last = min(self._due, default=0), max(self._due, default=0)
-            log.error(
-                "rollups of %d hour(s) with late points (%s to %s UTC) not redone: %s; their raw "
-                "points are written, the rollups of those hours lack them",
-                self.rollups_due(),
+        with self._due_lock:
+            left = self._due | self._inflight
+        if left:
+            first, last = min(left), max(left)
+            kept = (
+                f"kept in {self._due_file} for the next start"
+                if self._due_file is not None
+                else "the rollups of those hours lack them"
+            )
+            log.warning(
+                "rollups of %d hour(s) with late points (%s to %s UTC) not redone (%s); their "
+                "raw points are written; %s",
+                len(left),
                 _utc(first),
                 _utc(last + 3600 * NS),
                 exc or "stopped before the end",
+                kept,
             )

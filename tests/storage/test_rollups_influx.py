@@ -4,6 +4,7 @@ the rollup statement's values; aggregate from the rollups as from the raw points
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -301,4 +302,25 @@ def test_a_multi_batch_backfill_rolls_each_hour_up_once(
     assert st.rollup_statements == 6 + 1  # the 1-minute rollups an hour, the 1-hour ones 6
     db = st.sink.database
     res = influxdb.query('SELECT SUM("count_power_w") FROM "rp_1h"."energy_meter"', db)
+    assert res["results"][0]["series"][0]["values"][0][1] == len(data)
+
+
+def test_hours_due_for_rollup_survive_a_stop(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """A collector that stops (close_within) leaves the hours due in its due file; the next
+    store on that file rolls them up, then the file is empty."""
+    due = tmp_path / "due.json"
+    st = influx_store(influxdb, "due", due_file=due)
+    init_sink(st.sink)
+    data = meter_dataset(T0, 3 * H, seed=3)
+    st.write(data)
+    assert json.loads(due.read_text()) == [T0, T0 + H, T0 + 2 * H]
+    assert due.stat().st_mode & 0o777 == 0o600
+    st.close_within(0.0)
+    assert st.rollup_statements == 0
+    again = InfluxStore(st.sink, due_file=due)
+    assert again.rollups_due() == 3
+    assert again.flush_rollups() == 3 and json.loads(due.read_text()) == []
+    res = influxdb.query(
+        'SELECT SUM("count_power_w") FROM "rp_1h"."energy_meter"', st.sink.database
+    )
     assert res["results"][0]["series"][0]["values"][0][1] == len(data)
