@@ -246,7 +246,9 @@ class InfluxSink(_Model):
     ``INF``). ``precision``: the timestamp precision of writes (times are truncated to it).
     Writes go to ``retention_policy`` when given, else to the database's default policy.
     ``gzip``: compress write bodies (default; ``false`` spends less CPU where the link to the
-    database is local or fast)."""
+    database is local or fast). With ``https://``: ``tls_ca``, a CA bundle (PEM) to verify
+    the server with instead of the system's; ``tls_cert`` and ``tls_key``, a client
+    certificate and its key (PEM) for a server or proxy that asks for one."""
 
     type: Literal["influxdb"]
     url: str = Field(pattern=r"^https?://")
@@ -264,6 +266,18 @@ class InfluxSink(_Model):
     bucket: str | None = None
     timeout_s: float = Field(default=10.0, gt=0)
     gzip: bool = True
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> InfluxSink:
+        given = [k for k in ("tls_ca", "tls_cert", "tls_key") if getattr(self, k) is not None]
+        if given and not self.url.startswith("https://"):
+            raise ValueError(f"{', '.join(given)}: only with an https:// url")
+        if self.tls_key is not None and self.tls_cert is None:
+            raise ValueError("tls_key: give the client certificate too ('tls_cert: PATH')")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -861,12 +875,13 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             if isinstance(storage.get(key), str) and not Path(storage[key]).is_absolute():
                 storage[key] = str(base / storage[key])
         sink = storage.get("sink")
-        if (
-            isinstance(sink, dict)
-            and isinstance(sink.get("path"), str)
-            and not Path(sink["path"]).is_absolute()
-        ):
-            sink["path"] = str(base / sink["path"])
+        for key in ("path", "tls_ca", "tls_cert", "tls_key"):
+            if (
+                isinstance(sink, dict)
+                and isinstance(sink.get(key), str)
+                and not Path(sink[key]).is_absolute()
+            ):
+                sink[key] = str(base / sink[key])
     if isinstance(data.get("profile_dirs"), list):
         data["profile_dirs"] = [
             str(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p

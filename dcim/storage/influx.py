@@ -47,11 +47,10 @@ import json
 import logging
 import os
 import re
+import ssl
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -227,6 +226,12 @@ class InfluxStore:
         self._policies: dict[str, tuple[int | None, bool]] = {}
         self.base = sink.url.rstrip("/")
         self.shown = redact_url(self.base)  # the URL as logs and errors show it
+        self._split = urllib.parse.urlsplit(self.base)
+        self._prefix = self._split.path.rstrip("/")  # a server behind a path (a proxy)
+        self._local = threading.local()  # a persistent connection per thread
+        self._ssl: ssl.SSLContext | None = None
+        self.connections_opened = 0  # counted for the tests
+        self._conns: list[http.client.HTTPConnection] = []  # every thread's, closed by close()
         self.create_database = create_database and sink.api == "v1"
         self._headers: dict[str, str] = {}
         self._due: set[int] = set()  # hours (start, ns) with late points, not rolled up yet
@@ -249,6 +254,64 @@ class InfluxStore:
             self._headers["Authorization"] = f"Basic {cred}"
 
     # -- HTTP ----------------------------------------------------------------------------
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection to the server (kept alive between requests: a sink thread
+        writes over one connection), and whether it is a new one."""
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn, False
+        if self._split.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                self._split.hostname or "",
+                self._split.port,
+                timeout=self.sink.timeout_s,
+                context=self._tls_context(),
+            )
+        else:
+            conn = http.client.HTTPConnection(
+                self._split.hostname or "", self._split.port, timeout=self.sink.timeout_s
+            )
+        self._local.conn = conn
+        with self._due_lock:
+            self.connections_opened += 1
+            self._conns.append(conn)
+        return conn, True
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            sink = self.sink
+            try:
+                ctx = ssl.create_default_context(
+                    cafile=str(sink.tls_ca) if sink.tls_ca is not None else None
+                )
+                if sink.tls_cert is not None:
+                    ctx.load_cert_chain(
+                        str(sink.tls_cert), str(sink.tls_key) if sink.tls_key else None
+                    )
+            except (OSError, ssl.SSLError) as exc:
+                raise SinkError(
+                    retryable=True,
+                    reason=f"InfluxDB {self.shown}: cannot load the TLS files "
+                    f"(tls_ca {sink.tls_ca}, tls_cert {sink.tls_cert}, tls_key {sink.tls_key}): "
+                    f"{exc}",
+                ) from exc
+            self._ssl = ctx
+        return self._ssl
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+            with self._due_lock:
+                self._conns = [c for c in self._conns if c is not conn]
+
+    def _close_connections(self) -> None:
+        with self._due_lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            c.close()
+
     def _request(
         self,
         method: str,
@@ -258,21 +321,32 @@ class InfluxStore:
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes, Any]:
         """(status, body, headers); HTTP error statuses are returned, not raised.
-        Connection problems raise SinkError(retryable=True)."""
-        url = f"{self.base}{path}?{urllib.parse.urlencode(params)}"
-        req = urllib.request.Request(url, data=body, method=method)
-        for k, v in {**self._headers, **(headers or {})}.items():
-            req.add_header(k, v)
-        try:
-            with urllib.request.urlopen(req, timeout=self.sink.timeout_s) as resp:
-                return resp.status, resp.read(), resp.headers
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read(), exc.headers
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise SinkError(
-                retryable=True, reason=f"InfluxDB {self.shown} unreachable: {reason}"
-            ) from exc
+        Connection problems raise SinkError(retryable=True). Over this thread's persistent
+        connection; one that the server closed meanwhile is opened again once (a request
+        sent again is harmless: writes are idempotent, queries read or recompute)."""
+        target = f"{self._prefix}{path}?{urllib.parse.urlencode(params)}"
+        hdrs = {**self._headers, **(headers or {})}
+        for attempt in (1, 2):
+            conn, new = self._connection()
+            try:
+                conn.request(method, target, body=body, headers=hdrs)
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.will_close:
+                    self._drop_connection()
+                return resp.status, data, resp.headers
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
+                stale = isinstance(
+                    exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError
+                )
+                if attempt == 1 and not new and stale:
+                    continue  # a kept-alive connection the server had closed: once more
+                reason = getattr(exc, "reason", None) or exc
+                raise SinkError(
+                    retryable=True, reason=f"InfluxDB {self.shown} unreachable: {reason}"
+                ) from exc
+        raise AssertionError("unreachable")
 
     # -- writing -------------------------------------------------------------------------
     def write(self, readings: Sequence[Reading]) -> None:
@@ -725,10 +799,11 @@ class InfluxStore:
                 _utc(max(left) + 3600 * NS),
                 self._due_file,
             )
+        self._close_connections()
 
     def close(self, *, timeout_s: float | None = None) -> None:
         """Roll up the hours still due (best effort: logged when the server is gone, or when
-        ``timeout_s`` ends it first)."""
+        ``timeout_s`` ends it first), close this thread's connection."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         exc: Exception | None = None
         try:
@@ -753,3 +828,4 @@ class InfluxStore:
                 exc or "stopped before the end",
                 kept,
             )
+        self._close_connections()
