@@ -18,6 +18,7 @@ from dcim.pipeline import Pipeline
 from dcim.reading import FieldValue, Reading
 from dcim.scheduler import Scheduler
 from dcim.spool import Spool, SpoolFullError
+from dcim.spool_commit import Committer
 from dcim.storage import make_store
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Collector:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.pipeline = Pipeline(self.spool)
+        self.committer = Committer(self.pipeline.accept)  # the durable commit off the loop
         self.store = make_store(self.cfg.storage)
         self.forwarder = Forwarder(
             self.spool,
@@ -60,7 +62,7 @@ class Collector:
 
     def emit(self, readings: list[Reading]) -> None:
         self.poll_metrics.observe(readings)
-        self.pipeline.accept(readings)
+        self.committer.submit(readings)
 
     def offer(self, readings: list[Reading]) -> bool:
         """Readings their source keeps until they are taken (an MQTT QoS 1 message, which
@@ -95,7 +97,8 @@ class Collector:
         while True:
             await asyncio.sleep(every)
             try:
-                self.pipeline.accept([self.spool_health()])
+                # Off the loop: the spool's stats wait for a commit in progress (a slow disk).
+                self.committer.submit([await asyncio.to_thread(self.spool_health)])
             except Exception:  # noqa: BLE001 - health must not stop the collector
                 log.exception("emitting the dcim_spool health reading failed")
 
@@ -156,6 +159,7 @@ class Collector:
                 await p.close()
             except Exception:  # noqa: BLE001 - closing is best effort
                 log.debug("closing %s failed", p.device.name, exc_info=True)
+        await asyncio.to_thread(self.committer.close, left())
         await asyncio.to_thread(self.forwarder.flush, max(0.0, left() - 0.5))
         self.forwarder.stop(timeout=left())
         if self.metrics_server is not None:
