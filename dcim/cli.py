@@ -71,7 +71,7 @@ def cmd_kpi(args: argparse.Namespace) -> int:
     if end_ns <= start_ns:
         print("--to must be after --from", file=sys.stderr)
         return 2
-    store = make_store(cfg.storage, read_only=not args.series)
+    store = make_store(cfg.storage, read_only=not args.series, owns_spool=False)
     try:
         rep = compute_kpis(store, cfg, start_ns, end_ns, category=args.category)
         if args.series:
