@@ -114,7 +114,7 @@ def main() -> int:
         due = spool_dir / "influxdb-rollups-due.json"
         if due.exists():
             print(f"hours due for rollup kept for the next start: {due.read_text()[:200]}")
-        tail = (work / "dcim.log").read_text().strip().splitlines()[-12:]
+        tail = (work / "dcim.log").read_text().strip().splitlines()[-6:]
         print("dcim run's last log lines:\n  " + "\n  ".join(tail))
         return 0 if took <= args.bound and forwarded + left - health == args.backlog else 1
     finally:

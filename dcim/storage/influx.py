@@ -232,6 +232,7 @@ class InfluxStore:
         self._ssl: ssl.SSLContext | None = None
         self.connections_opened = 0  # counted for the tests
         self._conns: list[http.client.HTTPConnection] = []  # every thread's, closed by close()
+        self._busy: set[http.client.HTTPConnection] = set()  # in a request now
         self.create_database = create_database and sink.api == "v1"
         self._headers: dict[str, str] = {}
         self._due: set[int] = set()  # hours (start, ns) with late points, not rolled up yet
@@ -307,9 +308,12 @@ class InfluxStore:
                 self._conns = [c for c in self._conns if c is not conn]
 
     def _close_connections(self) -> None:
+        """Close the connections no thread is using (one in use, e.g. the forwarder's in a
+        rollup statement while the collector stops, is left to its thread)."""
         with self._due_lock:
-            conns, self._conns = self._conns, []
-        for c in conns:
+            idle = [c for c in self._conns if c not in self._busy]
+            self._conns = [c for c in self._conns if c in self._busy]
+        for c in idle:
             c.close()
 
     def _request(
@@ -328,6 +332,8 @@ class InfluxStore:
         hdrs = {**self._headers, **(headers or {})}
         for attempt in (1, 2):
             conn, new = self._connection()
+            with self._due_lock:
+                self._busy.add(conn)
             try:
                 conn.request(method, target, body=body, headers=hdrs)
                 resp = conn.getresponse()
@@ -335,7 +341,8 @@ class InfluxStore:
                 if resp.will_close:
                     self._drop_connection()
                 return resp.status, data, resp.headers
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException, AttributeError) as exc:
+                # (AttributeError: http.client's read of a connection closed meanwhile)
                 self._drop_connection()
                 stale = isinstance(
                     exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError
@@ -346,6 +353,9 @@ class InfluxStore:
                 raise SinkError(
                     retryable=True, reason=f"InfluxDB {self.shown} unreachable: {reason}"
                 ) from exc
+            finally:
+                with self._due_lock:
+                    self._busy.discard(conn)
         raise AssertionError("unreachable")
 
     # -- writing -------------------------------------------------------------------------
@@ -508,6 +518,9 @@ class InfluxStore:
                 raise
             except StoreError as exc:
                 log.error("late points written, but their rollups were refused: %s", exc)
+            except BaseException:  # a bug, an interrupted thread: the hours stay due
+                self._due_again([h for h in hours if h >= a])
+                raise
             done += (b - a) // (3600 * NS)
         return done
 
