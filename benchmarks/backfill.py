@@ -72,7 +72,11 @@ def points(batch: list[Reading]) -> int:
 
 def through_dcim(srv: InfluxServer, cfg: SiteConfig, span: tuple[float, float], work: Path) -> Any:
     """The twin's backfill through the collector's path; returns its figures."""
-    sink = InfluxSink(type="influxdb", url=srv.url, database="backfill", timeout_s=600)
+    # Raw points kept longer than the span (the default 30d would refuse a month's first day).
+    keep = f"{int((span[1] - span[0]) / 86400) + 7}d"
+    sink = InfluxSink(
+        type="influxdb", url=srv.url, database="backfill", timeout_s=600, retention_raw=keep
+    )
     init_sink(sink)
     store = InfluxStore(sink)
     spool = Spool(work / "spool")
