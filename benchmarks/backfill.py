@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -147,6 +148,8 @@ def main() -> None:
     ap.add_argument("--per-write", action="store_true", help="rollups after every write")
     ap.add_argument("--skip-curl", action="store_true", help="no reference run")
     args = ap.parse_args()
+    # SIGTERM (timeout, kill): through the finally clauses, so that influxd is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.per_write:
         influx.ROLLUP_DEBOUNCE_S = 0.0
     cfg = site()
