@@ -2,9 +2,9 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll
+DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll curl
 
-.PHONY: demo install install-test deb lint typecheck test check bench clean
+.PHONY: demo install install-twin install-test deb lint typecheck test test-fast check bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -12,6 +12,10 @@ $(PY):
 
 install: $(PY)
 	$(PY) -m pip install -q -e .
+
+# The digital twin's extra (numpy, amqtt): the demo and the benchmarks run the twin.
+install-twin: $(PY)
+	$(PY) -m pip install -q -e ".[twin]"
 
 install-test: $(PY)
 	$(PY) -m pip install -q -e ".[test]"
@@ -24,24 +28,30 @@ deb:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
 	fi
 
-demo: install
+demo: install-twin
 	$(VENV)/bin/dcim demo
 
 lint: install-test
-	$(VENV)/bin/ruff check dcim collectors tests benchmarks dashboards
-	$(VENV)/bin/ruff format --check dcim collectors tests benchmarks dashboards
+	$(VENV)/bin/ruff check dcim collectors tests benchmarks dashboards tools
+	$(VENV)/bin/ruff format --check dcim collectors tests benchmarks dashboards tools
 
 typecheck: install-test
-	$(VENV)/bin/mypy dcim collectors
+	$(VENV)/bin/mypy dcim collectors tools
 
 test: deb install-test
 	$(PY) -m pytest -q -ra
 
+# The tests without those marked slow (the long end-to-end runs): for a quick check while
+# working; `make check` (CI) runs them all.
+test-fast: deb install-test
+	$(PY) -m pytest -q -ra -m "not slow"
+
 check: lint typecheck test
 
-bench: install deb
+bench: install-twin deb
 	$(PY) benchmarks/demo_cadence.py
 	$(PY) benchmarks/collect.py
+	$(PY) benchmarks/collect.py --redfish
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

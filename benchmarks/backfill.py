@@ -15,7 +15,7 @@ write: ``ROLLUP_DEBOUNCE_S = 0``). The devices are those ``dcim twin backfill`` 
 default (the ones with a KPI role: 69 of the site's 387), every 10 s.
 
 Needs ``influxd`` (Debian ``influxdb``) and ``curl``. InfluxDB is started with the launcher
-in ``tests/servers.py`` (imported from there as the other benchmarks do).
+in ``dcim.testing.servers``, the tests' own.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ingest import CpuMeter, influx_query  # noqa: E402  (benchmarks/ingest.py)
+
 from dcim.config import InfluxSink, SiteConfig
 from dcim.dbinit import init_sink
 from dcim.forwarder import Forwarder
@@ -40,15 +42,9 @@ from dcim.spool import Spool
 from dcim.storage import influx
 from dcim.storage.influx import InfluxStore
 from dcim.storage.lineprotocol import encode_many
+from dcim.testing.servers import InfluxServer, start_influxdb  # noqa: E402
 from dcim.twin.model import SiteModel, backfill
 from dcim.twin.site import paris_chapelle
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests.servers: how the tests start InfluxDB
-
-from ingest import CpuMeter, influx_query  # noqa: E402  (benchmarks/ingest.py)
-
-from tests.servers import InfluxServer, start_influxdb  # noqa: E402
 
 NS = 1_000_000_000
 INTERVAL_S = 10.0

@@ -3,7 +3,7 @@
 For the reference site (30 racks: 300 server BMCs, 60 rack PDUs, 2 UPS = 362 SNMP agents)
 and ten times it (300 racks, 3,602 agents), served by the twin in its own process:
 
-1. The collector's polling path (``dcim.scheduler.Scheduler`` + ``collectors.snmp`` pollers
+1. The collector's polling path (``dcim.scheduler.Scheduler`` + ``collectors.snmp.poller`` pollers
    + ``dcim.pipeline.Pipeline``) runs for ``--seconds`` after a warm-up of one interval,
    once per v1/v2c transport (``--transports wire,pysnmp``). The pipeline writes into a
    null spool that only counts: the question is what *collecting* costs; the spool and the
@@ -33,6 +33,10 @@ and ten times it (300 racks, 3,602 agents), served by the twin in its own proces
    wire pollers paced on the same grid by plain asyncio timers (no scheduler, no
    health readings, no pipeline): what the scheduler and the pipeline cost is the
    difference between that and the collector's figure.
+
+4. ``--redfish`` runs the Redfish case instead (see ``benchmarks/collect_redfish.py``): the
+   reference site's 300 BMCs over HTTPS at 30 s, the collector's CPU per value next to curl
+   fetching the same resources in the same run.
 
 Targets: the reference site costs at most 20 % of one core; CPU per value at most 3 times
 net-snmp's; p99 poll-start jitter at ten times the size under 250 ms.
@@ -107,12 +111,13 @@ from typing import Any
 
 from harness import REFERENCE_RACKS, cpu_children, cpu_of, cpu_self, pct, site_doc, twin, work_dir
 
-import collectors.snmp as snmp
-from collectors import snmp_wire
-from collectors.base import PollError
-from collectors.snmp import SnmpPoller
+import collectors.snmp.poller as snmp
+from collectors.snmp import wire as snmp_wire
+from collectors.snmp.options import SnmpOptions
+from collectors.snmp.poller import SnmpPoller
 from dcim.config import SiteConfig
 from dcim.pipeline import Pipeline
+from dcim.protocols import PollError
 from dcim.reading import Reading
 from dcim.scheduler import Scheduler
 
@@ -296,10 +301,11 @@ def netsnmp_env(work: Path) -> dict[str, str]:
 
 def _agent(cfg: SiteConfig, name: str) -> list[str]:
     d = cfg.device(name)
-    assert d.snmp is not None and d.snmp.community is not None
-    version = "1" if d.snmp.version == "1" else "2c"
+    opts = d.options_as(SnmpOptions)
+    assert opts.community is not None
+    version = "1" if opts.version == "1" else "2c"
     t, r = cfg.timeout_of(d), cfg.retries_of(d)
-    comm = d.snmp.community.resolve()
+    comm = opts.community.resolve()
     return ["-v", version, "-c", comm, "-On", "-t", f"{t:g}", "-r", str(r), f"{d.host}:{d.port}"]
 
 
@@ -559,12 +565,13 @@ def rounds_of_ezsnmp(
     sessions = {}
     for name, rec in polls.items():
         d = cfg.device(name)
-        assert d.snmp is not None and d.snmp.community is not None
+        opts = d.options_as(SnmpOptions)
+        assert opts.community is not None
         reps = max([mr for kind, _, _, mr in rec.requests if kind == "bulk"] or [10])
         sessions[name] = Session(
             hostname=f"{d.host}:{d.port}",
-            version=1 if d.snmp.version == "1" else 2,
-            community=d.snmp.community.resolve(),
+            version=1 if opts.version == "1" else 2,
+            community=opts.community.resolve(),
             timeout=int(math.ceil(cfg.timeout_of(d))),
             retries=cfg.retries_of(d),
             print_oids_numerically=True,
@@ -781,7 +788,18 @@ def main() -> int:
         metavar="PREFIX",
         help="cProfile (CPU clock) the measured window into PREFIX.<scale>x.<transport>",
     )
+    ap.add_argument("--redfish", action="store_true", help="run the Redfish case (only)")
+    ap.add_argument("--redfish-seconds", type=float, default=90, help="Redfish: measured run")
+    ap.add_argument("--redfish-interval", type=float, default=30, help="Redfish: poll interval")
+    ap.add_argument("--curl-seconds", type=float, default=60, help="Redfish: curl paced run")
+    ap.add_argument("--curl-cycles", type=int, default=3, help="Redfish: curl --parallel runs")
     args = ap.parse_args()
+    if args.redfish:
+        import collect_redfish
+
+        logging.basicConfig(level=logging.ERROR)
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+        return collect_redfish.run(args)
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     # in the order given (0, the evenly spread reference, always measured)
     args.coalesce = list(dict.fromkeys(float(c) for c in args.coalesce.split(",") if c.strip()))

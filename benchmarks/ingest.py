@@ -28,7 +28,7 @@ memory an outage backlog is held and forwarded.
 ``--no-gzip``: the collector's InfluxDB sink posts plain line protocol in (b), as curl does
 (the sink's ``gzip: false``); by default it compresses, as the product does.
 
-Needs ``influxd`` (Debian ``influxdb``) and ``curl``; uses ``tests/servers.py`` to start
+Needs ``influxd`` (Debian ``influxdb``) and ``curl``; uses ``dcim/testing/servers.py`` to start
 InfluxDB on a free port in a temporary directory.
 """
 
@@ -61,14 +61,10 @@ from dcim.reading import Reading
 from dcim.spool import Spool
 from dcim.storage.influx import InfluxStore
 from dcim.storage.lineprotocol import encode_many
+from dcim.testing.servers import InfluxServer, start_influxdb
 from dcim.twin.backfill import backfill
 from dcim.twin.model import SiteModel
 from dcim.twin.site import paris_chapelle
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests.servers: how the tests start InfluxDB
-
-from tests.servers import InfluxServer, start_influxdb  # noqa: E402
 
 NS = 1_000_000_000
 INTERVAL_S = 10.0  # the reference site's poll interval

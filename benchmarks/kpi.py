@@ -32,7 +32,6 @@ import json
 import math
 import re
 import sqlite3
-import sys
 import tempfile
 import time
 import urllib.request
@@ -52,14 +51,10 @@ from dcim.storage.base import floor_to
 from dcim.storage.influx import MARKER, MARKER_FIELD, InfluxStore, quote_ident
 from dcim.storage.lineprotocol import encode
 from dcim.storage.sqlite import SqliteStore, _tags_key
+from dcim.testing.servers import InfluxServer, start_influxdb
 from dcim.twin.backfill import poll_jitter_ns
 from dcim.twin.model import SiteModel
 from dcim.twin.site import paris_chapelle
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests.servers: how the tests start InfluxDB
-
-from tests.servers import InfluxServer, start_influxdb  # noqa: E402
 
 NS = 1_000_000_000
 DAY = 86400

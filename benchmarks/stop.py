@@ -15,7 +15,7 @@ backlog.
     .venv/bin/python benchmarks/stop.py [--backlog 300000] [--bound 8]
 
 Needs ``influxd`` (Debian ``influxdb``); InfluxDB is started with the launcher in
-``tests/servers.py`` (imported from there as the other benchmarks do).
+``dcim.testing.servers``, the tests' own.
 """
 
 from __future__ import annotations
@@ -31,17 +31,12 @@ import time
 from pathlib import Path
 
 import yaml
+from ingest import influx_query, ten_field_readings  # noqa: E402  (benchmarks/ingest.py)
 
 from dcim.config import InfluxSink
 from dcim.dbinit import init_sink
 from dcim.spool import Spool
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests.servers: how the tests start InfluxDB
-
-from ingest import influx_query, ten_field_readings  # noqa: E402  (benchmarks/ingest.py)
-
-from tests.servers import InfluxServer, start_influxdb  # noqa: E402
+from dcim.testing.servers import InfluxServer, start_influxdb  # noqa: E402
 
 DB = "stop_bench"
 

@@ -11,20 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from dcim.config import ConfigError, SiteConfig, inline_secrets, load_config
+from dcim.cmdline import load_or_exit as _load
+from dcim.config import inline_secrets
 from dcim.timeutil import NS, parse_duration, parse_period, parse_time
 
 log = logging.getLogger("dcim")
-
-
-def _load(path: str) -> SiteConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"{len(exc.issues)} error(s) in the configuration:", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -122,6 +113,12 @@ def cmd_db_init(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from dcim.twin import missing_extra
+
+    message = missing_extra("dcim demo")
+    if message:
+        print(message, file=sys.stderr)
+        return 2
     from dcim.demo import run_demo
 
     return run_demo(args)

@@ -12,13 +12,31 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
+from dcim import protocols
 from dcim.profiles import Profile, ProfileError, load_profiles
 from dcim.urls import has_credentials, redact_url
+
+M = TypeVar("M", bound=BaseModel)
+_KNOWN_ERRORS = frozenset(get_args(ErrorType))
 
 Role = Literal[
     "grid_incomer",  # site main meter(s): E_DC (less heat-pump boards downstream of it)
@@ -87,46 +105,6 @@ class Secret(_Model):
         return self.file.read_text().strip()
 
 
-class SnmpOptions(_Model):
-    version: Literal["1", "2c", "3"] = "2c"
-    community: Secret | None = None
-    # SNMPv3
-    user: str | None = None
-    auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] | None = None
-    auth_key: Secret | None = None
-    priv_protocol: Literal["DES", "AES", "AES192", "AES256"] | None = None
-    priv_key: Secret | None = None
-    max_varbinds: int = Field(default=20, ge=1, le=200)
-    max_repetitions: int = Field(default=10, ge=1, le=200)
-
-    @model_validator(mode="after")
-    def _credentials(self) -> SnmpOptions:
-        if self.version in ("1", "2c") and self.community is None:
-            raise ValueError(
-                f"SNMP v{self.version} needs 'community' (e.g. community: {{env: SNMP_COMMUNITY}})"
-            )
-        if self.version == "3" and not self.user:
-            raise ValueError("SNMPv3 needs 'user'")
-        if self.auth_protocol and self.auth_key is None:
-            raise ValueError("'auth_protocol' needs 'auth_key'")
-        if self.priv_protocol and not self.auth_protocol:
-            raise ValueError("'priv_protocol' needs 'auth_protocol' (authPriv)")
-        if self.priv_protocol and self.priv_key is None:
-            raise ValueError("'priv_protocol' needs 'priv_key'")
-        return self
-
-
-class ModbusOptions(_Model):
-    unit_id: int = Field(default=1, ge=0, le=255)
-    max_registers_per_request: int = Field(default=100, ge=1, le=125)
-    max_hole: int = Field(default=10, ge=0, le=125)  # registers read across to merge requests
-    single_value_reads: bool = False
-
-
-class MqttOptions(_Model):
-    topic: str  # concrete topic or filter for this device
-
-
 class MeterReplacement(_Model):
     """A meter swapped for another under the same device name. ``at``: when (without an offset
     it is local time at the site); the old meter's last index and the new one's first, in the
@@ -140,7 +118,7 @@ class MeterReplacement(_Model):
 
 class Device(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    protocol: Literal["snmp", "modbus", "mqtt"]
+    protocol: str  # a registered protocol plugin (dcim.protocols)
     profile: str
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -161,24 +139,145 @@ class Device(_Model):
     deadline_s: float | None = Field(default=None, gt=0, le=86400)
     enabled: bool = True
     tags: dict[str, str] = {}
-    snmp: SnmpOptions | None = None
-    modbus: ModbusOptions | None = None
-    mqtt: MqttOptions | None = None
+    # The device's '<protocol>:' section, validated by its plugin's options model (see
+    # _protocol_section); None for a protocol without options.
+    _options: BaseModel | None = PrivateAttr(default=None)
 
-    @model_validator(mode="after")
-    def _protocol_options(self) -> Device:
-        if self.protocol in ("snmp", "modbus") and (self.host is None or self.port is None):
-            raise ValueError(f"a {self.protocol} device needs 'host' and 'port'")
-        if self.protocol == "snmp" and self.snmp is None:
-            raise ValueError("an snmp device needs an 'snmp:' section (version, community)")
-        if self.protocol == "modbus" and self.modbus is None:
-            self.modbus = ModbusOptions()
-        if self.protocol == "mqtt" and self.mqtt is None:
-            raise ValueError("an mqtt device needs 'mqtt: {topic: ...}'")
-        for other in ("snmp", "modbus", "mqtt"):
-            if other != self.protocol and getattr(self, other) is not None:
-                raise ValueError(f"'{other}:' options do not apply to a {self.protocol} device")
-        return self
+    @field_validator("protocol")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in protocols.names():
+            raise ValueError(str(protocols.UnknownProtocol(value, protocols.names())))
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _protocol_section(cls, data: Any, handler: ModelWrapValidatorHandler[Device]) -> Device:
+        """The device's keys, and its ``<protocol>:`` section validated by the protocol's
+        plugin, every error of both at once with its place under the device."""
+        if not isinstance(data, dict):
+            return handler(data)
+        # (a protocol named like a device key could not have its section: it is not one)
+        known = set(protocols.names()) - set(cls.model_fields)
+        sections = {k: v for k, v in data.items() if k in known}
+        errors: list[InitErrorDetails] = []
+        dev: Device | None = None
+        try:
+            dev = handler({k: v for k, v in data.items() if k not in sections})
+        except ValidationError as exc:
+            errors += _details(exc.errors())
+        proto = data.get("protocol")
+        options: BaseModel | None = None
+        if isinstance(proto, str) and proto in known:
+            try:
+                plugin = protocols.plugin(proto)
+            except protocols.PluginError as exc:
+                errors.append(_value_error(("protocol",), str(exc), proto))
+            else:
+                options, problems = _options_of(plugin, data, sections)
+                errors += problems
+        if errors or dev is None:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        dev._options = options
+        return dev
+
+    @model_serializer(mode="wrap")
+    def _with_section(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if self._options is not None:  # as written (a default section stays implicit)
+            out[self.protocol] = self._options.model_dump(
+                mode=info.mode, exclude_unset=True, by_alias=True
+            )
+        return out
+
+    @property
+    def options(self) -> BaseModel | None:
+        """The validated ``<protocol>:`` section (its plugin's options model), if any."""
+        return self._options
+
+    def options_as(self, model: type[M]) -> M:
+        """The ``<protocol>:`` section as the plugin's options ``model`` (TypeError if the
+        device has another protocol's, or none)."""
+        if not isinstance(self._options, model):
+            raise TypeError(
+                f"device {self.name!r} ({self.protocol}) has no {model.__name__} options"
+            )
+        return self._options
+
+    def with_options(self, options: BaseModel) -> Device:
+        """A copy of the device with another ``<protocol>:`` section (tests, tools)."""
+        out = self.model_copy()
+        out._options = options
+        return out
+
+
+def _options_of(
+    plugin: protocols.ProtocolPlugin, data: dict[str, Any], sections: dict[str, Any]
+) -> tuple[BaseModel | None, list[InitErrorDetails]]:
+    """The device's options section validated by ``plugin``, and the problems found."""
+    name = plugin.name
+    errors: list[InitErrorDetails] = []
+    for other in sections:
+        if other != name:
+            errors.append(
+                _value_error((other,), f"'{other}:' options do not apply to a {name} device")
+            )
+    if plugin.needs_endpoint and (data.get("host") is None or data.get("port") is None):
+        errors.append(_value_error((), f"a {name} device needs 'host' and 'port'"))
+    section = sections.get(name)
+    options: BaseModel | None = None
+    if plugin.options is None:
+        if section is not None:
+            errors.append(_value_error((name,), f"a {name} device takes no '{name}:' options"))
+    elif section is None:
+        required = [k for k, f in plugin.options.model_fields.items() if f.is_required()]
+        if plugin.options_required or required:
+            what = f" ({', '.join(required)}: ...)" if required else ""
+            errors.append(
+                _value_error(
+                    (), f"a {name} device needs a '{name}:' section{what}; see its sample config"
+                )
+            )
+        else:
+            options = plugin.options()
+    else:
+        try:
+            options = plugin.options.model_validate(section)
+        except ValidationError as exc:
+            errors += _details(exc.errors(), (name,))
+    return options, errors
+
+
+def _details(
+    errors: Iterable[ErrorDetails], prefix: tuple[str | int, ...] = ()
+) -> list[InitErrorDetails]:
+    """pydantic errors raised again (under ``prefix``) with their type, place and message (a
+    known type keeps its type: the config report words some of them)."""
+    out: list[InitErrorDetails] = []
+    for e in errors:
+        loc = (*prefix, *e["loc"])
+        if e["type"] in _KNOWN_ERRORS:
+            out.append(
+                InitErrorDetails(
+                    type=e["type"],
+                    loc=loc,
+                    input=e["input"],
+                    ctx=e.get("ctx", {}),
+                )
+            )
+        else:
+            out.append(_value_error(loc, e["msg"].removeprefix("Value error, "), e["input"]))
+    return out
+
+
+def _value_error(loc: tuple[str | int, ...], message: str, value: Any = None) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("value_error", "Value error, {reason}", {"reason": message}),
+        loc=loc,
+        input=value,
+    )
 
 
 class Defaults(_Model):
@@ -343,6 +442,9 @@ class Storage(_Model):
     sink: EmbeddedSink | InfluxSink = Field(default_factory=EmbeddedSink, discriminator="type")
     batch_size: int = Field(default=5000, ge=1, le=1_000_000)
     flush_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    # Longest back-off between attempts while the sink is down (jittered: half to all of it):
+    # how late a recovered database is written to again at most.
+    retry_max_s: float = Field(default=60.0, gt=0, le=3600)
     # Disk budget of the spool (MiB, data pages + WAL). When full, "refuse_new" keeps every
     # accepted reading and refuses new ones (counted, logged); "drop_oldest" deletes the
     # oldest unforwarded readings to make room: data loss, only when configured.
@@ -589,7 +691,7 @@ def _cross_checks(
     if timing:
         problems += _timing_checks(cfg)
     names = {dev.name for dev in cfg.devices}
-    endpoints: dict[tuple[str, int, int | None], str] = {}
+    endpoints: dict[tuple[str, str], str] = {}
     for i, dev in enumerate(cfg.devices):
         if dev.rack is not None and dev.rack not in racks:
             problems.append(
@@ -637,15 +739,24 @@ def _cross_checks(
                             f"(counters: {counters})",
                         )
                     )
-        if dev.protocol != "mqtt" and dev.host is not None and dev.port is not None:
-            key = (dev.host, dev.port, dev.modbus.unit_id if dev.modbus else None)
+        try:
+            plugin = protocols.plugin(dev.protocol)
+        except (protocols.UnknownProtocol, protocols.PluginError):
+            continue  # reported by the schema
+        if plugin.check is not None:
+            try:
+                found = list(plugin.check(cfg, dev))
+            except Exception as exc:  # noqa: BLE001 - a plugin's bug is reported, not raised
+                found = [(("protocol",), f"the {dev.protocol} plugin's check failed: {exc!r}")]
+            problems += [(("devices", i, *loc), msg) for loc, msg in found]
+        endpoint = plugin.endpoint_of(dev)
+        if endpoint is not None:
+            key = (dev.protocol, endpoint)
             if key in endpoints and dev.enabled:
                 problems.append(
                     (
                         ("devices", i, "port"),
-                        f"{dev.host}:{dev.port}"
-                        + (f" unit {key[2]}" if key[2] is not None else "")
-                        + f" is already polled as device {endpoints[key]!r}",
+                        f"{endpoint} is already polled as device {endpoints[key]!r}",
                     )
                 )
             endpoints.setdefault(key, dev.name)
@@ -686,14 +797,6 @@ def _cross_checks(
                     "(role renewable_onsite): declaring it too would count it twice",
                 )
             )
-    if any(d.protocol == "mqtt" for d in cfg.devices) and cfg.mqtt is None:
-        first = next(i for i, d in enumerate(cfg.devices) if d.protocol == "mqtt")
-        problems.append(
-            (
-                ("devices", first, "protocol"),
-                "mqtt devices need a top-level 'mqtt:' broker section (host, port, ...)",
-            )
-        )
     return problems
 
 
@@ -909,6 +1012,8 @@ def inline_secrets(cfg: BaseModel) -> list[str]:
         elif isinstance(node, BaseModel):
             for name in type(node).model_fields:
                 walk(getattr(node, name), f"{path}.{name}" if path else name, name)
+            if isinstance(node, Device) and node.options is not None:  # its protocol's section
+                walk(node.options, f"{path}.{node.protocol}", node.protocol)
         elif isinstance(node, list | tuple):
             for i, item in enumerate(node):
                 walk(item, f"{path}[{i}]", key)

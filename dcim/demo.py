@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from collectors.mqtt.source import MqttCollector
 from dcim.config import SiteConfig
 from dcim.kpi.period import compute_kpis, instantaneous
 from dcim.runtime import Collector
@@ -56,8 +57,9 @@ def render(cfg: SiteConfig, col: Collector, started_ns: int) -> str:
     up = sum(1 for s in status.values() if s.up)
     down = sorted(n for n, s in status.items() if not s.up and s.last_poll is not None)
     mqtt_up = mqtt_n = 0
-    if col.mqtt is not None:
-        last = col.mqtt.last_message()
+    mqtt = col.sources.get("mqtt")
+    if isinstance(mqtt, MqttCollector):
+        last = mqtt.last_message()
         mqtt_n = len(last)
         mqtt_up = sum(1 for t in last.values() if t and now / NS - t < 3 * cfg.defaults.interval_s)
     lates = sorted(s.late_s for s in status.values() if s.late_s is not None)

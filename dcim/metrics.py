@@ -59,6 +59,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector as _PromCollector
 
 from dcim import __version__
+from dcim.protocols import MetricsSource
 from dcim.reading import Reading
 from dcim.urls import redact_url
 
@@ -135,7 +136,7 @@ class CollectorMetrics(_PromCollector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._polls()
-        for source in (self._spool, self._pipeline, self._forwarder, self._mqtt):
+        for source in (self._spool, self._pipeline, self._forwarder, self._sources):
             try:
                 yield from source()
             except Exception:  # noqa: BLE001 - one failing source must not break the scrape
@@ -224,32 +225,11 @@ class CollectorMetrics(_PromCollector):
             f.failures,
         )
 
-    def _mqtt(self) -> Iterator[Metric]:
-        m = self.collector.mqtt
-        if m is None:
-            return
-        yield GaugeMetricFamily(
-            "dcim_mqtt_connected", "1 while connected to the broker", int(m.connected.is_set())
-        )
-        msgs = CounterMetricFamily(
-            "dcim_mqtt_messages", "MQTT messages received", labels=["device"]
-        )
-        bad = CounterMetricFamily(
-            "dcim_mqtt_malformed", "MQTT messages with a malformed payload", labels=["device"]
-        )
-        for name in sorted(m.received):
-            msgs.add_metric([name], m.received[name])
-            bad.add_metric([name], m.malformed.get(name, 0))
-        yield msgs
-        yield bad
-        yield GaugeMetricFamily(
-            "dcim_mqtt_holding",
-            "1 while a message waits, unacknowledged, for room in the spool",
-            int(m.holding.is_set()),
-        )
-        yield CounterMetricFamily(
-            "dcim_mqtt_held", "MQTT messages held unacknowledged for want of spool room", m.held
-        )
+    def _sources(self) -> Iterator[Metric]:
+        """Metrics of the protocols' own (MQTT: dcim_mqtt_*), from the sources that have them."""
+        for source in self.collector.sources.values():
+            if isinstance(source, MetricsSource):
+                yield from source.metrics()
 
 
 class MetricsServer:

@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def main(args: argparse.Namespace) -> int:
-    from dcim.cli import _load
+    from dcim.cmdline import load_or_exit as _load
 
     return run(_load(args.config), args)
 

@@ -1,5 +1,7 @@
-"""The collector process: pollers + MQTT -> pipeline -> durable spool -> forwarder -> sink, and
-its own metrics on ``/metrics`` when the site file has a ``metrics:`` section (dcim.metrics)."""
+"""The collector process: pollers and push sources -> pipeline -> durable spool -> forwarder ->
+sink, and its own metrics on ``/metrics`` when the site file has a ``metrics:`` section
+(dcim.metrics). Protocols come from the registry (dcim.protocols): polled ones through the
+scheduler, pushed ones (MQTT) as sources started and stopped here."""
 
 from __future__ import annotations
 
@@ -10,11 +12,11 @@ import signal
 import time
 from dataclasses import dataclass
 
-from collectors import build_pollers
 from dcim.config import SiteConfig
 from dcim.forwarder import Forwarder
 from dcim.metrics import MetricsServer, PollMetrics
 from dcim.pipeline import Pipeline
+from dcim.protocols import PushSource, build_pollers, build_sources
 from dcim.reading import FieldValue, Reading
 from dcim.scheduler import Scheduler
 from dcim.spool import Spool, SpoolFullError
@@ -48,25 +50,22 @@ class Collector:
             self.store,
             batch_size=self.cfg.storage.batch_size,
             flush_interval_s=self.cfg.storage.flush_interval_s,
+            backoff_max_s=self.cfg.storage.retry_max_s,
         )
         self.poll_metrics = PollMetrics()
         self.metrics_server: MetricsServer | None = None
         self.pollers = build_pollers(self.cfg)
         self.scheduler = Scheduler(self.cfg, self.pollers, self.emit)
-        mqtt_devices = [d for d in self.cfg.devices if d.protocol == "mqtt" and d.enabled]
-        self.mqtt = None
-        if mqtt_devices:
-            from collectors.mqtt import MqttCollector
-
-            self.mqtt = MqttCollector(self.cfg, mqtt_devices, self.emit, offer=self.offer)
+        # Push protocols (MQTT): one source per protocol with enabled devices.
+        self.sources: dict[str, PushSource] = build_sources(self.cfg, self.emit, offer=self.offer)
 
     def emit(self, readings: list[Reading]) -> None:
         self.poll_metrics.observe(readings)
         self.committer.submit(readings)
 
     def offer(self, readings: list[Reading]) -> bool:
-        """Readings their source keeps until they are taken (an MQTT QoS 1 message, which
-        the broker keeps until it is acknowledged): False, nothing written, while the spool
+        """Readings their source keeps until they are taken (e.g. an MQTT QoS 1 message,
+        which the broker keeps until it is acknowledged): False, nothing written, while the spool
         is full (``spool_on_full: refuse_new``)."""
         try:
             self.pipeline.accept(readings, hold=True)
@@ -126,8 +125,8 @@ class Collector:
             asyncio.create_task(self._spool_health_loop()),
             asyncio.create_task(self._maintain_loop()),
         ]
-        if self.mqtt is not None:
-            self.mqtt.start()
+        for source in self.sources.values():
+            source.start()
         await self.scheduler.start()
         log.info(
             "collecting %d devices of site %s into %s",
@@ -152,8 +151,11 @@ class Collector:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self.mqtt is not None:
-            self.mqtt.stop()
+        for name, source in self.sources.items():
+            try:
+                source.stop()
+            except Exception:  # noqa: BLE001 - stopping is best effort; the spool is next
+                log.warning("stopping the %s source failed", name, exc_info=True)
         for p in self.pollers:
             try:
                 await p.close()

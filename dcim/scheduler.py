@@ -43,8 +43,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from collectors.base import Poller, PollError
 from dcim.config import SiteConfig
+from dcim.protocols import Poller, PollError
 from dcim.reading import FieldValue, Reading
 
 log = logging.getLogger(__name__)

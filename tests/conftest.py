@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import InfluxServer, MosquittoServer, start_influxdb, start_mosquitto
+from dcim.testing.servers import InfluxServer, MosquittoServer, start_influxdb, start_mosquitto
 
 
 @pytest.fixture(scope="session")

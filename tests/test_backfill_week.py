@@ -14,9 +14,9 @@ from dcim.cli import main
 from dcim.config import load_config
 from dcim.kpi.period import compute_kpis
 from dcim.storage import make_store
+from dcim.testing.servers import InfluxServer
 from dcim.timeutil import parse_time
 from dcim.twin.site import paris_chapelle
-from tests.servers import InfluxServer
 
 NS = 1_000_000_000
 
@@ -46,6 +46,7 @@ def backfilled(tmp: Path, sink: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     return path, json.loads(truth.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["embedded", "influxdb"])
 def test_backfilled_week_matches_truth(kind: str, tmp_path: Path, influxdb: InfluxServer) -> None:
     sink = (

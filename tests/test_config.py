@@ -167,3 +167,52 @@ def test_inline_secrets_are_warned_about_not_refused(
 
 def test_the_reference_site_has_no_inline_secret_but_the_demo_community() -> None:
     assert inline_secrets(SiteConfig.model_validate(paris_chapelle())) == []
+
+
+def test_unknown_protocol_names_the_registered_ones_at_its_line() -> None:
+    text = (
+        "site: {name: x}\n"
+        "devices:\n"
+        "  - name: ahu-1\n"
+        "    protocol: bacnet\n"
+        "    profile: crah\n"
+        "    host: 127.0.0.1\n"
+        "    port: 47808\n"
+        "    bacnet: {device_instance: 7}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, filename="site.yaml")
+    first, *rest = (str(i) for i in err.value.issues)
+    assert first.startswith("site.yaml:4: devices[0](ahu-1).protocol: unknown protocol 'bacnet'")
+    registered = first.split("the registered protocols are: ")[1].split(" (")[0].split(", ")
+    assert {"modbus", "mqtt", "snmp"} <= set(registered)
+    assert "'dcim.protocols' entry-point group" in first
+    # the section of a protocol no plugin provides is no known key either
+    assert rest == [
+        "site.yaml:8: devices[0](ahu-1).bacnet: unknown key (check its spelling and indentation)"
+    ]
+
+
+def test_a_protocols_own_check_runs_with_the_others() -> None:
+    text = (
+        "site: {name: x}\n"
+        "devices:\n"
+        "  - name: gh-1\n"
+        "    protocol: mqtt\n"
+        "    profile: greenhouse_climate\n"
+        "    mqtt: {topic: a/b}\n"
+        "  - name: gh-2\n"
+        "    protocol: mqtt\n"
+        "    profile: greenhouse_climate\n"
+        "    mqtt: {topic: a/c}\n"
+        "    upstream: nowhere\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, filename="site.yaml")
+    broker = "mqtt devices need a top-level 'mqtt:' broker section (host, port, ...)"
+    assert [str(i) for i in err.value.issues] == [
+        f"site.yaml:4: devices[0](gh-1).protocol: {broker}",
+        f"site.yaml:8: devices[1](gh-2).protocol: {broker}",
+        "site.yaml:11: devices[1](gh-2).upstream: upstream meter 'nowhere' is not a device of "
+        "this site",
+    ]

@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 
 from dcim.cli import main
+from dcim.testing.servers import InfluxServer
 from dcim.twin.site import paris_chapelle
-from tests.servers import InfluxServer
 
 DASH = Path(__file__).resolve().parent.parent / "dashboards"
 

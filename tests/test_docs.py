@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.mqtt import RESERVED_TAGS as MQTT_RESERVED_TAGS
+from collectors.mqtt.source import MqttCollector
 from dcim.config import SiteConfig
 from dcim.kpi.series import kpi_series
 from dcim.metrics import CollectorMetrics
@@ -64,12 +64,8 @@ def profile_readings() -> dict[tuple[str, str], tuple[set[str], set[str]]]:
     """(profile, measurement) -> (row tags, fields), from the built-in profiles."""
     out: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
     for name, prof in load_profiles().items():
-        if prof.fields:
-            topic = set(re.findall(r"\{([a-z][a-z0-9_]*)\}", prof.topic or ""))
-            out[(name, prof.measurement)] = (topic - set(MQTT_RESERVED_TAGS), set(prof.field_names))
-        for t in prof.tables:
-            tags = {*t.index, *(g.name for g in t.tags)}
-            out[(name, t.measurement or prof.measurement)] = (tags, {f.name for f in t.fields})
+        for shape in prof.shapes():
+            out[(name, shape.measurement)] = (set(shape.tags), set(shape.fields))
     return out
 
 
@@ -103,6 +99,7 @@ UNITLESS = {
     "battery_status",
     "on_battery",
     "meter_serial",
+    "health",  # Redfish Status.Health as a code: 0 OK, 1 Warning, 2 Critical
 }
 
 
@@ -138,9 +135,10 @@ def test_health_measurements_are_in_the_glossary(collector: Collector) -> None:
     sched = collector.scheduler
     name, st = next(iter(sched.status().items()))
     polls = [sched._health(st, 0.0, up=True, duration=0.1, values=3, error="", late=0.0)]
-    assert collector.mqtt is not None
-    dev = collector.mqtt.devices[0]
-    polls.append(collector.mqtt._health(dev, 0, up=False, values=0, error="gap", late_s=0.0))
+    mqtt = collector.sources["mqtt"]
+    assert isinstance(mqtt, MqttCollector)
+    dev = mqtt.devices[0]
+    polls.append(mqtt._health(dev, 0, up=False, values=0, error="gap", late_s=0.0))
     spool = collector.spool_health()
     for r in [*polls, spool]:
         tags, fields = doc[r.measurement]
@@ -186,8 +184,9 @@ def test_prometheus_metrics_are_in_the_glossary(collector: Collector) -> None:
             Reading("dcim_poll", tags, {"up": 1, "error": ""}, 2),
         ]
     )
-    assert collector.mqtt is not None
-    collector.mqtt.received[collector.mqtt.devices[0].name] += 1
+    mqtt = collector.sources["mqtt"]
+    assert isinstance(mqtt, MqttCollector)
+    mqtt.received[mqtt.devices[0].name] += 1
     got: dict[str, tuple[str, set[str]]] = {}
     for fam in CollectorMetrics(collector, collector.poll_metrics).collect():
         exposed = fam.name + ("_total" if fam.type == "counter" else "")

@@ -19,9 +19,9 @@ import yaml
 from dcim.config import SiteConfig
 from dcim.kpi.period import compute_kpis
 from dcim.storage import make_store
+from dcim.testing.servers import InfluxServer, MosquittoServer, free_ports
 from dcim.twin.runner import TwinRunner, TwinThread
 from dcim.twin.site import paris_chapelle
-from tests.servers import InfluxServer, MosquittoServer, free_ports
 
 NS = 1_000_000_000
 INTERVAL = 5.0

@@ -17,7 +17,7 @@ from dcim.spool import Batch, Spool
 from dcim.storage.base import SinkError, Store
 from dcim.storage.lineprotocol import decode_lines, encode_many
 from dcim.storage.sqlite import SqliteStore
-from tests.servers import InfluxServer, free_port, start_influxdb
+from dcim.testing.servers import InfluxServer, free_port, start_influxdb
 from tests.storage.helpers import influx_store
 from tests.test_spool import _scribble, _spool_of, _truncate, v1_spool
 
@@ -409,3 +409,22 @@ def test_a_backlog_goes_back_to_back_each_reading_once(tmp_path: Path, down: int
         assert [r for x in sp.quarantined() for r in sp.quarantined_readings(x.id)] == [rd(13)]
         assert fwd.stats().sent == n - 1 and sp.pending() == 0
         assert fwd.stats().failures == 0 and fwd.stats().last_error is None
+
+
+def test_storage_retry_max_s_caps_the_collectors_back_off(tmp_path: Path) -> None:
+    from dcim.config import SiteConfig
+    from dcim.runtime import Collector
+    from dcim.twin.site import paris_chapelle
+
+    doc = paris_chapelle(racks=1, servers_per_rack=1, spool_dir=str(tmp_path / "spool"))
+    doc["storage"]["retry_max_s"] = 4.0
+    col = Collector(SiteConfig.model_validate(doc))
+    try:
+        assert col.forwarder.backoff_max_s == 4.0
+        col.forwarder._failures = 40  # far past the doubling: the cap, jittered down to half
+        delays = [col.forwarder._delay(None) for _ in range(200)]
+        assert min(delays) >= 2.0 and max(delays) <= 4.0, (min(delays), max(delays))
+    finally:
+        col.spool.close()
+        col.store.close()
+    assert SiteConfig.model_validate(paris_chapelle()).storage.retry_max_s == 60.0

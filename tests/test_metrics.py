@@ -18,9 +18,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from dcim.config import SiteConfig
+from dcim.testing.servers import MosquittoServer, free_port, free_ports
 from dcim.twin.runner import TwinRunner, TwinThread
 from dcim.twin.site import paris_chapelle
-from tests.servers import MosquittoServer, free_port, free_ports
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 

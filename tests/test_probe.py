@@ -10,9 +10,9 @@ import yaml
 
 from dcim.cli import main
 from dcim.config import SiteConfig
+from dcim.testing.servers import MosquittoServer, free_ports
 from dcim.twin.runner import TwinRunner, TwinThread
 from dcim.twin.site import paris_chapelle
-from tests.servers import MosquittoServer, free_ports
 
 
 def test_probe_reads_snmp_modbus_and_mqtt_devices(

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from dcim.profiles import FieldSpec, load_profiles
+from collectors.snmp.profile import SnmpField, SnmpProfile
+from dcim.profiles import load_profiles, parse_profile
 
 
 @pytest.mark.parametrize(
@@ -52,7 +53,7 @@ def test_exact_scaling_of_a_field(
     divisor: int | None,
     whole: bool,
 ) -> None:
-    spec = FieldSpec(name="x", oid="1.3.6.1.2.1.1.3.0", scale=scale, offset=offset, map=mapping)
+    spec = SnmpField(name="x", oid="1.3.6.1.2.1.1.3.0", scale=scale, offset=offset, map=mapping)
     assert spec.divisor == divisor
     assert spec.whole_scaling is whole
     if divisor:
@@ -113,21 +114,21 @@ COL = "1.3.6.1.2.1.2.2.1.10"
                 "measurement": "m",
                 "fields": [{"name": "f", "address": 0, "type": "uint16", "no_value": [65535]}],
             },
-            "no_value, when, exponent and rate_of are SNMP keys",
+            "fields.0.no_value\n  Extra inputs are not permitted",
         ),
+        ({**SNMP, "protocol": "modbusx"}, "unknown protocol 'modbusx'; the registered protocols"),
     ],
 )
-def test_snmp_profile_keys_are_checked(doc: dict, message: str) -> None:  # type: ignore[type-arg]
-    from dcim.profiles import Profile
-
+def test_profile_keys_are_checked_by_the_protocols_model(
+    doc: dict,  # type: ignore[type-arg]
+    message: str,
+) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
-        Profile.model_validate(doc)
+        parse_profile(doc)
 
 
 def test_table_rate_of_a_counter_of_the_same_row() -> None:
-    from dcim.profiles import Profile
-
-    prof = Profile.model_validate(
+    prof = parse_profile(
         {
             **SNMP,
             "tables": [
@@ -142,5 +143,6 @@ def test_table_rate_of_a_counter_of_the_same_row() -> None:
             ],
         }
     )
+    assert isinstance(prof, SnmpProfile)
     assert prof.tables[0].columns() == frozenset({COL})
     assert prof.field_names == frozenset()  # table fields are not the device reading's

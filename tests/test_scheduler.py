@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from collectors.base import PollError
 from dcim.config import Device, SiteConfig
+from dcim.protocols import PollError
 from dcim.reading import Reading
 from dcim.scheduler import FIRST_DELAY_S, Scheduler
 

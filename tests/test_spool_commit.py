@@ -17,9 +17,9 @@ from dcim.runtime import Collector
 from dcim.spool import Spool
 from dcim.spool_commit import Committer
 from dcim.storage.sqlite import SqliteStore
+from dcim.testing.servers import free_ports
 from dcim.twin.runner import TwinRunner, TwinThread
 from dcim.twin.site import paris_chapelle
-from tests.servers import free_ports
 
 SLOW_COMMIT_S = 0.2
 INTERVAL_S = 0.5

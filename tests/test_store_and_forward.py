@@ -1,7 +1,11 @@
 """Store and forward, end to end: the real collector process (``dcim run``) polling the twin,
 readings through the durable spool into a private, real InfluxDB 1.x that goes away.
 
-- an InfluxDB outage of several minutes: nothing polled during it is lost, nothing is doubled;
+- an InfluxDB outage: nothing polled during it is lost, nothing is doubled. What a long outage
+  does to the collector happens here in under a minute: the forwarder's back-off grows to its
+  cap (``storage.retry_max_s``, 4 s here against the 60 s default) and fails there again and
+  again (some ten attempts at the cap; an outage of three minutes at the default cap makes two),
+  and the backlog takes several batches to forward (small ``batch_size``);
 - the collector killed with SIGKILL while it forwards (a write in flight, a backlog being
   drained, any moment), then restarted on the same spool: same result.
 
@@ -40,19 +44,27 @@ import yaml
 
 from dcim.config import SiteConfig
 from dcim.spool import Spool
+from dcim.testing.servers import (
+    InfluxServer,
+    MosquittoServer,
+    free_port,
+    free_ports,
+    start_influxdb,
+    wait_until,
+)
 from dcim.twin.runner import TwinRunner, TwinThread
 from dcim.twin.site import paris_chapelle
-from tests.servers import InfluxServer, MosquittoServer, free_ports, start_influxdb, wait_until
 
 NS = 1_000_000_000
 INTERVAL = 2.0
 RACKS, SERVERS_PER_RACK = 2, 2  # 35 devices: 10 SNMP, 21 Modbus, 4 MQTT
-OUTAGE_S = 180.0  # "several minutes" of InfluxDB down
-FLOW_S = 10.0  # normal operation before the outage
+RETRY_MAX_S = 4.0  # the forwarder's back-off cap in the outage test (default 60 s)
+OUTAGE_S = 40.0  # the back-off reaches its cap after ~4 attempts, then ~10 more fail at it
+OUTAGE_BATCH = 200  # readings per write: the outage's backlog (~1,400) takes several writes
+FLOW_S = 6.0  # normal operation before the outage
 DB = "saf"
-# The forwarder backs off up to 60 s between attempts during an outage: the first attempt
-# after InfluxDB is back may come that late.
-DRAIN_TIMEOUT_S = 150.0
+# The first attempt after InfluxDB is back comes at most RETRY_MAX_S later; then the backlog.
+DRAIN_TIMEOUT_S = 60.0
 MQTT_SLACK_NS = 2 * NS  # an MQTT reading is stamped by the sensor, its dcim_poll on arrival
 
 
@@ -60,7 +72,11 @@ MQTT_SLACK_NS = 2 * NS  # an MQTT reading is stamped by the sensor, its dcim_pol
 
 
 def write_site(
-    tmp: Path, mqtt: MosquittoServer, sink: dict[str, Any], **storage: Any
+    tmp: Path,
+    mqtt: MosquittoServer,
+    sink: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    **storage: Any,
 ) -> tuple[Path, SiteConfig]:
     doc = paris_chapelle(
         racks=RACKS,
@@ -75,6 +91,8 @@ def write_site(
     doc["mqtt"].update(username=mqtt.user, password={"value": mqtt.password}, client_id="dcim-saf")
     doc["defaults"]["timeout_s"] = 1.0
     doc["storage"].update(storage)
+    if metrics is not None:
+        doc["metrics"] = metrics
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path, SiteConfig.model_validate(doc)
@@ -187,6 +205,15 @@ def newest_poll_ns(srv: InfluxServer) -> int:
     return int(s[0]["values"][0][0]) if s else 0
 
 
+def forwarder_failures(port: int) -> int:
+    """The collector's failed sink writes in a row, from its /metrics endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("dcim_forwarder_consecutive_failures "):
+                return int(float(line.split()[1]))
+    raise AssertionError("no dcim_forwarder_consecutive_failures on /metrics")
+
+
 def wait_flowing(srv: InfluxServer, since: float, timeout: float = 60.0) -> None:
     """Until a poll taken after ``since`` (UNIX s) is in InfluxDB: the collector forwards."""
     wait_until(lambda: newest_poll_ns(srv) > since * NS, timeout, "readings in InfluxDB")
@@ -283,7 +310,15 @@ def test_influxdb_outage_loses_and_doubles_nothing(
     tmp_path: Path, influx: InfluxServer, mosquitto: MosquittoServer
 ) -> None:
     sink = {"type": "influxdb", "url": influx.url, "database": DB}
-    path, cfg = write_site(tmp_path, mosquitto, sink)
+    metrics_port = free_port()
+    path, cfg = write_site(
+        tmp_path,
+        mosquitto,
+        sink,
+        metrics={"port": metrics_port},
+        retry_max_s=RETRY_MAX_S,
+        batch_size=OUTAGE_BATCH,
+    )
     col = Collector(path, tmp_path / "collector.log")
     with run_twin(cfg):
         try:
@@ -293,9 +328,12 @@ def test_influxdb_outage_loses_and_doubles_nothing(
             time.sleep(FLOW_S)
 
             t_down = time.time()
-            influx.stop()  # SIGTERM: the database goes away for several minutes
+            influx.stop()  # SIGTERM: the database goes away
             time.sleep(OUTAGE_S)
             assert col.alive(), col.output()
+            # The back-off grew to its cap and failed there again and again.
+            failures = forwarder_failures(metrics_port)
+            assert failures >= 8, (failures, col.output())
             t_up = time.time()
             influx.start()  # same port, same data directory
 

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from collectors import build_pollers
+from collectors.modbus.options import ModbusOptions
+from collectors.modbus.profile import ModbusProfile
+from collectors.snmp.profile import SnmpProfile
 from dcim.config import SiteConfig
+from dcim.protocols import build_pollers
+from dcim.testing.servers import free_ports, need
 from dcim.twin.runner import TwinRunner, TwinThread
 from dcim.twin.site import paris_chapelle
-from tests.servers import free_ports, need
 
 
 @pytest.fixture
@@ -73,7 +76,7 @@ def test_snmpget_and_mbpoll_read_what_the_collectors_store(
     checked = 0
     for dev in cfg.devices:
         prof = profiles[dev.profile]
-        if dev.protocol == "snmp":
+        if isinstance(prof, SnmpProfile):
             oids = [f.oid for f in prof.fields]
             out = subprocess.run(
                 [
@@ -99,8 +102,8 @@ def test_snmpget_and_mbpoll_read_what_the_collectors_store(
                 )
                 assert ours[dev.name][f.name] == pytest.approx(value), (dev.name, f.name)
                 checked += 1
-        elif dev.protocol == "modbus":
-            assert dev.modbus is not None
+        elif isinstance(prof, ModbusProfile):
+            unit_id = dev.options_as(ModbusOptions).unit_id
             for f in prof.fields:
                 if f.type not in ("uint16", "int16") or (f.table or prof.modbus.table) != "holding":
                     continue
@@ -112,7 +115,7 @@ def test_snmpget_and_mbpoll_read_what_the_collectors_store(
                         "-p",
                         str(dev.port),
                         "-a",
-                        str(dev.modbus.unit_id),
+                        str(unit_id),
                         "-0",
                         "-r",
                         str(f.address),

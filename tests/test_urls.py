@@ -32,7 +32,7 @@ def test_the_influxdb_store_shows_its_url_redacted() -> None:
     from dcim.reading import Reading
     from dcim.storage.base import SinkError
     from dcim.storage.influx import InfluxStore
-    from tests.servers import free_port
+    from dcim.testing.servers import free_port
 
     url = f"http://dcim:S3cret@127.0.0.1:{free_port()}"
     st = InfluxStore(InfluxSink.model_construct(type="influxdb", url=url, timeout_s=1.0))

@@ -3,9 +3,16 @@
 A meter index is sampled at poll times, never exactly at the period's boundaries. The index at a
 boundary is linearly interpolated between the last sample before it and the first after it
 (standard practice for meter readings; flagged ``interpolated``). Inside the period, the
-increase is the sum of the steps between consecutive samples; a step down is a counter reset
-(device restart or replacement from zero) or a wrap at ``wrap_at``: the new index counts from 0
-(or from the wrap), never as a negative or huge step.
+increase is the sum of the steps between consecutive samples. A step down is one of:
+
+- a wrap at ``wrap_at`` (from the upper half of the register's range to the lower half): the
+  new index counts from the wrap;
+- a reset (device restart, or a replacement from zero): a drop to near zero, below
+  ``RESET_BELOW`` of the index before it; the new index counts from 0;
+- otherwise a glitch (a register read a few Wh low, rounding in the device, a bad read): it
+  is ignored, the index is held at its last level until the register passes it again, and
+  it is counted in :attr:`CounterIncrease.glitches`, never as a reset that would add the
+  whole index again.
 """
 
 from __future__ import annotations
@@ -13,7 +20,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
+
+# A step down to below this share of the index before it is a reset; a smaller drop is a
+# glitch. A restarted counter reads what it counted since the restart (one poll interval's
+# energy), far below its old index; a meter read 1 Wh low is ~100 % of it.
+RESET_BELOW = 0.5
+Step = Literal["up", "wrap", "reset", "glitch"]
 
 
 class Sample(NamedTuple):
@@ -49,15 +62,18 @@ class CounterIncrease:
     extrapolated: bool  # a boundary index was taken from a sample outside the period edge
     resets: int  # steps down treated as reset or wrap
     samples: int
+    glitches: int = 0  # small steps down ignored (see the module doc)
 
 
-def _step(prev: float, cur: float, wrap_at: float | None) -> tuple[float, bool]:
-    """Increase from prev to cur, and whether it was a reset/wrap."""
+def _step(prev: float, cur: float, wrap_at: float | None) -> tuple[float, Step]:
+    """Increase from prev to cur, and what kind of step it was (see the module doc)."""
     if cur >= prev:
-        return cur - prev, False
-    if wrap_at is not None and prev > 0.5 * wrap_at:
-        return cur + (wrap_at - prev), True
-    return cur, True  # reset to zero, then counted up to cur
+        return cur - prev, "up"
+    if wrap_at is not None and prev > 0.5 * wrap_at and cur < 0.5 * wrap_at:
+        return cur + (wrap_at - prev), "wrap"
+    if cur < RESET_BELOW * prev:
+        return cur, "reset"  # reset to zero, then counted up to cur
+    return 0.0, "glitch"
 
 
 def _at(t: int, before: Sample | None, after: Sample | None, wrap_at: float | None) -> float | None:
@@ -65,8 +81,8 @@ def _at(t: int, before: Sample | None, after: Sample | None, wrap_at: float | No
     if before is not None and after is not None:
         if after.time_ns == before.time_ns:
             return before.value
-        inc, reset = _step(before.value, after.value, wrap_at)
-        if reset and wrap_at is None:
+        inc, kind = _step(before.value, after.value, wrap_at)
+        if kind == "reset":
             return None  # a reset between them: the boundary index is unknowable
         frac = (t - before.time_ns) / (after.time_ns - before.time_ns)
         return before.value + inc * frac
@@ -122,9 +138,14 @@ def counter_increase(
     # Chain: index at start, every sample strictly inside, index at end.
     chain = [v_start] + [s.value for s in pts if first.time_ns < s.time_ns < end_ns] + [v_end]
     total = 0.0
-    resets = 0
-    for prev, cur in zip(chain, chain[1:], strict=False):
-        inc, reset = _step(prev, cur, wrap_at)
+    resets = glitches = 0
+    level = chain[0]  # the index so far: held across a glitch
+    for cur in chain[1:]:
+        inc, kind = _step(level, cur, wrap_at)
+        if kind == "glitch":
+            glitches += 1
+            continue
         total += inc
-        resets += reset
-    return CounterIncrease(total, interpolated, extrapolated, resets, len(inside))
+        resets += kind in ("wrap", "reset")
+        level = cur
+    return CounterIncrease(total, interpolated, extrapolated, resets, len(inside), glitches)

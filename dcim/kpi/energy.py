@@ -43,14 +43,21 @@ class MeterEnergy:
     interpolated: bool
     extrapolated: bool
     resets: int
+    glitches: int = 0  # small register steps down ignored (:mod:`dcim.kpi.counters`)
 
 
 class Energy(NamedTuple):
-    """A sum of counter increases: value (counter unit), completeness 0..1, estimated."""
+    """A sum of counter increases: value (counter unit), completeness 0..1, estimated, and
+    the meters whose register glitched ("name: n step(s) down ignored")."""
 
     value: float | None
     completeness: float
     estimated: bool
+    glitches: tuple[str, ...] = ()
+
+    def glitch_note(self) -> str:
+        """ "; register glitches ignored: ..." or ""."""
+        return f"; register glitches ignored: {', '.join(self.glitches)}" if self.glitches else ""
 
 
 def _window_s(period_ns: int, interval_s: float) -> int:
@@ -223,6 +230,7 @@ def counter_energies(
                     interpolated=inc.interpolated,
                     extrapolated=inc.extrapolated,
                     resets=inc.resets,
+                    glitches=inc.glitches,
                 )
             )
     return out
@@ -244,4 +252,5 @@ def sum_energy(meters: list[MeterEnergy]) -> Energy:
     vals = [m.value for m in meters]
     total = None if any(v is None for v in vals) else sum(v for v in vals if v is not None)
     completeness = sum(m.completeness for m in meters) / len(meters)
-    return Energy(total, completeness, any(m.extrapolated for m in meters))
+    glitches = tuple(f"{m.device}: {m.glitches} step(s) down" for m in meters if m.glitches)
+    return Energy(total, completeness, any(m.extrapolated for m in meters), glitches)

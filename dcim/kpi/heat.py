@@ -5,14 +5,21 @@ The store aggregates: per window, the mean flow and the mean supply and return t
 of the meter; the power of each window is k(theta_f, theta_r) * (theta_f - theta_r) * flow
 (:mod:`dcim.kpi.water`), times the part of the window inside the period. A window missing
 any of the three is a gap: it adds nothing and lowers the completeness; it is never filled.
+A window whose mean temperature is not liquid water (a sensor's fault value such as
+-327.68 degC) is not usable either: it is listed in :attr:`IntegratedHeat.invalid` (field, time
+range, values, why) so that the figure built on it can say so instead of failing the report.
+
+Pure Python (``math.fsum`` over the windows): the production path does not need numpy;
+``benchmarks/heat_integration.py`` times it against the numpy arithmetic it replaced.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import numpy as np
+from datetime import UTC, datetime
 
 from dcim.config import Device, SiteConfig
 from dcim.kpi import water
@@ -28,12 +35,45 @@ _WINDOWS_S = (60, 300, 3600)
 
 
 @dataclass(frozen=True)
+class Invalid:
+    """Consecutive windows whose mean ``field`` is not usable, and why."""
+
+    field: str
+    start_ns: int  # start of the first bad window (or of the period)
+    end_ns: int  # end of the last bad window (or of the period)
+    windows: int
+    low: float  # lowest and highest bad value
+    high: float
+    why: str
+
+    def describe(self, device: str, window_s: int) -> str:
+        def utc(ns: int) -> str:
+            return datetime.fromtimestamp(ns / NS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        lo, hi = f"{self.low:.2f}", f"{self.high:.2f}"
+        vals = lo if lo == hi else f"{lo} to {hi}"
+        return (
+            f"{device} {self.field}, window means {vals}, from {utc(self.start_ns)} to "
+            f"{utc(self.end_ns)} ({self.windows} window(s) of {window_s} s): {self.why}"
+        )
+
+
+@dataclass(frozen=True)
+class WindowEnergy:
+    wh: float  # over the usable windows
+    usable: int
+    invalid: tuple[Invalid, ...]
+
+
+@dataclass(frozen=True)
 class IntegratedHeat:
     device: str
-    value_wh: float | None  # None: no window had the three values
-    windows: int  # windows with flow and both temperatures
+    value_wh: float | None  # over the usable windows; None: no usable window
+    windows: int  # usable windows: flow and both temperatures, all valid
     expected: int
     completeness: float
+    invalid: tuple[Invalid, ...] = ()  # windows with values that are not water
+    window_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -78,19 +118,70 @@ def integrated_heat(
     times = sorted(set(series[0]) & set(series[1]) & set(series[2]))
     first = start_ns // step * step
     expected = max(1, -(-(end_ns - first) // step))
-    if not times:
-        return IntegratedHeat(dev.name, None, 0, expected, 0.0)
-    t = np.array(times, dtype=np.int64)
-    flow, tf, tr = (np.array([s[x] for x in times]) for s in series)
-    power = water.heat_power_w(flow, tf, tr, sensor=dev.flow_sensor)
-    inside_s = (np.minimum(t + step, end_ns) - np.maximum(t, start_ns)) / NS
+    flow, tf, tr = ([s[x] for x in times] for s in series)
+    got = window_energy_wh(times, flow, tf, tr, dev.flow_sensor, step, start_ns, end_ns)
     return IntegratedHeat(
         dev.name,
-        float(np.sum(power * inside_s) / 3600.0),
-        len(times),
+        got.wh if got.usable else None,
+        got.usable,
         expected,
-        min(1.0, len(times) / expected),
+        min(1.0, got.usable / expected),
+        got.invalid,
+        window,
     )
+
+
+def window_energy_wh(
+    times: Sequence[int],
+    flow: Sequence[float],
+    t_supply: Sequence[float],
+    t_return: Sequence[float],
+    sensor: water.SensorPosition,
+    step_ns: int,
+    start_ns: int,
+    end_ns: int,
+) -> WindowEnergy:
+    """Wh from per-window means (window starts ``times``, ``step_ns`` long), each window's
+    power times its part inside [start, end); windows whose temperatures are not liquid water
+    are left out and returned as :class:`Invalid` spans."""
+    lo, hi = water.liquid_range()
+    parts: list[float] = []
+    bad: list[tuple[str, int, float]] = []  # field, window start, value
+    bad_flow: list[tuple[str, int, float]] = []
+    for t, q, a, b in zip(times, flow, t_supply, t_return, strict=True):
+        if not q >= 0.0:  # also NaN: a meter counts forward flow only
+            bad_flow.append(("flow_m3_per_h", t, q))
+            continue
+        try:
+            power = water.heat_power_w(q, a, b, sensor=sensor)
+        except ValueError:
+            field, value = ("return_temp_c", b) if not lo <= b <= hi else ("supply_temp_c", a)
+            bad.append((field, t, value))
+            continue
+        parts.append(power * ((min(t + step_ns, end_ns) - max(t, start_ns)) / NS))
+    why = f"outside {lo:g}-{hi:g} degC, not liquid water (a sensor fault value?); left out"
+    invalid = _spans(bad_flow, step_ns, "negative flow (a sensor fault value?); left out")
+    invalid += _spans(bad, step_ns, why)
+    return WindowEnergy(math.fsum(parts) / 3600.0, len(parts), invalid)
+
+
+def _spans(bad: list[tuple[str, int, float]], step_ns: int, why: str) -> tuple[Invalid, ...]:
+    """Bad windows grouped per field into runs of consecutive windows."""
+    out: list[Invalid] = []
+    for field in sorted({f for f, _, _ in bad}):
+        runs: list[list[tuple[int, float]]] = []
+        for f, t, v in bad:
+            if f != field:
+                continue
+            if runs and t == runs[-1][-1][0] + step_ns:
+                runs[-1].append((t, v))
+            else:
+                runs.append([(t, v)])
+        for run in runs:
+            vals = [v for _, v in run]
+            out.append(Invalid(field, run[0][0], run[-1][0] + step_ns, len(run),
+                               min(vals), max(vals), why))  # fmt: skip
+    return tuple(out)
 
 
 def reconcile(

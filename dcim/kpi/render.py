@@ -66,6 +66,7 @@ def render_table(rep: KpiReport, tz: str) -> str:
                 ("interpolated", m.interpolated),
                 ("extrapolated", m.extrapolated),
                 (f"{m.resets} reset(s)", m.resets > 0),
+                (f"{m.glitches} glitch(es) ignored", m.glitches > 0),
             )
             if on
         )

@@ -46,20 +46,25 @@ def _measurements(
     cfg: SiteConfig, model: SiteModel, names: list[str]
 ) -> dict[str, tuple[str, list[str]]]:
     """Measurement and fields of each device: its profile's, else the glossary's."""
-    from dcim.twin.model import GLOSSARY
-
     profiles = model._profiles
     out: dict[str, tuple[str, list[str]]] = {}
     for n in names:
         dev = cfg.device(n)
         kind = model.devices[n].kind
-        meas, fields = GLOSSARY[kind]
+        meas, fields = model.glossary[kind]
         prof = profiles.get(dev.profile)
         if prof is not None:
             meas = prof.measurement
             fields = tuple(f for f in fields if f in prof.field_names)
         out[n] = (meas, list(fields))
     return out
+
+
+def device_names(model: SiteModel, devices: Iterable[str] | None) -> list[str]:
+    """The simulated devices among ``devices`` (all enabled ones of the config by default)."""
+    if devices is None:
+        devices = [d.name for d in model.cfg.devices if d.enabled]
+    return [d for d in devices if d in model.devices]
 
 
 def backfill(
@@ -74,8 +79,6 @@ def backfill(
 ) -> Iterator[list[Reading]]:
     """Readings of ``devices`` (default: every enabled simulated device) polled every
     ``interval_s`` over [start, end] (UNIX s), in lists of at most ``batch``, time ordered."""
-    from dcim.twin.model import device_names
-
     names = device_names(model, devices)
     if not names or end < start:
         return
@@ -92,16 +95,16 @@ def backfill(
     for c0 in range(0, n_ticks, chunk):
         ticks = first + step * np.arange(c0, min(n_ticks, c0 + chunk), dtype=np.int64)
         times = {n: ticks + poll_jitter_ns(n, ticks) for n in names}
-        # one pass over the integration blocks per group of devices integrating the same series
-        groups: dict[tuple[int, ...], list[str]] = {}
-        for n in names:
-            if model.devices[n].counters:
-                groups.setdefault(tuple(model.counter_rows(n)), []).append(n)
+        # one pass over the integration blocks for all the devices with counters: the model
+        # caches a few blocks only, so a pass per device (or per group) over a long chunk
+        # computed every block again each time
+        counted = [n for n in names if model.devices[n].counters]
         integ: dict[str, np.ndarray] = {}
-        for rws, group in groups.items():
-            allt = np.concatenate([times[n] for n in group]).astype(np.float64) / 1e9
-            got = model.integrals(allt, list(rws))
-            for i, n in enumerate(group):
+        if counted:
+            rws = sorted({r for n in counted for r in model.counter_rows(n)})
+            allt = np.concatenate([times[n] for n in counted]).astype(np.float64) / 1e9
+            got = model.integrals(allt, rws)
+            for i, n in enumerate(counted):
                 integ[n] = got[:, i * len(ticks) : (i + 1) * len(ticks)]
         rows: list[list[Reading]] = []
         was = gc.isenabled()

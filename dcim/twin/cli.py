@@ -34,6 +34,12 @@ def add_parser(sub: Any) -> None:
         "running on from there; default: now",
     )
     s.add_argument("--embedded-broker", action="store_true", help="run an MQTT broker in-process")
+    s.add_argument(
+        "--redfish-certs",
+        type=Path,
+        help="directory of the Redfish BMCs' ca.pem, bmc.pem, bmc.key (made there if absent; "
+        "the site file's tls_ca names its ca.pem); default: a temporary directory",
+    )
 
     w = tsub.add_parser("write-config", help="write the reference site's config (YAML)")
     w.add_argument("out")
@@ -85,7 +91,7 @@ def truth_dict(truth: Any) -> dict[str, Any]:
 
 
 def backfill(args: argparse.Namespace) -> int:
-    from dcim.cli import _load
+    from dcim.cmdline import load_or_exit as _load
     from dcim.forwarder import Forwarder
     from dcim.pipeline import Pipeline
     from dcim.spool import Spool
@@ -129,12 +135,18 @@ def backfill(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from dcim.cli import _load
+    from dcim.cmdline import load_or_exit as _load
     from dcim.twin.runner import TwinRunner
 
     cfg = _load(args.config)
     offset = parse_time(args.as_of, cfg.site.timezone) / NS - time.time() if args.as_of else 0.0
-    runner = TwinRunner(cfg, seed=args.seed, offset_s=offset, embedded_broker=args.embedded_broker)
+    runner = TwinRunner(
+        cfg,
+        seed=args.seed,
+        offset_s=offset,
+        embedded_broker=args.embedded_broker,
+        redfish_certs=args.redfish_certs,
+    )
 
     async def go() -> None:
         await runner.start()
@@ -150,6 +162,13 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.twin_command != "write-config":  # the reference config needs no extra
+        from dcim.twin import missing_extra
+
+        message = missing_extra(f"dcim twin {args.twin_command}")
+        if message:
+            print(message, file=sys.stderr)
+            return 2
     handlers = {"serve": serve, "write-config": write_config, "backfill": backfill}
     return handlers[args.twin_command](args)
 

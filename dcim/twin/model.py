@@ -18,13 +18,13 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dcim.config import Device, SiteConfig
 from dcim.twin import physics as ph
+from dcim.twin.backfill import backfill, device_series  # backfill re-exported
 from dcim.twin.physics import Arr
 
 # profile -> (measurement, canonical fields), as in the glossary of docs/architecture.md
@@ -105,6 +105,8 @@ def _crc(text: str) -> int:
 
 class SiteModel:
     """The reference site's physics, as device values and ground truth (see module doc)."""
+
+    glossary = GLOSSARY  # for dcim.twin.backfill, which must not import this module
 
     def __init__(self, cfg: SiteConfig, *, t0: float, seed: int = 1) -> None:
         self.cfg, self.t0, self.seed = cfg, float(t0), seed
@@ -496,14 +498,5 @@ class SiteModel:
                 out["_hp_board_downstream"] = out.get("_hp_board_downstream", 0.0) + v
         return out
 
-
-def device_names(model: SiteModel, devices: Iterable[str] | None) -> list[str]:
-    """The simulated devices among ``devices`` (all enabled ones of the config by default)."""
-    if devices is None:
-        devices = [d.name for d in model.cfg.devices if d.enabled]
-    return [d for d in devices if d in model.devices]
-
-
-from dcim.twin.backfill import backfill, device_series  # noqa: E402  (backfill re-exported)
 
 __all__ = ["GroundTruth", "SiteModel", "backfill", "GLOSSARY"]

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from dcim.config import SiteConfig
@@ -34,6 +35,7 @@ class TwinRunner:
         embedded_broker: bool = False,
         offset_s: float = 0.0,
         clock: Callable[[], float] = time.time,
+        redfish_certs: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
@@ -41,6 +43,7 @@ class TwinRunner:
         self.t0 = self.model_time(clock()) if t0 is None else t0
         self.model = SiteModel(cfg, t0=self.t0, seed=seed)
         self.embedded_broker = embedded_broker
+        self.redfish_certs = redfish_certs
         self._servers: dict[str, Any] = {}  # protocol -> its server
         self._broker: Any = None
 
@@ -59,6 +62,8 @@ class TwinRunner:
             self._servers["snmp"] = SnmpTwin(self.cfg, self.values)
         if "modbus" in protocols:
             self._servers["modbus"] = ModbusTwin(self.cfg, self.values)
+        if "redfish" in protocols:
+            self._servers["redfish"] = self._redfish()
         for s in self._servers.values():
             await s.start()
         if "mqtt" in protocols and self.cfg.mqtt is not None:
@@ -71,6 +76,21 @@ class TwinRunner:
             mq.start()
             self._servers["mqtt"] = mq
         log.info("twin serving %d devices", len(self.cfg.devices))
+
+    def server(self, protocol: str) -> Any:
+        """The twin's server of ``protocol`` (its switches: tests, benchmarks)."""
+        return self._servers[protocol]
+
+    def _redfish(self) -> Any:
+        from dcim.twin.serve_redfish import RedfishTwin
+
+        devices, creds = {}, {}
+        for d in self.cfg.devices:
+            if d.enabled and d.protocol == "redfish" and d.host and d.port:
+                devices[d.name] = (d.host, d.port)
+                opts: Any = d.options  # the plugin's RedfishOptions (username, password)
+                creds[d.name] = (opts.username, opts.password.resolve())
+        return RedfishTwin(self.values, devices, work_dir=self.redfish_certs, credentials=creds)
 
     async def stop(self) -> None:
         for proto, s in self._servers.items():

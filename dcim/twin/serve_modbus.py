@@ -4,7 +4,7 @@ several meters, or a controller with its own port).
 
 Registers are computed at request time: ``values(device_name)`` (canonical units) is called
 once per request and the fields the request covers are encoded through the device's profile
-with :mod:`collectors.modbus_codec`, the exact inverse of the collector's decoding. A field
+with :mod:`collectors.modbus.codec`, the exact inverse of the collector's decoding. A field
 missing from ``values`` reads as NaN in float registers and 0 otherwise, except identity
 fields (``kind: info``, e.g. a meter's serial number), which the physics model does not
 know: they read as a stable number (8 digits) or text derived from the device name.
@@ -38,7 +38,9 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from collectors.modbus_codec import BIT_TABLES, FieldCodec, field_codecs
+from collectors.modbus.codec import BIT_TABLES, FieldCodec, field_codecs
+from collectors.modbus.options import ModbusOptions
+from collectors.modbus.profile import ModbusProfile
 from dcim.config import Device, SiteConfig
 
 log = logging.getLogger(__name__)
@@ -120,13 +122,17 @@ class ModbusTwin:
         profiles = cfg.profiles()
         # Enabled devices first: a disabled one may share its unit id with an enabled one.
         for dev in sorted(cfg.devices, key=lambda d: not d.enabled):
-            if dev.protocol != "modbus" or dev.host is None or dev.port is None:
+            prof = profiles.get(dev.profile)
+            opts = dev.options
+            if not isinstance(opts, ModbusOptions) or not isinstance(prof, ModbusProfile):
                 continue
-            unit_id = dev.modbus.unit_id if dev.modbus else 1
+            if dev.host is None or dev.port is None:
+                continue
+            unit_id = opts.unit_id
             gw = self._gateways.setdefault((dev.host, dev.port), _Gateway(dev.host, dev.port, {}))
             if unit_id in gw.units:
                 continue
-            gw.units[unit_id] = _Unit.of(dev, field_codecs(profiles[dev.profile]))
+            gw.units[unit_id] = _Unit.of(dev, field_codecs(prof))
 
     @property
     def endpoints(self) -> list[tuple[str, int]]:

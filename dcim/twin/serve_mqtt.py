@@ -1,7 +1,7 @@
 """The twin's MQTT side: simulated sensors publishing JSON, and an optional in-process broker.
 
 :class:`MqttTwin` publishes each mqtt device's values every interval, encoded with the exact
-inverse of the collector's decoding (:func:`collectors.mqtt.encode_payload`), QoS 1.
+inverse of the collector's decoding (:func:`collectors.mqtt.codec.encode_payload`), QoS 1.
 
 :class:`EmbeddedBroker` runs an MQTT 3.1.1 broker (the ``amqtt`` package) on its own asyncio
 loop in a background thread, for the demo on a machine without Mosquitto. It allows anonymous
@@ -21,9 +21,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from collectors.mqtt import default_client_id, encode_payload, make_client, render_topic
+from collectors.mqtt.codec import encode_payload, render_topic
+from collectors.mqtt.options import MqttOptions
+from collectors.mqtt.profile import MqttProfile
+from collectors.mqtt.source import default_client_id, make_client
 from dcim.config import Device, SiteConfig
-from dcim.profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +53,19 @@ class MqttTwin:
         self.cfg, self.values, self.clock = cfg, values, clock
         self.interval_s = interval_s
         profiles = cfg.profiles()
-        self.devices: list[tuple[Device, Profile, str]] = []
+        self.devices: list[tuple[Device, MqttProfile, str]] = []
         for dev in cfg.devices:
-            if dev.protocol != "mqtt" or not dev.enabled or dev.mqtt is None:
+            prof = profiles.get(dev.profile)
+            if not dev.enabled or not isinstance(dev.options, MqttOptions):
                 continue
-            prof = profiles[dev.profile]
+            if not isinstance(prof, MqttProfile):
+                continue
             topic = self._publish_topic(dev, prof)
             if topic is None:
                 log.warning(
-                    "twin: cannot publish for %s: topic %r is a filter", dev.name, dev.mqtt.topic
+                    "twin: cannot publish for %s: topic %r is a filter",
+                    dev.name,
+                    dev.options.topic,
                 )
                 continue
             self.devices.append((dev, prof, topic))
@@ -73,13 +79,10 @@ class MqttTwin:
         self.client.on_connect = lambda *_a: self.connected.set()
         self.client.on_disconnect = lambda *_a: self.connected.clear()
 
-    def _publish_topic(self, dev: Device, prof: Profile) -> str | None:
-        assert dev.mqtt is not None
-        topic = dev.mqtt.topic
+    def _publish_topic(self, dev: Device, prof: MqttProfile) -> str | None:
+        topic = dev.options_as(MqttOptions).topic
         if not any(w in topic.split("/") for w in WILDCARDS):
             return topic
-        if prof.topic is None:
-            return None
         try:  # a filter: publish where the profile's template puts this device
             return render_topic(prof.topic, self.cfg.tags_of(dev))
         except KeyError:
@@ -108,7 +111,7 @@ class MqttTwin:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def publish_once(self, dev: Device, prof: Profile, topic: str) -> None:
+    def publish_once(self, dev: Device, prof: MqttProfile, topic: str) -> None:
         assert self.cfg.mqtt is not None
         payload = encode_payload(prof, self.values(dev.name), time_s=self.clock())
         self.client.publish(topic, payload, qos=self.cfg.mqtt.qos)

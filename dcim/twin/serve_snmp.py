@@ -39,8 +39,9 @@ from pyasn1.codec.ber import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pysnmp.proto import api, rfc1902, rfc1905
 
+from collectors.snmp.options import SnmpOptions
+from collectors.snmp.profile import SnmpField, SnmpProfile, TableSpec
 from dcim.config import Device, SiteConfig
-from dcim.profiles import FieldSpec, Profile, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ _TYPES: dict[str, Any] = {
 }
 
 
-def encode_value(f: FieldSpec, value: float) -> Any | None:
+def encode_value(f: SnmpField, value: float) -> Any | None:
     """A canonical value as the SNMP value the device would serve (None: not servable)."""
     if value is None or not math.isfinite(value):
         return None
@@ -94,15 +95,15 @@ class _Table:
     """The OIDs one profile serves, in SNMP (lexicographic) order."""
 
     oids: list[Oid]
-    fields: list[FieldSpec | None]  # None: a system object
+    fields: list[SnmpField | None]  # None: a system object
     descr: bytes
     tables: dict[str, TableSpec]
     columns: list[Oid]  # every column of the profile's tables
     in_table: list[str | None]  # per entry of ``oids``: the table whose column holds it
 
     @classmethod
-    def of(cls, profile: Profile) -> _Table:
-        rows: list[tuple[Oid, FieldSpec | None]] = [
+    def of(cls, profile: SnmpProfile) -> _Table:
+        rows: list[tuple[Oid, SnmpField | None]] = [
             (SYS_DESCR, None),
             (SYS_UPTIME, None),
             (SYS_NAME, None),
@@ -289,21 +290,17 @@ class SnmpTwin:
         tables: dict[str, _Table] = {}
         try:
             for dev in self.cfg.devices:
-                if (
-                    dev.protocol != "snmp"
-                    or dev.snmp is None
-                    or dev.host is None
-                    or dev.port is None
-                ):
+                opts, prof = dev.options, profiles.get(dev.profile)
+                if not isinstance(opts, SnmpOptions) or not isinstance(prof, SnmpProfile):
                     continue
-                if dev.snmp.version == "3" or dev.snmp.community is None:
+                if dev.host is None or dev.port is None:
+                    continue
+                if opts.version == "3" or opts.community is None:
                     log.warning("%s: SNMPv3 is not served by the twin; skipped", dev.name)
                     continue
                 if dev.profile not in tables:
-                    tables[dev.profile] = _Table.of(profiles[dev.profile])
-                agent = _Agent(
-                    self, dev, tables[dev.profile], dev.snmp.community.resolve().encode()
-                )
+                    tables[dev.profile] = _Table.of(prof)
+                agent = _Agent(self, dev, tables[dev.profile], opts.community.resolve().encode())
                 try:
                     await loop.create_datagram_endpoint(
                         _factory(agent), local_addr=(dev.host, dev.port)

@@ -62,3 +62,40 @@ def test_empty_series() -> None:
 def test_period_between_two_samples() -> None:
     pts = series([0.0, 100.0])
     assert counter_increase(pts, 2 * S, 7 * S).value == pytest.approx(50.0)
+
+
+def test_a_step_down_of_one_wh_is_a_glitch_not_a_reset() -> None:
+    # 1,000,000 Wh rising 10 Wh per poll; one read 1 Wh low. As a reset it would count the
+    # whole index (999,999 Wh) again; as a glitch it is ignored and counted.
+    vals = [1_000_000.0 + 10 * i for i in range(7)]
+    vals[3] = vals[2] - 1.0
+    inc = counter_increase(series(vals), 0, 60 * S)
+    assert inc.value == pytest.approx(60.0)
+    assert inc.resets == 0 and inc.glitches == 1
+
+
+def test_the_index_is_held_until_the_register_passes_it_again() -> None:
+    pts = series([1000.0, 1010.0, 1009.0, 1009.5, 1015.0, 1020.0])
+    inc = counter_increase(pts, 0, 50 * S)
+    assert inc.value == pytest.approx(20.0)  # 1000 -> 1010, held, 1010 -> 1015 -> 1020
+    assert inc.glitches == 2 and inc.resets == 0
+
+
+def test_a_drop_to_near_zero_is_still_a_reset() -> None:
+    pts = series([1_000_000.0, 1_000_010.0, 4.0, 14.0])
+    inc = counter_increase(pts, 0, 30 * S)
+    assert inc.value == pytest.approx(24.0) and inc.resets == 1 and inc.glitches == 0
+
+
+def test_a_glitch_near_the_top_of_a_wrapping_register_is_not_a_wrap() -> None:
+    wrap = 2.0**32
+    pts = series([wrap - 100, wrap - 90, wrap - 91, wrap - 80, 5.0])
+    inc = counter_increase(pts, 0, 40 * S, wrap_at=wrap)
+    assert inc.value == pytest.approx(105.0)  # not 2**32 more
+    assert inc.resets == 1 and inc.glitches == 1
+
+
+def test_a_glitch_across_a_boundary_interpolates_the_held_index() -> None:
+    pts = series([1000.0, 999.0, 1010.0])  # the period starts between the glitch and its fix
+    inc = counter_increase(pts, 5 * S, 20 * S)
+    assert inc.value == pytest.approx(10.0) and inc.resets == 0

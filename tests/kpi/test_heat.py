@@ -10,7 +10,7 @@ import yaml
 from dcim.cli import main
 from dcim.config import load_config
 from dcim.kpi.energy import meter_energies
-from dcim.kpi.heat import integrated_heat, reconcile, window_for
+from dcim.kpi.heat import integrated_heat, reconcile, window_energy_wh, window_for
 from dcim.storage import make_store
 from dcim.timeutil import NS, parse_time
 from dcim.twin.model import SiteModel
@@ -92,3 +92,37 @@ def test_reconcile_flags_a_difference_above_tolerance() -> None:
     assert reconcile("hm", 1004.0, 1000.0, 0.005).ok is True
     assert reconcile("hm", None, 1000.0, 0.005).ok is None
     assert window_for(31 * 86400, 10) == 60 and window_for(365 * 86400, 10) == 3600
+
+
+def test_windows_that_are_not_water_are_left_out_and_named() -> None:
+    step = 60 * NS
+    times = [i * step for i in range(10)]
+    n = len(times)
+    supply, ret = [45.0] * n, [35.0] * n
+    ret[3] = ret[4] = -327.68  # the int16 fault value of a 0.01 degC register
+    ret[5] = -85.9  # a window half faulty: its mean is no water temperature either
+    supply[8] = 180.0
+    got = window_energy_wh(times, [10.0] * n, supply, ret, "return", step, 0, n * step)
+    whole = window_energy_wh(times, [10.0] * n, [45.0] * n, [35.0] * n, "return", step, 0, n * step)
+    assert got.usable == 6 and whole.usable == 10
+    assert got.wh == pytest.approx(whole.wh * 6 / 10, rel=1e-12)
+    (r, s) = got.invalid
+    assert (r.field, r.start_ns, r.end_ns, r.windows) == ("return_temp_c", 3 * step, 6 * step, 3)
+    assert (r.low, r.high) == (-327.68, -85.9)
+    assert (s.field, s.start_ns, s.end_ns, s.low) == ("supply_temp_c", 8 * step, 9 * step, 180.0)
+    text = r.describe("hm-1", 60)
+    assert text.startswith(
+        "hm-1 return_temp_c, window means -327.68 to -85.90, from 1970-01-01T00:03:00Z to"
+    )
+    assert "3 window(s) of 60 s" in text and "not liquid water" in text
+
+
+def test_a_negative_flow_window_is_left_out_and_named() -> None:
+    step = 60 * NS
+    times = [i * step for i in range(4)]
+    flow = [10.0, -327.68, 10.0, 10.0]
+    got = window_energy_wh(times, flow, [45.0] * 4, [35.0] * 4, "supply", step, 0, 4 * step)
+    assert got.usable == 3
+    (f,) = got.invalid
+    assert (f.field, f.start_ns, f.end_ns, f.low) == ("flow_m3_per_h", step, 2 * step, -327.68)
+    assert "negative flow" in f.describe("hm-1", 60)

@@ -9,7 +9,7 @@ from typing import Any
 from dcim.config import InfluxSink
 from dcim.reading import Reading
 from dcim.storage.influx import InfluxStore
-from tests.servers import InfluxServer
+from dcim.testing.servers import InfluxServer
 
 _ids = itertools.count()
 

@@ -18,7 +18,7 @@ from dcim.reading import Reading
 from dcim.storage import influx
 from dcim.storage.base import SinkError
 from dcim.storage.influx import InfluxStore, StoreUnavailable, build_query
-from tests.servers import InfluxServer, free_port
+from dcim.testing.servers import InfluxServer, free_port
 from tests.storage.helpers import influx_store
 
 T = 1_700_000_000_000_000_000

@@ -21,7 +21,7 @@ from dcim.config import InfluxSink
 from dcim.reading import Reading
 from dcim.storage.base import SinkError
 from dcim.storage.influx import InfluxStore
-from tests.servers import InfluxServer, free_port, need
+from dcim.testing.servers import InfluxServer, free_port, need
 from tests.storage.tlsca import Pki, make_pki
 
 T = 1_700_000_000_000_000_000

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from dcim.reading import Reading
 from dcim.storage.influx import quote_ident
 from dcim.storage.lineprotocol import decode_lines, encode, encode_lines, encode_many
-from tests.servers import InfluxServer
+from dcim.testing.servers import InfluxServer
 from tests.storage.helpers import influx_store
 
 T = 1_700_000_000_000_000_000

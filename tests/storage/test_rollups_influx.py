@@ -22,7 +22,7 @@ from dcim.reading import Reading
 from dcim.spool import Spool
 from dcim.storage.base import Row
 from dcim.storage.influx import InfluxStore, rollup_select
-from tests.servers import InfluxServer
+from dcim.testing.servers import InfluxServer
 from tests.storage.helpers import influx_store, meter_dataset
 
 S = 1_000_000_000

@@ -15,7 +15,7 @@ from dcim.reading import Reading
 from dcim.storage import SinkError, Store, make_store
 from dcim.storage.base import Row
 from dcim.storage.sqlite import SqliteStore
-from tests.servers import InfluxServer
+from dcim.testing.servers import InfluxServer
 from tests.storage.helpers import influx_store
 
 S = 1_000_000_000

@@ -11,12 +11,12 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collectors.mqtt import MqttCollector
+from collectors.mqtt.source import MqttCollector
 from dcim.config import SiteConfig
 from dcim.reading import Reading
+from dcim.testing.servers import MosquittoServer, free_port
 from dcim.twin.serve_mqtt import EmbeddedBroker, MqttTwin
 from dcim.twin.site import paris_chapelle
-from tests.servers import MosquittoServer, free_port
 
 VALUES = {"air_temp_c": 23.5, "humidity_pct": 61.0, "co2_ppm": 845.0}
 

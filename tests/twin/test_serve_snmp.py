@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pysnmp.proto import rfc1902
 
+from collectors.snmp.profile import SnmpField
 from dcim.config import SiteConfig
-from dcim.profiles import FieldSpec
 from dcim.twin.ports import free_ports
 from dcim.twin.serve_snmp import SYS_DESCR, SYS_NAME, SYS_UPTIME, SnmpTwin, encode_value
 from dcim.twin.site import paris_chapelle
@@ -107,16 +107,16 @@ def dotted(oid: tuple[int, ...]) -> str:
 
 
 def test_encoding_is_the_inverse_of_the_profile() -> None:
-    f = FieldSpec(name="t", oid="1.3", scale=0.1, snmp_type="Integer32")
+    f = SnmpField(name="t", oid="1.3", scale=0.1, snmp_type="Integer32")
     assert encode_value(f, 22.46) == rfc1902.Integer32(225)
     assert isinstance(encode_value(f, 22.46), rfc1902.Integer32)
-    assert encode_value(FieldSpec(name="o", oid="1.3", offset=-40, scale=0.5), 10.0) == 100
-    wrap = FieldSpec(name="c", oid="1.3", kind="counter", scale=100, snmp_type="Counter32")
+    assert encode_value(SnmpField(name="o", oid="1.3", offset=-40, scale=0.5), 10.0) == 100
+    wrap = SnmpField(name="c", oid="1.3", kind="counter", scale=100, snmp_type="Counter32")
     assert encode_value(wrap, (2**32 + 7) * 100) == rfc1902.Counter32(7)
-    sat = FieldSpec(name="i", oid="1.3", kind="counter", scale=100, snmp_type="Integer32")
+    sat = SnmpField(name="i", oid="1.3", kind="counter", scale=100, snmp_type="Integer32")
     assert encode_value(sat, 2**31 * 100 + 500) == 2**31 - 1  # INTEGER saturates, no wrap
-    assert encode_value(FieldSpec(name="g", oid="1.3", snmp_type="Gauge32"), -5) == 0
-    mapped = FieldSpec(name="m", oid="1.3", kind="state", map={3: 0, 5: 1, 4: 0})
+    assert encode_value(SnmpField(name="g", oid="1.3", snmp_type="Gauge32"), -5) == 0
+    mapped = SnmpField(name="m", oid="1.3", kind="state", map={3: 0, 5: 1, 4: 0})
     assert encode_value(mapped, 0) == 3  # first code listed for the value
     assert encode_value(mapped, 1) == 5
     assert encode_value(mapped, 2) is None

@@ -1,0 +1,491 @@
+"""SNMP decoding and request planning, apart from any transport.
+
+:mod:`collectors.snmp.poller` sends the requests; everything here is pure and works on a neutral
+form of var-binds, so a faster transport only has to produce the same form:
+
+* an OID is a tuple of ints;
+* a value is ``(type, python value)``: ``("Integer32", 5)``, ``("Counter64", 2**40)``,
+  ``("OctetString", b"Outlet 1")``; the v2c exceptions and NULL are
+  ``("noSuchObject", None)``, ``("noSuchInstance", None)``, ``("endOfMibView", None)``,
+  ``("Null", None)``; any other type keeps its name with its value.
+
+Decoding, per value: an exception, a type of the wrong kind or a raw code listed under
+``no_value`` leaves that field out; ``map`` is applied to the raw code, then
+``value = raw * scale * 10**exponent + offset``. A field's Python type never changes from
+one poll to the next (InfluxDB rejects a field that flips between integer and float):
+``counter`` and ``state`` fields with integral scale, offset and map and no exponent are
+``int``, everything else is ``float``.
+
+Tables (:class:`Walk`) are read column by column with GETBULK (GETNEXT for SNMPv1), all
+columns of all tables of a profile side by side, at most ``max_varbinds`` columns per request
+and ``max_repetitions`` rows per column; a column ends where the agent leaves its subtree.
+
+Rates (:func:`counter_rate`): a ``rate_of`` field is the per-second increase of a counter
+between two polls, read with sysUpTime in the same request. A Counter32/Counter64 that went
+down wrapped once at ``2**32``/``2**64`` if that makes an increase of less than half its
+range, else it was reset; an agent whose sysUpTime went back restarted. A reset, a restart,
+a counter of another type going down, or a rate above ``rate_max`` gives no rate for that
+cycle: never a negative or a huge one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.snmp.profile import SNMP_COUNTER_BITS, SnmpField, SnmpProfile, TableSpec
+from dcim.reading import FieldValue, Reading
+
+Oid = tuple[int, ...]
+Value = tuple[str, Any]
+VarBind = tuple[Oid, Value]
+
+SYS_UPTIME: Oid = (1, 3, 6, 1, 2, 1, 1, 3, 0)
+SYS_UPTIME_COLUMN: Oid = SYS_UPTIME[:-1]  # GETNEXT/GETBULK non-repeater that answers sysUpTime.0
+INTEGER_TYPES = frozenset(
+    {"Integer32", "Integer", "Counter32", "Counter64", "Gauge32", "TimeTicks"}
+)
+EXCEPTIONS = frozenset({"noSuchObject", "noSuchInstance", "endOfMibView"})
+MAX_ROWS = 10_000  # per column and poll: a looping agent cannot walk us forever
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# a backslash InfluxDB 1.x line protocol cannot carry in a tag value (see lineprotocol)
+_BACKSLASH = re.compile(r'\\(?=$|[\\,= "])')
+
+
+def oid_of(text: str) -> Oid:
+    return tuple(int(p) for p in text.split("."))
+
+
+def dotted(oid: Oid) -> str:
+    return ".".join(map(str, oid))
+
+
+# -- one value ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoder:
+    """Raw SNMP value -> canonical value for one field (None: leave the field out)."""
+
+    name: str
+    scale: float
+    offset: float
+    divisor: int | None  # raw / divisor is exact where scale = 1/divisor (0.1 -> 10)
+    mapping: dict[int, float] | None
+    as_int: bool
+    text: bool  # OctetString field holding a number as text
+    no_value: frozenset[int]
+
+    @classmethod
+    def of(cls, f: SnmpField) -> _Decoder:
+        ints = f.whole_scaling and not f.exponent
+        return cls(
+            name=f.name,
+            scale=f.scale,
+            offset=f.offset,
+            divisor=f.divisor,
+            mapping=dict(f.map) if f.map else None,
+            as_int=ints and f.kind in ("counter", "state"),
+            text=f.snmp_type == "OctetString",
+            no_value=frozenset(f.no_value),
+        )
+
+    def raw(self, val: Value) -> float | None:
+        """The raw number of ``val`` (before map and scale), None if it has none."""
+        kind, v = val
+        if kind in INTEGER_TYPES:
+            if int(v) in self.no_value:
+                return None
+            return int(v)
+        if self.text and kind == "OctetString":
+            try:
+                raw = float(bytes(v).decode("ascii").strip())
+            except (ValueError, UnicodeDecodeError):
+                return None
+            return raw if math.isfinite(raw) else None
+        return None  # an exception, Null or a type of the wrong kind
+
+    def decode(self, val: Value, exp10: int = 0) -> FieldValue | None:
+        raw = self.raw(val)
+        if raw is None:
+            return None
+        if self.mapping is not None:
+            if raw not in self.mapping:
+                return None
+            raw = self.mapping[int(raw)]
+        if self.as_int:
+            return int(raw) * int(self.scale) + int(self.offset)
+        if exp10:
+            # 10**-n as a divisor keeps 2731 * 10**-1 at 273.1, not 273.09999999999997
+            scaled = raw * self.scale * 10**exp10 if exp10 > 0 else raw * self.scale / 10**-exp10
+            return float(scaled + self.offset)
+        if self.divisor is not None:
+            return raw / self.divisor + self.offset
+        return float(raw * self.scale + self.offset)
+
+
+def tag_text(val: Value, mapping: Mapping[int, str] | None = None) -> str | None:
+    """A column's value as a tag value (None: no tag). Text loses control characters (a
+    newline would end a line-protocol point) and backslashes line protocol cannot carry."""
+    kind, v = val
+    if kind in INTEGER_TYPES:
+        if mapping is not None:
+            return mapping.get(int(v))
+        return str(int(v))
+    if kind in ("OctetString", "IpAddress"):
+        text = _CONTROL.sub(" ", bytes(v).decode("utf-8", errors="replace")).strip()
+        return _BACKSLASH.sub("/", text) or None
+    if kind == "ObjectIdentifier":
+        return str(v)
+    return None
+
+
+# -- rates ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One reading of a counter: raw value, the agent's sysUpTime (hundredths of a second)
+    from the same response if it had one, and the collector's monotonic clock (s)."""
+
+    raw: int
+    ticks: int | None
+    mono_s: float
+
+
+def counter_rate(prev: Sample | None, cur: Sample, *, bits: int | None) -> float | None:
+    """Raw counts per second from ``prev`` to ``cur``, or None where there is no honest rate:
+    no previous sample, the agent restarted (sysUpTime went back), no time passed, or the
+    counter went down other than by one wrap of its ``bits`` (None: the type does not wrap)."""
+    if prev is None:
+        return None
+    if prev.ticks is not None and cur.ticks is not None:
+        if cur.ticks < prev.ticks:  # restart (or sysUpTime's own wrap after 497 days)
+            return None
+        dt = (cur.ticks - prev.ticks) / 100.0
+    else:
+        dt = cur.mono_s - prev.mono_s
+    if dt <= 0:
+        return None
+    delta = cur.raw - prev.raw
+    if delta < 0:
+        if bits is None:
+            return None
+        delta += 2**bits
+        if delta >= 2 ** (bits - 1):  # more than half the range: a reset, not a wrap
+            return None
+    return delta / dt
+
+
+@dataclass(frozen=True, slots=True)
+class _Rate:
+    name: str
+    counter: str  # the counter field's name
+    factor: float  # canonical rate per raw count per second: counter scale * rate scale
+    bits: int | None
+    rate_max: float | None
+
+
+def _rates(fields: Iterable[SnmpField]) -> list[_Rate]:
+    by_name = {f.name: f for f in fields}
+    out = []
+    for f in by_name.values():
+        if f.rate_of is None:
+            continue
+        src = by_name[f.rate_of]
+        out.append(
+            _Rate(
+                name=f.name,
+                counter=src.name,
+                factor=src.scale * f.scale,
+                bits=SNMP_COUNTER_BITS.get(src.snmp_type or ""),
+                rate_max=f.rate_max,
+            )
+        )
+    return out
+
+
+class RateState:
+    """The previous sample of every counter a rate is computed from, per device poller."""
+
+    def __init__(self) -> None:
+        self._prev: dict[tuple[str, ...], Sample] = {}
+
+    def rate(self, key: tuple[str, ...], cur: Sample, r: _Rate) -> float | None:
+        prev = self._prev.get(key)
+        self._prev[key] = cur
+        per_s = counter_rate(prev, cur, bits=r.bits)
+        if per_s is None:
+            return None
+        value = per_s * r.factor
+        if r.rate_max is not None and abs(value) > r.rate_max:
+            return None
+        return float(value)
+
+
+def uptime_of(val: Value | None) -> int | None:
+    if val is None or val[0] != "TimeTicks":
+        return None
+    return int(val[1])
+
+
+# -- scalars --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarPlan:
+    """The GETs of a profile's scalar fields: ``chunks`` of at most ``max_varbinds`` OIDs,
+    each starting with sysUpTime.0 when a rate needs it."""
+
+    chunks: list[list[Oid]]
+    decoders: dict[Oid, _Decoder]
+    rates: list[_Rate]
+    counter_oids: dict[str, Oid]
+
+    @classmethod
+    def of(cls, fields: Sequence[SnmpField], max_varbinds: int) -> ScalarPlan:
+        decoders = {oid_of(f.oid): _Decoder.of(f) for f in fields if f.oid}
+        rates = _rates(fields)
+        oids = list(decoders)
+        chunks: list[list[Oid]] = []
+        if rates:
+            n = max(1, max_varbinds - 1)
+            chunks = [[SYS_UPTIME, *oids[i : i + n]] for i in range(0, len(oids), n)]
+        else:
+            n = max_varbinds
+            chunks = [oids[i : i + n] for i in range(0, len(oids), n)]
+        counter_oids = {f.name: oid_of(f.oid) for f in fields if f.oid}
+        return cls(chunks, decoders, rates, counter_oids)
+
+    def decode(
+        self,
+        answers: Mapping[Oid, Value],
+        uptimes: Mapping[Oid, int | None],
+        mono_s: float,
+        state: RateState,
+        missing: list[tuple[str, str]],
+    ) -> dict[str, FieldValue]:
+        """Fields from the GET answers (``uptimes``: per OID, sysUpTime of its response).
+        Fields left out are appended to ``missing`` as (field, why)."""
+        out: dict[str, FieldValue] = {}
+        raws: dict[str, int] = {}
+        for oid, dec in self.decoders.items():
+            val = answers.get(oid)
+            if val is None:
+                continue
+            value = dec.decode(val)
+            if value is None:
+                missing.append((dec.name, val[0]))
+                continue
+            out[dec.name] = value
+            if val[0] in INTEGER_TYPES:
+                raws[dec.name] = int(val[1])
+        for r in self.rates:
+            if r.counter not in raws:
+                continue
+            oid = self.counter_oids[r.counter]
+            sample = Sample(raws[r.counter], uptimes.get(oid), mono_s)
+            rate = state.rate(("", r.counter), sample, r)
+            if rate is not None:
+                out[r.name] = rate
+        return out
+
+
+# -- tables ---------------------------------------------------------------------------------
+
+
+Cell = tuple[Value, int | None]  # a value and the sysUpTime of the response that carried it
+Columns = dict[Oid, dict[Oid, Cell]]  # column -> row index -> cell
+
+
+class Walk:
+    """Walks columns side by side: ``request()`` gives the next request's columns (the cursor
+    OIDs to GETBULK/GETNEXT from), ``feed()`` takes its answer, until ``done``.
+    ``results[column][index]`` holds every cell found under each column."""
+
+    def __init__(
+        self,
+        columns: Iterable[Oid],
+        *,
+        max_varbinds: int,
+        uptime: bool,
+        rows_hint: Mapping[Oid, int] | None = None,
+    ) -> None:
+        self.columns = sorted(set(columns))
+        # Rows per column at the last poll: GETBULK asks for what is left of them plus one
+        # (the step out of the subtree) rather than max_repetitions rows past a short table.
+        self.rows_hint = dict(rows_hint or {})
+        self.cursor: dict[Oid, Oid] = {c: c for c in self.columns}
+        self.active: list[Oid] = list(self.columns)
+        self.results: Columns = {c: {} for c in self.columns}
+        self.uptime = uptime
+        self.max_columns = max(1, max_varbinds - (1 if uptime else 0))
+        self.looped: list[Oid] = []  # columns ended because the agent did not move forward
+
+    @property
+    def done(self) -> bool:
+        return not self.active
+
+    def request(self) -> list[Oid]:
+        """The columns of the next request (at most ``max_varbinds`` OIDs with sysUpTime)."""
+        return self.active[: self.max_columns]
+
+    def repetitions(self, batch: Sequence[Oid], cap: int) -> int:
+        """max-repetitions for ``batch``: at most ``cap``, no more than the rows expected."""
+        left = [self.rows_hint.get(c, cap) - len(self.results[c]) for c in batch]
+        return max(1, min(cap, max(left) + 1))
+
+    def rows_seen(self) -> dict[Oid, int]:
+        return {c: len(rows) for c, rows in self.results.items()}
+
+    def cursors(self, batch: Sequence[Oid]) -> list[Oid]:
+        return [self.cursor[c] for c in batch]
+
+    def end(self, column: Oid) -> None:
+        if column in self.active:
+            self.active.remove(column)
+
+    def feed(self, batch: Sequence[Oid], var_binds: Sequence[VarBind], ticks: int | None) -> None:
+        """The repeated var-binds of one GETBULK (or GETNEXT) answer for ``batch``, in
+        row-major order as the agent sent them (without the non-repeaters)."""
+        n = len(batch)
+        if not var_binds:  # nothing at all: end the batch rather than ask again forever
+            for col in batch:
+                self.end(col)
+            return
+        ended: set[Oid] = set()
+        for k, (oid, val) in enumerate(var_binds):
+            col = batch[k % n]
+            if col in ended:
+                continue
+            if val[0] in EXCEPTIONS or oid[: len(col)] != col or len(oid) == len(col):
+                ended.add(col)
+                continue
+            if oid <= self.cursor[col]:  # not lexicographically after: a broken agent
+                self.looped.append(col)
+                ended.add(col)
+                continue
+            rows = self.results[col]
+            rows[oid[len(col) :]] = (val, ticks)
+            self.cursor[col] = oid
+            if len(rows) >= MAX_ROWS:
+                ended.add(col)
+        # A column the agent left out of a shortened answer stays active: it is asked again.
+        for col in ended:
+            self.end(col)
+
+
+class TablePlan:
+    """How one table's rows become readings."""
+
+    def __init__(self, spec: TableSpec, measurement: str) -> None:
+        self.spec = spec
+        self.measurement = measurement
+        self.fields = [(f, _Decoder.of(f)) for f in spec.fields if f.oid]
+        self.field_columns = [oid_of(f.oid) for f in spec.fields if f.oid]
+        self.rates = _rates(spec.fields)
+        self.columns = frozenset(oid_of(c) for c in spec.columns())
+
+    def rows(
+        self,
+        walked: Columns,
+        base_tags: Mapping[str, str],
+        time_ns: int,
+        mono_s: float,
+        state: RateState,
+        problems: list[tuple[str, str]],
+    ) -> list[Reading]:
+        spec = self.spec
+        indexes = sorted({i for c in self.field_columns for i in walked.get(c, {})})
+        out: list[Reading] = []
+        for index in indexes:
+            tags = dict(base_tags)
+            if len(spec.index) == len(index):
+                tags.update(zip(spec.index, map(str, index), strict=True))
+            elif len(spec.index) == 1:
+                tags[spec.index[0]] = dotted(index)
+            else:
+                problems.append((f"{spec.name}.{dotted(index)}", "index parts do not match"))
+                continue
+            for t in spec.tags:
+                cell = walked.get(oid_of(t.oid), {}).get(index)
+                text = tag_text(cell[0], t.map) if cell is not None else None
+                if text is not None:
+                    tags[t.name] = text
+            fields: dict[str, FieldValue] = {}
+            raws: dict[str, tuple[int, int | None]] = {}
+            for f, dec in self.fields:
+                assert f.oid is not None
+                cell = walked.get(oid_of(f.oid), {}).get(index)
+                if cell is None or not self._when(f, walked, index):
+                    continue
+                exp10 = self._exp10(f, walked, index)
+                if exp10 is None:
+                    problems.append((f.name, "exponent column missing"))
+                    continue
+                value = dec.decode(cell[0], exp10)
+                if value is None:
+                    problems.append((f.name, cell[0][0]))
+                    continue
+                fields[f.name] = value
+                if cell[0][0] in INTEGER_TYPES:
+                    raws[f.name] = (int(cell[0][1]), cell[1])
+            key = dotted(index)
+            for r in self.rates:
+                if r.counter in raws:
+                    raw, ticks = raws[r.counter]
+                    rate = state.rate((spec.name, key, r.counter), Sample(raw, ticks, mono_s), r)
+                    if rate is not None:
+                        fields[r.name] = rate
+            if fields:
+                out.append(Reading(self.measurement, tags, fields, time_ns))
+        return out
+
+    @staticmethod
+    def _when(f: SnmpField, walked: Columns, index: Oid) -> bool:
+        for col, accepted in (f.when or {}).items():
+            cell = walked.get(oid_of(col), {}).get(index)
+            if cell is None or cell[0][0] not in INTEGER_TYPES or int(cell[0][1]) not in accepted:
+                return False
+        return True
+
+    @staticmethod
+    def _exp10(f: SnmpField, walked: Columns, index: Oid) -> int | None:
+        exp10 = 0
+        for e in f.exponent:
+            cell = walked.get(oid_of(e.oid), {}).get(index)
+            if cell is None or cell[0][0] not in INTEGER_TYPES:
+                return None
+            exp10 += e.times * (int(cell[0][1]) + e.plus)
+        return exp10
+
+
+@dataclass
+class ProfilePlan:
+    """Everything one poll of one profile asks and how its answers become readings."""
+
+    measurement: str
+    scalars: ScalarPlan
+    tables: list[TablePlan]
+    table_rates: bool = False
+    columns: list[Oid] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, profile: SnmpProfile, *, max_varbinds: int) -> ProfilePlan:
+        tables = [TablePlan(t, t.measurement or profile.measurement) for t in profile.tables]
+        columns = sorted({c for t in tables for c in t.columns})
+        return cls(
+            measurement=profile.measurement,
+            scalars=ScalarPlan.of(profile.fields, max_varbinds),
+            tables=tables,
+            table_rates=any(t.rates for t in tables),
+            columns=columns,
+        )
+
+    def walk(self, max_varbinds: int, rows_hint: Mapping[Oid, int] | None = None) -> Walk:
+        return Walk(
+            self.columns, max_varbinds=max_varbinds, uptime=self.table_rates, rows_hint=rows_hint
+        )
