@@ -323,8 +323,18 @@ class MqttBroker(_Model):
     username: str | None = None
     password: Secret | None = None
     tls_ca: Path | None = None
+    # A client certificate and its key (PEM) for a broker that asks for one
+    # (Mosquitto: require_certificate true).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     client_id: str | None = None
     qos: Literal[0, 1, 2] = 1
+
+    @model_validator(mode="after")
+    def _client_cert(self) -> MqttBroker:
+        if self.tls_key is not None and self.tls_cert is None:
+            raise ValueError("tls_key: give the client certificate too ('tls_cert: PATH')")
+        return self
 
 
 class EmbeddedSink(_Model):
@@ -985,6 +995,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
                 and not Path(sink[key]).is_absolute()
             ):
                 sink[key] = str(base / sink[key])
+    mqtt = data.get("mqtt")
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        value = mqtt.get(key) if isinstance(mqtt, dict) else None
+        if isinstance(mqtt, dict) and isinstance(value, str) and not Path(value).is_absolute():
+            mqtt[key] = str(base / value)
     if isinstance(data.get("profile_dirs"), list):
         data["profile_dirs"] = [
             str(base / p) if isinstance(p, str) and not Path(p).is_absolute() else p

@@ -74,8 +74,12 @@ def make_client(
     if broker.username is not None:
         password = broker.password.resolve() if broker.password is not None else None
         client.username_pw_set(broker.username, password)
-    if broker.tls_ca is not None:
-        client.tls_set(ca_certs=str(broker.tls_ca))
+    if broker.tls_ca is not None or broker.tls_cert is not None:
+        client.tls_set(
+            ca_certs=str(broker.tls_ca) if broker.tls_ca is not None else None,
+            certfile=str(broker.tls_cert) if broker.tls_cert is not None else None,
+            keyfile=str(broker.tls_key) if broker.tls_key is not None else None,
+        )
     client.reconnect_delay_set(min_delay=1, max_delay=2)  # back within seconds of a restart
     client.max_queued_messages_set(10_000)
     return client

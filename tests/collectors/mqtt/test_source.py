@@ -22,12 +22,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from collectors.mqtt.codec import decode_payload, encode_payload, parse_time, topic_tags
 from collectors.mqtt.profile import MqttProfile
 from collectors.mqtt.source import MqttCollector
-from dcim.config import Device, SiteConfig
+from dcim.config import Device, MqttBroker, SiteConfig
 from dcim.profiles import load_profiles
 from dcim.reading import Reading
 from dcim.runtime import Collector
 from dcim.spool import Spool, SpoolFullError
 from dcim.testing.servers import MosquittoServer, free_port, need
+from tests.storage.tlsca import Pki, make_pki
 
 REPO = Path(__file__).resolve().parents[3]
 TOPIC = "dcim/paris-chapelle/greenhouse/{zone}/climate"
@@ -534,3 +535,49 @@ def test_tls_with_username_and_password(
         finally:
             bad.stop()
     assert any("refused the connection" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture
+def mtls_broker(tmp_path: Path) -> Iterator[tuple[MosquittoServer, Pki]]:
+    """Mosquitto with a TLS listener that requires a client certificate from its CA."""
+    pki = make_pki(tmp_path / "pki")
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        "per_listener_settings false\nallow_anonymous true\npersistence false\n"
+        f"log_dest file {tmp_path}/mosquitto.log\n"
+        + ("user root\n" if os.geteuid() == 0 else "")
+        + f"listener {port} 127.0.0.1\ncafile {pki.ca}\ncertfile {pki.server_cert}\n"
+        f"keyfile {pki.server_key}\nrequire_certificate true\n"
+    )
+    srv = MosquittoServer(None, port, tmp_path, [need("mosquitto", "mosquitto"), "-c", str(conf)])
+    srv.start()
+    try:
+        yield srv, pki
+    finally:
+        srv.stop()
+
+
+def test_tls_with_a_client_certificate(mtls_broker: tuple[MosquittoServer, Pki]) -> None:
+    broker, pki = mtls_broker
+    doc = site(broker, client_id="dcim-mtls").model_dump(exclude_none=True)
+    doc["mqtt"].pop("username", None)
+    doc["mqtt"].pop("password", None)
+    doc["mqtt"].update(tls_ca=pki.ca, tls_cert=pki.client_cert, tls_key=pki.client_key)
+    cfg = SiteConfig.model_validate(doc)
+    col = MqttCollector(cfg, cfg.devices, Sink())
+    col.start()
+    try:
+        assert col.connected.wait(10), "no TLS connection with the client certificate"
+    finally:
+        col.stop()
+    doc["mqtt"].update(tls_cert=None, tls_key=None)  # no certificate: the broker refuses
+    anon_cfg = SiteConfig.model_validate(doc)
+    anon = MqttCollector(anon_cfg, anon_cfg.devices, Sink())
+    anon.start()
+    try:
+        assert not anon.connected.wait(2.5)
+    finally:
+        anon.stop()
+    with pytest.raises(ValueError, match="give the client certificate too"):
+        MqttBroker(tls_key=pki.client_key)
