@@ -738,7 +738,9 @@ class InfluxStore:
                 if "error" in result:
                     if "database not found" in result["error"]:
                         return []  # nothing written yet
-                    raise StoreError(f"InfluxDB query failed: {result['error']}: {q}")
+                    # The server stopping under the query: try again later, not a refusal.
+                    err = StoreUnavailable if "shutdown" in result["error"] else StoreError
+                    raise err(f"InfluxDB query failed: {result['error']}: {q}")
                 series.extend(result.get("series", []))
         return series
 

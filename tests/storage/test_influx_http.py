@@ -166,7 +166,11 @@ _POLICIES = (
 
 @pytest.mark.parametrize(
     ("status", "body", "raises"),
-    [(503, b"busy", True), (200, b'{"results":[{"statement_id":0,"error":"nope"}]}', False)],
+    [
+        (503, b"busy", True),
+        (200, b'{"results":[{"statement_id":0,"error":"query engine shutdown"}]}', True),
+        (200, b'{"results":[{"statement_id":0,"error":"nope"}]}', False),
+    ],
 )
 def test_late_points_rolled_up_after_the_writes(
     fake: str, status: int, body: bytes, raises: bool
