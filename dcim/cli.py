@@ -25,7 +25,7 @@ log = logging.getLogger("dcim")
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from dcim.alerts.loader import check_site_alerts
-    from dcim.config import ConfigError, load_config
+    from dcim.config import ConfigError, inline_secrets, load_config
     from dcim.sitecheck import credential_issues
 
     errors, warnings = credential_issues(args.config)
@@ -47,6 +47,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for d in cfg.devices:
         counts[d.protocol] = counts.get(d.protocol, 0) + 1
     summary = ", ".join(f"{n} {p}" for p, n in sorted(counts.items()))
+    for warning in inline_secrets(cfg):
+        print(f"warning: {args.config}: {warning}", file=sys.stderr)
     from dcim.alerts.loader import load_rules
 
     rules = len(load_rules(cfg, args.config))  # checked above: counted here
@@ -103,7 +105,7 @@ def cmd_kpi(args: argparse.Namespace) -> int:
     tz = cfg.site.timezone
     start_ns, end_ns = _kpi_period(args, tz)
     json_out = writable_file(args.json, "--json") if args.json else None  # before the work
-    store = make_store(cfg.storage, read_only=not args.series)
+    store = make_store(cfg.storage, read_only=not args.series, owns_spool=False)
     try:
         rep = compute_kpis(store, cfg, start_ns, end_ns, category=args.category)
         if args.series:

@@ -37,6 +37,7 @@ from pydantic_core.core_schema import ErrorType
 from dcim import protocols
 from dcim.alerts.rules import AlertsSettings
 from dcim.profiles import Profile, ProfileError, load_profiles
+from dcim.urls import has_credentials, redact_url
 
 M = TypeVar("M", bound=BaseModel)
 _KNOWN_ERRORS = frozenset(get_args(ErrorType))
@@ -403,7 +404,9 @@ class InfluxSink(_Model):
     ``INF``). ``precision``: the timestamp precision of writes (times are truncated to it).
     Writes go to ``retention_policy`` when given, else to the database's default policy.
     ``gzip``: compress write bodies (default; ``false`` spends less CPU where the link to the
-    database is local or fast)."""
+    database is local or fast). With ``https://``: ``tls_ca``, a CA bundle (PEM) to verify
+    the server with instead of the system's; ``tls_cert`` and ``tls_key``, a client
+    certificate and its key (PEM) for a server or proxy that asks for one."""
 
     type: Literal["influxdb"]
     url: str = Field(pattern=r"^https?://")
@@ -421,6 +424,29 @@ class InfluxSink(_Model):
     bucket: str | None = None
     timeout_s: float = Field(default=10.0, gt=0)
     gzip: bool = True
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> InfluxSink:
+        given = [k for k in ("tls_ca", "tls_cert", "tls_key") if getattr(self, k) is not None]
+        if given and not self.url.startswith("https://"):
+            raise ValueError(f"{', '.join(given)}: only with an https:// url")
+        if self.tls_key is not None and self.tls_cert is None:
+            raise ValueError("tls_key: give the client certificate too ('tls_cert: PATH')")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        if has_credentials(url):
+            raise ValueError(
+                "credentials inside the URL would be shown in clear wherever the URL is "
+                "(logs, errors): give 'username: NAME' and 'password: {env: VAR}' (or "
+                "'token: {env: VAR}') instead"
+            )
+        return url
 
     @model_validator(mode="after")
     def _v2(self) -> InfluxSink:
@@ -484,6 +510,10 @@ class Storage(_Model):
     spool_max_mb: float = Field(default=1024, ge=1)
     spool_on_full: Literal["refuse_new", "drop_oldest"] = "refuse_new"
     spool_warn_pct: float = Field(default=80, gt=0, le=100)  # WARNING log once above this
+    # Seconds `dcim run` spends stopping (SIGTERM, SIGINT): polls end, then the spool is
+    # forwarded until this bound; what is not forwarded stays spooled for the next start.
+    # 8 s: inside the 10 s `docker stop` waits before SIGKILL (systemd waits 90 s).
+    stop_timeout_s: float = Field(default=8.0, gt=0, le=3600)
 
 
 class RenewableDeclaration(_Model):
@@ -958,6 +988,8 @@ def parse_config(
                     "must start with http:// or https:// (e.g. http://127.0.0.1:8086), "
                     f"got {err['input']!r}"
                 )
+            elif loc and loc[-1] == "url" and isinstance(err.get("input"), str):
+                msg = f"{msg}, got {redact_url(err['input'])!r}"
             elif isinstance(err.get("input"), str | int | float | bool):
                 msg = f"{msg}, got {err['input']!r}"
             issues.append(ConfigIssue(filename, _line_for(lines, loc), _path_str(loc, data), msg))
@@ -1049,12 +1081,18 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             if isinstance(storage.get(key), str) and not Path(storage[key]).is_absolute():
                 storage[key] = str(base / storage[key])
         sink = storage.get("sink")
-        if (
-            isinstance(sink, dict)
-            and isinstance(sink.get("path"), str)
-            and not Path(sink["path"]).is_absolute()
-        ):
-            sink["path"] = str(base / sink["path"])
+        for key in ("path", "tls_ca", "tls_cert", "tls_key"):
+            if (
+                isinstance(sink, dict)
+                and isinstance(sink.get(key), str)
+                and not Path(sink[key]).is_absolute()
+            ):
+                sink[key] = str(base / sink[key])
+    mqtt = data.get("mqtt")
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        value = mqtt.get(key) if isinstance(mqtt, dict) else None
+        if isinstance(mqtt, dict) and isinstance(value, str) and not Path(value).is_absolute():
+            mqtt[key] = str(base / value)
     alerts = data.get("alerts")
     if isinstance(alerts, dict) and isinstance(alerts.get("rule_files"), list):
         alerts["rule_files"] = [
@@ -1066,6 +1104,38 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             for p in data["profile_dirs"]
         ]
     return data
+
+
+DEMO_COMMUNITY = "public"  # the demo's SNMP community: not a secret
+
+
+def inline_secrets(cfg: BaseModel) -> list[str]:
+    """Warnings for the credentials written in the site file (``{value: ...}``) rather than
+    given by reference (the demo's ``public`` community excepted), each with its path."""
+    out: list[str] = []
+
+    def walk(node: object, path: str, key: str) -> None:
+        if isinstance(node, Secret):
+            if node.value is not None and not (key == "community" and node.value == DEMO_COMMUNITY):
+                out.append(
+                    f"{path}: the secret is written in the site file ('value:'); whoever reads "
+                    "the file (a copy in git, a backup, a support ticket) has it: give it as "
+                    "'{env: VAR}' or '{file: PATH}' (a file readable by the collector only)"
+                )
+        elif isinstance(node, BaseModel):
+            for name in type(node).model_fields:
+                walk(getattr(node, name), f"{path}.{name}" if path else name, name)
+            if isinstance(node, Device) and node.options is not None:  # its protocol's section
+                walk(node.options, f"{path}.{node.protocol}", node.protocol)
+        elif isinstance(node, list | tuple):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]", key)
+        elif isinstance(node, dict):
+            for k, item in node.items():
+                walk(item, f"{path}.{k}", str(k))
+
+    walk(cfg, "", "")
+    return out
 
 
 def load_config(path: str | Path) -> SiteConfig:

@@ -25,6 +25,7 @@ from dcim.kpi.period import KpiReport, compute_kpis, instantaneous
 from dcim.runtime import Collector
 from dcim.timeutil import fmt_ns
 from dcim.twin.site import paris_chapelle
+from dcim.urls import redact_url
 
 NS = 1_000_000_000
 DEMO_MQTT_PORT = 18830
@@ -145,7 +146,7 @@ async def _demo(cfg: SiteConfig, args: argparse.Namespace) -> None:
         print("\nstopping: forwarding what the spool holds...", flush=True)
         await col.stop()
         sink = cfg.storage.sink
-        where = sink.path if sink.type == "embedded" else sink.url
+        where = sink.path if sink.type == "embedded" else redact_url(sink.url)
         print(f"stopped; the data is in {where}", flush=True)
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from dcim.reading import Reading
 from dcim.spool import Batch, Spool
-from dcim.storage.base import LineWriter, SinkError, Store
+from dcim.storage.base import LineWriter, SinkError, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ class Forwarder:
         self._failures = 0
         self._outage_since: float | None = None
         self._lines = store if isinstance(store, LineWriter) else None
+        # The InfluxDB store rolls up the hours of late points once for many writes: due
+        # when the spool is drained (see dcim.storage.influx).
+        self._flush_rollups = getattr(store, "flush_rollups", None)
         self._stop = threading.Event()
         self._wake = threading.Event()  # send now: ends the wait for a full batch
         # flush() and stop() end a back-off: the sleep waits for this count to change
@@ -182,12 +185,27 @@ class Forwarder:
             return last_send
         with self._drained:
             self._drained.notify_all()
+        if self._settle():
+            return last_send  # the rollups failed: backed off, look again
         self._wake.clear()
         if self.spool.pending() == 0:
             self._wake.wait(self.flush_interval_s)
         return last_send
 
     _retry_after: float | None = None
+
+    def _settle(self) -> bool:
+        """The spool is drained: the store's deferred work (the InfluxDB store's rollups of
+        late hours). True when it failed (and the back-off was slept)."""
+        if self._flush_rollups is None:
+            return False
+        try:
+            self._flush_rollups()
+        except StoreError as exc:
+            self._failed(f"rolling up late points: {exc}", None)
+            self._sleep(self._delay(None))
+            return True
+        return False
 
     def step(self) -> bool:
         """Send one batch. True: delivered (or nothing to send); False: retry later."""

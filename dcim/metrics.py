@@ -45,20 +45,26 @@ Metrics (labels in braces):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gzip
 import logging
+import socket
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector as _PromCollector
 
 from dcim import __version__
 from dcim.protocols import MetricsSource
 from dcim.reading import Reading
+from dcim.urls import redact_url
 
 if TYPE_CHECKING:
     from dcim.runtime import Collector
@@ -240,18 +246,123 @@ class CollectorMetrics(_PromCollector):
 
 
 class MetricsServer:
-    """``/metrics`` over HTTP on its own thread (prometheus_client's WSGI server)."""
+    """``/metrics`` over HTTP on a thread of its own running an asyncio loop: a connection
+    costs no thread, whatever it does. Each has ``idle_timeout_s`` to send its request (then
+    it is closed); at most ``max_connections`` are open: a new one beyond that closes the
+    oldest that has not sent its request yet (or is refused when all are answering), so idle
+    or slow clients cannot keep a scrape out. Answers ``GET /metrics`` (and ``/``), one
+    request per connection (``Connection: close``).
 
-    def __init__(self, collector: Collector, polls: PollMetrics, host: str, port: int) -> None:
+    (prometheus_client's own server starts a thread per connection and has no timeout: 200
+    idle connections were 200 threads; its exposition is used as is.)"""
+
+    def __init__(
+        self,
+        collector: Collector,
+        polls: PollMetrics,
+        host: str,
+        port: int,
+        *,
+        idle_timeout_s: float = 10.0,
+        max_connections: int = 64,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(CollectorMetrics(collector, polls))
         self.registry.register(ProcessCollector(registry=None))
-        self._server: Any
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        self.host, self.port = host, int(self._server.server_port)
-        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+        self.idle_timeout_s = idle_timeout_s
+        self.max_connections = max_connections
+        # Bound here: a port in use fails the collector's start, not later.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.create_server((host, port), family=family)
+        self.host, self.port = host, int(self._sock.getsockname()[1])
+        self._idle: dict[asyncio.StreamWriter, None] = {}  # waiting for their request, oldest first
+        self._open = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dcim-metrics", daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+        log.info("metrics on %s", redact_url(f"http://{self.host}:{self.port}/metrics"))
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def serve() -> asyncio.Server:
+            return await asyncio.start_server(self._handle, sock=self._sock, limit=16384)
+
+        self._server = self._loop.run_until_complete(serve())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        self._loop.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= self.max_connections:
+            if not self._idle:  # every slot is answering a request: come back later
+                writer.close()
+                return
+            oldest = next(iter(self._idle))
+            self._idle.pop(oldest)
+            oldest.close()
+        self._open += 1
+        self._idle[writer] = None
+        try:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_timeout_s)
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+                return
+            finally:
+                self._idle.pop(writer, None)
+            writer.write(self._answer(head))
+            with contextlib.suppress(OSError):
+                await asyncio.wait_for(writer.drain(), self.idle_timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            self._open -= 1
+            writer.close()
+
+    def _answer(self, head: bytes) -> bytes:
+        parts = head.split(b"\r\n", 1)[0].split()
+        if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
+            return _response(405, b"text/plain", b"only GET /metrics\n")
+        path = parts[1].split(b"?", 1)[0]
+        if path not in (b"/metrics", b"/"):
+            return _response(404, b"text/plain", b"not found: GET /metrics\n")
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        # The format and compression the scraper asks for, as prometheus_client's own server.
+        encoder, ctype = choose_encoder(headers.get("accept", ""))
+        try:
+            body = encoder(self.registry)
+        except Exception:  # noqa: BLE001 - a broken metric must not kill the endpoint
+            log.exception("generating /metrics failed")
+            return _response(500, b"text/plain", b"generating the metrics failed\n")
+        extra = b""
+        if "gzip" in headers.get("accept-encoding", ""):
+            body, extra = gzip.compress(body, compresslevel=1), b"Content-Encoding: gzip\r\n"
+        if parts[0] == b"HEAD":
+            body = b""
+        return _response(200, ctype.encode(), body, extra)
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        def stop() -> None:
+            self._server.close()
+            self._loop.stop()
+
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(stop)
         self._thread.join(5)
+        self._sock.close()
+
+
+_REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed", 500: b"Server Error"}
+
+
+def _response(status: int, ctype: bytes, body: bytes, extra: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s"
+        b"Connection: close\r\n\r\n" % (status, _REASONS[status], ctype, len(body), extra)
+    ) + body

@@ -22,6 +22,7 @@ from dcim.protocols import PushSource, build_pollers, build_sources
 from dcim.reading import FieldValue, Reading
 from dcim.scheduler import Scheduler
 from dcim.spool import Spool, SpoolFullError
+from dcim.spool_commit import Committer
 from dcim.storage import make_store
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Collector:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.pipeline = Pipeline(self.spool, screen=Screen.of(self.cfg))
+        self.committer = Committer(self.pipeline.accept)  # the durable commit off the loop
         self.store = make_store(self.cfg.storage)
         self.forwarder = Forwarder(
             self.spool,
@@ -55,7 +57,7 @@ class Collector:
         self.poll_metrics = PollMetrics()
         self.metrics_server: MetricsServer | None = None
         self.pollers = build_pollers(self.cfg)
-        self.alerts = build_engine(self.cfg, self.pipeline.accept)  # None: no rules
+        self.alerts = build_engine(self.cfg, self.committer.submit)  # None: no rules
         self.scheduler = Scheduler(self.cfg, self.pollers, self.emit)
         # Push protocols (MQTT): one source per protocol with enabled devices.
         self.sources: dict[str, PushSource] = build_sources(self.cfg, self.emit, offer=self.offer)
@@ -64,7 +66,7 @@ class Collector:
         self.poll_metrics.observe(readings)
         if self.alerts is not None:  # on live readings, before (and whatever) the spool
             self.alerts.observe(readings)
-        self.pipeline.accept(readings)
+        self.committer.submit(readings)
 
     def offer(self, readings: list[Reading]) -> bool:
         """Readings their source keeps until they are taken (e.g. an MQTT QoS 1 message,
@@ -101,10 +103,11 @@ class Collector:
         while True:
             await asyncio.sleep(every)
             try:
-                health = [self.spool_health()]
+                # Off the loop: the spool's stats wait for a commit in progress (a slow disk).
+                health = [await asyncio.to_thread(self.spool_health)]
                 if self.alerts is not None:
                     self.alerts.observe(health)
-                self.pipeline.accept(health)
+                self.committer.submit(health)
             except Exception:  # noqa: BLE001 - health must not stop the collector
                 log.exception("emitting the dcim_spool health reading failed")
 
@@ -144,9 +147,16 @@ class Collector:
             self.cfg.storage.sink.type,
         )
 
-    async def stop(self, *, flush_timeout_s: float = 30.0) -> None:
-        """Stop polling, then forward what the spool holds (bounded); nothing is lost either
-        way: what is not forwarded stays in the spool for the next start."""
+    async def stop(self, *, flush_timeout_s: float | None = None) -> None:
+        """Stop polling, then forward what the spool holds, all within ``flush_timeout_s``
+        (default: ``storage.stop_timeout_s``); nothing is lost either way: what is not
+        forwarded stays in the spool for the next start."""
+        bound = self.cfg.storage.stop_timeout_s if flush_timeout_s is None else flush_timeout_s
+        deadline = time.monotonic() + bound * 0.9  # the rest: the process's exit
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         await self.scheduler.stop()
         for task in self._tasks:
             task.cancel()
@@ -165,13 +175,20 @@ class Collector:
                 log.debug("closing %s failed", p.device.name, exc_info=True)
         if self.alerts is not None:
             self.alerts.stop()
-        await asyncio.to_thread(self.forwarder.flush, flush_timeout_s)
-        self.forwarder.stop()
+        await asyncio.to_thread(self.committer.close, left())
+        await asyncio.to_thread(self.forwarder.flush, max(0.0, left() - 0.5))
+        # A write in flight ends within a second; rollups of late hours after the spool was
+        # drained need no wait (the InfluxDB store keeps them due for the next start).
+        self.forwarder.stop(timeout=min(left(), 1.0))
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
         self.spool.close()
-        self.store.close()
+        close = getattr(self.store, "close_within", None)
+        if close is not None:
+            close(left())  # the InfluxDB store's due rollups: as far as the bound allows
+        else:
+            self.store.close()
 
 
 async def run_forever(cfg: SiteConfig) -> None:

@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
 from dcim.reading import Reading
-from dcim.spool_repair import integrity_problem, move_aside, salvage
+from dcim.spool_repair import integrity_problem, move_aside, private_file, salvage
 from dcim.spool_rows import (
     RowValues,
     as_text,
@@ -230,7 +230,7 @@ class Spool:
         warn_pct: float = 80.0,
     ):
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the site's readings: private
         self.max_bytes = max_bytes
         self.on_full = on_full
         self.warn_pct = warn_pct
@@ -281,7 +281,7 @@ class Spool:
 
     def _take_lock(self) -> int:
         lock_path = self.dir / "spool.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -296,6 +296,7 @@ class Spool:
         return fd
 
     def _connect(self) -> sqlite3.Connection:
+        private_file(self.path)  # 0600 (SQLite gives its WAL and -shm files the same mode)
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from dcim.cli import main
-from dcim.config import ConfigError, SiteConfig, load_config, parse_config
+from dcim.config import ConfigError, SiteConfig, inline_secrets, load_config, parse_config
 from dcim.twin.site import paris_chapelle
 
 CASES = sorted(p for p in (Path(__file__).parent / "cases").glob("config_*") if p.is_dir())
@@ -137,6 +137,34 @@ def test_coalesce_default_is_capped_to_a_short_interval_not_refused() -> None:
     assert parse_config(_meters({}, defaults={"interval_s": 0.2})).defaults.coalesce_s == 0.05
     off = parse_config(_meters({}, defaults={"interval_s": 10, "coalesce_s": 0}))
     assert off.coalesce_of(off.devices[0]) == 0
+
+
+def test_inline_secrets_are_warned_about_not_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = paris_chapelle(
+        sink={
+            "type": "influxdb",
+            "url": "http://127.0.0.1:8086",
+            "username": "dcim",
+            "password": {"value": "S3cret"},
+        }  # fmt: skip
+    )
+    doc["devices"][0]["snmp"] = {"community": {"value": "private-c0mmunity"}}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "OK" in out.out
+    warnings = [line for line in out.err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, out.err  # the demo's 'public' communities are not warned about
+    assert "storage.sink.password: the secret is written in the site file" in warnings[1]
+    assert "devices[0].snmp.community" in warnings[0] and "{env: VAR}" in warnings[0]
+    assert "S3cret" not in out.err and "c0mmunity" not in out.err
+
+
+def test_the_reference_site_has_no_inline_secret_but_the_demo_community() -> None:
+    assert inline_secrets(SiteConfig.model_validate(paris_chapelle())) == []
 
 
 def test_unknown_protocol_names_the_registered_ones_at_its_line() -> None:

@@ -145,3 +145,45 @@ def test_metrics_are_off_unless_configured() -> None:
     assert cfg.metrics is None
     on = SiteConfig.model_validate({"site": {"name": "x"}, "metrics": {}})
     assert on.metrics is not None and (on.metrics.host, on.metrics.port) == ("127.0.0.1", 9108)
+
+
+def test_idle_connections_cost_no_thread_and_do_not_keep_a_scrape_out(tmp_path: Path) -> None:
+    """200 connections that send nothing: no thread each, a scrape still answers at once,
+    and the idle ones are closed after the timeout."""
+    import socket
+    import threading
+
+    from dcim.metrics import MetricsServer
+    from dcim.runtime import Collector
+
+    cfg = SiteConfig.model_validate(
+        {"site": {"name": "x"}, "storage": {"spool_dir": str(tmp_path / "spool")}}
+    )
+    col = Collector(cfg)
+    srv = MetricsServer(col, col.poll_metrics, "127.0.0.1", 0, idle_timeout_s=2.0)
+    idle: list[socket.socket] = []
+    try:
+        threads = threading.active_count()
+        for _ in range(200):
+            idle.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+        time.sleep(0.3)
+        assert threading.active_count() == threads  # the server's own thread only, before too
+        t = time.monotonic()
+        ctype, samples = scrape(srv.port)
+        assert time.monotonic() - t < 1.0
+        assert ctype.startswith("text/plain") and "dcim_spool_pending_readings" in samples
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/nope", timeout=5) as rsp:
+            pytest.fail(f"answered {rsp.status}")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+        # the idle connections are closed: by the cap (the oldest made room) or the timeout
+        time.sleep(2.5)
+        for s in idle:
+            s.settimeout(1)
+            assert s.recv(1) == b""
+    finally:
+        for s in idle:
+            s.close()
+        srv.close()
+        col.spool.close()
+        col.store.close()

@@ -610,3 +610,54 @@ def test_row_holds_the_line_protocol_and_json_only_when_needed(readings: list[Re
 
 def _typed(r: Reading) -> tuple[object, ...]:
     return r.measurement, r.tags, [(k, type(v), v) for k, v in r.fields.items()], r.time_ns
+
+
+def _garble_header(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.write(bytes(range(7, 107)))  # the first 100 bytes: SQLite's header
+
+
+@pytest.mark.parametrize("page_size", [None, 1024, 16384])
+def test_a_damaged_header_salvages_every_row(tmp_path: Path, page_size: int | None) -> None:
+    """The first 100 bytes garbled ("file is not a database") while every page is whole:
+    every pending reading and the quarantine come back, in order (the header rebuilt in a
+    copy, whatever the page size)."""
+    if page_size:
+        con = sqlite3.connect(tmp_path / "spool.sqlite")
+        con.execute(f"PRAGMA page_size={page_size}")
+        con.execute("VACUUM")
+        con.close()
+    path = _spool_of(tmp_path, 3000)
+    with Spool(tmp_path) as sp:
+        sp.ack(sp.peek(100), rejected=[([rd(7)], "refused: field type conflict")])
+    _garble_header(path)
+    with Spool(tmp_path) as sp:
+        assert sp.corrupt_copy is not None
+        assert sp.peek(10**6).readings == [rd(i) for i in range(100, 3000)]
+        assert [q.reason for q in sp.quarantined()] == ["refused: field type conflict"]
+        assert sp.quarantined_readings(sp.quarantined()[0].id) == [rd(7)]
+    assert sorted(p.name for p in tmp_path.iterdir() if ".rebuilt" in p.name) == []
+
+
+def test_spool_files_are_private(tmp_path: Path) -> None:
+    """The spool directory the collector creates is 0700, the spool, its WAL and -shm, the
+    lock, a corrupt copy and the salvaged spool are 0600 (the site's readings)."""
+    old = os.umask(0o022)
+    try:
+        d = tmp_path / "var" / "spool"
+        with Spool(d) as sp:
+            sp.append([rd(i) for i in range(10)])
+            files = {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()}
+            assert {"spool.sqlite", "spool.sqlite-wal", "spool.sqlite-shm", "spool.lock"} <= set(
+                files
+            )
+            assert set(files.values()) == {0o600}, files
+        assert d.stat().st_mode & 0o777 == 0o700
+        _garble_header(d / "spool.sqlite")
+        with Spool(d) as sp:
+            assert sp.corrupt_copy is not None and sp.pending() == 10
+            files = {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()}
+            assert set(files.values()) == {0o600}, files
+            assert sp.corrupt_copy.name in files
+    finally:
+        os.umask(old)

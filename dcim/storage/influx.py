@@ -10,9 +10,15 @@ Queries: InfluxQL on ``/query`` (v1 API; on 2.x it needs a DBRP mapping for ``da
 Rollups (v1, after ``dcim db init``): continuous queries write per series and window
 ``mean_<field>``, ``min_``, ``max_``, ``first_``, ``last_``, ``count_`` and ``sum_`` into the
 ``rp_1m`` and ``rp_1h`` retention policies (:func:`rollup_select` is their body). A CQ only
-covers recent windows, so a batch with points older than a few minutes (a backlog from the
-spool) has its hours rolled up again after the write (:meth:`InfluxStore.rollup`); if that
-fails for want of the server, the write fails (retryable) and the batch comes again.
+covers recent windows, so the hours that got points older than a few minutes (a backlog from
+the spool, a backfill) are rolled up again from the raw points (:meth:`InfluxStore.rollup`),
+each once for many writes: the store collects them and rolls them up together
+(:meth:`InfluxStore.flush_rollups`) when a write finds them due for ``ROLLUP_DEBOUNCE_S``, when
+a write brings no late point (the backlog is done), before a query, when the forwarder finds
+the spool drained, and on close. If that fails for want of the server, the hours stay due and
+the write that found them due fails (retryable: the batch comes again, idempotently). Due
+hours are kept in memory: a crash loses at most the last ``ROLLUP_DEBOUNCE_S`` of them (their
+raw points are written; ``InfluxStore.rollup`` over the range redoes them).
 ``aggregate`` uses the rollups where they are known complete: before the raw policy's
 retention (the raw points are gone), and up to two hours ago (when the CQs are done) if the
 ``dcim_rollups`` marker that ``dcim db init`` writes says the CQs have run since before the
@@ -36,14 +42,17 @@ from __future__ import annotations
 import base64
 import email.utils
 import gzip
+import http.client
 import json
 import logging
+import os
 import re
+import ssl
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from dcim.config import InfluxSink
@@ -63,6 +72,7 @@ from dcim.storage.base import (
     sort_rows,
 )
 from dcim.storage.lineprotocol import encode_many
+from dcim.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +80,13 @@ ROLLUP_RP = {60: "rp_1m", 3600: "rp_1h"}
 ROLLUP_FNS = ("mean", "min", "max", "first", "last", "count", "sum")
 _GROUP = {60: "1m", 3600: "1h"}
 LATE_NS = 180 * NS  # older points miss the CQs (cq_1m resamples 5 min): rolled up on write
+# Late hours wait this long for more writes before their rollups run (a backfill posts a batch
+# every few hundred ms: rolled up per write, each hour was redone a dozen times or more).
+ROLLUP_DEBOUNCE_S = 30.0
+# Hours of raw points per rollup statement: a statement answers within the sink's timeout, and
+# InfluxDB writes its result at once (the 1-minute rollups of an hour of the reference site are
+# some 150,000 values; of a day, more than the server takes in one write).
+ROLLUP_SPAN_H = {60: 1, 3600: 6}
 _POLICY_TTL_S = 300.0
 # ``dcim db init`` writes, in rp_1h, the hour from which its CQs fill the rollups (tag ``rp``:
 # the raw policy they read); hours that ended CQ_DONE_NS ago are final (cq_1h recomputes 2 h).
@@ -161,6 +178,22 @@ def go_duration_s(text: str) -> int | None:
 _TIMESTAMP = re.compile(rb"(-?[0-9]+)\n")
 
 
+def _load_due(path: Path) -> list[int]:
+    """The hours kept in a due file ([] when absent or unreadable: logged)."""
+    try:
+        hours = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the hours due for rollup in %s: %s", path, exc)
+        return []
+    return [h for h in hours if isinstance(h, int)] if isinstance(hours, list) else []
+
+
+def _utc(t_ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(t_ns // NS))
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -180,17 +213,40 @@ class InfluxStore:
         *,
         create_database: bool = True,
         rollup_before_ns: int | None = None,
+        due_file: Path | None = None,
     ):
         """``rollup_before_ns``: answer from the rollups before this time (the default:
-        only where the raw retention may have deleted the points)."""
+        only where the raw retention may have deleted the points). ``due_file``: where the
+        hours due to be rolled up again are kept across restarts (the collector's: in its
+        spool directory), so that a stop or a crash before their rollup loses none."""
         self.sink = sink
         self.rollup_before_ns = rollup_before_ns
         self._policies_at = self._marker_at = -_POLICY_TTL_S
         self._marker: int | None = None
         self._policies: dict[str, tuple[int | None, bool]] = {}
         self.base = sink.url.rstrip("/")
+        self.shown = redact_url(self.base)  # the URL as logs and errors show it
+        self._split = urllib.parse.urlsplit(self.base)
+        self._prefix = self._split.path.rstrip("/")  # a server behind a path (a proxy)
+        self._local = threading.local()  # a persistent connection per thread
+        self._ssl: ssl.SSLContext | None = None
+        self.connections_opened = 0  # counted for the tests
+        self._conns: list[http.client.HTTPConnection] = []  # every thread's, closed by close()
+        self._busy: set[http.client.HTTPConnection] = set()  # in a request now
         self.create_database = create_database and sink.api == "v1"
         self._headers: dict[str, str] = {}
+        self._due: set[int] = set()  # hours (start, ns) with late points, not rolled up yet
+        self._due_since = 0.0  # monotonic time the oldest of them became due
+        self._due_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._inflight: set[int] = set()  # taken by the flush in progress
+        self._due_file = due_file
+        self._saved: frozenset[int] = frozenset()  # what the due file holds
+        if due_file is not None:
+            self._saved = frozenset(_load_due(due_file))
+            self._due = set(self._saved)  # rolled up at the first drain of the spool
+        self.rollup_statements = 0  # rollup statements run, and their time (tests, benchmarks)
+        self.rollup_seconds = 0.0
         if sink.token is not None:
             self._headers["Authorization"] = f"Token {sink.token.resolve()}"
         elif sink.username:
@@ -199,6 +255,67 @@ class InfluxStore:
             self._headers["Authorization"] = f"Basic {cred}"
 
     # -- HTTP ----------------------------------------------------------------------------
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection to the server (kept alive between requests: a sink thread
+        writes over one connection), and whether it is a new one."""
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn, False
+        if self._split.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                self._split.hostname or "",
+                self._split.port,
+                timeout=self.sink.timeout_s,
+                context=self._tls_context(),
+            )
+        else:
+            conn = http.client.HTTPConnection(
+                self._split.hostname or "", self._split.port, timeout=self.sink.timeout_s
+            )
+        self._local.conn = conn
+        with self._due_lock:
+            self.connections_opened += 1
+            self._conns.append(conn)
+        return conn, True
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            sink = self.sink
+            try:
+                ctx = ssl.create_default_context(
+                    cafile=str(sink.tls_ca) if sink.tls_ca is not None else None
+                )
+                if sink.tls_cert is not None:
+                    ctx.load_cert_chain(
+                        str(sink.tls_cert), str(sink.tls_key) if sink.tls_key else None
+                    )
+            except (OSError, ssl.SSLError) as exc:
+                raise SinkError(
+                    retryable=True,
+                    reason=f"InfluxDB {self.shown}: cannot load the TLS files "
+                    f"(tls_ca {sink.tls_ca}, tls_cert {sink.tls_cert}, tls_key {sink.tls_key}): "
+                    f"{exc}",
+                ) from exc
+            self._ssl = ctx
+        return self._ssl
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+            with self._due_lock:
+                self._conns = [c for c in self._conns if c is not conn]
+
+    def _close_connections(self) -> None:
+        """Close the connections no thread is using (one in use, e.g. the forwarder's in a
+        rollup statement while the collector stops, is left to its thread)."""
+        with self._due_lock:
+            idle = [c for c in self._conns if c not in self._busy]
+            self._conns = [c for c in self._conns if c in self._busy]
+        for c in idle:
+            c.close()
+
     def _request(
         self,
         method: str,
@@ -208,21 +325,38 @@ class InfluxStore:
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes, Any]:
         """(status, body, headers); HTTP error statuses are returned, not raised.
-        Connection problems raise SinkError(retryable=True)."""
-        url = f"{self.base}{path}?{urllib.parse.urlencode(params)}"
-        req = urllib.request.Request(url, data=body, method=method)
-        for k, v in {**self._headers, **(headers or {})}.items():
-            req.add_header(k, v)
-        try:
-            with urllib.request.urlopen(req, timeout=self.sink.timeout_s) as resp:
-                return resp.status, resp.read(), resp.headers
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read(), exc.headers
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise SinkError(
-                retryable=True, reason=f"InfluxDB {self.base} unreachable: {reason}"
-            ) from exc
+        Connection problems raise SinkError(retryable=True). Over this thread's persistent
+        connection; one that the server closed meanwhile is opened again once (a request
+        sent again is harmless: writes are idempotent, queries read or recompute)."""
+        target = f"{self._prefix}{path}?{urllib.parse.urlencode(params)}"
+        hdrs = {**self._headers, **(headers or {})}
+        for attempt in (1, 2):
+            conn, new = self._connection()
+            with self._due_lock:
+                self._busy.add(conn)
+            try:
+                conn.request(method, target, body=body, headers=hdrs)
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.will_close:
+                    self._drop_connection()
+                return resp.status, data, resp.headers
+            except (OSError, http.client.HTTPException, AttributeError) as exc:
+                # (AttributeError: http.client's read of a connection closed meanwhile)
+                self._drop_connection()
+                stale = isinstance(
+                    exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError
+                )
+                if attempt == 1 and not new and stale:
+                    continue  # a kept-alive connection the server had closed: once more
+                reason = getattr(exc, "reason", None) or exc
+                raise SinkError(
+                    retryable=True, reason=f"InfluxDB {self.shown} unreachable: {reason}"
+                ) from exc
+            finally:
+                with self._due_lock:
+                    self._busy.discard(conn)
+        raise AssertionError("unreachable")
 
     # -- writing -------------------------------------------------------------------------
     def write(self, readings: Sequence[Reading]) -> None:
@@ -280,8 +414,7 @@ class InfluxStore:
         for attempt in (1, 2):
             status, text, headers = self._request("POST", path, params, body, hdr)
             if status in (200, 204):
-                if late:
-                    self._rollup_late(sorted(late))
+                self._late_written(late)
                 return
             msg = text.decode("utf-8", "replace").strip()
             missing = status == 404 and "database not found" in msg
@@ -292,7 +425,7 @@ class InfluxStore:
             raise self._write_error(status, msg, headers)
 
     def _write_error(self, status: int, msg: str, headers: Any) -> SinkError:
-        where = f"InfluxDB {self.base}"
+        where = f"InfluxDB {self.shown}"
         if status in (400, 413, 422):
             return SinkError(retryable=False, reason=f"{where} refused the data ({status}): {msg}")
         if status in (401, 403):
@@ -308,26 +441,115 @@ class InfluxStore:
             retryable=True, reason=f"{where} answered {status}: {msg}", retry_after_s=retry_after
         )
 
-    def _rollup_late(self, hours: list[int]) -> None:
-        """Roll up again the hours (sorted starts) that got points the CQs will not see."""
+    def _late_written(self, late: set[int]) -> None:
+        """Note the hours that just got late points; roll up the due hours when they have
+        waited ``ROLLUP_DEBOUNCE_S``, or when this write had no late point (the backlog is
+        done). Raises SinkError (retryable) when the server did not answer the rollups."""
+        with self._due_lock:
+            if late and not self._due:
+                self._due_since = time.monotonic()
+            new = not late <= self._due
+            self._due |= late
+            if not self._due:
+                return
+            waited = time.monotonic() - self._due_since >= ROLLUP_DEBOUNCE_S
+        if new:
+            self._persist()
+        if waited or not late:
+            try:
+                self.flush_rollups()
+            except StoreUnavailable as exc:
+                raise SinkError(
+                    retryable=True,
+                    reason=f"rollup of late points failed, the batch comes again: {exc}",
+                ) from exc
+
+    def rollups_due(self) -> int:
+        """How many hours got late points whose rollups have not been redone yet."""
+        with self._due_lock:
+            return len(self._due)
+
+    def flush_rollups(self, deadline: float | None = None) -> int:
+        """Roll up again, once each, the hours that got points the CQs will not see; returns
+        how many. ``deadline`` (``time.monotonic()``): no new statement after it, the hours
+        left stay due. One flush at a time (a second caller waits for the first). Raises
+        StoreUnavailable when the server does not answer (the hours stay due); a refused
+        rollup is logged (retrying cannot help, the raw points are in)."""
+        timeout = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._flush_lock.acquire(timeout=timeout):
+            return 0  # another flush holds them
+        try:
+            return self._flush(deadline)
+        finally:
+            with self._due_lock:
+                self._inflight = set()
+            self._flush_lock.release()
+            self._persist()
+
+    def _flush(self, deadline: float | None) -> int:
+        """flush_rollups under its lock."""
+        with self._due_lock:
+            hours, self._due = sorted(self._due), set()
+            self._inflight = set(hours)
+        if not hours:
+            return 0
         try:
             if not self.rollups_ready():
-                return
-            runs: list[list[int]] = []  # consecutive hours: one call
-            for h in hours:
-                if runs and runs[-1][1] == h:
-                    runs[-1][1] = h + 3600 * NS
-                else:
-                    runs.append([h, h + 3600 * NS])
-            for a, b in runs:
+                return 0
+        except StoreUnavailable:
+            self._due_again(hours)
+            raise
+        chunks: list[list[int]] = []  # runs of consecutive hours, ROLLUP_SPAN_H at most
+        span = ROLLUP_SPAN_H[3600] * 3600 * NS
+        for h in hours:
+            if chunks and chunks[-1][1] == h and h - chunks[-1][0] < span:
+                chunks[-1][1] = h + 3600 * NS
+            else:
+                chunks.append([h, h + 3600 * NS])
+        done = 0
+        for a, b in chunks:
+            if deadline is not None and time.monotonic() >= deadline:
+                self._due_again([h for h in hours if h >= a])
+                break
+            try:
                 self.rollup(a, b)
-        except StoreUnavailable as exc:
-            raise SinkError(
-                retryable=True,
-                reason=f"rollup of late points failed, the batch comes again: {exc}",
-            ) from exc
-        except StoreError as exc:  # refused: retrying cannot help, the raw points are in
-            log.error("late points written, but their rollups were refused: %s", exc)
+            except StoreUnavailable:
+                self._due_again([h for h in hours if h >= a])
+                raise
+            except StoreError as exc:
+                log.error("late points written, but their rollups were refused: %s", exc)
+            except BaseException:  # a bug, an interrupted thread: the hours stay due
+                self._due_again([h for h in hours if h >= a])
+                raise
+            done += (b - a) // (3600 * NS)
+        return done
+
+    def _persist(self) -> None:
+        """Write the due hours (and those being rolled up) to the due file when they changed
+        (atomically: a new file renamed over the old one, synced)."""
+        if self._due_file is None:
+            return
+        with self._due_lock:
+            now = frozenset(self._due | self._inflight)
+        if now == self._saved:
+            return
+        tmp = self._due_file.with_name(self._due_file.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(sorted(now), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._due_file)
+            self._saved = now
+        except OSError as exc:
+            log.warning("cannot keep the hours due for rollup in %s: %s", self._due_file, exc)
+
+    def _due_again(self, hours: list[int]) -> None:
+        with self._due_lock:
+            if not self._due:
+                self._due_since = time.monotonic()
+            self._due.update(hours)
 
     # -- rollups -------------------------------------------------------------------------
     def policies(self) -> dict[str, tuple[int | None, bool]]:
@@ -362,16 +584,18 @@ class InfluxStore:
 
     def rollup(self, start_ns: int, end_ns: int) -> int:
         """(Re)compute the 1-minute and 1-hour rollups of the hours that ``[start_ns,
-        end_ns)`` touches from the raw points, a day per statement; the CQ body over a
-        past range. Returns the number of rollup points written."""
+        end_ns)`` touches from the raw points (``ROLLUP_SPAN_H`` hours per statement); the CQ
+        body over a past range. Returns the number of rollup points written."""
         written = 0
-        a, end = floor_to(start_ns, 3600), ceil_to(end_ns, 3600)
-        while a < end:
-            b = min(end, a + 86400 * NS)
-            for level in ROLLUP_RP:
+        t0 = time.monotonic()
+        lo, end = floor_to(start_ns, 3600), ceil_to(end_ns, 3600)
+        for level in ROLLUP_RP:
+            for a in range(lo, end, ROLLUP_SPAN_H[level] * 3600 * NS):
+                b = min(end, a + ROLLUP_SPAN_H[level] * 3600 * NS)
+                self.rollup_statements += 1
                 for s in self.query(rollup_select(self.sink, level, a, b), write=True):
                     written += sum(int(v[1]) for v in s.get("values", []))
-            a = b
+        self.rollup_seconds += time.monotonic() - t0
         return written
 
     def complete_from(self) -> int | None:
@@ -514,7 +738,9 @@ class InfluxStore:
                 if "error" in result:
                     if "database not found" in result["error"]:
                         return []  # nothing written yet
-                    raise StoreError(f"InfluxDB query failed: {result['error']}: {q}")
+                    # The server stopping under the query: try again later, not a refusal.
+                    err = StoreUnavailable if "shutdown" in result["error"] else StoreError
+                    raise err(f"InfluxDB query failed: {result['error']}: {q}")
                 series.extend(result.get("series", []))
         return series
 
@@ -535,6 +761,8 @@ class InfluxStore:
         group_by: Sequence[str] = (),
     ) -> list[Row]:
         check_query(fn, start_ns, end_ns, every_s)
+        if self._due:  # this store's own late points: rolled up before it reads the rollups
+            self.flush_rollups()
         before = self._rollup_before(fn, every_s, start_ns)
         pieces = plan_pieces(fn, start_ns, end_ns, every_s, before)
         if len(pieces) > 1 or pieces[0][2]:
@@ -567,5 +795,52 @@ class InfluxStore:
                 rows.append(Row(gtags, int(t) if point_time else start_ns, value))
         return sort_rows(rows, group_by)
 
-    def close(self) -> None:
-        pass
+    def close_within(self, timeout_s: float) -> None:
+        """Close for a collector that stops within a bound: with a due file, the hours due
+        are left in it for the next start (a rollup statement can take longer than the whole
+        bound: seconds per hour of a site's points); without, :meth:`close` bounded."""
+        if self._due_file is None:
+            self.close(timeout_s=timeout_s)
+            return
+        self._persist()
+        with self._due_lock:
+            left = self._due | self._inflight
+        if left:
+            log.info(
+                "rollups of %d hour(s) with late points (%s to %s UTC) left for the next start "
+                "(kept in %s)",
+                len(left),
+                _utc(min(left)),
+                _utc(max(left) + 3600 * NS),
+                self._due_file,
+            )
+        self._close_connections()
+
+    def close(self, *, timeout_s: float | None = None) -> None:
+        """Roll up the hours still due (best effort: logged when the server is gone, or when
+        ``timeout_s`` ends it first), close this thread's connection."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        exc: Exception | None = None
+        try:
+            self.flush_rollups(deadline)
+        except StoreError as err:
+            exc = err
+        with self._due_lock:
+            left = self._due | self._inflight
+        if left:
+            first, last = min(left), max(left)
+            kept = (
+                f"kept in {self._due_file} for the next start"
+                if self._due_file is not None
+                else "the rollups of those hours lack them"
+            )
+            log.warning(
+                "rollups of %d hour(s) with late points (%s to %s UTC) not redone (%s); their "
+                "raw points are written; %s",
+                len(left),
+                _utc(first),
+                _utc(last + 3600 * NS),
+                exc or "stopped before the end",
+                kept,
+            )
+        self._close_connections()

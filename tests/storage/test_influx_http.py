@@ -15,8 +15,9 @@ import pytest
 
 from dcim.config import InfluxSink, Secret
 from dcim.reading import Reading
+from dcim.storage import influx
 from dcim.storage.base import SinkError
-from dcim.storage.influx import InfluxStore, build_query
+from dcim.storage.influx import InfluxStore, StoreUnavailable, build_query
 from dcim.testing.servers import InfluxServer, free_port
 from tests.storage.helpers import influx_store
 
@@ -165,25 +166,49 @@ _POLICIES = (
 
 @pytest.mark.parametrize(
     ("status", "body", "raises"),
-    [(503, b"busy", True), (200, b'{"results":[{"statement_id":0,"error":"nope"}]}', False)],
+    [
+        (503, b"busy", True),
+        (200, b'{"results":[{"statement_id":0,"error":"query engine shutdown"}]}', True),
+        (200, b'{"results":[{"statement_id":0,"error":"nope"}]}', False),
+    ],
 )
-def test_late_points_rolled_up_after_the_write(
+def test_late_points_rolled_up_after_the_writes(
     fake: str, status: int, body: bytes, raises: bool
 ) -> None:
-    """Points older than a few minutes miss the CQs: their hours are rolled up again; if the
-    server is gone meanwhile the write is retried, if it refuses the rollup, it is logged."""
-    Scripted.replies = [(204, {}, b""), (200, {}, _POLICIES), (status, {}, body)]
+    """Points older than a few minutes miss the CQs: their hours are due to be rolled up
+    again, once for many writes (flush_rollups); if the server is gone meanwhile they stay
+    due, if it refuses the rollup, it is logged."""
+    Scripted.replies = [(204, {}, b""), (204, {}, b""), (200, {}, _POLICIES), (status, {}, body)]
     st = InfluxStore(InfluxSink(type="influxdb", url=fake, timeout_s=2))
+    st.write(R)
+    st.write(R)
+    assert [s["path"].split("?")[0] for s in Scripted.seen] == ["/write", "/write"]
+    assert st.rollups_due() == 1
     if raises:
-        with pytest.raises(SinkError) as err:
-            st.write(R)
-        assert err.value.retryable and "rollup" in err.value.reason
+        with pytest.raises(StoreUnavailable):
+            st.flush_rollups()
+        assert st.rollups_due() == 1  # comes again
     else:
-        st.write(R)
-    rollup = urllib.parse.parse_qs(Scripted.seen[2]["path"].split("?", 1)[1])["q"][0]
+        assert st.flush_rollups() == 1
+        assert st.rollups_due() == 0
+    rollup = urllib.parse.parse_qs(Scripted.seen[3]["path"].split("?", 1)[1])["q"][0]
     assert rollup.startswith("SELECT mean(*), min(*), max(*), first(*), last(*), count(*), sum(*)")
     assert f"WHERE time >= {T - T % (3600 * 10**9)} AND" in rollup
     assert 'INTO "dcim"."rp_1m".:MEASUREMENT FROM "dcim"."raw"./.*/' in rollup
+
+
+def test_late_points_due_too_long_fail_the_write_when_the_server_is_gone(
+    fake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hours due for ROLLUP_DEBOUNCE_S are rolled up after the next write; if the server does
+    not answer, that write fails (retryable: the batch comes again, the hours stay due)."""
+    monkeypatch.setattr(influx, "ROLLUP_DEBOUNCE_S", 0.0)
+    Scripted.replies = [(204, {}, b""), (200, {}, _POLICIES), (503, {}, b"busy")]
+    st = InfluxStore(InfluxSink(type="influxdb", url=fake, timeout_s=2))
+    with pytest.raises(SinkError) as err:
+        st.write(R)
+    assert err.value.retryable and "rollup" in err.value.reason
+    assert st.rollups_due() == 1
 
 
 def test_recent_points_are_left_to_the_cqs(fake: str) -> None:
@@ -216,12 +241,18 @@ def test_write_lines_converts_to_the_precision(
 
 def test_write_lines_rolls_up_the_hours_of_late_points(fake: str) -> None:
     done = (200, {}, b'{"results":[{"statement_id":0}]}')
-    Scripted.replies = [(204, {}, b""), (200, {}, _POLICIES), done, done]
+    Scripted.replies = [(204, {}, b""), (200, {}, _POLICIES), done, done, done]
     h = 3600 * 10**9
     st = InfluxStore(InfluxSink(type="influxdb", url=fake, timeout_s=2))
     st.write_lines(f"pdu,device=p1 power_w=1.0 {T}\n".encode(), [(T, T + h + 5), (T, T)])
+    assert st.rollups_due() == 2 and len(Scripted.seen) == 1
+    st.close()  # rolls up what is due
     rollups = [urllib.parse.parse_qs(s["path"].split("?", 1)[1])["q"][0] for s in Scripted.seen[2:]]
     start = T - T % h
-    assert len(rollups) == 2 and all(  # 1-minute and 1-hour rollups of both hours
-        f"WHERE time >= {start} AND time < {start + 2 * h}" in q for q in rollups
-    )
+    # the 1-minute rollups an hour per statement, the 1-hour ones of both hours at once
+    assert [q.split("WHERE ")[1].split(" GROUP")[0] for q in rollups] == [
+        f"time >= {start} AND time < {start + h}",
+        f"time >= {start + h} AND time < {start + 2 * h}",
+        f"time >= {start} AND time < {start + 2 * h}",
+    ]
+    assert ["time(1m)" in q for q in rollups] == [True, True, False]

@@ -4,6 +4,7 @@ the rollup statement's values; aggregate from the rollups as from the raw points
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -16,7 +17,9 @@ import yaml
 from dcim.cli import main
 from dcim.config import InfluxSink
 from dcim.dbinit import init_sink
+from dcim.forwarder import Forwarder
 from dcim.reading import Reading
+from dcim.spool import Spool
 from dcim.storage.base import Row
 from dcim.storage.influx import InfluxStore, rollup_select
 from dcim.testing.servers import InfluxServer
@@ -102,6 +105,7 @@ def rolled(influxdb: InfluxServer) -> Iterator[InfluxStore]:
     st = influx_store(influxdb, "roll")
     init_sink(st.sink)
     st.write(dataset())
+    st.flush_rollups()
     yield st
     st.close()
 
@@ -265,3 +269,58 @@ def test_bad_retention_is_a_config_error(tmp_path: Path) -> None:
     cfg = _config(tmp_path, {"type": "influxdb", "url": "http://x", "retention_1m": "30x"})
     with pytest.raises(SystemExit):
         main(["db", "init", cfg])
+
+
+def test_a_multi_batch_backfill_rolls_each_hour_up_once(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    """Six hours of late points forwarded from the spool in a dozen batches, one of them
+    with a refused reading isolated by bisection: the rollups run once, after the batches
+    (an hour per statement for the 1-minute rollups, six for the 1-hour ones), not per write
+    (which was 2 statements per write, some 40 here), and are right."""
+    st = influx_store(influxdb, "bf")
+    init_sink(st.sink)
+    data = meter_dataset(T0, 6 * H, seed=9)
+    bad = Reading("energy_meter", {"site": "paris", "device": "em1"}, {"power_w": "text"},
+                  T0 + 2 * H + 7)  # fmt: skip
+    with Spool(tmp_path / "spool") as sp:
+        for i in range(0, len(data), 100):
+            sp.append(data[i : i + 100])
+        sp.append([bad])
+        fwd = Forwarder(sp, st, batch_size=150, flush_interval_s=0.01)
+        fwd.start()
+        try:
+            assert fwd.flush(60)
+            deadline = time.monotonic() + 10
+            while st.rollups_due() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            fwd.stop()
+        assert sum(q.count for q in sp.quarantined()) == 1
+    assert len(data) // 150 >= 10  # a dozen batches and more
+    assert st.rollups_due() == 0
+    assert st.rollup_statements == 6 + 1  # the 1-minute rollups an hour, the 1-hour ones 6
+    db = st.sink.database
+    res = influxdb.query('SELECT SUM("count_power_w") FROM "rp_1h"."energy_meter"', db)
+    assert res["results"][0]["series"][0]["values"][0][1] == len(data)
+
+
+def test_hours_due_for_rollup_survive_a_stop(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """A collector that stops (close_within) leaves the hours due in its due file; the next
+    store on that file rolls them up, then the file is empty."""
+    due = tmp_path / "due.json"
+    st = influx_store(influxdb, "due", due_file=due)
+    init_sink(st.sink)
+    data = meter_dataset(T0, 3 * H, seed=3)
+    st.write(data)
+    assert json.loads(due.read_text()) == [T0, T0 + H, T0 + 2 * H]
+    assert due.stat().st_mode & 0o777 == 0o600
+    st.close_within(0.0)
+    assert st.rollup_statements == 0
+    again = InfluxStore(st.sink, due_file=due)
+    assert again.rollups_due() == 3
+    assert again.flush_rollups() == 3 and json.loads(due.read_text()) == []
+    res = influxdb.query(
+        'SELECT SUM("count_power_w") FROM "rp_1h"."energy_meter"', st.sink.database
+    )
+    assert res["results"][0]["series"][0]["values"][0][1] == len(data)

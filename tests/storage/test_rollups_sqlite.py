@@ -208,3 +208,28 @@ def test_a_store_from_before_the_daily_rollups(tmp_path: Path) -> None:
     _check_days(upgraded, raw)
     for st in (raw, upgraded):
         st.close()
+
+
+def test_a_multi_batch_backfill_rolls_each_hour_up_once(tmp_path: Path) -> None:
+    """Late points written in many batches (a backfill behind the watermark, and single
+    readings as the forwarder's bisection writes them): the writes only mark their hours,
+    maintain() rolls each hour up once (one statement per level and hour chunk)."""
+    st = SqliteStore(tmp_path / "s.sqlite")
+    st.write(dataset()[:1])
+    st.maintain(now_ns=T0 + 30 * H)  # the watermark: everything after is late
+    statements: list[str] = []
+    st._con.set_trace_callback(statements.append)
+    data = dataset()
+    for i in range(0, len(data), 50):
+        st.write(data[i : i + 50])
+    for r in data[:20]:
+        st.write([r])
+    assert not [q for q in statements if "INTO rollup_1" in q]  # no rollup per write
+    assert st.maintain(now_ns=T0 + 30 * H)["hours_redone"] == 5
+    rollups = [q for q in statements if "INSERT OR REPLACE INTO rollup_1" in q]
+    # per hour: the 1-minute and 1-hour rollups and the day: once each
+    assert len(rollups) == 3 * 5
+    assert len(data) // 50 >= 10
+    st._con.set_trace_callback(None)
+    assert st.rollup_status()["dirty_hours"] == 0
+    st.close()

@@ -1,0 +1,76 @@
+"""The spool's durable commit off the event loop: :class:`Committer` hands each poll cycle's
+readings to one thread that validates and commits them (``Pipeline.accept``: a SQLite
+transaction with ``synchronous=FULL``, an fsync), in the order they came. On a slow or busy
+disk (an fsync of tens or hundreds of milliseconds) the loop's polls keep their cadence; the
+readings wait in memory meanwhile, as they did while the loop was blocked, and are counted
+(``queued``). ``close`` waits for what is queued (bounded): a reading polled before the stop
+is committed unless the disk is slower than the stop's bound (then it is logged as lost, as
+a poll that was not done)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from dcim.reading import Reading
+
+log = logging.getLogger(__name__)
+
+
+class Committer:
+    def __init__(self, commit: Callable[[list[Reading]], object], *, name: str = "dcim-commit"):
+        self._commit = commit
+        self._queue: queue.SimpleQueue[list[Reading] | None] = queue.SimpleQueue()
+        self._queued = 0  # readings submitted and not committed yet
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, readings: list[Reading]) -> None:
+        """Queue a cycle's readings for the commit; returns at once."""
+        with self._lock:
+            self._queued += len(readings)
+        self._queue.put(readings)
+
+    @property
+    def queued(self) -> int:
+        """Readings waiting for their commit."""
+        return self._queued
+
+    def _run(self) -> None:
+        while (readings := self._queue.get()) is not None:
+            try:
+                self._commit(readings)
+            except Exception:  # noqa: BLE001 - the pipeline logs its own; the thread goes on
+                log.exception("committing %d readings failed", len(readings))
+            finally:
+                with self._lock:
+                    self._queued -= len(readings)
+                    self._idle.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything submitted is committed; False after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._queued:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def close(self, timeout: float) -> None:
+        """Commit what is queued (within ``timeout`` s), then end the thread."""
+        if not self.drain(timeout):
+            log.error(
+                "stopping: %d polled readings not committed within %.1f s (the disk is slow); "
+                "they are lost",
+                self._queued,
+                timeout,
+            )
+        self._queue.put(None)
+        self._thread.join(max(0.0, min(timeout, 1.0)))
