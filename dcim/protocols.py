@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -255,6 +255,21 @@ def reload() -> None:
         _entry_points = None
         _loaded.clear()
         importlib.invalidate_caches()
+
+
+P = TypeVar("P", bound="Profile")
+
+
+def device_profile(cfg: SiteConfig, device: Device, model: type[P], kind: str) -> P:
+    """The profile ``device`` names, as its protocol's profile ``model`` (``kind``: how a
+    message names it, e.g. "an SNMP profile"); PollError("config") if there is none or it is
+    another protocol's."""
+    found = cfg.profiles().get(device.profile)
+    if found is None:
+        raise PollError("config", f"device {device.name!r}: unknown profile {device.profile!r}")
+    if not isinstance(found, model):
+        raise PollError("config", f"device {device.name!r}: profile {found.name!r} is not {kind}")
+    return found
 
 
 def make_poller(cfg: SiteConfig, device: Device) -> Poller:

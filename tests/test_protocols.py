@@ -190,3 +190,26 @@ def test_no_import_cycle_through_the_protocols_or_the_core_they_use() -> None:
             if m not in seen:
                 seen.add(m)
                 todo.extend(graph[m])
+
+
+def test_a_poller_names_a_missing_or_foreign_profile() -> None:
+    from collectors.modbus.profile import ModbusProfile
+    from collectors.snmp.profile import SnmpProfile
+    from dcim.config import SiteConfig
+
+    cfg = SiteConfig.model_validate(
+        {
+            "site": {"name": "s"},
+            "devices": [
+                {"name": "m", "protocol": "modbus", "profile": "crah", "host": "h", "port": 502},
+                {"name": "x", "protocol": "modbus", "profile": "nope", "host": "h", "port": 503},
+            ],
+        }
+    )
+    m, x = cfg.devices
+    assert protocols.device_profile(cfg, m, ModbusProfile, "a Modbus profile").name == "crah"
+    with pytest.raises(protocols.PollError, match="profile 'crah' is not an SNMP profile") as e:
+        protocols.device_profile(cfg, m, SnmpProfile, "an SNMP profile")
+    assert e.value.kind == "config"
+    with pytest.raises(protocols.PollError, match="device 'x': unknown profile 'nope'"):
+        protocols.device_profile(cfg, x, ModbusProfile, "a Modbus profile")

@@ -40,7 +40,7 @@ from collectors.modbus.codec import ReadRequest, field_codecs, plan_reads
 from collectors.modbus.options import ModbusOptions
 from collectors.modbus.profile import ModbusProfile
 from dcim.config import Device, SiteConfig
-from dcim.protocols import ErrorKind, PollError
+from dcim.protocols import ErrorKind, PollError, device_profile
 from dcim.reading import FieldValue, Reading
 
 log = logging.getLogger(__name__)
@@ -212,15 +212,7 @@ class ModbusPoller:
         if device.host is None or device.port is None:
             raise PollError("config", f"device {device.name!r} has no host/port")
         if profile is None:
-            profiles = cfg.profiles()
-            if device.profile not in profiles:
-                raise PollError(
-                    "config", f"device {device.name!r}: unknown profile {device.profile!r}"
-                )
-            found = profiles[device.profile]
-            if not isinstance(found, ModbusProfile):
-                raise PollError("config", f"profile {found.name!r} is not a Modbus profile")
-            profile = found
+            profile = device_profile(cfg, device, ModbusProfile, "a Modbus profile")
         self.device = device
         self._host, self._port = device.host, device.port
         opts = device.options

@@ -31,7 +31,7 @@ from collectors.redfish.codec import (
 from collectors.redfish.options import RedfishOptions
 from collectors.redfish.profile import RedfishProfile
 from dcim.config import Device, SiteConfig
-from dcim.protocols import PollError
+from dcim.protocols import PollError, device_profile
 from dcim.reading import Reading
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,7 @@ class RedfishPoller:
         if device.host is None or device.port is None:
             raise PollError("config", f"device {device.name!r} has no host/port")
         if profile is None:
-            found = cfg.profiles().get(device.profile)
-            if not isinstance(found, RedfishProfile):
-                raise PollError(
-                    "config", f"device {device.name!r}: {device.profile!r} is not a Redfish profile"
-                )
-            profile = found
+            profile = device_profile(cfg, device, RedfishProfile, "a Redfish profile")
         self.device = device
         self.opts = opts or options_of(device)
         self.profile = profile

@@ -69,7 +69,7 @@ from collectors.snmp.codec import (
 from collectors.snmp.options import SnmpOptions
 from collectors.snmp.profile import SnmpProfile
 from dcim.config import Device, SiteConfig
-from dcim.protocols import ErrorKind, PollError
+from dcim.protocols import ErrorKind, PollError, device_profile
 from dcim.reading import Reading
 
 log = logging.getLogger(__name__)
@@ -201,15 +201,7 @@ class SnmpPoller:
         ):
             raise PollError("config", f"device {device.name!r} has no host/port/snmp options")
         if profile is None:
-            profiles = cfg.profiles()
-            if device.profile not in profiles:
-                raise PollError(
-                    "config", f"device {device.name!r}: unknown profile {device.profile!r}"
-                )
-            found = profiles[device.profile]
-            if not isinstance(found, SnmpProfile):
-                raise PollError("config", f"profile {found.name!r} is not an SNMP profile")
-            profile = found
+            profile = device_profile(cfg, device, SnmpProfile, "an SNMP profile")
         self.device = device
         self._opts: SnmpOptions = device.options
         self._profile_name = profile.name
