@@ -23,7 +23,7 @@ install-test: $(PY)
 # The real servers the tests start (InfluxDB 1.x, Mosquitto, net-snmp tools, mbpoll,
 # Prometheus Alertmanager).
 deb:
-	@missing=""; for b in influxd mosquitto snmpget mbpoll prometheus-alertmanager; do command -v $$b >/dev/null || missing=1; done; \
+	@missing=""; for b in influxd mosquitto snmpget mbpoll curl prometheus-alertmanager; do command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
