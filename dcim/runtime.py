@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from dcim.config import SiteConfig
 from dcim.forwarder import Forwarder
+from dcim.kpi.writer import KpiWriter
 from dcim.metrics import MetricsServer, PollMetrics
 from dcim.pipeline import Pipeline
 from dcim.protocols import PushSource, build_pollers, build_sources
@@ -24,6 +25,7 @@ from dcim.storage import make_store
 
 log = logging.getLogger(__name__)
 MAINTAIN_EVERY_S = 300.0
+KPI_EVERY_S = 60.0
 
 
 @dataclass
@@ -56,6 +58,9 @@ class Collector:
         self.scheduler = Scheduler(self.cfg, self.pollers, self.emit)
         # Push protocols (MQTT): one source per protocol with enabled devices.
         self.sources: dict[str, PushSource] = build_sources(self.cfg, self.emit, offer=self.offer)
+        # The hourly and daily `kpi` points, written as their periods close (no cron).
+        metered = self.cfg.devices_with_role("grid_incomer")
+        self.kpi_writer = KpiWriter(self.store, self.cfg) if metered else None
 
     def emit(self, readings: list[Reading]) -> None:
         self.poll_metrics.observe(readings)
@@ -113,6 +118,16 @@ class Collector:
                 log.exception("embedded store maintenance failed")
             await asyncio.sleep(MAINTAIN_EVERY_S)
 
+    async def _kpi_loop(self) -> None:
+        if self.kpi_writer is None:
+            return
+        while True:
+            await asyncio.sleep(KPI_EVERY_S)
+            try:
+                await asyncio.to_thread(self.kpi_writer.run_once, time.time_ns())
+            except Exception:  # noqa: BLE001 - retried at the next round (the store may be down)
+                log.warning("writing the kpi points failed; retried in a minute", exc_info=True)
+
     async def start(self) -> None:
         if self.cfg.metrics is not None:  # first: a port in use fails the start, not later
             m = self.cfg.metrics
@@ -121,6 +136,7 @@ class Collector:
         self._tasks = [
             asyncio.create_task(self._spool_health_loop()),
             asyncio.create_task(self._maintain_loop()),
+            asyncio.create_task(self._kpi_loop()),
         ]
         for source in self.sources.values():
             source.start()

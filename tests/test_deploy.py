@@ -115,7 +115,11 @@ def test_provisioning_files_parse_and_point_at_the_mounts() -> None:
     svc = _compose_config()["services"]["grafana"]
     mounts = {dst: Path(src) for src, dst in _volumes(svc) if src.startswith("/")}
     ds = yaml.safe_load((PROV / "datasources" / "influxdb.yaml").read_text())
-    (d,) = ds["datasources"]
+    by_type = {d["type"]: d for d in ds["datasources"]}
+    d = by_type["influxdb"]
+    am = by_type["alertmanager"]
+    assert am["url"] == "${DCIM_ALERTMANAGER_URL}"
+    assert svc["environment"]["DCIM_ALERTMANAGER_URL"] == "http://alertmanager:9093"
     assert ds["apiVersion"] == 1 and d["type"] == "influxdb" and d["access"] == "proxy"
     assert d["jsonData"].get("version", "InfluxQL") == "InfluxQL"
     env = svc["environment"]

@@ -116,7 +116,11 @@ def counter_increase(
     after_end = next((s for s in pts if s.time_ns >= end_ns), None)
     interpolated = extrapolated = False
     rate = 0.0  # per ns, for extrapolation: mean over the samples inside (0 across a reset)
-    if len(inside) >= 2 and inside[-1].value >= inside[0].value:
+    if (
+        len(inside) >= 2
+        and inside[-1].value >= inside[0].value
+        and inside[-1].time_ns > inside[0].time_ns  # samples at one instant only: no rate
+    ):
         rate = (inside[-1].value - inside[0].value) / (inside[-1].time_ns - inside[0].time_ns)
 
     v_start = _at(start_ns, before_start, after_start, wrap_at)
