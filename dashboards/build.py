@@ -238,12 +238,18 @@ def per(fn: str, meas: str, field: str, by: str, where: str = "", scale: str = "
     )
 
 
-def kpi(fields: str, resolution: str, extra: str = "") -> str:
-    """``kpi`` points of one resolution from rp_1h (``last_<figure>``)."""
+def kpi(fields: str, resolution: str) -> str:
+    """``kpi`` points of one resolution from rp_1h (``last_<figure>``); daily ones from two
+    days before the range on (a day's point is at its start and written once it has closed:
+    a range of a few hours still shows the last closed day)."""
     sel = ", ".join(f'"last_{f}" AS "{f}"' for f in fields.split(","))
+    span = (
+        "$timeFilter"
+        if resolution == "hourly"
+        else "time >= ${__from}ms - 2d AND time <= ${__to}ms"
+    )
     return (
-        f'SELECT {sel} FROM "rp_1h"."kpi" WHERE {SITE} AND resolution = \'{resolution}\' '
-        f"AND $timeFilter{extra}"
+        f'SELECT {sel} FROM "rp_1h"."kpi" WHERE {SITE} AND resolution = \'{resolution}\' AND {span}'
     )
 
 
@@ -359,7 +365,7 @@ def site_overview() -> list[dict[str, Any]]:
     bar = {"w": 8, "h": 8}
     return [
         panel("bargauge", "Where the power goes now", "kwatt", FLOW_NOW, **kw, **bar,
-              links=_link("Power chain", "Energy KPIs"), minv=0,
+              links=_link("Power chain", "Thermal", "Energy KPIs"), minv=0,
               desc="Last reading of each meter (5 min). Losses: UPS, distribution and "
               "whatever the sub-meters do not see."),
         panel("bargauge", "Where the heat goes now", "kwatt", HEAT_NOW, **kw, **bar, minv=0,
@@ -476,7 +482,7 @@ def thermal() -> list[dict[str, Any]]:
               desc="ASHRAE A1: allowable 8-80 % RH; recommended up to 60 %."),
         panel("timeseries", "Dew point (rack probes)", "celsius",
               [("$tag_rack $tag_probe_name",
-                f"SELECT {_dew_point('t', 'rh')} FROM (SELECT @mean(temp_c) AS t, @mean(humidity_pct) AS rh FROM @from(rack_env) WHERE {SITE} AND {srv} AND {T} {BY}, rack, probe_name) {BY}, rack, probe_name fill(none)")],
+                f"SELECT {_dew_point('t', 'rh')} FROM (SELECT @mean(temp_c) AS t, @mean(humidity_pct) AS rh FROM @from(rack_env) WHERE {SITE} AND {srv} AND {T} {BY}, rack, probe_name fill(none)) GROUP BY rack, probe_name")],
               thresholds=[("red", None), ("orange", -12), ("green", -9), ("orange", 15), ("red", 17)],
               desc="ASHRAE A1: recommended -9 to 15 degC dew point, allowable -12 to 17 degC."),
     ]  # fmt: skip
@@ -635,7 +641,6 @@ def _var_query(name: str, q: str, *, multi: bool = True, label: str = "") -> dic
         "type": "query",
         "datasource": DS,
         "query": q,
-        "definition": q,
         "refresh": 2,
         "sort": 1,
         "multi": multi,

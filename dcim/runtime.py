@@ -87,6 +87,7 @@ class Collector:
             "pending": s.pending,
             "refused_total": s.refused_total,
             "dropped_total": s.dropped_total,
+            "quarantined": sum(q.count for q in self.spool.quarantined()),
             "full": int(s.full),
             "warn": int(s.warn),
         }

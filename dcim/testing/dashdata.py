@@ -310,10 +310,43 @@ def write(url: str, cfg: SiteConfig, plan: Plan) -> Holding:
                 lines += rollup_lines(_key(meas, tags), c0 * NS, vals, level, per, polls, ints)
             post.add(rp, lines)
         log(f"{rp} written")
+    _kpi_boundaries(cfg, plan, names, meta, post)
     post.flush()
     holding.kpi_points = write_kpis(cfg, plan)
     holding.seconds = time.perf_counter() - t_start
     return holding
+
+
+def _kpi_boundaries(
+    cfg: SiteConfig,
+    plan: Plan,
+    names: list[str],
+    meta: dict[str, tuple[str, list[str]]],
+    post: _Poster,
+) -> None:
+    """rp_1m around the start and end of each daily kpi day (the KPIs read meter indexes
+    there), the counters from one twin for both ends of a day: one starting an hour before the
+    recent days for those, one per day for the first days of the months before."""
+    days = kpi_days(plan, cfg.site.timezone)
+    recent = [d for d in days if d >= plan.now_s - (plan.kpi_days + 1) * DAY]
+    groups = [recent] + [[d] for d in days if d not in recent]
+    for group in groups:
+        if not group:
+            continue
+        m = SiteModel(cfg, t0=min(group) - 3600, seed=1)
+        rows = sorted({r for n in names for r in m.counter_rows(n)})
+        for edge in sorted({e for d in group for e in (d, d + DAY)}):
+            ts = np.arange(edge - 600, edge + 600, 10, dtype=np.float64)
+            integ = m.integrals(ts, rows) if rows else None
+            lines: list[bytes] = []
+            for n in names:
+                meas, fields = meta[n]
+                vals = m.series(n, ts, integ)
+                key = _key(meas, cfg.tags_of(cfg.device(n)))
+                polls = int(60 / plan.interval_s)
+                lines += rollup_lines(key, (edge - 600) * NS, {f: vals[f] for f in fields}, 60,
+                                      6, polls)  # fmt: skip
+            post.add("rp_1m", lines)
 
 
 def kpi_days(plan: Plan, tz: str) -> list[int]:
