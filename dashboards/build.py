@@ -78,11 +78,17 @@ def level_query(template: str, level: int) -> str:
     return _TOKEN.sub(sub, template).replace("$gate", gate)
 
 
-def targets(series: list[tuple[str, str]], fmt: str = "time_series") -> list[dict[str, Any]]:
-    """One target per series, or three (one per resolution) for templates using ``$gate``."""
+def targets(
+    series: list[tuple[str, str | tuple[str, str, str]]], fmt: str = "time_series"
+) -> list[dict[str, Any]]:
+    """One target per series, or three (one per resolution) for templates using ``$gate``
+    (or given as three templates, one per resolution)."""
     out: list[dict[str, Any]] = []
     for alias, tmpl in series:
-        qs = [level_query(tmpl, i) for i in range(3)] if "$gate" in tmpl else [tmpl]
+        if isinstance(tmpl, tuple):
+            qs = [level_query(t, i) for i, t in enumerate(tmpl)]
+        else:
+            qs = [level_query(tmpl, i) for i in range(3)] if "$gate" in tmpl else [tmpl]
         for q in qs:
             out.append(
                 {
@@ -109,7 +115,7 @@ def panel(
     kind: str,
     title: str,
     unit: str,
-    series: list[tuple[str, str]],
+    series: list[tuple[str, Any]],
     *,
     decimals: int = 1,
     thresholds: list[tuple[str, float | None]] | None = None,
@@ -265,9 +271,18 @@ DOWN_NOW = (
     "SELECT sum(d) FROM (SELECT 1 - last(up) AS d FROM dcim_poll WHERE "
     f"{SITE} AND time > now() - 10m GROUP BY device)"
 )
+# Devices down: raw, per device the last poll of each interval; from the rollups (long
+# ranges), the device-windows whose last poll failed over the windows in an interval (the mean
+# number of devices down), one pass without a per-device subquery.
+_DOWN_ROLLED = (
+    "SELECT (count(@last(up)) - sum(@last(up))) * {w} / $__interval_ms FROM @from(dcim_poll) "
+    f"WHERE {SITE} AND {T} {BY} fill(none)"
+).replace("@last(up)", '"last_up"')
 DOWN = (
     f"SELECT sum(d) FROM (SELECT 1 - @last(up) AS d FROM @from(dcim_poll) WHERE {SITE} AND {T} "
-    f"{BY}, device) {BY} fill(none)"
+    f"{BY}, device) {BY} fill(none)",
+    _DOWN_ROLLED.format(w=60000),
+    _DOWN_ROLLED.format(w=3600000),
 )
 PUE_CATS = [("cat. 3 (IT input)", "3"), ("cat. 2 (PDU output)", "2"), ("cat. 1 (UPS output)", "1")]
 FLOW_NOW = [
