@@ -85,7 +85,9 @@ def main() -> int:
             sink={"type": "influxdb", "url": influx.url, "database": "bench", "timeout_s": 600},
         )
         cfg = SiteConfig.model_validate(doc)
-        plan = dashdata.Plan(now_s=now_s, raw_hours=args.raw_hours, kpi_hours=2, kpi_days=2)
+        plan = dashdata.Plan(
+            now_s=now_s, raw_hours=args.raw_hours, kpi_hours=2, kpi_days=2, extra_days=400
+        )
         held = dashdata.write(influx.url, cfg, plan)
         print(f"site: {len(cfg.devices)} devices; setup: {held.describe()}")
         tz = cfg.site.timezone

@@ -3,10 +3,13 @@ dashboard model, and every query of every panel run against a real InfluxDB hold
 reference site's data (Grafana itself is not available here), over 6 h, 7 days, 90 days and a
 year, with Grafana's macros substituted as Grafana would.
 
-The data (dcim.testing.dashdata): the reference site's device mix (4 racks of 3 servers:
-every kind of device the twin simulates), raw points every 10 s for the last day, rp_1m for
-the last 8 days, rp_1h for the last 400 days, the collector's rows, rack probes and the kpi
-points computed by dcim.kpi.series over that data."""
+The data (dcim.testing.dashdata, written in ~1-2 min, hence slow): the reference site's device
+mix at its 10 s interval (2 racks of 2 servers: 35 devices, every kind the twin simulates);
+raw points for the last 7 h; rp_1m for the last 2 days; rp_1h for the last 400 days (devices),
+written directly as the CQs write them; the collector's dcim_poll/dcim_spool rows and one rack
+probe per rack (raw 7 h, rollups 100 days), ups-b down for the last 2 h; kpi points computed by
+dcim.kpi.series over that data (hourly for the last 6 h, daily for the last 10 days and the 1st
+of each of the 13 months before). Printed: every panel's query time per range, slowest first."""
 
 from __future__ import annotations
 

@@ -109,6 +109,9 @@ def test_dockerfile_runs_as_a_user() -> None:
     users = [ln.split()[1] for ln in text.splitlines() if ln.startswith("USER ")]
     assert users and users[-1] not in ("root", "0"), users
     assert "FROM python:3.11" in text and ":3.11-slim\n" not in text  # a pinned patch release
+    # the compose file runs the image as the same uid:gid, owner of the spool volume
+    uid, gid = _compose_config()["services"]["collector"]["user"].split(":")
+    assert f"--uid {uid}" in text and f"--gid {gid}" in text
 
 
 def test_provisioning_files_parse_and_point_at_the_mounts() -> None:

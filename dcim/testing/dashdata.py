@@ -13,7 +13,7 @@ simulates (:class:`dcim.twin.model.SiteModel`, the reference site's device mix):
   is the number of polls at ``interval_s`` the window holds;
 - the collector's own rows: ``dcim_poll`` per device and poll (device ``down_device`` failing
   its polls for the last ``down_minutes``) and ``dcim_spool`` per poll cycle, raw and rolled up
-  the same way;
+  the same way (the rollups over the last ``extra_days`` only: they are a third of the lines);
 - ``rack_env`` (rack temperature and humidity probes, which the twin does not simulate): one
   probe per rack, its temperature the rack's first server inlet, its humidity that of air at a
   fixed 8 degC dew point;
@@ -194,6 +194,7 @@ class Plan:
     down_minutes: int = 120
     kpi_hours: int = 6
     kpi_days: int = 10
+    extra_days: int = 100  # the collector's rows and the rack probes in the rollups
 
 
 def _extra_series(
@@ -306,6 +307,8 @@ def write(url: str, cfg: SiteConfig, plan: Plan) -> Holding:
                 key = _key(meas, cfg.tags_of(cfg.device(n)))
                 lines += rollup_lines(key, c0 * NS, {f: vals[f] for f in fields}, level, per, polls)
             for meas, tags, vals in _extra_series(cfg, model, plan, ts):
+                if c0 < end - plan.extra_days * DAY:
+                    break
                 ints = _INT_EXTRA if meas != "rack_env" else frozenset()
                 lines += rollup_lines(_key(meas, tags), c0 * NS, vals, level, per, polls, ints)
             post.add(rp, lines)
