@@ -102,10 +102,11 @@ class KpiWriter:
 
     def run_once(self, now_ns: int) -> list[tuple[Resolution, int]]:
         """Write the due periods; returns (resolution, start) of each point written."""
+        due = self.due(now_ns)
+        points = [p for res, a, b, _ in due for p in kpi_series(self.store, self.cfg, a, b, res)]
+        self.store.write(points)  # one write: InfluxDB rolls the late hours up once
         done: list[tuple[Resolution, int]] = []
-        for res, a, b, sig in self.due(now_ns):
-            points = kpi_series(self.store, self.cfg, a, b, res)
-            self.store.write(points)
+        for res, a, _, sig in due:
             rewrite = (res, a) in self.written
             self.written[(res, a)] = sig
             done.append((res, a))

@@ -37,7 +37,9 @@ def _completeness(store: Store, start: int, end: int, res: str) -> dict[int, flo
     return {r.time_ns: float(r.value) for r in rows if r.value is not None}
 
 
-@pytest.mark.parametrize("kind", ["embedded", "influxdb"])
+@pytest.mark.parametrize(
+    "kind", ["embedded", pytest.param("influxdb", marks=pytest.mark.slow)]
+)  # InfluxDB: the late-hour rollups of a day of backfill take a minute on a loaded machine
 def test_points_written_once_closed_and_again_on_late_data(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
