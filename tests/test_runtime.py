@@ -36,3 +36,19 @@ def test_no_kpi_writer_without_a_grid_incomer(tmp_path: Path) -> None:
     finally:
         col.spool.close()
         col.store.close()
+
+
+def test_spool_health_counts_the_quarantine(tmp_path: Path) -> None:
+    from dcim.reading import Reading
+
+    col = Collector(_cfg(tmp_path, metered=False))
+    try:
+        assert col.spool_health().fields["quarantined"] == 0
+        bad = [Reading("m", {"site": "s"}, {"v": float(i)}, i + 1) for i in range(3)]
+        col.spool.append(bad)
+        batch = col.spool.peek(10)
+        col.spool.ack(batch, rejected=[(bad, "field type conflict")])  # refused for good
+        assert col.spool_health().fields["quarantined"] == 3
+    finally:
+        col.spool.close()
+        col.store.close()
