@@ -587,7 +587,7 @@ def energy_kpis() -> list[dict[str, Any]]:
             "stat", f"Month: {label}", "none",
             [(f"PUE {n}", kpi_ratio("e_dc_kwh", f"e_it_cat{c}_kwh")) for n, c in PUE_CATS]
             + [("ERF", kpi_ratio("e_reuse_kwh", "e_dc_kwh")),
-               ("ERE", f'SELECT (sum("last_e_dc_kwh") - sum("last_e_reuse_kwh")) / sum("last_e_it_cat1_kwh") FROM "rp_1h"."kpi" WHERE {SITE} AND resolution = \'daily\' AND $timeFilter'),
+               *[(f"ERE {n}", f'SELECT (sum("last_e_dc_kwh") - sum("last_e_reuse_kwh")) / sum("last_e_it_cat{c}_kwh") FROM "rp_1h"."kpi" WHERE {SITE} AND resolution = \'daily\' AND $timeFilter') for n, c in PUE_CATS],
                ("heat delivered (MWh)", f'SELECT (sum("last_heat_cpcu_kwh") + sum("last_heat_greenhouse_kwh")) / 1000 FROM "rp_1h"."kpi" WHERE {SITE} AND resolution = \'daily\' AND $timeFilter'),
                ("completeness (PUE, mean of days)", f'SELECT mean("last_pue_completeness") FROM "rp_1h"."kpi" WHERE {SITE} AND resolution = \'daily\' AND $timeFilter')],
             decimals=2, w=8, time_from=frm, time_shift=shift,
