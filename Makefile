@@ -52,6 +52,7 @@ bench: install-twin deb
 	$(PY) benchmarks/demo_cadence.py
 	$(PY) benchmarks/collect.py
 	$(PY) benchmarks/collect.py --redfish
+	$(PY) benchmarks/dashboards.py --racks 6 --raw-hours 6
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
