@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dcim.alerts.engine import build_engine
 from dcim.config import SiteConfig
 from dcim.forwarder import Forwarder
+from dcim.kpi.writer import KpiWriter
 from dcim.metrics import MetricsServer, PollMetrics
 from dcim.pipeline import Pipeline
 from dcim.plausible import Screen
@@ -27,6 +28,7 @@ from dcim.storage import make_store
 
 log = logging.getLogger(__name__)
 MAINTAIN_EVERY_S = 300.0
+KPI_EVERY_S = 60.0
 
 
 @dataclass
@@ -61,6 +63,9 @@ class Collector:
         self.scheduler = Scheduler(self.cfg, self.pollers, self.emit)
         # Push protocols (MQTT): one source per protocol with enabled devices.
         self.sources: dict[str, PushSource] = build_sources(self.cfg, self.emit, offer=self.offer)
+        # The hourly and daily `kpi` points, written as their periods close (no cron).
+        metered = self.cfg.devices_with_role("grid_incomer")
+        self.kpi_writer = KpiWriter(self.store, self.cfg) if metered else None
 
     def emit(self, readings: list[Reading]) -> None:
         self.poll_metrics.observe(readings)
@@ -91,6 +96,7 @@ class Collector:
             "pending": s.pending,
             "refused_total": s.refused_total,
             "dropped_total": s.dropped_total,
+            "quarantined": sum(q.count for q in self.spool.quarantined()),
             "full": int(s.full),
             "warn": int(s.warn),
         }
@@ -126,6 +132,16 @@ class Collector:
                 log.exception("embedded store maintenance failed")
             await asyncio.sleep(MAINTAIN_EVERY_S)
 
+    async def _kpi_loop(self) -> None:
+        if self.kpi_writer is None:
+            return
+        while True:
+            await asyncio.sleep(KPI_EVERY_S)
+            try:
+                await asyncio.to_thread(self.kpi_writer.run_once, time.time_ns())
+            except Exception:  # noqa: BLE001 - retried at the next round (the store may be down)
+                log.warning("writing the kpi points failed; retried in a minute", exc_info=True)
+
     async def start(self) -> None:
         if self.cfg.metrics is not None:  # first: a port in use fails the start, not later
             m = self.cfg.metrics
@@ -136,6 +152,7 @@ class Collector:
         self._tasks = [
             asyncio.create_task(self._spool_health_loop()),
             asyncio.create_task(self._maintain_loop()),
+            asyncio.create_task(self._kpi_loop()),
         ]
         for source in self.sources.values():
             source.start()

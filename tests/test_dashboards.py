@@ -1,92 +1,252 @@
-"""Every panel query of every dashboard runs against a real InfluxDB holding twin data
-(Grafana itself is not available here) and returns values."""
+"""The dashboards: built by dashboards/build.py, checked against grafana-foundation-sdk's
+dashboard model, and every query of every panel run against a real InfluxDB holding the
+reference site's data (Grafana itself is not available here), over 6 h, 7 days, 90 days and a
+year, with Grafana's macros substituted as Grafana would.
+
+The data (dcim.testing.dashdata, written in ~1-2 min, hence slow): the reference site's device
+mix at its 10 s interval (2 racks of 2 servers: 35 devices, every kind the twin simulates);
+raw points for the last 7 h; rp_1m for the last 2 days; rp_1h for the last 400 days (devices),
+written directly as the CQs write them; the collector's dcim_poll/dcim_spool rows and one rack
+probe per rack (raw 7 h, rollups 100 days), ups-b down for the last 2 h; kpi points computed by
+dcim.kpi.series over that data (hourly for the last 6 h, daily for the last 10 days and the 1st
+of each of the 13 months before). Printed: every panel's query time per range, slowest first."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-from datetime import UTC, datetime
+import re
+import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
-import yaml
+import pytest
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from dcim.cli import main
+from dcim.config import SiteConfig
+from dcim.testing import dashdata
 from dcim.testing.servers import InfluxServer
 from dcim.twin.site import paris_chapelle
 
 DASH = Path(__file__).resolve().parent.parent / "dashboards"
+RANGES = {"6h": 6 * 3600, "7d": 7 * 86400, "90d": 90 * 86400, "1y": 365 * 86400}
+UNITS = {"kwatt", "kwatth", "celsius", "percent", "percentunit", "humidity", "ppm", "amp", "m",
+         "s", "none", "short", "bool_yes_no"}  # fmt: skip
+# Grafana's rounding of range / max data points to an interval (kbn.roundInterval), in ms.
+_ROUND = [(15, 10), (35, 20), (75, 50), (150, 100), (250, 200), (350, 300), (750, 500),
+          (1500, 1000), (3500, 2000), (7500, 5000), (12500, 10000), (17500, 15000),
+          (25000, 20000), (45000, 30000), (90000, 60000), (180000, 120000), (450000, 300000),
+          (1050000, 600000), (1500000, 900000), (2700000, 1200000), (5400000, 1800000),
+          (9000000, 3600000), (16200000, 7200000), (27000000, 10800000),
+          (39600000, 21600000), (86400000, 43200000), (604800000, 86400000),
+          (1814400000, 604800000), (3628800000, 2592000000)]  # fmt: skip
 
 
-def _build():  # type: ignore[no-untyped-def]
+def build() -> dict[str, dict[str, Any]]:
     spec = importlib.util.spec_from_file_location("dash_build", DASH / "build.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.build()
+    return mod.build()  # type: ignore[no-any-return]
+
+
+def interval_ms(range_s: float, max_points: int, min_s: float) -> int:
+    raw = range_s * 1000 / max_points
+    got = next((r for lim, r in _ROUND if raw < lim), 31536000000)
+    return max(got, int(min_s * 1000))
+
+
+def _duration_s(text: str) -> int:
+    n, u = int(text[:-1]), text[-1]
+    return n * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}[u]
+
+
+def panel_range(p: dict[str, Any], now_s: int, range_s: int, tz: str) -> tuple[int, int]:
+    """The panel's time range as Grafana makes it: the dashboard's, or the panel's relative
+    time (``now/M``: this month so far) shifted by its time shift (``1M/M``: the whole
+    previous month; ``1y``)."""
+    frm, shift = p.get("timeFrom"), p.get("timeShift")
+    if frm is None:
+        return now_s - range_s, now_s
+    assert frm == "now/M", frm
+    zone = ZoneInfo(tz)
+    now = datetime.fromtimestamp(now_s, zone)
+    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if shift is None:
+        return int(first.timestamp()), now_s
+    if shift == "1M/M":
+        y, m = (first.year, first.month - 1) if first.month > 1 else (first.year - 1, 12)
+        prev = first.replace(year=y, month=m)
+        return int(prev.timestamp()), int(first.timestamp())
+    assert shift == "1y", shift
+    return (
+        int(first.replace(year=first.year - 1).timestamp()),
+        int(now.replace(year=now.year - 1).timestamp()),
+    )
+
+
+def substitute(q: str, start_s: int, end_s: int, ivl_ms: int, rating: str = "16") -> str:
+    """Grafana's macros and this test's variable values (site; All for the others)."""
+    ivl = f"{ivl_ms // 1000}s" if ivl_ms % 1000 == 0 else f"{ivl_ms}ms"
+    return (
+        q.replace("$timeFilter", f"time >= {start_s}s AND time <= {end_s}s")
+        .replace("${__from}", str(start_s * 1000))
+        .replace("${__to}", str(end_s * 1000))
+        .replace("$__interval_ms", str(ivl_ms))
+        .replace("$__interval", ivl)
+        .replace("$site", "paris-chapelle")
+        .replace("$pdu_rating_a", rating)
+        .replace("$room", ".*")
+        .replace("$rack", ".*")
+        .replace("$device", ".*")
+        .replace("$zone", ".*")
+    )
 
 
 def test_committed_dashboards_are_built_from_build_py() -> None:
-    for name, doc in _build().items():
+    built = build()
+    assert sorted(built) == sorted(p.name for p in DASH.glob("*.json"))
+    for name, doc in built.items():
         assert json.loads((DASH / name).read_text()) == doc, (
             f"run: python dashboards/build.py ({name})"
         )
 
 
-def test_every_panel_query_returns_data(tmp_path: Path, influxdb: InfluxServer) -> None:
-    doc = paris_chapelle(
-        racks=2,
-        servers_per_rack=2,
-        spool_dir=str(tmp_path / "spool"),
-        sink={"type": "influxdb", "url": influxdb.url, "database": "dash"},
-    )
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    assert (
-        main(
-            [
-                "twin",
-                "backfill",
-                str(path),
-                "--from",
-                "2026-11-02T00:00Z",
-                "--to",
-                "2026-11-02T02:00Z",
-                "--interval",
-                "60",
-                "--all-devices",
-            ]
-        )
-        == 0
-    )
-    # dcim_poll rows come from the live collector, not the backfill: add a few.
-    at_ns = int(datetime(2026, 11, 2, 1, 0, tzinfo=UTC).timestamp()) * 1_000_000_000
-    influxdb_write = (
-        f"dcim_poll,site=paris-chapelle,device=ups-a,protocol=snmp up=1i {at_ns}\n"
-        f"dcim_poll,site=paris-chapelle,device=ups-b,protocol=snmp up=0i {at_ns}\n"
-    )
-    import urllib.request
+def _paths(x: Any, prefix: str = "") -> set[str]:
+    if isinstance(x, dict):
+        out = set()
+        for k, v in x.items():
+            out.add(f"{prefix}.{k}")
+            if k not in ("options", "custom", "targets", "transformations", "current", "links"):
+                out |= _paths(v, f"{prefix}.{k}")
+        return out
+    if isinstance(x, list):
+        return set().union(*(_paths(v, prefix + "[]") for v in x)) if x else set()
+    return set()
 
-    urllib.request.urlopen(
-        urllib.request.Request(f"{influxdb.url}/write?db=dash", data=influxdb_write.encode()),
-        timeout=10,
+
+def test_dashboards_fit_the_sdk_schema_ids_unique_datasource_a_variable() -> None:
+    uids: set[str] = set()
+    for name, doc in build().items():
+        assert doc["uid"] not in uids, name
+        uids.add(doc["uid"])
+        model = Dashboard.from_json(doc)
+        back = json.loads(json.dumps(model, cls=JSONEncoder))
+        # allValue: Grafana's (".*" for All, so devices without a room tag match too); the
+        # SDK's 10.4 variable model does not carry it
+        lost = sorted(_paths(doc) - _paths(back) - {".templating.list[].allValue"})
+        assert not lost, f"{name}: keys the schema does not know: {lost}"
+        ids = [p["id"] for p in doc["panels"]]
+        assert len(ids) == len(set(ids)), name
+        names = [v["name"] for v in doc["templating"]["list"]]
+        assert names[:2] == ["datasource", "site"], name
+        for v in doc["templating"]["list"]:
+            if v["type"] == "query":
+                assert v["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
+        for p in doc["panels"]:
+            refs = [t["refId"] for t in p.get("targets", [])]
+            assert len(refs) == len(set(refs)), (name, p["title"])
+            if p["type"] == "alertlist":
+                continue
+            assert p["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
+            assert all(t["datasource"] == p["datasource"] for t in p["targets"])
+            d = p["fieldConfig"]["defaults"]
+            assert d["unit"] in UNITS and isinstance(d["decimals"], int), (name, p["title"])
+            for t in p["targets"]:
+                for var in re.findall(r"\$(\w+)", t["query"]):
+                    assert var in names or var in ("timeFilter", "__interval", "__interval_ms")
+                for var in re.findall(r"\$\{(\w+)\}", t["query"]):
+                    assert var in names or var in ("__from", "__to"), var
+                    assert var not in ("tag_device",)  # tags go in aliases, not queries
+    assert len(uids) == 7
+    overview = build()["site-overview.json"]
+    linked = {
+        lk["url"].split("?")[0].removeprefix("/d/")
+        for p in overview["panels"]
+        for lk in p.get("links", [])
+    }
+    assert linked == uids - {"dcim-site-overview"}  # every detail dashboard is one click away
+
+
+@pytest.fixture(scope="module")
+def dash_db(influxdb: InfluxServer) -> tuple[InfluxServer, SiteConfig, int]:
+    now_s = int(time.time())
+    doc = paris_chapelle(
+        racks=4,
+        servers_per_rack=3,
+        spool_dir="/nonexistent/spool",
+        sink={"type": "influxdb", "url": influxdb.url, "database": "dashboards"},
     )
-    time_filter = "time >= '2026-11-02T00:00:00Z' AND time < '2026-11-02T02:00:00Z'"
-    for name, dash in _build().items():
-        for panel in dash["panels"]:
-            for target in panel["targets"]:
-                q = (
-                    target["query"]
-                    .replace("$timeFilter", time_filter)
-                    .replace("$__interval", "10m")
-                    .replace("$site", "paris-chapelle")
-                )
-                res = influxdb.query(q, db="dash")["results"][0]
-                assert "error" not in res, (name, panel["title"], res.get("error"), q)
-                values = [
-                    v
-                    for s in res.get("series", [])
-                    for row in s["values"]
-                    for v in row[1:]
-                    if v is not None
-                ]
-                assert values, (name, panel["title"], q)
+    cfg = SiteConfig.model_validate(doc)
+    held = dashdata.write(influxdb.url, cfg, dashdata.Plan(now_s=now_s))
+    print(f"\ntest data: {held.describe()}")
+    return influxdb, cfg, now_s
+
+
+@pytest.mark.slow
+def test_every_panel_query_returns_data_over_6h_7d_90d_1y(
+    dash_db: tuple[InfluxServer, SiteConfig, int],
+) -> None:
+    influxdb, cfg, now_s = dash_db
+    tz = cfg.site.timezone
+    rows: list[tuple[float, str, str, str, int]] = []
+    problems: list[str] = []
+    for name, doc in build().items():
+        for p in doc["panels"]:
+            if p["type"] == "alertlist":  # no query: Grafana's own alert list
+                continue
+            for rng, secs in RANGES.items():
+                start, end = panel_range(p, now_s, secs, tz)
+                ivl = interval_ms(end - start, p["maxDataPoints"], _duration_s(p["interval"]))
+                total, series, t_panel = 0, 0, 0.0
+                by_alias: dict[str, int] = {}
+                for t in p["targets"]:
+                    q = substitute(t["query"], start, end, ivl)
+                    t0 = time.perf_counter()
+                    res = influxdb.query(q, db="dashboards")["results"][0]
+                    t_panel += time.perf_counter() - t0
+                    if "error" in res:
+                        problems.append(f"{name} / {p['title']} [{rng}]: {res['error']}: {q}")
+                        continue
+                    n = sum(
+                        1
+                        for s in res.get("series", [])
+                        for row in s["values"]
+                        for v in row[1:]
+                        if v is not None
+                    )
+                    series += len(res.get("series", []))
+                    by_alias[t["alias"]] = by_alias.get(t["alias"], 0) + n
+                    total += n
+                if total == 0:
+                    problems.append(f"{name} / {p['title']} [{rng}]: no data")
+                rows.append((t_panel * 1000, name, p["title"], rng, series))
+    print(f"\n{'ms':>8}  {'range':<5} {'series':>6}  dashboard / panel")
+    for ms, name, title, rng, series in sorted(rows, reverse=True):
+        print(f"{ms:8.1f}  {rng:<5} {series:>6}  {name} / {title}")
+    assert not problems, "\n".join(problems)
+
+
+def test_resolution_gates_pick_one_policy_per_range() -> None:
+    """Exactly one of a query's three targets can read: raw under 1 min, rp_1m up to 10 min,
+    rp_1h above; the ranges of the test fall on raw, rp_1m, rp_1h, rp_1h."""
+    doc = build()["site-overview.json"]
+    p = next(p for p in doc["panels"] if p["title"] == "Power flow")
+    seen = []
+    for secs in RANGES.values():
+        ivl = interval_ms(secs, p["maxDataPoints"], 10)
+        live = []
+        for t in p["targets"][:3]:
+            gate = re.findall(r"\$__interval_ms ([<>=]+) (\d+)", t["query"])
+            ok = all(
+                {"<": ivl < int(v), "<=": ivl <= int(v), ">=": ivl >= int(v), ">": ivl > int(v)}[op]
+                for op, v in gate
+            )
+            if ok:
+                live.append(t["query"])
+        assert len(live) == 1, (secs, ivl)
+        seen.append("rp_1h" if '"rp_1h"' in live[0] else "rp_1m" if '"rp_1m"' in live[0] else "raw")
+    assert seen == ["raw", "rp_1m", "rp_1h", "rp_1h"]

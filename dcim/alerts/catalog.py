@@ -30,6 +30,7 @@ COLLECTOR: dict[str, set[str]] = {
         "pending",
         "refused_total",
         "dropped_total",
+        "quarantined",
         "full",
         "warn",
     },

@@ -174,7 +174,7 @@ def test_names_no_reading_carries_are_refused(tmp_path: Path) -> None:
     assert len(text) == 3, text
     assert (
         "typos.yaml:5: rules[0](InletHot).select: no profile or collector reading has "
-        "measurement 'sever' (did you mean server?)" in text[0]
+        "measurement 'sever' (did you mean server, server_psu, server_fan?)" in text[0]
     )
     assert (
         "typos.yaml:13: rules[1](Approach).expr: no heat_exchanger reading has a field "

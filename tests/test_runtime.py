@@ -1,0 +1,54 @@
+"""The collector runs the kpi writer (dcim.kpi.writer) when the site has a grid incomer to
+compute KPIs from, on its own store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dcim.config import SiteConfig
+from dcim.kpi.writer import KpiWriter
+from dcim.runtime import Collector
+from dcim.twin.site import paris_chapelle
+
+
+def _cfg(tmp_path: Path, *, metered: bool) -> SiteConfig:
+    doc = paris_chapelle(racks=1, servers_per_rack=1, spool_dir=str(tmp_path / "spool"),
+                         sink={"type": "embedded", "path": str(tmp_path / "s.sqlite")})  # fmt: skip
+    if not metered:
+        doc["devices"] = [d for d in doc["devices"] if d.get("role") != "grid_incomer"]
+    return SiteConfig.model_validate(doc)
+
+
+def test_collector_writes_kpis_when_metered(tmp_path: Path) -> None:
+    col = Collector(_cfg(tmp_path, metered=True))
+    try:
+        assert isinstance(col.kpi_writer, KpiWriter) and col.kpi_writer.store is col.store
+        assert ("energy_meter", "energy_wh_total") in col.kpi_writer.inputs
+    finally:
+        col.spool.close()
+        col.store.close()
+
+
+def test_no_kpi_writer_without_a_grid_incomer(tmp_path: Path) -> None:
+    col = Collector(_cfg(tmp_path / "x", metered=False))
+    try:
+        assert col.kpi_writer is None
+    finally:
+        col.spool.close()
+        col.store.close()
+
+
+def test_spool_health_counts_the_quarantine(tmp_path: Path) -> None:
+    from dcim.reading import Reading
+
+    col = Collector(_cfg(tmp_path, metered=False))
+    try:
+        assert col.spool_health().fields["quarantined"] == 0
+        bad = [Reading("m", {"site": "s"}, {"v": float(i)}, i + 1) for i in range(3)]
+        col.spool.append(bad)
+        batch = col.spool.peek(10)
+        col.spool.ack(batch, rejected=[(bad, "field type conflict")])  # refused for good
+        assert col.spool_health().fields["quarantined"] == 3
+    finally:
+        col.spool.close()
+        col.store.close()
