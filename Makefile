@@ -40,7 +40,7 @@ typecheck: install-test
 	$(VENV)/bin/mypy dcim collectors tools
 
 test: deb install-test
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=25
 
 # The tests without those marked slow (the long end-to-end runs): for a quick check while
 # working; `make check` (CI) runs them all.
