@@ -31,8 +31,10 @@ NS = 1_000_000_000
 
 
 class Rollups:
-    """Accumulates readings in time order; :meth:`pop` yields the rollup points of the
-    windows that start before a time, for each level (window length, s)."""
+    """Accumulates readings in time order (distinct times in a series: InfluxDB keeps one
+    point of a series and time); :meth:`pop` gives the rollup points of the windows that
+    start before a time, for each level (window length, s). A reading older than that time
+    added afterwards is counted in :attr:`late`, not rolled up."""
 
     def __init__(self, levels: Iterable[int] = (60, 3600)) -> None:
         self.levels = tuple(levels)
@@ -43,12 +45,18 @@ class Rollups:
         # name one type, and rolls up only the measurements' values of that type; not this
         # class (the writer leaves such hours to the statement).
         self.conflicts: set[str] = set()
+        self._popped = -(2**63)  # windows before this were popped
+        self.late = 0  # readings that came after their window was popped (not in it)
 
     def add(self, readings: Iterable[Reading]) -> None:
         levels = [(lv, lv * NS, self._acc[lv]) for lv in self.levels]
+        popped = self._popped
         for r in readings:
-            tags = tuple(sorted(r.tags.items()))
             t = r.time_ns
+            if t < popped:
+                self.late += 1
+                continue
+            tags = tuple(sorted(r.tags.items()))
             for _, w, acc in levels:
                 key = (r.measurement, tags, t - t % w)
                 fields = acc.get(key)
@@ -74,6 +82,7 @@ class Rollups:
     def pop(self, before_ns: int) -> dict[int, list[Reading]]:
         """The rollup points of the windows that start before ``before_ns`` (forgotten)."""
         out: dict[int, list[Reading]] = {}
+        self._popped = max(self._popped, before_ns)
         for lv in self.levels:
             acc = self._acc[lv]
             done = [k for k in acc if k[2] < before_ns]
@@ -113,9 +122,14 @@ class SuppliedRollups:
     another interval) would be missing from the rollups written here."""
 
     def __init__(self, store: object, start_ns: int, end_ns: int) -> None:
-        from dcim.storage.influx import CQ_DONE_NS, InfluxStore
+        from dcim.storage.influx import CQ_DONE_NS, InfluxStore, StoreUnavailable
 
-        self.store = store if isinstance(store, InfluxStore) and store.rollups_ready() else None
+        self.store: InfluxStore | None = None
+        try:
+            if isinstance(store, InfluxStore) and store.rollups_ready():
+                self.store = store
+        except StoreUnavailable as exc:  # the store's statement then, once the server is back
+            log.warning("InfluxDB does not answer (%s): the rollups left to its statement", exc)
         hour = 3600 * NS
         self.lo = -(-start_ns // hour) * hour
         self.hi = max(self.lo, min(end_ns // hour, (time.time_ns() - CQ_DONE_NS) // hour) * hour)
@@ -144,7 +158,8 @@ class SuppliedRollups:
             return
         lo, hi = self.lo, self.hi
         self.calc.add(r for r in readings if lo <= r.time_ns < hi)
-        done = readings[-1].time_ns // (3600 * NS) * 3600 * NS
+        # a minute of margin: the readings of a poll tick come in device order, not time's
+        done = (readings[-1].time_ns - 60 * NS) // (3600 * NS) * 3600 * NS
         if done > lo and not self.calc.conflicts:
             self._write(min(done, hi))
 
@@ -172,10 +187,12 @@ class SuppliedRollups:
         if not self.calc.conflicts:
             self._write(self.hi)
         self._join()
-        if self.calc.conflicts:
+        if self.calc.conflicts or self.calc.late:
             log.warning(
-                "field name(s) of two types (%s): the backfill's rollups left to InfluxDB",
-                ", ".join(sorted(self.calc.conflicts)),
+                "%s: the backfill's rollups left to InfluxDB's statement",
+                f"field name(s) of two types ({', '.join(sorted(self.calc.conflicts))})"
+                if self.calc.conflicts
+                else f"{self.calc.late} reading(s) out of time order",
             )
             self.store.supply_rollups(0, 0)
             self.store.rollup(self.lo, self.hi)

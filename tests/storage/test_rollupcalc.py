@@ -10,7 +10,7 @@ from dcim.config import SiteConfig
 from dcim.dbinit import init_sink
 from dcim.reading import Reading
 from dcim.storage.influx import InfluxStore, rollup_select
-from dcim.storage.rollupcalc import Rollups
+from dcim.storage.rollupcalc import Rollups, SuppliedRollups
 from dcim.testing.servers import InfluxServer
 from dcim.twin.model import SiteModel, backfill
 from dcim.twin.site import paris_chapelle
@@ -96,6 +96,14 @@ def test_a_field_name_of_two_types_is_a_conflict() -> None:
     assert calc.conflicts == {"status"}
 
 
+def test_a_reading_after_its_window_was_popped_is_late() -> None:
+    calc = Rollups()
+    calc.add([Reading("a", {}, {"x": 1.0}, T0 + H + 1)])
+    assert len(calc.pop(T0 + 2 * H)[60]) == 1
+    calc.add([Reading("a", {}, {"x": 2.0}, T0 + H + 2), Reading("a", {}, {"x": 3.0}, T0 + 2 * H)])
+    assert calc.late == 1 and len(calc.pop(T0 + 3 * H)[3600]) == 1
+
+
 def test_supplied_hours_are_not_due_others_are(influxdb: InfluxServer) -> None:
     st: InfluxStore = influx_store(influxdb, "rcdue")
     init_sink(st.sink)
@@ -105,3 +113,32 @@ def test_supplied_hours_are_not_due_others_are(influxdb: InfluxServer) -> None:
     assert st.rollups_due() == 0
     st.write([Reading("em", {"device": "a"}, {"power_w": 1.0}, T0 + H + 5 * S)])
     assert st.rollup_statements == 2 or st.rollups_due() == 1  # due, or already rolled up
+
+
+def test_a_backfill_supplies_its_whole_hours(influxdb: InfluxServer) -> None:
+    """SuppliedRollups over a span from 20 min past an hour to 30 min past the hour two hours
+    on: the two whole hours are written by it (no statement), the partial ones rolled up by
+    the store; every rollup as the statement makes it on a copy of the raw points."""
+    cfg = SiteConfig.model_validate(paris_chapelle())
+    start, end = T0 + H // 3, T0 + 3 * H + H // 2
+    model = SiteModel(cfg, t0=start / S, seed=3)
+    devices = [d.name for d in cfg.devices if d.role][:20]
+    st, ref = influx_store(influxdb, "rcsup"), influx_store(influxdb, "rcsupref")
+    for s in (st, ref):
+        init_sink(s.sink)
+    sup = SuppliedRollups(st, start, end)
+    assert (sup.lo, sup.hi) == (T0 + H, T0 + 3 * H)
+    for batch in backfill(cfg, model, start / S, end / S, interval_s=10, devices=devices):
+        sup.add(batch)
+        st.write(batch)
+        ref.write(batch)
+    sup.close()
+    st.flush_rollups()
+    ref.flush_rollups()
+    assert sup.written > 0 and st.rollups_due() == ref.rollups_due() == 0
+    # the partial hours only (T0, T0 + 3 H): a 1-minute statement each, one 1-hour one each
+    assert st.rollup_statements < ref.rollup_statements
+    for rp in ("rp_1m", "rp_1h"):
+        q = f'SELECT * FROM "{rp}"./.*/ WHERE time >= {T0} AND time < {T0 + 4 * H} GROUP BY *'
+        a, b = (influxdb.query(q, s.sink.database)["results"][0] for s in (st, ref))
+        assert a == b and a["series"]
