@@ -22,8 +22,9 @@ batches (the previous behaviour); ``--per-write``: the one before (after every w
 
 Figures on the 2-core development machine shared with another session (2026-12-04), one
 day = 2,825,280 points: by statement 60.1 s (28 statements, 48.3 s of them; influxd CPU
-51.3 s; a month extrapolated 30 min); rollups computed by the backfill 21.6 s (4 statements
-for the last two hours, 3.0 s; influxd CPU 12.2 s); curl, no rollups, 4.4-5.4 s. A month
+51.3 s; a month extrapolated 30 min); rollups computed by the backfill 21.6 and 26.2 s in
+two runs (4 statements for the last two hours, 3.0-3.6 s; influxd CPU 12.2 s); curl, no
+rollups, 4.4-5.4 s. A month
 (``--days 30``, 84,758,400 points) measured: 534.1 s = 8.9 min, influxd CPU 288.6 s, all
 15,552,000 pdu.power_w values in the hourly rollups; curl 134.3 s. The statement costs
 influxd ~1.5 s per hour of the reference site for the 1-minute rollups whatever its shape
