@@ -1,18 +1,36 @@
 """Backfill: the twin's history of the reference site into a real InfluxDB 1.6.7, as
 ``dcim twin backfill`` writes it (generator -> pipeline -> spool -> forwarder -> InfluxDB
-store, after ``dcim db init``: every point is late, so its hours are rolled up again from the
-raw points), against the same points posted by curl with no rollup work (the reference,
-measured in the same run on an InfluxDB of its own).
+store, after ``dcim db init``: every point is late), against the same points posted by curl
+with no rollup work (the reference, measured in the same run on an InfluxDB of its own).
+The backfill computes the rollups of its span's whole hours itself
+(``dcim.storage.rollupcalc.SuppliedRollups``, exactly as InfluxDB's statement) and writes
+them to ``rp_1m``/``rp_1h``; the store rolls up the other hours (the last two, which the CQs
+still recompute) with the statement.
 
 Printed for each: points/s (one point = one field value), wall time, influxd CPU seconds, and
-for the collector's path the rollup statements run. Goal: a month of the reference site in
-under 10 minutes (``--days 30``); by default one day, and the month extrapolated.
+for the collector's path the rollup statements run and the rollup points the backfill wrote.
+Goal: a month of the reference site in under 10 minutes (``--days 30``); by default one day,
+and the month extrapolated.
 
-    .venv/bin/python benchmarks/backfill.py [--days 1] [--per-write] [--skip-curl]
+    .venv/bin/python benchmarks/backfill.py [--days 1] [--by-statement] [--per-write]
+                                            [--skip-curl]
 
-``--per-write``: the previous behaviour for comparison (the late hours rolled up after every
-write: ``ROLLUP_DEBOUNCE_S = 0``). The devices are those ``dcim twin backfill`` writes by
-default (the ones with a KPI role: 69 of the site's 387), every 10 s.
+``--by-statement``: every late hour rolled up by the store's statement, once after the
+batches (the previous behaviour); ``--per-write``: the one before (after every write:
+``ROLLUP_DEBOUNCE_S = 0``). The devices are those ``dcim twin backfill`` writes by default
+(the ones with a KPI role: 69 of the site's 387), every 10 s.
+
+Figures on the 2-core development machine shared with another session (2026-12-04), one
+day = 2,825,280 points: by statement 60.1 s (28 statements, 48.3 s of them; influxd CPU
+51.3 s; a month extrapolated 30 min); rollups computed by the backfill 21.6 and 26.2 s in
+two runs (4 statements for the last two hours, 3.0-3.6 s; influxd CPU 12.2 s); curl, no
+rollups, 4.4-5.4 s. A month
+(``--days 30``, 84,758,400 points) measured: 534.1 s = 8.9 min, influxd CPU 288.6 s, all
+15,552,000 pdu.power_w values in the hourly rollups; curl 134.3 s. The statement costs
+influxd ~1.5 s per hour of the reference site for the 1-minute rollups whatever its shape
+(one function per statement, one measurement per statement, several hours per statement:
+the same; its cost is per output window: ``count(*)`` over 1-minute windows 0.18 s, over
+1-hour windows 0.05 s).
 
 Needs ``influxd`` (Debian ``influxdb``) and ``curl``. InfluxDB is started with the launcher
 in ``dcim.testing.servers``, the tests' own.
@@ -42,6 +60,7 @@ from dcim.spool import Spool
 from dcim.storage import influx
 from dcim.storage.influx import InfluxStore
 from dcim.storage.lineprotocol import encode_many
+from dcim.storage.rollupcalc import SuppliedRollups
 from dcim.testing.servers import InfluxServer, start_influxdb  # noqa: E402
 from dcim.twin.model import SiteModel, backfill
 from dcim.twin.site import paris_chapelle
@@ -50,6 +69,7 @@ NS = 1_000_000_000
 INTERVAL_S = 10.0
 GOAL_S = 600.0  # a month in under 10 minutes
 MONTH_DAYS = 30
+BY_STATEMENT = False
 
 
 def site() -> SiteConfig:
@@ -79,6 +99,10 @@ def through_dcim(srv: InfluxServer, cfg: SiteConfig, span: tuple[float, float], 
     spool = Spool(work / "spool")
     fwd = Forwarder(spool, store, batch_size=cfg.storage.batch_size, flush_interval_s=0.2)
     pipe = Pipeline(spool)
+    # the rollups of the whole hours computed by the backfill (--by-statement: by the store)
+    rollups = SuppliedRollups(
+        store if not BY_STATEMENT else None, int(span[0] * NS), int(span[1] * NS)
+    )
     n_points = n_readings = 0
     meter = CpuMeter(srv)
     with meter:
@@ -86,9 +110,12 @@ def through_dcim(srv: InfluxServer, cfg: SiteConfig, span: tuple[float, float], 
         fwd.start()
         try:
             for batch in generate(cfg, *span):
-                n_readings += pipe.accept(batch)
+                kept: list[Reading] = []
+                n_readings += pipe.accept(batch, kept=kept)
+                rollups.add(kept)
                 n_points += points(batch)
             assert fwd.flush(24 * 3600), "the spool did not drain"
+            rollups.close()
         finally:
             fwd.stop()
             spool.close()
@@ -98,7 +125,7 @@ def through_dcim(srv: InfluxServer, cfg: SiteConfig, span: tuple[float, float], 
     raw = influx_query(srv, 'SELECT COUNT("power_w") FROM "raw"."pdu"', "backfill")
     hourly = influx_query(srv, 'SELECT SUM("count_power_w") FROM "rp_1h"."pdu"', "backfill")
     counts = tuple(s[0]["values"][0][1] if s else 0 for s in (raw, hourly))
-    stmts = (store.rollup_statements, store.rollup_seconds)
+    stmts = (store.rollup_statements, store.rollup_seconds, rollups.written)
     return n_readings, n_points, wall, meter.influxd, stmts, counts
 
 
@@ -143,7 +170,12 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=1.0)
     ap.add_argument("--per-write", action="store_true", help="rollups after every write")
     ap.add_argument("--skip-curl", action="store_true", help="no reference run")
+    ap.add_argument(
+        "--by-statement", action="store_true", help="rollups by InfluxDB's statement (before)"
+    )
     args = ap.parse_args()
+    global BY_STATEMENT
+    BY_STATEMENT = args.by_statement or args.per_write
     # SIGTERM (timeout, kill): through the finally clauses, so that influxd is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.per_write:
@@ -153,18 +185,24 @@ def main() -> None:
     span = (end - args.days * 86400, end - 1e-3)
     work = Path(tempfile.mkdtemp(prefix="dcim-backfill-"))
     month = MONTH_DAYS / args.days
-    how = "rollups after every write" if args.per_write else "rollups batched"
+    how = (
+        "rollups after every write"
+        if args.per_write
+        else "rollups batched, by InfluxDB"
+        if args.by_statement
+        else "whole hours' rollups computed by the backfill"
+    )
     print(f"backfill of {args.days:g} day(s) of the reference site (69 devices every 10 s)")
     try:
         srv = start_influxdb(work / "influx-dcim")
         try:
-            n, p, wall, cpu, (stmts, rsecs), (raw, hourly) = through_dcim(srv, cfg, span, work)
+            n, p, wall, cpu, (stmts, rsecs, own), (raw, hourly) = through_dcim(srv, cfg, span, work)
         finally:
             srv.stop()
         print(
             f"  dcim twin backfill path ({how}): {n:,} readings, {p:,} points in {wall:.1f} s "
             f"= {p / wall:,.0f} points/s; influxd CPU {cpu:.1f} s; {stmts} rollup statements "
-            f"taking {rsecs:.1f} s; "
+            f"taking {rsecs:.1f} s; {own:,} rollup points computed by the backfill; "
             f"rollups hold {hourly:,} of {raw:,} raw pdu.power_w values"
         )
         verdict = "meets" if wall * month < GOAL_S else "misses"

@@ -95,11 +95,14 @@ class Pipeline:
         self._shapes: dict[_ShapeKey, _Shape] = {}  # shapes that passed
         self._takes_lines = bool(getattr(spool, "takes_lines", False))
 
-    def accept(self, readings: list[Reading], *, hold: bool = False) -> int:
+    def accept(
+        self, readings: list[Reading], *, hold: bool = False, kept: list[Reading] | None = None
+    ) -> int:
         """Validate, commit the good readings to the spool; returns how many were kept.
         ``hold``: the caller keeps readings the spool has no room for and offers them again
         (an MQTT QoS 1 message left unacknowledged at the broker): a full spool raises
-        :class:`SpoolFullError` instead of counting them refused."""
+        :class:`SpoolFullError` instead of counting them refused. ``kept``: the readings
+        committed (as committed) are appended to it."""
         if self.screen is not None:
             readings = self.screen(readings)
         good: list[Reading] = []
@@ -141,6 +144,8 @@ class Pipeline:
                     raise
                 self._refused(len(good), exc)
                 return 0
+        if kept is not None:
+            kept.extend(good)
         with self._lock:
             self.accepted += len(good)
         return len(good)

@@ -235,6 +235,7 @@ class InfluxStore:
         self._busy: set[http.client.HTTPConnection] = set()  # in a request now
         self.create_database = create_database and sink.api == "v1"
         self._headers: dict[str, str] = {}
+        self._supplied = (0, 0)  # hours whose rollups the writer writes (supply_rollups)
         self._due: set[int] = set()  # hours (start, ns) with late points, not rolled up yet
         self._due_since = 0.0  # monotonic time the oldest of them became due
         self._due_lock = threading.Lock()
@@ -394,8 +395,26 @@ class InfluxStore:
             body = _TIMESTAMP.sub(lambda m: b"%d\n" % (int(m[1]) // div), body)
         self._post(body, late)
 
-    def _post(self, lines: bytes, late: set[int]) -> None:
+    def supply_rollups(self, start_ns: int, end_ns: int) -> None:
+        """The writer writes the rollups of the hours in [start_ns, end_ns) itself
+        (:meth:`write_rollups`, ``dcim twin backfill``): late points there do not make them
+        due. Only for a writer that has every raw point of those hours in hand."""
+        self._supplied = (start_ns, end_ns)
+
+    def write_rollups(self, level: int, points: Sequence[Reading]) -> None:
+        """Rollup points (:class:`dcim.storage.rollupcalc.Rollups`) into ``ROLLUP_RP[level]``."""
+        if not points:
+            return
+        div = _PRECISION_NS[self.sink.precision]
+        body = encode_many(
+            [Reading(r.measurement, r.tags, r.fields, r.time_ns // div) for r in points]
+        )
+        self._post(body, set(), rp=ROLLUP_RP[level])
+
+    def _post(self, lines: bytes, late: set[int], rp: str | None = None) -> None:
         """POST a line protocol body, then roll up again the ``late`` hours (starts, ns)."""
+        lo, hi = self._supplied
+        late = {h for h in late if not lo <= h < hi}
         hdr = {"Content-Type": "text/plain; charset=utf-8"}
         body = lines
         if self.sink.gzip:
@@ -407,14 +426,15 @@ class InfluxStore:
         else:
             path = "/write"
             params = {"db": self.sink.database}
-            if self.sink.retention_policy:
-                params["rp"] = self.sink.retention_policy
+            if rp or self.sink.retention_policy:
+                params["rp"] = rp or self.sink.retention_policy or ""
         prec = self.sink.precision
         params["precision"] = "u" if prec == "us" and self.sink.api == "v1" else prec
         for attempt in (1, 2):
             status, text, headers = self._request("POST", path, params, body, hdr)
             if status in (200, 204):
-                self._late_written(late)
+                if rp is None:  # not rollup points: late raw points, or the backlog done
+                    self._late_written(late)
                 return
             msg = text.decode("utf-8", "replace").strip()
             missing = status == 404 and "database not found" in msg
