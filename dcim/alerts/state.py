@@ -246,42 +246,31 @@ class AlertState:
 
     # -- `dcim alerts` --------------------------------------------------------------------
     def current(self) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT key, rule, labels, annotations, state, active_ns, fired_ns, value FROM"
-                " alert WHERE state IN (?, ?) ORDER BY fired_ns",
-                (FIRING, PENDING),
-            ).fetchall()
-        return [
-            {
-                "key": k,
-                "rule": r,
-                "labels": json.loads(lb),
-                "annotations": json.loads(an),
-                "state": s,
-                "active_ns": a,
-                "fired_ns": f,
-                "value": v,
-            }
-            for k, r, lb, an, s, a, f, v in rows
-        ]
+        return self._records(
+            "SELECT key, rule, labels, annotations, state, active_ns, fired_ns, value FROM"
+            " alert WHERE state IN (?, ?) ORDER BY fired_ns",
+            (FIRING, PENDING),
+        )
 
     def history(self, since_ns: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        return self._records(
+            "SELECT key, rule, labels, annotations, state, at_ns, value FROM history"
+            " WHERE at_ns >= ? ORDER BY at_ns DESC, id DESC LIMIT ?",
+            (since_ns, limit),
+        )
+
+    def _records(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """The rows of ``sql`` as dicts keyed by column name, labels and annotations decoded."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT key, rule, labels, annotations, state, at_ns, value FROM history"
-                " WHERE at_ns >= ? ORDER BY at_ns DESC, id DESC LIMIT ?",
-                (since_ns, limit),
-            ).fetchall()
-        return [
-            {
-                "key": k,
-                "rule": r,
-                "labels": json.loads(lb),
-                "annotations": json.loads(an),
-                "state": s,
-                "at_ns": t,
-                "value": v,
-            }
-            for k, r, lb, an, s, t, v in rows
-        ]
+            cur = self._db.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        out = []
+        for row in rows:
+            rec = dict(zip(names, row, strict=True))
+            rec["labels"], rec["annotations"] = (
+                json.loads(rec["labels"]),
+                json.loads(rec["annotations"]),
+            )
+            out.append(rec)
+        return out
