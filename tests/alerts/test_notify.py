@@ -202,6 +202,7 @@ def test_webhook_hmac(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.waits
 def test_alertmanager_down_five_minutes(tmp_path: Path, hook: Receiver) -> None:
     """The issue's case as written: Alertmanager down for five minutes while one alert fires
     and another fires and resolves; both delivered after, with the default retry settings
