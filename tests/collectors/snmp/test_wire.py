@@ -515,7 +515,7 @@ def test_poller_over_the_wire_transport_reads_snmpd(snmpd: int, version: str) ->
     async def body() -> Any:
         poller = SnmpPoller(cfg, dev, prof)
         readings = await poller.poll()
-        assert poller._engine is None and poller._wire is not None  # pysnmp not involved
+        assert poller._pysnmp is None and poller._wire is not None  # pysnmp not involved
         wrong = SnmpPoller(
             SiteConfig.model_validate({"site": {"name": "lab"}}),
             dev.model_copy(

@@ -1,0 +1,225 @@
+"""What a real ``dcim run`` costs per stored value: CPU of its process tree and memory.
+
+The method of issue #15 (the collector next to collectd and prometheus-snmp-exporter on 50
+APC rack PDUs): a real collector process (``python -m dcim.cli run site.yaml``, embedded
+store, as installed) polls agents served by the twin (``dcim twin serve``, its own process,
+not counted); after a warm-up, the CPU of the collector's process tree (utime + stime of the
+process and its children, from /proc) is read over a window (default 100 s), and the values
+are counted in what it stored: the embedded store's points with a timestamp in the window
+(device measurements; the collector's own ``dcim_poll``/``dcim_spool`` health rows are
+counted apart). Memory: VmRSS at the end of the window and VmHWM (the peak), from
+/proc/PID/status; and the RSS right after start-up (before the first poll).
+
+Cases (``--cases``):
+
+* ``pdu``: 50 APC rack PDUs (``apc_rpdu2``: 4 scalars, 3 phases, 24 metered outlets)
+  every 10 s, SNMPv2c;
+* ``site``: the reference site's 362 SNMP agents (300 server BMCs, 60 PDUs, 2 UPS) every
+  10 s, SNMPv2c.
+
+``--py-spy OUT`` records the collector with py-spy (``OUT.<case>.svg``, flame graph, over the
+window; py-spy's own CPU is not in the figure, its sampling slows the target a little).
+
+    .venv/bin/python benchmarks/profile_collect.py [--cases pdu,site] [--window 100]
+        [--warmup 25] [--interval 10] [--py-spy /tmp/prof]
+
+Prints the load average (``/proc/loadavg``) before and after each run: on a shared machine
+the figures are only comparable at similar loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from harness import site_doc, twin, work_dir
+
+TICK = os.sysconf("SC_CLK_TCK")
+HEALTH = ("dcim_poll", "dcim_spool")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its living descendants (threads are in their process's)."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(d.name)] = f
+        children.setdefault(int(f[1]), []).append(int(d.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        f = stats.get(p)
+        if f is not None:
+            # utime, stime, and the waited-for children's cutime, cstime
+            total += sum(int(x) for x in f[11:15]) / TICK
+        todo += children.get(p, [])
+    return total
+
+
+def mem_kib(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(rest.split()[0])
+    return out
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def count_values(db: Path, t0_ns: int, t1_ns: int) -> tuple[int, int]:
+    """(device values, health values) stored with a timestamp in [t0, t1)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = con.execute(
+            "SELECT s.measurement, count(*) FROM point p JOIN series s ON s.id = p.series_id "
+            "WHERE p.time_ns >= ? AND p.time_ns < ? GROUP BY s.measurement",
+            (t0_ns, t1_ns),
+        ).fetchall()
+    finally:
+        con.close()
+    health = sum(n for m, n in rows if m in HEALTH)
+    return sum(n for m, n in rows if m not in HEALTH), health
+
+
+def case_doc(case: str, work: Path, interval: float) -> dict[str, Any]:
+    if case == "pdu":
+        doc = site_doc(work, racks=25, interval_s=interval, snmp_only=True)
+        doc["devices"] = [d for d in doc["devices"] if d["profile"] == "apc_rpdu2"]
+        assert len(doc["devices"]) == 50, len(doc["devices"])
+    else:
+        doc = site_doc(work, interval_s=interval, snmp_only=True)
+    # The collector's own alert rules stay as shipped (they run on live readings).
+    return doc
+
+
+def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
+    work = work_dir(f"dcim-profile-{case}-")
+    doc = case_doc(case, work, args.interval)
+    site = work / "collector.yaml"
+    site.write_text(yaml.safe_dump(doc))
+    db = Path(doc["storage"]["sink"]["path"])
+    load_before = loadavg()
+    with twin(doc, work):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        t_start = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dcim.cli", "run", str(site)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "collector.log", "w"),  # noqa: SIM115 - closed with the process
+        )
+        spy: subprocess.Popen[bytes] | None = None
+        try:
+            # RSS at start: once the pollers are built (the first poll is within a second).
+            rss_start = 0
+            while time.monotonic() - t_start < 60:
+                time.sleep(0.2)
+                if proc.poll() is not None:
+                    raise RuntimeError(f"dcim run exited {proc.returncode}: see {work}")
+                if (work / "spool").exists() and db.exists():
+                    rss_start = mem_kib(proc.pid)["VmRSS"]
+                    break
+            time.sleep(max(0.0, args.warmup - (time.monotonic() - t_start)))
+            if args.py_spy:
+                spy = subprocess.Popen(
+                    [
+                        shutil.which("py-spy") or "py-spy",
+                        "record",
+                        "--pid",
+                        str(proc.pid),
+                        "--duration",
+                        str(int(args.window)),
+                        "--rate",
+                        "50",
+                        "--output",
+                        f"{args.py_spy}.{case}.svg",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            t0_ns, c0 = time.time_ns(), tree_cpu(proc.pid)
+            time.sleep(args.window)
+            t1_ns, c1 = time.time_ns(), tree_cpu(proc.pid)
+            mem = mem_kib(proc.pid)
+            # the window's last points reach the store after the forwarder's next flush
+            time.sleep(args.flush_wait)
+            values, health = count_values(db, t0_ns, t1_ns)
+        finally:
+            if spy is not None:
+                spy.wait(args.window + 30)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+    cpu = c1 - c0
+    seconds = (t1_ns - t0_ns) / 1e9
+    out = {
+        "case": case,
+        "devices": len(doc["devices"]),
+        "window_s": round(seconds, 1),
+        "cpu_s": round(cpu, 2),
+        "core_pct": round(100 * cpu / seconds, 2),
+        "values": values,
+        "values_per_s": round(values / seconds, 1),
+        "health_values": health,
+        "us_per_value": round(1e6 * cpu / values, 1) if values else None,
+        "us_per_value_all": round(1e6 * cpu / (values + health), 1) if values else None,
+        "rss_start_mb": round(rss_start / 1024, 1),
+        "rss_mb": round(mem["VmRSS"] / 1024, 1),
+        "hwm_mb": round(mem["VmHWM"] / 1024, 1),
+        "load_before": load_before,
+        "load_after": loadavg(),
+    }
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default="pdu,site")
+    ap.add_argument("--window", type=float, default=100.0, help="measured seconds")
+    ap.add_argument("--warmup", type=float, default=25.0, help="seconds after start")
+    ap.add_argument("--interval", type=float, default=10.0, help="poll interval, seconds")
+    ap.add_argument("--flush-wait", type=float, default=5.0, help="seconds for the last flush")
+    ap.add_argument("--py-spy", help="record a flame graph per case: PREFIX.<case>.svg")
+    ap.add_argument("--json", action="store_true", help="one JSON object per case")
+    args = ap.parse_args(argv)
+    for case in args.cases.split(","):
+        r = run_case(case, args)
+        if args.json:
+            print(json.dumps(r), flush=True)
+            continue
+        print(
+            f"{r['case']:5} {r['devices']} devices, {r['values_per_s']} values/s stored: "
+            f"{r['us_per_value']} µs CPU per value ({r['us_per_value_all']} counting the "
+            f"{r['health_values']} health values), {r['core_pct']} % of a core; RSS "
+            f"{r['rss_start_mb']} MB at start, {r['rss_mb']} MB after {r['window_s']:.0f} s "
+            f"(peak {r['hwm_mb']} MB); load {r['load_before']} -> {r['load_after']}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
