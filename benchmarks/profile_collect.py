@@ -12,8 +12,9 @@ counted apart). Memory: VmRSS at the end of the window and VmHWM (the peak), fro
 
 Cases (``--cases``):
 
-* ``pdu``: 50 APC rack PDUs (``apc_rpdu2``: 4 scalars, 3 phases, 24 metered outlets)
-  every 10 s, SNMPv2c;
+* ``pdu``: 50 APC rack PDUs every 10 s, SNMPv2c, profile ``apc_rpdu2``: snmpsim serving the
+  recorded walk of an AP8641 (``snmpsim-data``'s ``UPS/apc-8641``: 24 metered outlets, 3
+  phases; about 81 values a poll, as in the issue) on 50 UDP ports, in its own process;
 * ``site``: the reference site's 362 SNMP agents (300 server BMCs, 60 PDUs, 2 UPS) every
   10 s, SNMPv2c.
 
@@ -34,15 +35,20 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 from harness import site_doc, twin, work_dir
+
+from dcim.twin.ports import free_ports
 
 TICK = os.sysconf("SC_CLK_TCK")
 HEALTH = ("dcim_poll", "dcim_spool")
@@ -105,10 +111,64 @@ def case_doc(case: str, work: Path, interval: float) -> dict[str, Any]:
         doc = site_doc(work, racks=25, interval_s=interval, snmp_only=True)
         doc["devices"] = [d for d in doc["devices"] if d["profile"] == "apc_rpdu2"]
         assert len(doc["devices"]) == 50, len(doc["devices"])
+        base = free_ports(50, kind=socket.SOCK_DGRAM)
+        for i, dev in enumerate(doc["devices"]):
+            dev["port"] = base + i
+            dev["snmp"] = {"version": "2c", "community": {"value": "apc-8641"}}
     else:
         doc = site_doc(work, interval_s=interval, snmp_only=True)
     # The collector's own alert rules stay as shipped (they run on live readings).
     return doc
+
+
+@contextmanager
+def snmpsim(doc: dict[str, Any], work: Path) -> Iterator[int]:
+    """snmpsim serving the AP8641 recording on every device's port (community apc-8641)."""
+    import snmpsim_data
+
+    data = work / "snmpsim" / "data"
+    data.mkdir(parents=True)
+    (work / "snmpsim" / "cache").mkdir()
+    rec = Path(snmpsim_data.__file__).parent / "data" / "UPS" / "apc-8641.snmprec"
+    shutil.copy(rec, data / "apc-8641.snmprec")
+    for path in [work, *(work / "snmpsim").rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o644)
+    cmd = [
+        str(Path(sys.executable).with_name("snmpsim-command-responder")),
+        f"--data-dir={data}",
+        f"--cache-dir={work / 'snmpsim' / 'cache'}",
+        "--logging-method=null",
+        *(f"--agent-udpv4-endpoint=127.0.0.1:{d['port']}" for d in doc["devices"]),
+    ]
+    env = dict(os.environ, SNMPSIM_ALLOW_ROOT="true")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        last = doc["devices"][-1]["port"]
+        deadline = time.monotonic() + 60
+        while subprocess.run(
+            [
+                "snmpget",
+                "-v2c",
+                "-c",
+                "apc-8641",
+                "-t",
+                "0.5",
+                "-r",
+                "0",
+                "-On",
+                f"127.0.0.1:{last}",
+                "1.3.6.1.2.1.1.3.0",
+            ],
+            capture_output=True,
+            env=dict(os.environ, MIBS=""),
+            check=False,
+        ).returncode:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("snmpsim did not start")
+        yield proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -118,7 +178,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
     site.write_text(yaml.safe_dump(doc))
     db = Path(doc["storage"]["sink"]["path"])
     load_before = loadavg()
-    with twin(doc, work):
+    with snmpsim(doc, work) if case == "pdu" else twin(doc, work):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         t_start = time.monotonic()
         proc = subprocess.Popen(
@@ -142,7 +202,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
             if args.py_spy:
                 spy = subprocess.Popen(
                     [
-                        shutil.which("py-spy") or "py-spy",
+                        str(Path(sys.executable).with_name("py-spy")),
                         "record",
                         "--pid",
                         str(proc.pid),
@@ -150,8 +210,10 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
                         str(int(args.window)),
                         "--rate",
                         "50",
+                        "--format",
+                        "raw" if args.raw else "flamegraph",
                         "--output",
-                        f"{args.py_spy}.{case}.svg",
+                        f"{args.py_spy}.{case}." + ("txt" if args.raw else "svg"),
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
@@ -204,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flush-wait", type=float, default=5.0, help="seconds for the last flush")
     ap.add_argument("--py-spy", help="record a flame graph per case: PREFIX.<case>.svg")
     ap.add_argument("--json", action="store_true", help="one JSON object per case")
+    ap.add_argument("--raw", action="store_true", help="py-spy: collapsed stacks (.txt)")
     args = ap.parse_args(argv)
     for case in args.cases.split(","):
         r = run_case(case, args)
