@@ -54,8 +54,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 HEALTH = ("dcim_poll", "dcim_spool")
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of ``pid`` and its living descendants (threads are in their process's)."""
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` and its living descendants (threads are in
+    their process's), waited-for children included."""
     children: dict[int, list[int]] = {}
     stats: dict[int, list[str]] = {}
     for d in Path("/proc").iterdir():
@@ -67,15 +68,16 @@ def tree_cpu(pid: int) -> float:
             continue
         stats[int(d.name)] = f
         children.setdefault(int(f[1]), []).append(int(d.name))
-    total, todo = 0.0, [pid]
+    user = system = 0.0
+    todo = [pid]
     while todo:
         p = todo.pop()
         f = stats.get(p)
-        if f is not None:
-            # utime, stime, and the waited-for children's cutime, cstime
-            total += sum(int(x) for x in f[11:15]) / TICK
+        if f is not None:  # utime, stime, cutime, cstime
+            user += (int(f[11]) + int(f[13])) / TICK
+            system += (int(f[12]) + int(f[14])) / TICK
         todo += children.get(p, [])
-    return total
+    return user, system
 
 
 def mem_kib(pid: int) -> dict[str, int]:
@@ -209,7 +211,8 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
                         "--duration",
                         str(int(args.window)),
                         "--rate",
-                        "50",
+                        "200",
+                        "--gil",
                         "--format",
                         "raw" if args.raw else "flamegraph",
                         "--output",
@@ -234,13 +237,16 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-    cpu = c1 - c0
+    user, system = c1[0] - c0[0], c1[1] - c0[1]
+    cpu = user + system
     seconds = (t1_ns - t0_ns) / 1e9
     out = {
         "case": case,
         "devices": len(doc["devices"]),
         "window_s": round(seconds, 1),
         "cpu_s": round(cpu, 2),
+        "user_s": round(user, 2),
+        "system_s": round(system, 2),
         "core_pct": round(100 * cpu / seconds, 2),
         "values": values,
         "values_per_s": round(values / seconds, 1),
@@ -276,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{r['case']:5} {r['devices']} devices, {r['values_per_s']} values/s stored: "
             f"{r['us_per_value']} µs CPU per value ({r['us_per_value_all']} counting the "
-            f"{r['health_values']} health values), {r['core_pct']} % of a core; RSS "
+            f"{r['health_values']} health values), {r['core_pct']} % of a core (user "
+            f"{r['user_s']} s, system {r['system_s']} s); RSS "
             f"{r['rss_start_mb']} MB at start, {r['rss_mb']} MB after {r['window_s']:.0f} s "
             f"(peak {r['hwm_mb']} MB); load {r['load_before']} -> {r['load_after']}",
             flush=True,
