@@ -24,6 +24,7 @@ POWER = "1.3.6.1.4.1.318.1.1.26.4.3.1.5.1"  # rPDU2DeviceStatusPower.1, hundredt
 VOLTAGE = "1.3.6.1.4.1.318.1.1.26.6.3.1.6.1"  # rPDU2PhaseStatusVoltage.1, V
 # data file (= community = v3 context) -> (power in hundredths of kW, voltage)
 MODULES = {"pdu-a": (123, 229), "pdu-b": (234, 230), "module1": (345, 231), "module2": (456, 232)}
+ENGINE_ID = "8000c53f0401020304"  # the agent's snmpEngineID, also module-2's contextEngineID
 USERS = {  # snmpsim's v3 users: (auth proto, auth key, priv proto, priv key)
     "alice": ("SHA", "alice-auth-123", "AES", "alice-priv-456"),
     "bob": ("SHA256", "bob-auth-789", "AES256", "bob-priv-012"),
@@ -45,7 +46,9 @@ def agent() -> Iterator[Snmpsim]:
             f"--v3-priv-proto={pp}",
             f"--v3-priv-key={pk}",
         ]
-    sim = start_snmpsim({name: snmprec(*v) for name, v in MODULES.items()}, *users)
+    sim = start_snmpsim(
+        {name: snmprec(*v) for name, v in MODULES.items()}, *users, engine_id=ENGINE_ID
+    )
     try:
         yield sim
     finally:
@@ -70,7 +73,7 @@ DEVICES: dict[str, tuple[float, dict[str, Any]]] = {
     "pdu-a": (1.0, {"version": "2c", "community": {"value": "pdu-a"}}),
     "pdu-b": (2.0, {"version": "1", "community": {"value": "pdu-b"}}),
     "module-1": (1.0, v3("alice", "module1")),
-    "module-2": (2.0, v3("bob", "module2")),
+    "module-2": (2.0, v3("bob", "module2") | {"context_engine_id": ENGINE_ID}),
     "wrong-community": (1.0, {"version": "2c", "community": {"value": "pdu-x"}}),
     # alice's name with another key, on the other context: must not replace alice's keys
     "wrong-key": (1.0, v3("alice", "module2", auth_key="not-alice-at-all")),
