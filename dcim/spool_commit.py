@@ -5,7 +5,12 @@ disk (an fsync of tens or hundreds of milliseconds) the loop's polls keep their 
 readings wait in memory meanwhile, as they did while the loop was blocked, and are counted
 (``queued``). ``close`` waits for what is queued (bounded): a reading polled before the stop
 is committed unless the disk is slower than the stop's bound (then it is logged as lost, as
-a poll that was not done)."""
+a poll that was not done).
+
+Group commit: what was queued while a commit was going on is committed together, in one
+transaction (one fsync) of at most ``GROUP_MAX`` readings, in the order it came. The
+polls of a coalescing window end within milliseconds of each other; one fsync per poll was
+a good part of the collector's CPU (system time) per value."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from collections.abc import Callable
 from dcim.reading import Reading
 
 log = logging.getLogger(__name__)
+GROUP_MAX = 10_000  # readings committed in one transaction at most
 
 
 class Committer:
@@ -42,14 +48,27 @@ class Committer:
         return self._queued
 
     def _run(self) -> None:
-        while (readings := self._queue.get()) is not None:
+        stop = False
+        while not stop and (readings := self._queue.get()) is not None:
+            group = readings
+            while len(group) < GROUP_MAX:  # what queued up meanwhile: the same transaction
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                if group is readings:
+                    group = list(readings)  # the submitter's list is not extended
+                group += more
             try:
-                self._commit(readings)
+                self._commit(group)
             except Exception:  # noqa: BLE001 - the pipeline logs its own; the thread goes on
-                log.exception("committing %d readings failed", len(readings))
+                log.exception("committing %d readings failed", len(group))
             finally:
                 with self._lock:
-                    self._queued -= len(readings)
+                    self._queued -= len(group)
                     self._idle.notify_all()
 
     def drain(self, timeout: float) -> bool:

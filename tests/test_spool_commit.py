@@ -43,6 +43,31 @@ def test_committer_keeps_the_order_and_drains() -> None:
     c.close(1)
 
 
+def test_what_queued_during_a_commit_is_committed_together() -> None:
+    """Group commit: the submissions that queued up while a commit was going on go in one
+    commit (one transaction, one fsync), in order; the submitters' lists are left as given."""
+    calls: list[list[int]] = []
+    gate = threading.Event()
+
+    def commit(rs: list[Reading]) -> None:
+        gate.wait(5)
+        calls.append([r.time_ns for r in rs])
+
+    c = Committer(commit)
+    c.submit([Reading("m", {}, {"v": 1.0}, 0)])
+    time.sleep(0.2)  # the thread takes the first one and waits at the gate
+    submitted = [[Reading("m", {}, {"v": 1.0}, t) for t in (i, i + 10)] for i in range(1, 5)]
+    for rs in submitted:
+        c.submit(rs)
+    gate.set()
+    assert c.drain(5)
+    assert calls == [[0], [1, 11, 2, 12, 3, 13, 4, 14]]
+    assert all(len(rs) == 2 for rs in submitted)
+    c.submit([Reading("m", {}, {"v": 1.0}, 99)])
+    c.close(5)
+    assert calls[-1] == [99] and c.queued == 0
+
+
 def test_polls_keep_their_cadence_on_a_slow_disk(tmp_path: Path) -> None:
     doc: dict[str, Any] = paris_chapelle(
         racks=1,

@@ -32,6 +32,7 @@ cycle: never a negative or a huge one.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -57,7 +58,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _BACKSLASH = re.compile(r'\\(?=$|[\\,= "])')
 
 
+@functools.lru_cache(maxsize=8192)
 def oid_of(text: str) -> Oid:
+    """``"1.3.6.1"`` as ``(1, 3, 6, 1)``; cached: a table's rows look up the same few column
+    OIDs for every cell of every poll (parsing them each time was about 5 % of the
+    collector's CPU on a metered-outlet PDU, see benchmarks/profile_collect.py)."""
     return tuple(int(p) for p in text.split("."))
 
 
@@ -388,6 +393,9 @@ class Walk:
             self.end(col)
 
 
+_NONE: dict[Oid, Any] = {}  # a column not walked (never written to)
+
+
 class TablePlan:
     """How one table's rows become readings."""
 
@@ -396,6 +404,12 @@ class TablePlan:
         self.measurement = measurement
         self.fields = [(f, _Decoder.of(f)) for f in spec.fields if f.oid]
         self.field_columns = [oid_of(f.oid) for f in spec.fields if f.oid]
+        # per field: its column, and whether it has conditions (``when``, ``exponent``)
+        self._cells = [
+            (f, dec, col, bool(f.when or f.exponent))
+            for (f, dec), col in zip(self.fields, self.field_columns, strict=True)
+        ]
+        self._tag_columns = [(t, oid_of(t.oid)) for t in spec.tags]
         self.rates = _rates(spec.fields)
         self.columns = frozenset(oid_of(c) for c in spec.columns())
 
@@ -424,22 +438,26 @@ class TablePlan:
             else:
                 problems.append((f"{spec.name}.{dotted(index)}", "index parts do not match"))
                 continue
-            for t in spec.tags:
-                cell = walked.get(oid_of(t.oid), {}).get(index)
+            for t, tcol in self._tag_columns:
+                cell = walked.get(tcol, _NONE).get(index)
                 text = tag_text(cell[0], t.map) if cell is not None else None
                 if text is not None:
                     tags[t.name] = text
             fields: dict[str, FieldValue] = {}
             raws: dict[str, tuple[int, int | None]] = {}
-            for f, dec in self.fields:
-                assert f.oid is not None
-                cell = walked.get(oid_of(f.oid), {}).get(index)
-                if cell is None or not self._when(f, walked, index):
+            for f, dec, col, conditions in self._cells:
+                cell = walked.get(col, _NONE).get(index)
+                if cell is None:
                     continue
-                exp10 = self._exp10(f, walked, index)
-                if exp10 is None:
-                    problems.append((f.name, "exponent column missing"))
-                    continue
+                exp10 = 0
+                if conditions:
+                    if not self._when(f, walked, index):
+                        continue
+                    got = self._exp10(f, walked, index)
+                    if got is None:
+                        problems.append((f.name, "exponent column missing"))
+                        continue
+                    exp10 = got
                 value = dec.decode(cell[0], exp10)
                 if value is None:
                     problems.append((f.name, cell[0][0]))

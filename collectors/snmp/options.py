@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,6 +21,10 @@ class SnmpOptions(BaseModel):
     auth_key: Secret | None = None
     priv_protocol: Literal["DES", "AES", "AES192", "AES256"] | None = None
     priv_key: Secret | None = None
+    # SNMPv3 context: which of several devices behind one agent (a proxy agent, a chassis
+    # manager, a PDU with several modules) the requests are for.
+    context: str = Field(default="", max_length=32)  # contextName (SNMP-TARGET-MIB: 0..32)
+    context_engine_id: str | None = None  # contextEngineID, hex; default: the agent's own
     max_varbinds: int = Field(default=20, ge=1, le=200)
     max_repetitions: int = Field(default=10, ge=1, le=200)
 
@@ -37,4 +42,22 @@ class SnmpOptions(BaseModel):
             raise ValueError("'priv_protocol' needs 'auth_protocol' (authPriv)")
         if self.priv_protocol and self.priv_key is None:
             raise ValueError("'priv_protocol' needs 'priv_key'")
+        if self.version != "3" and (self.context or self.context_engine_id is not None):
+            raise ValueError(
+                "'context' and 'context_engine_id' are SNMPv3 only (with v1/v2c an agent "
+                "tells its devices apart by community)"
+            )
+        if self.context_engine_id is not None:
+            hexa = self.context_engine_id.removeprefix("0x").replace(":", "")
+            if not re.fullmatch(r"(?:[0-9A-Fa-f]{2}){5,32}", hexa):
+                raise ValueError(
+                    f"'context_engine_id' must be 5 to 32 bytes in hex (e.g. "
+                    f"80001f8880e9b1c4a0b2d6e95f), got {self.context_engine_id!r}"
+                )
         return self
+
+    @property
+    def context_engine_id_bytes(self) -> bytes | None:
+        if self.context_engine_id is None:
+            return None
+        return bytes.fromhex(self.context_engine_id.removeprefix("0x").replace(":", ""))

@@ -1,11 +1,12 @@
 """SNMP collector: per poll, a GET of a profile's scalar OIDs and a walk of its tables
 (v1, v2c, v3).
 
-All pollers of a process share one pysnmp ``SnmpEngine`` (one UDP socket, one timer) on the
-running asyncio loop; requests to different agents are multiplexed by request id, so a dead
-agent only costs its own timeout. Each poller configures its target once and hands
-pre-built var-binds straight to the command generators, skipping the MIB layer and the
-per-call target lookup of ``get_cmd`` (about 12 % less CPU; the rest is pyasn1's BER codec).
+v1/v2c devices share the process's :mod:`collectors.snmp.wire` client (one UDP socket,
+requests multiplexed by request id and checked against address and community, so a dead
+agent only costs its own timeout, and several devices behind one agent address never get
+each other's answers). SNMPv3 devices use pysnmp through :mod:`collectors.snmp.usm`, which
+is imported only then; each device sends its own ``snmp.context`` (contextName) and
+``snmp.context_engine_id``.
 
 Layers: :meth:`SnmpPoller._request` is the transport (one GET, GETNEXT or GETBULK exchange,
 answers turned into the neutral form of :mod:`collectors.snmp.codec`); ``_get_chunk`` and
@@ -19,42 +20,15 @@ per request and ``snmp.max_repetitions`` rows per column of a GETBULK (halved on
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import socket
 import time
 from collections.abc import Sequence
-from typing import Any
-
-from pyasn1.type import univ
-from pysnmp.carrier.asyncio.dgram import udp
-from pysnmp.entity import config
-from pysnmp.entity.rfc3413 import cmdgen
-from pysnmp.hlapi.v3arch.asyncio import (
-    CommunityData,
-    SnmpEngine,
-    UdpTransportTarget,
-    UsmUserData,
-    usmAesBlumenthalCfb192Protocol,
-    usmAesBlumenthalCfb256Protocol,
-    usmAesCfb128Protocol,
-    usmDESPrivProtocol,
-    usmHMAC128SHA224AuthProtocol,
-    usmHMAC192SHA256AuthProtocol,
-    usmHMAC256SHA384AuthProtocol,
-    usmHMAC384SHA512AuthProtocol,
-    usmHMACMD5AuthProtocol,
-    usmHMACSHAAuthProtocol,
-)
-from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
-from pysnmp.proto import errind, rfc1902, rfc1905
+from typing import TYPE_CHECKING
 
 from collectors.snmp import wire as snmp_wire
 from collectors.snmp.codec import (
     EXCEPTIONS,
-    INTEGER_TYPES,
     SYS_UPTIME,
     SYS_UPTIME_COLUMN,
     Columns,
@@ -69,124 +43,34 @@ from collectors.snmp.codec import (
 from collectors.snmp.options import SnmpOptions
 from collectors.snmp.profile import SnmpProfile
 from dcim.config import Device, SiteConfig
-from dcim.protocols import ErrorKind, PollError, device_profile
+from dcim.protocols import PollError, device_profile
 from dcim.reading import Reading
+
+if TYPE_CHECKING:
+    from collectors.snmp.usm import PysnmpTarget
 
 log = logging.getLogger(__name__)
 
-AUTH_PROTOCOLS = {
-    "MD5": usmHMACMD5AuthProtocol,
-    "SHA": usmHMACSHAAuthProtocol,
-    "SHA224": usmHMAC128SHA224AuthProtocol,
-    "SHA256": usmHMAC192SHA256AuthProtocol,
-    "SHA384": usmHMAC256SHA384AuthProtocol,
-    "SHA512": usmHMAC384SHA512AuthProtocol,
-}
-# AES192/AES256 as net-snmp names them (Blumenthal key extension); Cisco's variant is
-# net-snmp's AES192C, not offered here.
-PRIV_PROTOCOLS = {
-    "DES": usmDESPrivProtocol,
-    "AES": usmAesCfb128Protocol,
-    "AES192": usmAesBlumenthalCfb192Protocol,
-    "AES256": usmAesBlumenthalCfb256Protocol,
-}
-
-_AUTH_ERRORS = (
-    errind.UnknownUserName,
-    errind.UnknownSecurityName,
-    errind.WrongDigest,
-    errind.AuthenticationFailure,
-    errind.AuthenticationError,
-    errind.DecryptionError,
-    errind.EncryptionError,
-    errind.UnsupportedSecurityLevel,
-    errind.UnsupportedAuthProtocol,
-    errind.UnsupportedPrivProtocol,
-    errind.NotInTimeWindow,
-    errind.UnknownCommunityName,
-)
 _NO_SUCH_NAME, _TOO_BIG, _AUTHORIZATION_ERROR = 2, 1, 16
-_GET = cmdgen.GetCommandGenerator()
-_NEXT = cmdgen.NextCommandGeneratorSingleRun()
-_BULK = cmdgen.BulkCommandGeneratorSingleRun()
-_NULL = univ.Null("")
-RCVBUF_BYTES = 4 * 1024 * 1024
 # v1/v2c requests go through collectors.snmp.wire ("wire": its own BER codec, about 7 times
 # less CPU per value than pysnmp, see benchmarks/collect.py) or through pysnmp ("pysnmp").
-# SNMPv3 always uses pysnmp (USM authentication and privacy).
+# SNMPv3 always uses pysnmp (USM authentication and privacy), imported only then
+# (collectors.snmp.usm).
 V1_V2C_TRANSPORT = os.environ.get("DCIM_SNMP_TRANSPORT", "wire")
-
-# -- the shared engine ----------------------------------------------------------------------
-
-_shared: tuple[asyncio.AbstractEventLoop, SnmpEngine, socket.socket] | None = None
-
-
-def shared_engine() -> SnmpEngine:
-    """The process's SnmpEngine for the running loop (a new loop gets a new engine)."""
-    global _shared
-    loop = asyncio.get_running_loop()
-    if _shared is not None and _shared[0] is loop:
-        return _shared[1]
-    close_shared_engine()
-    engine = SnmpEngine()
-    # One socket receives the answers of every agent; when hundreds of polls fall on the same
-    # instant, the default 208 KiB buffer overflows and answers are lost (then retried).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)  # capped by rmem_max
-    sock.setblocking(False)
-    transport = udp.UdpAsyncioTransport().open_server_mode(sock=sock)
-    config.add_transport(engine, udp.DOMAIN_NAME, transport)
-    _shared = (loop, engine, sock)
-    return engine
 
 
 def close_shared_engine() -> None:
-    """Release the shared engine's socket and timer (at shutdown; pollers reconfigure)."""
-    global _shared
-    if _shared is None:
-        return
-    _, engine, sock = _shared
-    _shared = None
-    with contextlib.suppress(RuntimeError, AttributeError):  # its loop is already closed
-        engine.close_dispatcher()
-    sock.close()
+    """Release pysnmp's engines, if this process ever started one (see collectors.snmp.usm)."""
+    import sys
 
-
-# -- pysnmp values -> the codec's neutral form -----------------------------------------------
-
-_TYPE_NAMES = {
-    rfc1902.Counter32.tagSet: "Counter32",
-    rfc1902.Counter64.tagSet: "Counter64",
-    rfc1902.Gauge32.tagSet: "Gauge32",
-    rfc1902.TimeTicks.tagSet: "TimeTicks",
-    rfc1902.Integer32.tagSet: "Integer32",
-    rfc1902.IpAddress.tagSet: "IpAddress",
-    rfc1902.Opaque.tagSet: "Opaque",
-    univ.OctetString.tagSet: "OctetString",
-    univ.ObjectIdentifier.tagSet: "ObjectIdentifier",
-    univ.Null.tagSet: "Null",
-    rfc1905.noSuchObject.tagSet: "noSuchObject",
-    rfc1905.noSuchInstance.tagSet: "noSuchInstance",
-    rfc1905.endOfMibView.tagSet: "endOfMibView",
-}
-_BYTES = frozenset({"OctetString", "IpAddress", "Opaque"})
-
-
-def neutral(val: Any) -> Value:
-    """A pysnmp value as ``(type, python value)`` (see :mod:`collectors.snmp.codec`)."""
-    kind = _TYPE_NAMES.get(getattr(val, "tagSet", None), val.__class__.__name__)
-    if kind in INTEGER_TYPES:
-        return kind, int(val)
-    if kind in _BYTES:
-        return kind, bytes(val)
-    if kind == "ObjectIdentifier":
-        return kind, str(val)
-    return kind, None
+    usm = sys.modules.get("collectors.snmp.usm")
+    if usm is not None:
+        usm.close_shared_engine()
 
 
 # -- the poller -----------------------------------------------------------------------------
 
-_Answer = tuple[Any, int, int, list[VarBind], int]  # error, status, index, var-binds, time_ns
+_Answer = tuple[int, int, list[VarBind], int]  # status, index, var-binds, time_ns
 
 
 class SnmpPoller:
@@ -212,58 +96,47 @@ class SnmpPoller:
         self._rates = RateState()
         self._rows_hint: dict[Oid, int] = {}
         self._no_zero: set[Oid] = set()  # scalar OIDs not answered at OID.0 either
-        self._engine: SnmpEngine | None = None
-        self._target = ""
+        self._pysnmp: PysnmpTarget | None = None
+        if self._opts.version == "3" or V1_V2C_TRANSPORT != "wire":
+            # pysnmp imported here, while the collector builds its pollers, not on the loop
+            # at the first poll (a second of import would hold every other device's poll).
+            import collectors.snmp.usm  # noqa: F401
         self._wire: tuple[snmp_wire.WireClient, snmp_wire.Target] | None = None
         self._warned: set[str] = set()
 
-    async def _configure(self) -> SnmpEngine | None:
-        """The shared pysnmp engine, or None when requests go through ``self._wire``."""
+    async def _configure(self) -> None:
+        """Requests go through ``self._wire`` (v1/v2c) or ``self._pysnmp`` (v3)."""
         opts = self._opts
         if opts.version in ("1", "2c") and V1_V2C_TRANSPORT == "wire":
             client = snmp_wire.shared_client()
             if self._wire is None or self._wire[0] is not client:
                 self._wire = (client, await self._wire_target())
-            return None
-        engine = shared_engine()
-        if engine is self._engine:
-            return engine
-        auth: CommunityData | UsmUserData
-        if opts.version in ("1", "2c"):
-            assert opts.community is not None
-            auth = CommunityData(opts.community.resolve(), mpModel=0 if opts.version == "1" else 1)
-        else:
-            auth = UsmUserData(
-                opts.user,
-                authKey=opts.auth_key.resolve() if opts.auth_key else None,
-                privKey=opts.priv_key.resolve() if opts.priv_key else None,
-                authProtocol=AUTH_PROTOCOLS[opts.auth_protocol] if opts.auth_protocol else None,
-                privProtocol=PRIV_PROTOCOLS[opts.priv_protocol] if opts.priv_protocol else None,
-            )
-        try:
-            target = await UdpTransportTarget.create(
-                (self.device.host, self.device.port), timeout=self._timeout, retries=self._retries
-            )
-        except Exception as exc:  # noqa: BLE001 - pysnmp wraps resolver errors in its own type
-            raise PollError("config", f"cannot resolve {self.device.host}: {exc}") from exc
-        self._target, _ = LCD.configure(engine, auth, target, b"")
-        self._engine = engine
-        return engine
+            self._pysnmp = None
+            return
+        self._wire = None
+        if self._pysnmp is None or self._pysnmp.stale():
+            from collectors.snmp.usm import PysnmpTarget
+
+            host, port = self.device.host, self.device.port
+            assert host is not None and port is not None
+            target = PysnmpTarget(self.device.name, opts, host, port, self._timeout, self._retries)
+            await target.configure()
+            self._pysnmp = target
 
     async def poll(self) -> list[Reading]:
-        engine = await self._configure()
+        await self._configure()
         plan = self._plan
         problems: list[tuple[str, str]] = []
         answers: dict[Oid, Value] = {}
         uptimes: dict[Oid, int | None] = {}
         time_ns = 0
         for chunk in plan.scalars.chunks:
-            got_ns = await self._get_chunk(engine, chunk, answers, uptimes)
+            got_ns = await self._get_chunk(chunk, answers, uptimes)
             time_ns = time_ns or got_ns
-        await self._ask_at_zero(engine, answers, uptimes)
+        await self._ask_at_zero(answers, uptimes)
         walked: Columns = {}
         if plan.columns:
-            walked, got_ns = await self._walk(engine)
+            walked, got_ns = await self._walk()
             time_ns = time_ns or got_ns
         time_ns = time_ns or time.time_ns()
         mono_s = time.monotonic()
@@ -279,9 +152,7 @@ class SnmpPoller:
             raise PollError("decode", f"no value of profile {self._profile_name!r} could be read")
         return out
 
-    async def _ask_at_zero(
-        self, engine: Any, answers: dict[Oid, Value], uptimes: dict[Oid, int | None]
-    ) -> None:
+    async def _ask_at_zero(self, answers: dict[Oid, Value], uptimes: dict[Oid, int | None]) -> None:
         """Scalar fields read from a table's row 1 (upsOutputPower.1) that the agent answers
         at ``.1.0`` (rows indexed ``1.0``): asked again at OID + ``.0``, and the answer taken
         as the field's. An OID that answers at neither is not asked at ``.0`` again."""
@@ -297,7 +168,7 @@ class SnmpPoller:
         n = max(1, len(self._plan.scalars.chunks[0]))
         zeros = [(*oid, 0) for oid in lost]
         for i in range(0, len(zeros), n):
-            await self._get_chunk(engine, zeros[i : i + n], got, got_uptimes)
+            await self._get_chunk(zeros[i : i + n], got, got_uptimes)
         for oid, zero in zip(lost, zeros, strict=True):
             val = got.get(zero)
             if val is None or val[0] in EXCEPTIONS:
@@ -308,12 +179,6 @@ class SnmpPoller:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _raise(self, err: Any) -> None:
-        kind: ErrorKind = "timeout" if isinstance(err, errind.RequestTimedOut) else "protocol"
-        if isinstance(err, _AUTH_ERRORS):
-            kind = "auth"
-        raise PollError(kind, f"{self.device.name}: {err}")
-
     def _status_error(self, status: int, index: int) -> PollError:
         return PollError(
             "auth" if status == _AUTHORIZATION_ERROR else "protocol",
@@ -322,7 +187,6 @@ class SnmpPoller:
 
     async def _get_chunk(
         self,
-        engine: SnmpEngine | None,
         oids: list[Oid],
         out: dict[Oid, Value],
         uptimes: dict[Oid, int | None],
@@ -342,9 +206,7 @@ class SnmpPoller:
             batch = pending.pop()
             if not batch or helper_only and batch == [SYS_UPTIME]:
                 continue
-            err, status, index, var_binds, got_ns = await self._request(engine, "get", batch)
-            if err is not None:
-                self._raise(err)
+            status, index, var_binds, got_ns = await self._request("get", batch)
             first_ns = first_ns or got_ns
             if status == _NO_SUCH_NAME and 0 < index <= len(batch):
                 # SNMPv1 fails the whole request for one missing OID: drop it, ask again.
@@ -372,7 +234,7 @@ class SnmpPoller:
                     uptimes[oid] = ticks
         return first_ns
 
-    async def _walk(self, engine: SnmpEngine | None) -> tuple[Columns, int]:
+    async def _walk(self) -> tuple[Columns, int]:
         """Every column of the profile's tables: GETBULK (SNMPv1: GETNEXT)."""
         walk = self._plan.walk(self._opts.max_varbinds, self._rows_hint)
         v1 = self._opts.version == "1"
@@ -384,15 +246,11 @@ class SnmpPoller:
             reps = walk.repetitions(batch, max_rep)
             non_rep = [SYS_UPTIME_COLUMN] if walk.uptime else []
             if v1:
-                err, status, index, var_binds, got_ns = await self._request(
-                    engine, "next", non_rep + cursors
-                )
+                status, index, var_binds, got_ns = await self._request("next", non_rep + cursors)
             else:
-                err, status, index, var_binds, got_ns = await self._request(
-                    engine, "bulk", non_rep + cursors, len(non_rep), reps
+                status, index, var_binds, got_ns = await self._request(
+                    "bulk", non_rep + cursors, len(non_rep), reps
                 )
-            if err is not None:
-                self._raise(err)
             first_ns = first_ns or got_ns
             if status == _NO_SUCH_NAME and len(non_rep) < index <= len(non_rep) + len(batch):
                 walk.end(batch[index - len(non_rep) - 1])  # SNMPv1: past the end of the MIB
@@ -420,38 +278,16 @@ class SnmpPoller:
 
     async def _request(
         self,
-        engine: SnmpEngine | None,
         kind: str,
         oids: Sequence[Oid],
         non_repeaters: int = 0,
         max_repetitions: int = 0,
     ) -> _Answer:
-        """One GET ("get"), GETNEXT ("next") or GETBULK ("bulk") exchange: the transport."""
-        if engine is None:
-            return await self._wire_request(kind, oids, non_repeaters, max_repetitions)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[_Answer] = loop.create_future()
-
-        def done(_e: Any, _h: Any, err: Any, status: Any, index: Any, vbs: Any, _ctx: Any) -> None:
-            if not fut.done():
-                got = [(tuple(o), neutral(v)) for o, v in vbs or ()]
-                fut.set_result((err, int(status or 0), int(index or 0), got, time.time_ns()))
-
-        var_binds = [(rfc1902.ObjectName(o), _NULL) for o in oids]
-        if kind == "get":
-            _GET.send_varbinds(engine, self._target, None, b"", var_binds, done)
-        elif kind == "next":
-            _NEXT.send_varbinds(engine, self._target, None, b"", var_binds, done)
-        else:
-            _BULK.send_varbinds(
-                engine, self._target, None, b"", non_repeaters, max_repetitions, var_binds, done
-            )
-        # The engine enforces timeout and retries; this bound only guards against a lost callback.
-        limit = self._timeout * (self._retries + 1) + 2.0
-        try:
-            return await asyncio.wait_for(fut, limit)
-        except TimeoutError:
-            raise PollError("timeout", f"{self.device.name}: no answer in {limit:.1f} s") from None
+        """One GET ("get"), GETNEXT ("next") or GETBULK ("bulk") exchange: the transport.
+        Raises PollError (timeout, auth, protocol)."""
+        if self._pysnmp is not None:
+            return await self._pysnmp.request(kind, oids, non_repeaters, max_repetitions)
+        return await self._wire_request(kind, oids, non_repeaters, max_repetitions)
 
     async def _wire_target(self) -> snmp_wire.Target:
         opts, host, port = self._opts, self.device.host, self.device.port
@@ -480,10 +316,12 @@ class SnmpPoller:
                 max_repetitions=max_repetitions,
             )
         except snmp_wire.WireTimeout:
-            return errind.requestTimedOut, 0, 0, [], 0
+            raise PollError(
+                "timeout", f"{self.device.name}: no answer in {self._retries + 1} tries"
+            ) from None
         except (snmp_wire.WireError, OSError) as exc:
             raise PollError("protocol", f"{self.device.name}: {exc}") from exc
-        return None, status, index, var_binds, time.time_ns()
+        return status, index, var_binds, time.time_ns()
 
     def _warn_missing(self, field: str, why: str) -> None:
         if field not in self._warned:  # once per field, not every cycle
@@ -492,7 +330,7 @@ class SnmpPoller:
 
     async def close(self) -> None:
         # The engine and its socket are shared; the target entry is a few bytes in its LCD.
-        self._engine = None
+        self._pysnmp = None
         self._wire = None
 
 

@@ -319,8 +319,9 @@ def decode_message(data: bytes) -> Message:
         tag, start, pos = _header(data, pos, bend)
         if tag != OBJECT_IDENTIFIER:
             raise WireError("var-bind name: OBJECT IDENTIFIER expected")
-        _check_oid(data, start, pos)
         oid = data[start:pos]
+        if oid not in _oid_of_bytes:  # an OID seen (and checked) before needs no check
+            _check_oid(data, start, pos)
         vtag, start, pos = _header(data, pos, bend)
         if pos != bend:
             raise WireError("trailing bytes in a var-bind")

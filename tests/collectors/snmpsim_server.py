@@ -31,12 +31,15 @@ class Snmpsim:
     def data_dir(self) -> Path:
         return self.workdir / "data"
 
-    def start(self, *extra: str) -> None:
+    def start(self, *extra: str, engine_id: str | None = None) -> None:
+        """``engine_id``: the agent's SNMPv3 engine ID in hex (default: snmpsim's own)."""
         binary = Path(sys.executable).with_name("snmpsim-command-responder")
         if not binary.exists():
             raise RuntimeError("snmpsim is not installed: pip install -e '.[test]' (see README)")
         args = [
             str(binary),
+            # an engine's options follow its --v3-engine-id: it goes first
+            *([f"--v3-engine-id={engine_id}"] if engine_id else []),
             f"--data-dir={self.data_dir}",
             f"--agent-udpv4-endpoint=127.0.0.1:{self.port}",
             f"--cache-dir={self.workdir / 'cache'}",
@@ -98,7 +101,9 @@ class Snmpsim:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_snmpsim(recordings: Mapping[str, Path | str], *extra: str) -> Snmpsim:
+def start_snmpsim(
+    recordings: Mapping[str, Path | str], *extra: str, engine_id: str | None = None
+) -> Snmpsim:
     """Serve ``{community: .snmprec file or its text}``; returns once every community answers."""
     workdir = Path(tempfile.mkdtemp(prefix="dcim-snmpsim-"))
     for sub in ("data", "cache"):
@@ -109,7 +114,7 @@ def start_snmpsim(recordings: Mapping[str, Path | str], *extra: str) -> Snmpsim:
     for path in [workdir, *workdir.rglob("*")]:
         path.chmod(0o777 if path.is_dir() else 0o644)
     sim = Snmpsim(free_ports(1, kind=socket.SOCK_DGRAM), workdir)
-    sim.start(*extra)
+    sim.start(*extra, engine_id=engine_id)
     try:
         for community in recordings:
             sim.wait_ready(community)

@@ -18,8 +18,9 @@ from pysnmp.proto import rfc1902, rfc1905
 
 from collectors.snmp.codec import _Decoder
 from collectors.snmp.options import SnmpOptions
-from collectors.snmp.poller import SnmpPoller, make_poller, neutral
+from collectors.snmp.poller import SnmpPoller, make_poller
 from collectors.snmp.profile import SnmpField, SnmpProfile
+from collectors.snmp.usm import neutral
 from dcim.config import Device, Secret, SiteConfig
 from dcim.profiles import load_profiles
 from dcim.protocols import PollError
@@ -608,10 +609,10 @@ def test_walk_keeps_to_the_device_caps_and_learns_the_table_sizes() -> None:
     sent: list[tuple[str, int, int, int]] = []
     original = SnmpPoller._request
 
-    async def spy(self: SnmpPoller, engine: Any, kind: str, oids: Any, *args: Any) -> Any:
+    async def spy(self: SnmpPoller, kind: str, oids: Any, *args: Any) -> Any:
         non_rep, reps = (args + (0, 0))[:2]
         sent.append((kind, len(oids), non_rep, reps))
-        return await original(self, engine, kind, oids, *args)
+        return await original(self, kind, oids, *args)
 
     async def body(_twin: SnmpTwin) -> list[Any]:
         poller = SnmpPoller(cfg, pdu)
