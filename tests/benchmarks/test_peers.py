@@ -87,7 +87,7 @@ def test_tree_cpu_counts_a_busy_child() -> None:
         assert child.pid in peers.tree(os.getpid())
         st = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
         own = sum(int(x) for x in st[11:15]) / os.sysconf("SC_CLK_TCK")
-        assert peers.tree_cpu(os.getpid()) - own >= 0.2  # the child's loop is in the tree's
+        assert peers.tree_cpu(os.getpid()) - own >= 0.15  # the child's loop is in the tree's
         rss, hwm = peers.tree_rss_mb(os.getpid())
         assert rss > 10 and hwm > 10
     finally:
