@@ -35,6 +35,8 @@ def walk_values(walk: Path, profile: dict) -> dict[str, float | int | str]:  # t
 
     def value(spec: dict, typed: tuple[str, str]) -> float | int | str:  # type: ignore[type-arg]
         kind, text = typed
+        if kind == "4x":  # an OCTET STRING recorded in hex
+            return bytes.fromhex(text).decode(errors="replace")
         if kind != "2":  # not an INTEGER: a text tag
             return text
         scaled: float | int = int(text) * spec.get("scale", 1)

@@ -102,3 +102,27 @@ def test_start_on_free_port_gives_up_on_a_server_that_exits() -> None:
             lambda port, proc: False,
             tries=3,
         )
+
+
+def test_pdu_agents_serve_the_recorded_walk() -> None:
+    import pdu_agents
+
+    profile = yaml.safe_load((peers.PROFILES / "apc_rpdu2.yaml").read_text())
+    values = pdu_agents.walk_values(peers.apc_walk(), profile)
+    assert values["power_w"] == 1210  # 121 hundredths of kW
+    assert values["energy_wh_total"] == 1951600
+    assert values["phase/1/voltage_v"] == 201
+    outlets = {k.split("/")[1] for k in values if k.startswith("outlet/")}
+    assert len(outlets) == 24
+    assert values["outlet/23/outlet_name"] == "SW-DC01-NY-CSI-01"
+    assert values["outlet/23/power_w"] == 86 and values["outlet/1/pdu_module"] == 1
+    # what the product reads of it: 4 scalars, 5 phase fields, 3 per outlet
+    assert (
+        sum(1 for k in values if "/" not in k)
+        + sum(
+            1
+            for k in values
+            if "/" in k and k.rsplit("/", 1)[1] not in ("outlet_name", "pdu_module")
+        )
+        == 4 + 5 + 24 * 3
+    )
