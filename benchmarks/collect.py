@@ -216,10 +216,22 @@ RUNNERS: dict[str, Callable[[Case, argparse.Namespace], Figures]] = {
 @contextlib.contextmanager
 def reference_case(args: argparse.Namespace) -> Iterator[Case]:
     work = work_dir("dcim-collect-ref-")
-    doc = site_doc(work, interval_s=args.interval, snmp_only=True)
-    with twin(doc, work) as pid:
-        title = f"reference site: {len(devices_of(doc))} SNMP agents (the twin)"
-        yield Case("reference", title, doc, devices_of(doc), pid, work)
+    for attempt in range(1, 4):
+        # ports picked free, then bound by the twin: another program on this shared host may
+        # take one in between, and the twin exits; then again on other ports
+        doc = site_doc(work, interval_s=args.interval, snmp_only=True)
+        stack = contextlib.ExitStack()
+        try:
+            pid = stack.enter_context(twin(doc, work))
+        except RuntimeError:
+            stack.close()
+            if attempt == 3:
+                raise
+            continue
+        with stack:
+            title = f"reference site: {len(devices_of(doc))} SNMP agents (the twin)"
+            yield Case("reference", title, doc, devices_of(doc), pid, work)
+        return
 
 
 @contextlib.contextmanager
