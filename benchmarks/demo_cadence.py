@@ -40,7 +40,11 @@ async def _collect(
         polls.extend(r for r in readings if r.measurement == "dcim_poll")
         return accept(readings, **kw)
 
+    # Polled readings reach the pipeline through the committer's thread (which took the
+    # pipeline's bound method when the collector was built), pushed ones (MQTT) straight
+    # through pipeline.accept(hold=True): both are tapped.
     col.pipeline.accept = tap  # type: ignore[method-assign]
+    col.committer._commit = tap  # noqa: SLF001 - no public hook for this
     cpu0, t0 = cpu_self(), time.monotonic()
     await col.start()
     started = time.time_ns()
