@@ -75,6 +75,7 @@ BATCH = 5000  # the forwarder's default batch size (storage.batch_size)
 SPOOL_TARGET = 200_000  # points/s
 RATIO_TARGET = 0.70
 RSS_TARGET_MB = 150.0
+MISSED: list[str] = []  # each target missed, said at the end (and in the exit status)
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -186,6 +187,8 @@ def report_spool(args: argparse.Namespace, cycles: list[list[Reading]]) -> None:
         for lines, how in ((True, "line protocol (InfluxDB)"), (False, "decoded (embedded)")):
             t = bench_spool(readings, lines=lines)
             verdict = "OK" if p / t["total_s"] >= SPOOL_TARGET else "BELOW TARGET"
+            if verdict != "OK":
+                MISSED.append(f"(a) spool, {label}, peek {how}: {p / t['total_s']:,.0f} points/s")
             print(
                 f"      peek {how}: append {n / t['append_s']:,.0f} lines/s, "
                 f"peek+ack {n / t['drain_s']:,.0f} lines/s; append+peek+ack "
@@ -418,6 +421,8 @@ def report_influx(cycles: list[list[Reading]], work: Path, *, gzip: bool) -> flo
 
     def verdict(seconds: float) -> str:
         ok = top / seconds >= RATIO_TARGET
+        if not ok:
+            MISSED.append(f"(b) a path into InfluxDB at {top / seconds:.0%} of the ceiling")
         return f"{top / seconds:.0%} of the ceiling (target >= {RATIO_TARGET:.0%}: " + (
             "OK)" if ok else "BELOW TARGET)"
         )
@@ -557,6 +562,8 @@ def report_memory(cycles: list[list[Reading]], hours: float, work: Path) -> None
     if got != n_polls:
         raise RuntimeError(f"(c): {got} dcim_poll points in InfluxDB, {n_polls} spooled")
     verdict = "OK" if res["hwm_mb"] <= RSS_TARGET_MB else "ABOVE TARGET"
+    if verdict != "OK":
+        MISSED.append(f"(c) peak RSS {res['hwm_mb']:.0f} MB")
     print(
         f"(c) memory, {hours:g} h outage backlog of the reference site: {backlog:,} readings "
         f"spooled in {res['fed_s']:.1f} s with InfluxDB down"
@@ -573,10 +580,10 @@ def report_memory(cycles: list[list[Reading]], hours: float, work: Path) -> None
     )
 
 
-def main() -> None:
+def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--memory-child":
         memory_child(sys.argv[2], sys.argv[3])
-        return
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--readings", type=int, default=200_000, help="readings for (a)")
     p.add_argument("--hours", type=float, default=1.0, help="reference-site hours, (b) and (c)")
@@ -600,7 +607,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dcim-ingest-") as d:
         report_influx(cycles, Path(d), gzip=args.gzip)
         report_memory(cycles, args.hours, Path(d))
+    if MISSED:
+        print("\nTARGET MISSED: " + "; ".join(MISSED))
+        return 1
+    print("\nall targets met")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
