@@ -4,8 +4,13 @@ Two cases, each in one run:
 
 - ``reference``: the reference site's SNMP mix (300 server BMCs, 60 rack PDUs, 2 UPS = 362
   agents, few values each) served by the twin (``dcim twin serve``, a process of its own);
-- ``pdu``: 50 APC rack PDUs with 24 metered outlets (81 values a poll), snmpsim serving a real
-  AP8641 walk (PyPI ``snmpsim-data``) under 50 communities.
+- ``pdu``: 50 APC rack PDUs with 24 metered outlets (81 values a poll): a real AP8641 walk
+  (PyPI ``snmpsim-data``) served by the twin's agent code (``pdu_agents.py``), an agent (UDP
+  port, community) per PDU; ``--pdu-agent snmpsim`` serves it with snmpsim instead (too slow
+  on a busy machine: every tool timed out).
+
+The agents run at nice -5 when allowed (root; ``--no-favour``: not), so that a busy shared
+machine does not starve them and time every tool out.
 
 In each case, one after the other on the same agents, every ``--interval`` s:
 
