@@ -16,6 +16,7 @@ import asyncio
 import os
 import sys
 import time
+from typing import Any
 
 from harness import cpu_self, pct, site_doc, twin, work_dir
 
@@ -34,11 +35,16 @@ async def _collect(
     col = Collector(cfg)
     accept = col.pipeline.accept
 
-    def tap(readings: list[Reading]) -> int:
+    def tap(readings: list[Reading], **kw: Any) -> int:
+        # the same keywords as the pipeline's own (the MQTT path passes hold=True)
         polls.extend(r for r in readings if r.measurement == "dcim_poll")
-        return accept(readings)
+        return accept(readings, **kw)
 
+    # Polled readings reach the pipeline through the committer's thread (which took the
+    # pipeline's bound method when the collector was built), pushed ones (MQTT) straight
+    # through pipeline.accept(hold=True): both are tapped.
     col.pipeline.accept = tap  # type: ignore[method-assign]
+    col.committer._commit = tap  # noqa: SLF001 - no public hook for this
     cpu0, t0 = cpu_self(), time.monotonic()
     await col.start()
     started = time.time_ns()
