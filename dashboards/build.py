@@ -371,10 +371,11 @@ PUE_NOW = [
         )
         + f" {BY} fill(none)",
     )
-    for name, m_it, role in (
-        ("cat. 2 (PDU output)", "pdu", "pdu_output"),
-        ("cat. 1 (UPS output)", "energy_meter", "ups_output"),
-    )
+    # Category 1 only: InfluxQL joins an expression's operands per measurement, so the PDUs'
+    # power (measurement pdu) never meets the meters' (energy_meter) in one expression, and a
+    # category-2 line was always blank. The energy-based PUE of every category is on the
+    # Energy KPIs dashboard.
+    for name, m_it, role in (("cat. 1 (UPS output)", "energy_meter", "ups_output"),)
 ]
 
 DETAIL = [

@@ -78,7 +78,7 @@ class _Poster:
         self.holding.lines[rp] += len(lines)
         self.size[rp] = self.size.get(rp, 0) + sum(map(len, lines))
         # by size: a rollup line holds seven values per field (a server's: ~3 kB)
-        if self.size[rp] >= 8_000_000:
+        if self.size[rp] >= 2_000_000:
             self.post(rp)
 
     def post(self, rp: str) -> None:
@@ -87,7 +87,7 @@ class _Poster:
         if not lines:
             return
         body = gzip.compress(b"\n".join(lines), compresslevel=1)
-        for attempt in range(4):
+        for attempt in range(8):
             req = urllib.request.Request(
                 self.base + rp, data=body, headers={"Content-Encoding": "gzip"}
             )
@@ -99,8 +99,8 @@ class _Poster:
                 text = exc.read()[:500]
                 # influxd's write timeout (10 s) on a loaded machine: the same points again
                 # (idempotent: same series, times and values)
-                if exc.code == 500 and b"timeout" in text and attempt < 3:
-                    time.sleep(2.0 * (attempt + 1))
+                if exc.code == 500 and b"timeout" in text and attempt < 7:
+                    time.sleep(5.0 * (attempt + 1))
                     continue
                 raise AssertionError(f"write to {rp} refused: {text!r}") from exc
 
