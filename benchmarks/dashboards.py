@@ -1,15 +1,19 @@
 """Dashboards: every panel's queries over one year on InfluxDB, as Grafana sends them (the
-resolution gates pick rp_1h), the slowest panel against the 300 ms goal, next to the same
-panel read from the raw points (its raw target with the gate lifted) over the raw points the
-database holds, and that time scaled to a year.
+resolution gates pick rp_1h), the slowest panel against the 300 ms goal (and each of its
+targets), next to the same panel read from the raw points (its raw target with the gate
+lifted) over the raw points the database holds, and that time scaled to a year.
 
 The data (dcim.testing.dashdata): the reference site (``--racks``, ``--servers-per-rack``;
-every device kind the twin simulates), raw points every 10 s for the last ``--raw-hours``,
-rp_1m for the last 2 days, rp_1h for the last 400 days, written directly as the continuous
-queries write them (the setup is not what is measured).
+every device kind the twin simulates), raw points every 10 s for the last ``--raw-hours``
+(13: the longest range the dashboards read raw), rp_1m for the last ``--minute-days``, rp_1h
+for the last 400 days, written directly as the continuous queries write them, after ``dcim db
+init`` (its shard group durations); the setup is not what is measured. ``--keep DIR`` keeps
+the InfluxDB data there and a later run with the same arguments reuses it: the dashboards are
+then looked at as of when it was written (``now()`` in a query is that time), and the run
+says so.
 
     .venv/bin/python benchmarks/dashboards.py [--racks 30] [--servers-per-rack 10]
-        [--raw-hours 24] [--keep DIR]
+        [--raw-hours 13] [--minute-days 2] [--keep DIR]
 
 Needs ``influxd`` (Debian ``influxdb``) and the twin extra (numpy).
 """
