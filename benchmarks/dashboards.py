@@ -15,6 +15,21 @@ says so.
     .venv/bin/python benchmarks/dashboards.py [--racks 30] [--servers-per-rack 10]
         [--raw-hours 13] [--minute-days 2] [--keep DIR]
 
+Figures (2026-12-04, the 2-core machine shared by seven sessions, load average about 10:
+times are 2-5x noisy): ``--racks 4 --servers-per-rack 10 --raw-hours 4 --minute-days 0`` (75
+devices; setup 430 s), rp_1h in 52-week shard groups: 66 panels over a year, 5.1 s in all;
+the slowest, Collector health / Devices down, 1071 ms (its rp_1h target; the raw and rp_1m
+ones, gated off, 0.6-0.8 ms), goal NOT met; next Poll duration 712 ms, Site overview / Devices
+down 674 ms, Rack inlet per room 425 ms, Server inlet by device 310 ms, every other panel under
+300 ms. The same Devices-down panel from 4 h of raw points 89 ms, scaled to a year ~195 s.
+What costs is InfluxDB's windowed aggregation per series and window (150 series x 1460 6-hour
+windows; the same count without GROUP BY time 165 ms, with GROUP BY time(1d) 300 ms), on
+freshly written, not yet compacted shards (375 TSM files for 150 series). Counting only the
+failed windows (``WHERE last_up = 0``) took 130-155 ms but returns nothing for a range
+without a failure (a healthy site's chart would be empty, not 0): not taken. The reference
+size (30 racks of 10 servers, 387 devices) did not finish writing its year of rp_1h before the
+deadline on this loaded machine (a 30-day chunk of rp_1h every ~5 min).
+
 Needs ``influxd`` (Debian ``influxdb``) and the twin extra (numpy).
 """
 
