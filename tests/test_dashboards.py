@@ -1,15 +1,19 @@
 """The dashboards: built by dashboards/build.py, checked against grafana-foundation-sdk's
-dashboard model, and every query of every panel run against a real InfluxDB holding the
-reference site's data (Grafana itself is not available here), over 6 h, 7 days, 90 days and a
-year, with Grafana's macros substituted as Grafana would.
+dashboard model, every query checked to read fields of the unit its series is shown in, and
+every query of every panel run against a real InfluxDB holding the reference site's data
+(Grafana itself is not available here), over 6 h, 7 days, 90 days and a year, with Grafana's
+macros substituted as Grafana would (``now()``: the time the data ends). Every series (each
+alias, its three resolutions together) must have values in each range, save the gaps the
+reference site must show (``not_metered``).
 
-The data (dcim.testing.dashdata, written in ~1-2 min, hence slow): the reference site's device
-mix at its 10 s interval (2 racks of 2 servers: 35 devices, every kind the twin simulates);
-raw points for the last 7 h; rp_1m for the last 2 days; rp_1h for the last 400 days (devices),
-written directly as the CQs write them; the collector's dcim_poll/dcim_spool rows and one rack
-probe per rack (raw 7 h, rollups 100 days), ups-b down for the last 2 h; kpi points computed by
-dcim.kpi.series over that data (hourly for the last 6 h, daily for the last 10 days and the 1st
-of each of the 13 months before). Printed: every panel's query time per range, slowest first."""
+The data (dcim.testing.dashdata, written in ~1-2 min on a quiet machine, 5-8 min under load,
+hence slow): the reference site's device mix at its 10 s interval (4 racks of 3 servers: 47
+devices, every kind the twin simulates); raw points for the last 7 h; rp_1m for the last 2
+days; rp_1h for the last 400 days (devices), written directly as the CQs write them; the
+collector's dcim_poll/dcim_spool rows and one rack probe per rack (raw 7 h, rollups 100 days),
+ups-b down for the last 2 h; kpi points computed by dcim.kpi.series over that data (hourly for
+the last 6 h, daily for the last 10 days and the 1st of each of the 13 months before).
+Printed: every panel's query time, series and units per range, slowest first."""
 
 from __future__ import annotations
 
