@@ -22,6 +22,9 @@ the slowest, Collector health / Devices down, 1071 ms (its rp_1h target; the raw
 ones, gated off, 0.6-0.8 ms), goal NOT met; next Poll duration 712 ms, Site overview / Devices
 down 674 ms, Rack inlet per room 425 ms, Server inlet by device 310 ms, every other panel under
 300 ms. The same Devices-down panel from 4 h of raw points 89 ms, scaled to a year ~195 s.
+Again on the kept data (``--keep``, load average 4-5): that panel 1239 ms best of 3, its rp_1h
+target alone 476 ms (545-562 ms best of 5 in another run), against 260-370 ms for one
+aggregate over the same rows (``max("max_duration_s")``): count - sum is two passes.
 What costs is InfluxDB's windowed aggregation per series and window (150 series x 1460 6-hour
 windows; the same count without GROUP BY time 165 ms, with GROUP BY time(1d) 300 ms), on
 freshly written, not yet compacted shards (375 TSM files for 150 series). Counting only the
