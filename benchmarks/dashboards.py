@@ -1,15 +1,37 @@
 """Dashboards: every panel's queries over one year on InfluxDB, as Grafana sends them (the
-resolution gates pick rp_1h), the slowest panel against the 300 ms goal, next to the same
-panel read from the raw points (its raw target with the gate lifted) over the raw points the
-database holds, and that time scaled to a year.
+resolution gates pick rp_1h), the slowest panel against the 300 ms goal (and each of its
+targets), next to the same panel read from the raw points (its raw target with the gate
+lifted) over the raw points the database holds, and that time scaled to a year.
 
 The data (dcim.testing.dashdata): the reference site (``--racks``, ``--servers-per-rack``;
-every device kind the twin simulates), raw points every 10 s for the last ``--raw-hours``,
-rp_1m for the last 2 days, rp_1h for the last 400 days, written directly as the continuous
-queries write them (the setup is not what is measured).
+every device kind the twin simulates), raw points every 10 s for the last ``--raw-hours``
+(13: the longest range the dashboards read raw), rp_1m for the last ``--minute-days``, rp_1h
+for the last 400 days, written directly as the continuous queries write them, after ``dcim db
+init`` (its shard group durations); the setup is not what is measured. ``--keep DIR`` keeps
+the InfluxDB data there and a later run with the same arguments reuses it: the dashboards are
+then looked at as of when it was written (``now()`` in a query is that time), and the run
+says so.
 
     .venv/bin/python benchmarks/dashboards.py [--racks 30] [--servers-per-rack 10]
-        [--raw-hours 24] [--keep DIR]
+        [--raw-hours 13] [--minute-days 2] [--keep DIR]
+
+Figures (2026-12-04, the 2-core machine shared by seven sessions, load average about 10:
+times are 2-5x noisy): ``--racks 4 --servers-per-rack 10 --raw-hours 4 --minute-days 0`` (75
+devices; setup 430 s), rp_1h in 52-week shard groups: 66 panels over a year, 5.1 s in all;
+the slowest, Collector health / Devices down, 1071 ms (its rp_1h target; the raw and rp_1m
+ones, gated off, 0.6-0.8 ms), goal NOT met; next Poll duration 712 ms, Site overview / Devices
+down 674 ms, Rack inlet per room 425 ms, Server inlet by device 310 ms, every other panel under
+300 ms. The same Devices-down panel from 4 h of raw points 89 ms, scaled to a year ~195 s.
+Again on the kept data (``--keep``, load average 4-5): that panel 1239 ms best of 3, its rp_1h
+target alone 476 ms (545-562 ms best of 5 in another run), against 260-370 ms for one
+aggregate over the same rows (``max("max_duration_s")``): count - sum is two passes.
+What costs is InfluxDB's windowed aggregation per series and window (150 series x 1460 6-hour
+windows; the same count without GROUP BY time 165 ms, with GROUP BY time(1d) 300 ms), on
+freshly written, not yet compacted shards (375 TSM files for 150 series). Counting only the
+failed windows (``WHERE last_up = 0``) took 130-155 ms but returns nothing for a range
+without a failure (a healthy site's chart would be empty, not 0): not taken. The reference
+size (30 racks of 10 servers, 387 devices) did not finish writing its year of rp_1h before the
+deadline on this loaded machine (a 30-day chunk of rp_1h every ~5 min).
 
 Needs ``influxd`` (Debian ``influxdb``) and the twin extra (numpy).
 """
@@ -18,8 +40,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +69,7 @@ def _load(name: str, path: Path) -> Any:
 # (loaded by path: tests/ on sys.path would shadow the collectors package)
 _T = _load("dash_test", ROOT / "tests" / "test_dashboards.py")
 interval_ms, panel_range, substitute = _T.interval_ms, _T.panel_range, _T.substitute
+fixed_values = _T.fixed_values
 
 
 def build() -> dict[str, dict[str, Any]]:
@@ -67,71 +90,112 @@ def run(influx: InfluxServer, db: str, queries: list[str], repeat: int = 3) -> t
     return best, values
 
 
+def panel_queries(
+    p: dict[str, Any], fixed: dict[str, str], now_s: int, range_s: int, tz: str
+) -> list[tuple[str, str]]:
+    """(alias, query) of each target of ``p`` as Grafana sends it over ``range_s`` to now."""
+    start, end = panel_range(p, now_s, range_s, tz)
+    ivl = interval_ms(end - start, p["maxDataPoints"], 10)
+    return [
+        (t["alias"], substitute(t["query"], start, end, ivl, fixed, now_s)) for t in p["targets"]
+    ]
+
+
+def raw_queries(p: dict[str, Any], fixed: dict[str, str], now_s: int, span_s: int) -> list[str]:
+    """The panel read from the raw points: its raw target of each series (gate lifted), over
+    the last ``span_s`` of raw points, at the interval Grafana would use for a year."""
+    out = []
+    ivl = interval_ms(YEAR_S, p["maxDataPoints"], 10)
+    for t in p["targets"]:
+        q = t["query"]
+        if "$__interval_ms < 60000" in q:
+            q = q.replace("$__interval_ms < 60000", "1 = 1")
+        elif "$__interval_ms" in q:
+            continue
+        out.append(substitute(q, now_s - span_s, now_s, ivl, fixed, now_s))
+    return out
+
+
+def setup(args: argparse.Namespace, work: Path, influx: InfluxServer) -> tuple[SiteConfig, int]:
+    """The site and the data's now: written now, or those of the data kept in ``--keep``."""
+    stamp = work / "dashdata.json"
+    doc = paris_chapelle(
+        racks=args.racks,
+        servers_per_rack=args.servers_per_rack,
+        spool_dir=str(work / "spool"),
+        sink={"type": "influxdb", "url": influx.url, "database": "bench", "timeout_s": 600},
+    )
+    cfg = SiteConfig.model_validate(doc)
+    want = {"racks": args.racks, "servers_per_rack": args.servers_per_rack,
+            "raw_hours": args.raw_hours, "minute_days": args.minute_days}  # fmt: skip
+    if stamp.exists():
+        kept = json.loads(stamp.read_text())
+        if {k: kept.get(k) for k in want} == want:
+            age = (time.time() - kept["now_s"]) / 3600
+            print(f"site: {len(cfg.devices)} devices; data kept in {work} (written "
+                  f"{age:.1f} h ago, in {kept['seconds']:.0f} s: {kept['held']}); "
+                  "the dashboards looked at as of then")  # fmt: skip
+            return cfg, int(kept["now_s"])
+        raise SystemExit(f"{work} holds other data ({kept}): give another --keep directory")
+    now_s = int(time.time())
+    plan = dashdata.Plan(
+        now_s=now_s, raw_hours=args.raw_hours, minute_days=args.minute_days, kpi_hours=2,
+        kpi_days=2, extra_days=400,
+    )  # fmt: skip
+    held = dashdata.write(influx.url, cfg, plan)
+    print(f"site: {len(cfg.devices)} devices; setup: {held.describe()}")
+    if args.keep:
+        stamp.write_text(json.dumps({**want, "now_s": now_s, "seconds": held.seconds,
+                                     "held": held.describe()}))  # fmt: skip
+    return cfg, now_s
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--racks", type=int, default=30)
     ap.add_argument("--servers-per-rack", type=int, default=10)
-    ap.add_argument("--raw-hours", type=int, default=24)
-    ap.add_argument("--keep", type=Path, help="keep the InfluxDB data directory here")
+    ap.add_argument("--raw-hours", type=int, default=13)
+    ap.add_argument("--minute-days", type=int, default=2)
+    ap.add_argument("--keep", type=Path, help="keep the InfluxDB data here; a later run reuses it")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="dcim-bench-dash-"))
     influx = start_influxdb(work / "influxdb")
     try:
-        now_s = int(time.time())
-        doc = paris_chapelle(
-            racks=args.racks,
-            servers_per_rack=args.servers_per_rack,
-            spool_dir=str(work / "spool"),
-            sink={"type": "influxdb", "url": influx.url, "database": "bench", "timeout_s": 600},
-        )
-        cfg = SiteConfig.model_validate(doc)
-        plan = dashdata.Plan(
-            now_s=now_s, raw_hours=args.raw_hours, kpi_hours=2, kpi_days=2, extra_days=400
-        )
-        held = dashdata.write(influx.url, cfg, plan)
-        print(f"site: {len(cfg.devices)} devices; setup: {held.describe()}")
+        cfg, now_s = setup(args, work, influx)
         tz = cfg.site.timezone
         rows = []
         for name, dash in build().items():
+            fixed = fixed_values(dash)
             for p in dash["panels"]:
                 if p["type"] == "alertlist":
                     continue
-                start, end = panel_range(p, now_s, YEAR_S, tz)
-                ivl = interval_ms(end - start, p["maxDataPoints"], 10)
-                qs = [substitute(t["query"], start, end, ivl) for t in p["targets"]]
-                ms, n = run(influx, "bench", qs)
-                rows.append((ms, n, name, p))
+                qs = panel_queries(p, fixed, now_s, YEAR_S, tz)
+                ms, n = run(influx, "bench", [q for _, q in qs])
+                rows.append((ms, n, name, p, fixed))
         rows.sort(key=lambda r: r[0], reverse=True)
-        print("\none year, every panel as Grafana sends it (best of 3); slowest first:")
+        total = sum(r[0] for r in rows)
+        print(f"\none year, every panel as Grafana sends it (best of 3; {len(rows)} panels, "
+              f"{total:.0f} ms in all); slowest first:")  # fmt: skip
         print(f"{'ms':>8} {'values':>8}  dashboard / panel")
-        for ms, n, name, p in rows[:10]:
+        for ms, n, name, p, _ in rows[:12]:
             print(f"{ms:8.1f} {n:8d}  {name} / {p['title']}")
-        ms, n, name, p = rows[0]
-        # the same panel from the raw points: its raw target (the first of each series' three),
-        # gate lifted, over the raw points held
-        raw_qs = []
-        start = now_s - args.raw_hours * 3600
-        ivl = interval_ms(YEAR_S, p["maxDataPoints"], 10)
-        for t in p["targets"]:
-            q = t["query"]
-            if "$__interval_ms < 60000" in q:
-                q = q.replace("$__interval_ms < 60000", "1 = 1")
-            elif "$__interval_ms" in q:
-                continue
-            raw_qs.append(substitute(q, start, now_s, ivl))
-        raw_ms, raw_n = run(influx, "bench", raw_qs)
-        scale = YEAR_S / (args.raw_hours * 3600)
+        ms, n, name, p, fixed = rows[0]
+        print(f"\nslowest panel over one year: {name} / {p['title']}, per target:")
+        for alias, q in panel_queries(p, fixed, now_s, YEAR_S, tz):
+            t_ms, t_n = run(influx, "bench", [q])
+            src = "rp_1h" if '"rp_1h"' in q else "rp_1m" if '"rp_1m"' in q else "raw"
+            print(f"  {t_ms:8.1f} ms {t_n:7d} values  {src:<5} {alias}")
+        span = args.raw_hours * 3600
+        raw_ms, raw_n = run(influx, "bench", raw_queries(p, fixed, now_s, span))
+        scale = YEAR_S / span
         verdict = "met" if ms < GOAL_MS else "NOT met"
-        print(f"\nslowest panel over one year: {name} / {p['title']}")
         print(
             f"  from the rollups (rp_1h):     {ms:8.1f} ms, {n} values "
             f"(goal < {GOAL_MS:.0f} ms: {verdict})"
         )
-        print(f"  from the raw points, {args.raw_hours} h:   {raw_ms:8.1f} ms, {raw_n} values")
+        print(f"  from the raw points, {args.raw_hours} h:  {raw_ms:8.1f} ms, {raw_n} values")
         print(f"  raw points scaled to a year: {raw_ms * scale:8.0f} ms "
               f"(x{scale:.0f}; raw is kept 30 days)")  # fmt: skip
-        gated = sum(1 for t in p["targets"] if re.search(r"\$__interval_ms", t["query"]))
-        print(f"  targets: {len(p['targets'])} ({gated} gated by resolution)")
     finally:
         influx.stop()
     return 0

@@ -54,9 +54,25 @@ _TOKEN = re.compile(r"@(\w+)\(([\w ]+)\)")
 
 # ASHRAE TC 9.9 class A1 inlet air: recommended 18-27 degC, allowable 15-32 degC.
 A1_STEPS = [("red", None), ("orange", 15), ("green", 18), ("orange", 27), ("red", 32)]
-# District heating (CPCU) and greenhouse contracts: supply at least, return at most (degC).
-# Edit to the site's contract and rebuild.
-CONTRACT = {"cpcu": (70.0, 50.0), "greenhouse": (35.0, 30.0)}
+# Heat delivery contracts, supply at least / return at most (degC): dashboard variables (text
+# boxes on the heat-recovery and greenhouse dashboards), drawn as dashed lines beside the
+# measured temperatures. Variables, not thresholds: Grafana's thresholds take no variables, and
+# an engineer checks "what if the contract said 62" on the chart without rebuilding; the
+# default set here is what the dashboards open with (set your site's contract and rebuild).
+# CPCU supply 60 degC: the contract's minimum, as the CpcuSupplyBelowContract alert
+# (docs/alerts.md; newer CPCU loops run at about 65 degC, docs/twin.md); return 50 degC: the
+# highest the network takes back; greenhouses: the farm's heating loop, supply at least 35 and
+# return at most 45 degC (the twin's loop returns 22-32 K under a 60-65 degC supply).
+CONTRACT = {
+    "cpcu": (("cpcu_supply_min_c", 60.0), ("cpcu_return_max_c", 50.0)),
+    "greenhouse": (("greenhouse_supply_min_c", 35.0), ("greenhouse_return_max_c", 45.0)),
+}
+CONTRACT_LABELS = {
+    "cpcu_supply_min_c": "CPCU contract: supply at least (degC)",
+    "cpcu_return_max_c": "CPCU contract: return at most (degC)",
+    "greenhouse_supply_min_c": "Greenhouse contract: supply at least (degC)",
+    "greenhouse_return_max_c": "Greenhouse contract: return at most (degC)",
+}
 
 
 def level_query(template: str, level: int) -> str:
@@ -355,10 +371,11 @@ PUE_NOW = [
         )
         + f" {BY} fill(none)",
     )
-    for name, m_it, role in (
-        ("cat. 2 (PDU output)", "pdu", "pdu_output"),
-        ("cat. 1 (UPS output)", "energy_meter", "ups_output"),
-    )
+    # Category 1 only: InfluxQL joins an expression's operands per measurement, so the PDUs'
+    # power (measurement pdu) never meets the meters' (energy_meter) in one expression, and a
+    # category-2 line was always blank. The energy-based PUE of every category is on the
+    # Energy KPIs dashboard.
+    for name, m_it, role in (("cat. 1 (UPS output)", "energy_meter", "ups_output"),)
 ]
 
 DETAIL = [
@@ -503,14 +520,36 @@ def thermal() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _contract(kind: str) -> list[tuple[str, float | None]]:
-    sup, ret = CONTRACT[kind]
-    return [("green", None), ("red", ret), ("green", sup)]
+def contract_panel(title: str, kind: str, role: str, **kw: Any) -> dict[str, Any]:
+    """Supply and return of the heat meters of ``role`` per device, and the contract's two
+    limits (dashboard variables) as dashed red lines over the same intervals."""
+    (sup_var, _), (ret_var, _) = CONTRACT[kind]
+    where = f"role = '{role}'"
+    limit = (
+        "SELECT @mean(supply_temp_c) * 0 + ${var} FROM @from(heat_meter) WHERE "
+        f"{SITE} AND {where} AND {T} {BY} fill(none)"
+    )
+    series: list[tuple[str, Any]] = [
+        (f"{n} $tag_device", per("mean", "heat_meter", f, "device", where))
+        for n, f in (("supply", "supply_temp_c"), ("return", "return_temp_c"))
+    ]
+    series += [
+        (f"contract: supply at least ${sup_var}", limit.replace("{var}", sup_var)),
+        (f"contract: return at most ${ret_var}", limit.replace("{var}", ret_var)),
+    ]
+    dashed = {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}
+    red = {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}}
+    return panel("timeseries", title, "celsius", series,
+                 overrides=[{"matcher": {"id": "byRegexp", "options": "contract.*"},
+                             "properties": [dashed, red]}],
+                 desc=f"Hourly to 10 s means of the delivery meters against the contract: supply "
+                 f"at least ${sup_var} degC, return at most ${ret_var} degC (dashboard "
+                 "variables; dashboards/build.py CONTRACT has the defaults and their source).",
+                 **kw)  # fmt: skip
 
 
 def heat_recovery() -> list[dict[str, Any]]:
     hx = f"SELECT @mean({{f}}) FROM @from(heat_exchanger) WHERE {SITE} AND {T} {BY}, device fill(none)"
-    hm = "heat_meter"
     return [
         panel("timeseries", "Heat exchanger temperatures", "celsius",
               [(f"{n} $tag_device", hx.format(f=f)) for n, f in
@@ -538,13 +577,9 @@ def heat_recovery() -> list[dict[str, Any]]:
               [(n, kpi(f, "daily")) for n, f in (("to CPCU", "heat_cpcu_kwh"), ("to greenhouses", "heat_greenhouse_kwh"))]
               + [("completeness CPCU", kpi("heat_cpcu_kwh_completeness", "daily"))],
               minv=0, decimals=0, overrides=[right_axis("completeness.*", "percentunit", 2)]),
-        panel("timeseries", "CPCU: supply and return against the contract", "celsius",
-              [(f"{n} $tag_device", per("mean", hm, f, "device", "role = 'heat_export_cpcu'")) for n, f in (("supply", "supply_temp_c"), ("return", "return_temp_c"))],
-              thresholds=_contract("cpcu"),
-              desc=f"Contract: supply at least {CONTRACT['cpcu'][0]} degC, return at most {CONTRACT['cpcu'][1]} degC (dashboards/build.py CONTRACT)."),
-        panel("timeseries", "Greenhouses: supply and return against the contract", "celsius",
-              [(f"{n} $tag_device", per("mean", hm, f, "device", "role = 'heat_export_greenhouse'")) for n, f in (("supply", "supply_temp_c"), ("return", "return_temp_c"))],
-              thresholds=_contract("greenhouse")),
+        contract_panel("CPCU: supply and return against the contract", "cpcu", "heat_export_cpcu"),
+        contract_panel("Greenhouses: supply and return against the contract", "greenhouse",
+                       "heat_export_greenhouse"),
         panel("timeseries", "Heat dumped to the dry coolers", "kwatt",
               [("$tag_device", per("mean", "dry_cooler", "heat_rejected_w", "device", "", " / 1000")),
                ("outdoor $tag_device", per("mean", "dry_cooler", "outdoor_temp_c", "device"))],
@@ -609,9 +644,8 @@ def greenhouses() -> list[dict[str, Any]]:
         panel("timeseries", "Heat received per day", "kwatth",
               [("heat", kpi("heat_greenhouse_kwh", "daily")), ("completeness", kpi("heat_greenhouse_kwh_completeness", "daily"))],
               decimals=0, minv=0, overrides=[right_axis("completeness", "percentunit", 2)]),
-        panel("timeseries", "Supply and return", "celsius",
-              [(f"{n} $tag_device", per("mean", "heat_meter", f, "device", "role = 'heat_export_greenhouse'")) for n, f in (("supply", "supply_temp_c"), ("return", "return_temp_c"))],
-              thresholds=_contract("greenhouse")),
+        contract_panel("Supply and return against the contract", "greenhouse",
+                       "heat_export_greenhouse"),
     ]  # fmt: skip
 
 
@@ -634,9 +668,14 @@ def collector_health() -> list[dict[str, Any]]:
               decimals=2, minv=0),
         panel("timeseries", "Spool use", "percent", [("used", per("max", "dcim_spool", "used_pct", "site"))],
               minv=0, maxv=100, thresholds=[("green", None), ("orange", 80), ("red", 95)]),
-        panel("timeseries", "Forwarder lag: readings waiting in the spool", "short",
-              [("pending", per("max", "dcim_spool", "pending", "site"))], decimals=0, minv=0,
-              desc="Readings committed to the spool and not yet acknowledged by the database."),
+        panel("timeseries", "Forwarder lag", "s",
+              [("lag (oldest reading not yet in the database)", per("max", "dcim_spool", "forward_lag_s", "site")),
+               ("readings waiting", per("max", "dcim_spool", "pending", "site"))],
+              decimals=0, minv=0, thresholds=[("green", None), ("orange", 60), ("red", 600)],
+              overrides=[right_axis("readings waiting", "short", 0)],
+              desc="Age of the oldest reading the forwarder is delivering (0: the spool is "
+              "drained; it grows through a database outage) and the readings waiting in the "
+              "spool, worst per interval."),
         panel("timeseries", "Quarantine and refused readings", "short",
               [("quarantined", per("max", "dcim_spool", "quarantined", "site")),
                ("refused (spool full)", per("max", "dcim_spool", "refused_total", "site")),
@@ -688,7 +727,12 @@ def variables(extra: list[str]) -> list[dict[str, Any]]:
         "zone": f'SHOW TAG VALUES FROM "greenhouse" WITH KEY = "zone" WHERE {SITE}',
     }
     for name in extra:
-        if name == "pdu_rating_a":
+        if name in CONTRACT_LABELS:
+            value = next(str(v) for pair in CONTRACT.values() for n, v in pair if n == name)
+            out.append({"name": name, "label": CONTRACT_LABELS[name], "type": "textbox",
+                        "query": value, "current": {"text": value, "value": value},
+                        "options": [], "hide": 0})  # fmt: skip
+        elif name == "pdu_rating_a":
             out.append({"name": name, "label": "PDU rating (A)", "type": "custom",
                         "query": "16,32,63", "current": {"text": "16", "value": "16"},
                         "options": [], "hide": 0, "multi": False, "includeAll": False})  # fmt: skip
@@ -749,9 +793,12 @@ DASHBOARDS: list[tuple[str, str, str, Callable[[], list[dict[str, Any]]], list[s
     ("power-chain.json", "DCIM power chain", "dcim-power-chain", power_chain,
      ["room", "rack", "device", "pdu_rating_a"], "now-24h"),
     ("thermal.json", "DCIM thermal", "dcim-thermal", thermal, ["room", "rack", "device"], "now-24h"),
-    ("heat-recovery.json", "DCIM heat recovery", "dcim-heat-recovery", heat_recovery, [], "now-7d"),
+    ("heat-recovery.json", "DCIM heat recovery", "dcim-heat-recovery", heat_recovery,
+     ["cpcu_supply_min_c", "cpcu_return_max_c", "greenhouse_supply_min_c",
+      "greenhouse_return_max_c"], "now-7d"),
     ("energy-kpis.json", "DCIM energy KPIs", "dcim-energy-kpis", energy_kpis, [], "now-90d"),
-    ("greenhouses.json", "DCIM greenhouses", "dcim-greenhouses", greenhouses, ["zone"], "now-7d"),
+    ("greenhouses.json", "DCIM greenhouses", "dcim-greenhouses", greenhouses,
+     ["zone", "greenhouse_supply_min_c", "greenhouse_return_max_c"], "now-7d"),
     ("collector-health.json", "DCIM collector health", "dcim-collector-health", collector_health,
      ["device"], "now-24h"),
 ]  # fmt: skip

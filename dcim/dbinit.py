@@ -2,7 +2,10 @@
 
 InfluxDB (1.x, v1 API): the database; the raw retention policy (``retention_policy``, else
 ``raw``), made the DEFAULT one so Grafana and writes without ``rp`` use it, and ``rp_1m`` /
-``rp_1h`` for the rollups, each created or ALTERed to the configured duration; the
+``rp_1h`` for the rollups, each created or ALTERed to the configured duration and to the shard
+group duration of :data:`SHARDS` (a query opens every shard its range touches: a year of
+``rp_1h`` in InfluxDB's default 1-week groups is 52 shards to open per series, in 52-week
+groups one or two; an ALTER applies to the shard groups created afterwards); the
 continuous queries ``cq_1m``/``cq_1h`` that fill them (replaced when their definition
 changed). Embedded: the SQLite file and its tables; its rollups and retention are kept by
 ``SqliteStore.maintain()``.
@@ -22,6 +25,7 @@ from dcim.storage.influx import (
     ROLLUP_FNS,
     ROLLUP_RP,
     InfluxStore,
+    go_duration_s,
     quote_ident,
     rollup_select,
 )
@@ -31,6 +35,22 @@ from dcim.storage.sqlite import SqliteStore
 # The CQs recompute this much every run, so points up to a few minutes late still count
 # (later ones are rolled up by InfluxStore.write).
 CQS = {60: ("cq_1m", "5m"), 3600: ("cq_1h", "2h")}
+
+# Shard group duration per kind of policy (s): raw points by the day (InfluxDB's default for a
+# retention of 2 days to 6 months: expired a day at a time; the dashboards read raw points
+# over 12 h at most), 1-minute rollups by the week (read over 12 h to 17 days), 1-hour rollups
+# by the year (read over weeks to years: a year's range opens one or two shards, not 52).
+# Never longer than the policy's retention (InfluxDB refuses that).
+SHARDS = {"raw": 86400, "rp_1m": 7 * 86400, "rp_1h": 52 * 7 * 86400}
+
+
+def shard_duration(kind: str, retention_s: int | None) -> int:
+    """Shard group duration (s) of a policy of ``kind`` (raw, rp_1m, rp_1h) kept
+    ``retention_s`` (None: forever)."""
+    want = SHARDS[kind]
+    if retention_s is not None and retention_s < want:
+        return max(3600, retention_s // 3600 * 3600)
+    return want
 
 
 def cq_statement(sink: InfluxSink, level: int) -> str:
@@ -73,32 +93,37 @@ def init_influx(sink: InfluxSink) -> list[str]:
     out.append(f"database {db}: {'exists' if db in dbs else 'created'}")
 
     have = st.policies()
+    shards = _shard_durations(st, db)
     old_default = next((name for name, (_, dflt) in have.items() if dflt), None)
     wanted = [
-        (sink.raw_policy, sink.retention_raw, True, "raw points"),
-        (ROLLUP_RP[60], sink.retention_1m, False, "1-minute rollups"),
-        (ROLLUP_RP[3600], sink.retention_1h, False, "1-hour rollups"),
+        (sink.raw_policy, sink.retention_raw, True, "raw points", "raw"),
+        (ROLLUP_RP[60], sink.retention_1m, False, "1-minute rollups", "rp_1m"),
+        (ROLLUP_RP[3600], sink.retention_1h, False, "1-hour rollups", "rp_1h"),
     ]
-    for name, duration, default, what in wanted:
+    for name, duration, default, what, kind in wanted:
         secs = InfluxSink.duration_s(duration)
-        tail = " DEFAULT" if default else ""
+        shard = shard_duration(kind, secs)
+        tail = f" SHARD DURATION {_show(shard)}" + (" DEFAULT" if default else "")
         label = f"retention policy {name} ({what}{', default' if default else ''})"
+        keeps = f"keeps {duration} in shard groups of {_show(shard)}"
         if name not in have:
             st.query(
                 f"CREATE RETENTION POLICY {quote_ident(name)} ON {qdb} DURATION {duration} "
                 f"REPLICATION 1{tail}",
                 write=True,
             )
-            out.append(f"{label}: created, keeps {duration}")
-        elif have[name][0] != secs or (default and not have[name][1]):
+            out.append(f"{label}: created, {keeps}")
+        elif have[name][0] != secs or (default and not have[name][1]) or shards[name] != shard:
             st.query(
                 f"ALTER RETENTION POLICY {quote_ident(name)} ON {qdb} DURATION {duration}{tail}",
                 write=True,
             )
-            was = _show(have[name][0]) + (", default" if have[name][1] else "")
-            out.append(f"{label}: altered, keeps {duration} (was {was})")
+            was = f"{_show(have[name][0])} in {_show(shards[name])}" + (
+                ", default" if have[name][1] else ""
+            )
+            out.append(f"{label}: altered, {keeps} (was {was}; new shard groups only)")
         else:
-            out.append(f"{label}: unchanged, keeps {duration}")
+            out.append(f"{label}: unchanged, {keeps}")
     if db in dbs and old_default is not None and old_default != sink.raw_policy:
         out.append(
             f"note: the default policy was {old_default}; points already written there "
@@ -152,6 +177,16 @@ def init_influx(sink: InfluxSink) -> list[str]:
         "hours since then, and before the raw retention"
     )
     st.close()
+    return out
+
+
+def _shard_durations(st: InfluxStore, db: str) -> dict[str, int | None]:
+    """Shard group duration (s) of each retention policy of ``db``."""
+    out: dict[str, int | None] = {}
+    for s in st.query(f"SHOW RETENTION POLICIES ON {quote_ident(db)}", write=True):
+        for row in s.get("values", []):
+            rp = dict(zip(s["columns"], row, strict=True))
+            out[str(rp["name"])] = go_duration_s(str(rp["shardGroupDuration"]))
     return out
 
 

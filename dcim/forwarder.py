@@ -17,6 +17,10 @@ harmless: writes are idempotent (explicit timestamps). Nothing is lost: at worst
 spooled. The thread never dies: any unexpected error (a store bug, a spool disk error) is
 logged and retried after the same back-off.
 
+Lag (:attr:`ForwarderStats.lag_s`): the age (by its timestamp) of the oldest reading of the
+batch being delivered, 0 once the spool is drained: how far behind the database is, in
+seconds (it grows through an outage; a backfill's old readings show as their age).
+
 The interpreter lock: every return from I/O (a SQLite step, a socket call, gzip) makes the
 thread wait for the GIL, which a thread busy in Python (the collector's, validating and
 encoding readings) gives up only every ``sys.getswitchinterval()`` (5 ms by default): a few
@@ -56,6 +60,7 @@ class ForwarderStats:
     quarantined: int  # readings refused for good since start
     last_error: str | None  # None once a write succeeded again
     failures: int  # consecutive failed attempts
+    lag_s: float = 0.0  # age of the oldest reading being delivered (0: nothing waiting)
 
 
 class Forwarder:
@@ -78,6 +83,7 @@ class Forwarder:
         self._sent = 0
         self._quarantined = 0
         self._last_error: str | None = None
+        self._oldest_ns: int | None = None  # time of the oldest reading being delivered
         self._failures = 0
         self._outage_since: float | None = None
         self._lines = store if isinstance(store, LineWriter) else None
@@ -152,9 +158,21 @@ class Forwarder:
         return t.native_id if t is not None and t.is_alive() else None
 
     def stats(self) -> ForwarderStats:
+        oldest = self._oldest_ns
+        pending = self.spool.pending()
+        lag = 0.0 if oldest is None or not pending else max(0.0, time.time() - oldest / 1e9)
         return ForwarderStats(
-            self._sent, self.spool.pending(), self._quarantined, self._last_error, self._failures
+            self._sent, pending, self._quarantined, self._last_error, self._failures, lag
         )
+
+    def _peeked(self, batch: Batch) -> Batch:
+        """``batch``, its oldest reading's time noted (the lag)."""
+        if batch.count > 0:
+            if batch.spans:
+                self._oldest_ns = min(lo for lo, _ in batch.spans)
+            elif batch.readings:
+                self._oldest_ns = min(r.time_ns for r in batch.readings)
+        return batch
 
     # -- work ----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -183,6 +201,7 @@ class Forwarder:
                 return last_send
             self._wake.wait(self.flush_interval_s - since)
             return last_send
+        self._oldest_ns = None
         with self._drained:
             self._drained.notify_all()
         if self._settle():
@@ -219,7 +238,9 @@ class Forwarder:
                 self._unexpected("reading the spool failed", exc)
                 return False
             if not batch.count:
+                self._oldest_ns = None
                 return True
+            self._peeked(batch)
             try:
                 batch, rejected = self._send(batch)
             except SinkError as exc:
@@ -246,7 +267,7 @@ class Forwarder:
         refused = False
         with self._send_lock:
             try:
-                batch = self.spool.peek_lines(self.batch_size)
+                batch = self._peeked(self.spool.peek_lines(self.batch_size))
                 while batch.count and batch.lines is not None and not self._stop.is_set():
                     more = batch.take == 0 and (
                         self.spool.pending() - batch.count >= self.batch_size
@@ -270,7 +291,7 @@ class Forwarder:
                     acked = helper.submit(self._ack, batch, [])
                     if ahead is None:
                         break
-                    batch = ahead.result()
+                    batch = self._peeked(ahead.result())
                 _wait(acked)
             except Exception as exc:  # a store or spool bug, a disk error: retry later
                 with contextlib.suppress(Exception):  # an ack that failed: stays spooled

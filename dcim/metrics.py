@@ -33,6 +33,8 @@ Metrics (labels in braces):
 ``dcim_forwarder_sent_total``,                          readings delivered to the sink, refused
 ``dcim_forwarder_quarantined_total``                    by it for good
 ``dcim_forwarder_consecutive_failures``                 failed sink writes in a row (0: healthy)
+``dcim_forwarder_lag_seconds``                          age of the oldest reading being
+                                                        delivered (0: spool drained)
 ``dcim_mqtt_connected``                                 1 while connected to the broker
 ``dcim_mqtt_messages_total{device}``,                   messages received, and those with a
 ``dcim_mqtt_malformed_total{device}``                   malformed payload
@@ -236,6 +238,11 @@ class CollectorMetrics(_PromCollector):
             "dcim_forwarder_consecutive_failures",
             "Failed sink writes in a row (0: the last write succeeded)",
             f.failures,
+        )
+        yield GaugeMetricFamily(
+            "dcim_forwarder_lag_seconds",
+            "Age of the oldest reading being delivered to the sink (0: spool drained)",
+            f.lag_s,
         )
 
     def _sources(self) -> Iterator[Metric]:

@@ -99,6 +99,7 @@ class Collector:
             "quarantined": sum(q.count for q in self.spool.quarantined()),
             "full": int(s.full),
             "warn": int(s.warn),
+            "forward_lag_s": self.forwarder.stats().lag_s,
         }
         return Reading("dcim_spool", {"site": self.cfg.site.name}, fields, time.time_ns())
 

@@ -55,6 +55,24 @@ def test_delivers_and_acks(tmp_path: Path) -> None:
     sp.close()
 
 
+def test_lag_is_the_age_of_the_oldest_reading_waiting(tmp_path: Path) -> None:
+    """Through an outage the lag is the age of the oldest reading held back; drained, 0."""
+    sp = Spool(tmp_path / "spool")
+    now = time.time_ns()
+    sp.append([Reading("pdu", {"device": "p1"}, {"power_w": 1.0}, now - (90 - i) * S)
+               for i in range(60)])  # fmt: skip
+    store = Flaky(3)
+    fwd = Forwarder(sp, store, batch_size=25, flush_interval_s=0.01, **FAST)  # type: ignore[arg-type]
+    assert fwd.stats().lag_s == 0.0  # nothing peeked yet
+    assert not fwd.step()  # the sink is away
+    lag = fwd.stats().lag_s
+    assert 90 <= lag < 100, lag
+    assert fwd.flush(10)
+    assert fwd.stats().pending == 0 and fwd.stats().lag_s == 0.0
+    assert len(store.got) == 60
+    sp.close()
+
+
 def test_flush_without_thread(tmp_path: Path) -> None:
     sp, st = Spool(tmp_path / "spool"), SqliteStore(tmp_path / "s.sqlite")
     sp.append([rd(i) for i in range(250)])

@@ -128,6 +128,7 @@ def test_metrics_endpoint_of_a_running_collector(
     assert one("dcim_pipeline_accepted_total") > 0 and one("dcim_forwarder_sent_total") > 0
     assert one("dcim_pipeline_rejected_values_total") == 0
     assert one("dcim_forwarder_consecutive_failures") == 0
+    assert 0 <= one("dcim_forwarder_lag_seconds") < 60  # live readings: seconds behind at most
     assert one("dcim_spool_bytes") > 0 and one("dcim_spool_max_bytes") == 1024 * 2**20
     assert one("dcim_spool_pending_readings") >= 0 and one("dcim_spool_quarantined_readings") == 0
     assert one("dcim_spool_refused_total") == 0 and one("dcim_spool_dropped_total") == 0

@@ -46,6 +46,11 @@ def _rps(srv: InfluxServer, db: str) -> dict[str, tuple[str, bool]]:
     return {r[0]: (r[1], r[4]) for r in res["values"]}
 
 
+def _shards(srv: InfluxServer, db: str) -> dict[str, str]:
+    res = srv.query(f'SHOW RETENTION POLICIES ON "{db}"', db)["results"][0]["series"][0]
+    return {r[0]: r[2] for r in res["values"]}
+
+
 def _cqs(srv: InfluxServer, db: str) -> dict[str, str]:
     series = srv.query("SHOW CONTINUOUS QUERIES", db)["results"][0]["series"]
     return {r[0]: r[1] for s in series if s["name"] == db for r in s.get("values", [])}
@@ -57,13 +62,23 @@ def test_db_init_creates_policies_and_cqs_idempotently(influxdb: InfluxServer) -
     sink, db = st.sink, st.sink.database
     first = init_sink(sink)
     assert first[0] == f"database {db}: exists"
-    assert "retention policy raw (raw points, default): created, keeps 30d" in first
+    assert (
+        "retention policy raw (raw points, default): created, keeps 30d in shard groups of 1d"
+        in first
+    )
     assert any(line.startswith("note: the default policy was autogen") for line in first)
     assert _rps(influxdb, db) == {
         "autogen": ("0s", False),
         "raw": ("720h0m0s", True),
         "rp_1m": ("9600h0m0s", False),
         "rp_1h": ("0s", False),
+    }
+    # a year of rp_1h in one or two shards, not 52
+    assert _shards(influxdb, db) == {
+        "autogen": "168h0m0s",
+        "raw": "24h0m0s",
+        "rp_1m": "168h0m0s",
+        "rp_1h": "8736h0m0s",
     }
     cqs = _cqs(influxdb, db)
     assert set(cqs) == {"cq_1m", "cq_1h"}
@@ -85,10 +100,22 @@ def test_db_init_creates_policies_and_cqs_idempotently(influxdb: InfluxServer) -
 
     changed = init_sink(_sink(influx_store(influxdb), database=db, retention_raw="7d",
                               retention_1h="520w"))  # fmt: skip
-    assert "retention policy raw (raw points, default): altered, keeps 7d (was 30d, default)" in (
-        changed
-    )
-    assert "retention policy rp_1h (1-hour rollups): altered, keeps 520w (was INF)" in changed
+    assert (
+        "retention policy raw (raw points, default): altered, keeps 7d in shard groups of 1d "
+        "(was 30d in 1d, default; new shard groups only)"
+    ) in changed
+    assert (
+        "retention policy rp_1h (1-hour rollups): altered, keeps 520w in shard groups of 52w "
+        "(was INF in 52w; new shard groups only)"
+    ) in changed
+    # a retention shorter than the kind's shard groups: shards as long as the retention
+    short = init_sink(_sink(influx_store(influxdb), database=db, retention_raw="7d",
+                            retention_1h="520w", retention_1m="3d"))  # fmt: skip
+    assert (
+        "retention policy rp_1m (1-minute rollups): altered, keeps 3d in shard groups of 3d "
+        "(was 400d in 1w; new shard groups only)"
+    ) in short
+    assert _shards(influxdb, db)["rp_1m"] == "72h0m0s"
     assert _rps(influxdb, db)["raw"] == ("168h0m0s", True)
 
     # another raw policy: created, made the default, the CQs read from it
