@@ -85,8 +85,7 @@ def _heatmap(doc: dict[str, Any], zone: ZoneInfo, lang: str, words: Callable[[st
         )
         count[i, j] += 1
     fig, ax = plt.subplots(figsize=(7.0, 3.6))
-    cmap = matplotlib.colormaps["inferno"].copy()
-    cmap.set_bad("#e6e6e6")
+    cmap = matplotlib.colormaps["inferno"].with_extremes(bad="#e6e6e6")
     im = ax.imshow(grid, aspect="auto", cmap=cmap, interpolation="nearest",
                    extent=(-0.5, 23.5, len(days) + 0.5, 0.5))  # fmt: skip
     ax.set_xticks(range(0, 24, 3))

@@ -31,8 +31,26 @@ def add_parser(sub: Any) -> None:
     h.set_defaults(func=cmd_heat)
 
 
+def missing_extra() -> str | None:
+    """The message for an install without the ``report`` extra, else None."""
+    import importlib.util
+
+    gone = [m for m in ("typst", "matplotlib", "babel") if importlib.util.find_spec(m) is None]
+    if not gone:
+        return None
+    return (
+        f"dcim report needs {', '.join(gone)}: install the report extra, "
+        "pip install 'dcim-heat[report]'"
+    )
+
+
 def cmd_heat(args: argparse.Namespace) -> int:
     from dcim.cmdline import UsageError
+
+    message = missing_extra()
+    if message:
+        print(message, file=sys.stderr)
+        return 2
     from dcim.cmdline import load_or_exit as _load
     from dcim.reports.heat_data import NoData
     from dcim.reports.heat_render import write
