@@ -151,11 +151,13 @@ def view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
               n(s["old_last"] / (1e3 if s["field"].startswith("heat") else 1), 3),
               n(s["new_first"] / (1e3 if s["field"].startswith("heat") else 1), 3)]
              for s in doc["swaps"]]  # fmt: skip
-    days = [[l10n.fmt_date(d["start_ns"], tz, lang, "EEE dd/MM"), n(d["energy_mwh"], 3),
+    days = [[l10n.fmt_date(d["start_ns"], tz, lang, "EEE dd/MM"), n(d["hours"], 0),
+             n(d["energy_mwh"], 3),
              n(d["energy_integrated_mwh"], 3), n(d["volume_m3"], 2), n(d["supply_temp_c"], 2),
              n(d["return_temp_c"], 2), l10n.fmt_percent(d["completeness"], 1, lang)]
             for d in doc["days"]]  # fmt: skip
-    total = [w("total"), n(t["energy_mwh"], 3), n(t["energy_integrated_mwh"], 3),
+    total = [w("total"), n(per["hours"], 0), n(t["energy_mwh"], 3),
+             n(t["energy_integrated_mwh"], 3),
              n(t["volume_m3"], 2), n(t["supply_temp_c"], 2), n(t["return_temp_c"], 2),
              l10n.fmt_percent(t["completeness"], 1, lang)]  # fmt: skip
     meters = [
@@ -163,6 +165,7 @@ def view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
          l10n.fmt_date(_iso_ns(mi["installed"], tz), tz, lang)]
         for mi in doc["meters"]
     ]  # fmt: skip
+    colon = "\u00a0: " if lang == "fr" else ": "
     notes = []
     if t["resets"]:
         notes.append(w("resets").format(n=t["resets"]))
@@ -179,7 +182,7 @@ def view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
             "supply_pipe" if doc["point"]["flow_sensor"] == "supply" else "return_pipe"
         ),
         "meters": meters,
-        "period": f"{l10n.fmt_month(y, m, lang)} : {dt(per['start_ns'], False)} → "
+        "period": f"{l10n.fmt_month(y, m, lang)}{colon}{dt(per['start_ns'], False)} → "
         f"{dt(per['end_ns'], False)}, {w('period_note').format(h=n(per['hours'], 0))}",
         "number": doc["number"],
         "version": f"dcim {doc['software_version']}",

@@ -78,14 +78,15 @@ def backfill(
     devices: Iterable[str] | None = None,
     batch: int = 10_000,
     outages: Sequence[tuple[float, float]] = (),
+    meter_swaps: bool = False,
 ) -> Iterator[list[Reading]]:
     """Readings of ``devices`` (default: every enabled simulated device) polled every
     ``interval_s`` over [start, end] (UNIX s), in lists of at most ``batch``, time ordered.
 
     ``outages``: [from, to) spans (UNIX s) the collector was down: no reading of any device.
-    A meter swap declared on a device (``replacements:`` in the site file) shows as a real
-    one would: from its time on, the counter reads the new meter's first index plus what
-    flowed since (:func:`swapped`)."""
+    ``meter_swaps``: the meter swaps declared on the devices (``replacements:`` in the site
+    file) show as real ones would: from each one's time on, the counter reads the new meter's
+    first index plus what flowed since (:func:`swapped`); off, the counters run on as one."""
     names = device_names(model, devices)
     if not names or end < start:
         return
@@ -121,7 +122,8 @@ def backfill(
             for n in names:
                 tns = times[n]
                 series = model.series(n, tns.astype(np.float64) / 1e9, integ.get(n))
-                swapped(cfg, model, n, tns, series)
+                if meter_swaps:
+                    swapped(cfg, model, n, tns, series)
                 meas, fields = meta[n]
                 k = len(tns)
                 dicts = map(

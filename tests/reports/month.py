@@ -140,7 +140,8 @@ def october(tmp: Path, sink: dict[str, Any], *, interval_s: float = 10.0) -> Mon
     try:
         outage = (OUTAGE[0].timestamp(), OUTAGE[1].timestamp())
         for batch in backfill(cfg, model, start, end, interval_s=interval_s,
-                              devices=list(POINTS), outages=[outage], batch=50_000):  # fmt: skip
+                              devices=list(POINTS), outages=[outage], meter_swaps=True,
+                              batch=50_000):  # fmt: skip
             store.write(batch)
             rollups.add(batch)
         rollups.close()
