@@ -34,8 +34,8 @@ def compute(store: Store, cfg: SiteConfig, point: DeliveryPoint, month: str) -> 
     :class:`heat_data.NoData` when the period has no reading of the point's meter."""
     tz = cfg.site.timezone
     start, end = parse_period(month, tz)
-    rec = RecordingStore(store)
     dev = cfg.device(point.device)
+    rec = RecordingStore(store, frozenset({dev.name}))
     rd = hd.Reader(rec, cfg, dev)
     win = rd.windows(start, end)
     energy = rd.energy(hd.ENERGY, start, end)
@@ -46,10 +46,12 @@ def compute(store: Store, cfg: SiteConfig, point: DeliveryPoint, month: str) -> 
             f"{_iso(end, tz)}: no statement for {month}"
         )
     sensor = dev.flow_sensor
-    total = hd.integrate(win, sensor, start, end)
     gaps = hd.gaps(rd, win, start, end)
+    # integrated once per hour; the days and the month are unions of whole hours (the site's
+    # UTC offsets are whole hours)
     hours = _hours(win, sensor, start, end, gaps)
-    days = _days(rd, win, sensor, start, end, tz)
+    total = hd.combine([h["sums"] for h in hours])
+    days = _days(rd, hours, start, end, tz)
     meters = hd.meters_of_period(point, start, end, tz)
     mwh = None if energy.value is None else energy.value / 1e6
     integ = None if total["wh"] is None else total["wh"] / 1e6
@@ -180,7 +182,7 @@ def _hours(
             )
         out.append({"start_ns": h0, "kw": kw, "wh": wh, "supply_c": got["supply_c"],
                     "return_c": got["return_c"], "coverage": got["coverage"],
-                    "delivered": delivered})  # fmt: skip
+                    "delivered": delivered, "sums": got})  # fmt: skip
     return out
 
 
@@ -220,25 +222,27 @@ def _contract(point: DeliveryPoint, hours: list[dict[str, Any]]) -> list[dict[st
 
 
 def _days(
-    rd: hd.Reader, win: hd.Windows, sensor: Any, start: int, end: int, tz: str
+    rd: hd.Reader, hours: list[dict[str, Any]], start: int, end: int, tz: str
 ) -> list[dict[str, Any]]:
-    """Per local day: register energy and volume, integrated energy, temperatures, hours of
-    delivery (by the hourly windows), coverage."""
+    """Per local day: register energy and volume (from the readings around each midnight,
+    :func:`heat_data.day_registers`), integrated energy, temperatures, coverage (its hours'
+    figures combined)."""
     b = hd.day_bounds(start, end, tz)
+    energy = hd.day_registers(rd, hd.ENERGY, b)
+    volume = hd.day_registers(rd, hd.VOLUME, b)
     out = []
-    for a, z in zip(b, b[1:], strict=False):
-        e = rd.energy(hd.ENERGY, a, z)
-        v = rd.energy(hd.VOLUME, a, z)
-        got = hd.integrate(win, sensor, a, z)
+    for i, (a, z) in enumerate(zip(b, b[1:], strict=False)):
+        got = hd.combine([h["sums"] for h in hours if a <= h["start_ns"] < z])
+        e = energy[i]
         out.append(
             {
                 "start_ns": a,
                 "end_ns": z,
                 "date": datetime.fromtimestamp(a / NS, ZoneInfo(tz)).date().isoformat(),
                 "hours": (z - a) / HOUR,
-                "energy_mwh": None if e.value is None else e.value / 1e6,
+                "energy_mwh": None if e is None else e / 1e6,
                 "energy_integrated_mwh": None if got["wh"] is None else got["wh"] / 1e6,
-                "volume_m3": v.value,
+                "volume_m3": volume[i],
                 "supply_temp_c": got["supply_c"],
                 "return_temp_c": got["return_c"],
                 "completeness": got["coverage"],

@@ -7,6 +7,7 @@ Only pydantic here: :mod:`dcim.config` imports this module for its ``SiteConfig`
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -70,11 +71,24 @@ class DeliveryPoint(_Model):
         return self
 
 
+class HeatSchedule(_Model):
+    """The collector renders last month's statements from ``day`` of the month (local time)
+    into ``folder``, and again, as a new revision, whenever late data change their inputs;
+    each new statement is announced (log line, ``webhook_url`` when given)."""
+
+    day: int = Field(default=2, ge=1, le=28)
+    folder: Path = Path("var/reports")
+    lang: Literal["fr", "en"] = "fr"
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    check_every_s: float = Field(default=3600.0, ge=60, le=86400)
+
+
 class HeatReports(_Model):
     """``reports.heat``: the monthly heat-delivery statements."""
 
     operator: str = Field(min_length=1)  # who runs the site and issues the statements
     points: list[DeliveryPoint] = Field(min_length=1)
+    schedule: HeatSchedule | None = None  # None: only on demand (`dcim report heat`)
 
     @model_validator(mode="after")
     def _unique(self) -> HeatReports:
