@@ -1,7 +1,7 @@
 """The monthly heat-delivery statement: ``dcim report heat --month 2026-10`` (both delivery
 points, PDF, CSV and JSON, rendering included) on the embedded store and on InfluxDB, over a
 backfilled October of the reference site's two delivery-point heat meters at 10 s (with the
-clock change, a six-hour collector outage and a meter swap: ``tests/reports/month.py``).
+clock change, a six-hour collector outage and a meter swap: ``dcim/testing/heat_month.py``).
 Goal: under 10 s per store. The backfill is the setup, not what is measured; InfluxDB gets
 its rollups from the backfill as ``dcim twin backfill`` writes them. Printed per store: the
 statement's time per delivery point (best of ``--repeat`` runs of both, halved), the time to
@@ -23,15 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dcim.cli import main as dcim  # noqa: E402
-from dcim.config import InfluxSink  # noqa: E402
-from dcim.dbinit import init_sink  # noqa: E402
-from dcim.reports.heat_statement import compute  # noqa: E402
-from dcim.storage import make_store  # noqa: E402
-from dcim.testing.servers import start_influxdb  # noqa: E402
-from tests.reports.month import october  # noqa: E402
+from dcim.cli import main as dcim
+from dcim.config import InfluxSink
+from dcim.dbinit import init_sink
+from dcim.reports.heat_statement import compute
+from dcim.storage import make_store
+from dcim.testing.heat_month import october
+from dcim.testing.servers import start_influxdb
 
 GOAL_S = 10.0
 

@@ -19,8 +19,8 @@ from dcim.reading import Reading
 from dcim.reports.heat_data import day_bounds, mpe_percent
 from dcim.reports.heat_statement import compute
 from dcim.storage import make_store
+from dcim.testing.heat_month import reports_section
 from dcim.twin.site import paris_chapelle
-from tests.reports.month import reports_section
 
 NS = 1_000_000_000
 TZ = ZoneInfo("Europe/Paris")

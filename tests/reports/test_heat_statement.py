@@ -15,8 +15,8 @@ from dcim.cli import main
 from dcim.config import InfluxSink
 from dcim.dbinit import init_sink
 from dcim.reports.l10n import fmt_number
+from dcim.testing.heat_month import Month, october
 from dcim.testing.servers import InfluxServer
-from tests.reports.month import Month, october
 
 pytestmark = pytest.mark.slow  # a month at 10 s of two meters: ~1 min to backfill
 

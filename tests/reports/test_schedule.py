@@ -19,8 +19,8 @@ from dcim.config import SiteConfig, load_config
 from dcim.reading import Reading
 from dcim.reports.schedule import due_month, run_due
 from dcim.storage import make_store
+from dcim.testing.heat_month import reports_section
 from dcim.twin.site import paris_chapelle
-from tests.reports.month import reports_section
 
 NS = 1_000_000_000
 TZ = ZoneInfo("Europe/Paris")

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from dcim.config import ConfigError, load_config
+from dcim.testing.heat_month import reports_section
 from dcim.twin.site import paris_chapelle
-from tests.reports.month import reports_section
 
 
 def write(tmp: Path, doc: dict) -> Path:

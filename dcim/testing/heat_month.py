@@ -1,4 +1,5 @@
-"""A backfilled October at the reference site for the statement's tests and benchmark: the
+"""A backfilled October at the reference site for the statement's tests and benchmark
+(``tests/reports``, ``benchmarks/report_heat.py``): the
 two delivery points' heat meters polled every 10 s (the site's interval) from the day before
 the month to the day after, with the daylight-saving change (25 October), a six-hour
 collector outage and a meter swap on the CPCU meter (new serial, register from 0)."""
