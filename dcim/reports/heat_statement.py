@@ -253,7 +253,14 @@ def _days(
 
 def _months(rd: hd.Reader, y: int, m: int, this: float | None, tz: str) -> list[dict[str, Any]]:
     """Register energy (MWh) of each month of the year so far and the same month a year
-    before (None: no data)."""
+    before (None: no data). One query finds the days with data; only their months are read."""
+    first, _ = parse_period(f"{y - 1}-01", tz)
+    current, _ = parse_period(f"{y}-{m:02d}", tz)
+    rows = rd.store.aggregate(
+        measurement=rd.measurement, field=hd.ENERGY, start_ns=first - 86400 * NS,
+        end_ns=current, fn="count", every_s=86400, where=rd.where,
+    )  # fmt: skip
+    days = [r.time_ns for r in rows if r.value]
     out = []
     for year in (y - 1, y):
         for mo in range(1, m + 1):
@@ -261,7 +268,9 @@ def _months(rd: hd.Reader, y: int, m: int, this: float | None, tz: str) -> list[
                 out.append({"year": year, "month": mo, "energy_mwh": this})
                 continue
             a, z = parse_period(f"{year}-{mo:02d}", tz)
-            e = rd.energy(hd.ENERGY, a, z)
-            out.append({"year": year, "month": mo,
-                        "energy_mwh": None if e.value is None else e.value / 1e6})  # fmt: skip
+            value = None
+            if any(a - 86400 * NS < d < z for d in days):  # UTC days around local months
+                e = rd.energy(hd.ENERGY, a, z)
+                value = None if e.value is None else e.value / 1e6
+            out.append({"year": year, "month": mo, "energy_mwh": value})
     return out

@@ -120,6 +120,7 @@ def site_doc(tmp: Path, sink: dict[str, Any], interval_s: float) -> dict[str, An
 def october(tmp: Path, sink: dict[str, Any], *, interval_s: float = 10.0) -> Month:
     """Write the site file (with the swap declared) and backfill October into ``sink``."""
     doc = site_doc(tmp, sink, interval_s)
+    (tmp / "spool").mkdir(parents=True, exist_ok=True)  # InfluxDB keeps its due rollups there
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
     model = SiteModel(load_config(path), t0=FROM.timestamp(), seed=1)
