@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,19 @@ def cmd_heat(args: argparse.Namespace) -> int:
     store = make_store(cfg.storage, read_only=True, owns_spool=False)
     status = 0
     try:
-        for p in points:
-            try:
-                doc = compute(store, cfg, p, args.month)
-            except NoData as exc:
-                print(f"dcim report heat: {exc}", file=sys.stderr)
-                status = 1
-                continue
-            for path in write(doc, out, args.lang):
-                print(path)
+        # the points' figures side by side (the store answers one while Python works on the
+        # other), rendered one after the other here (matplotlib's pyplot is not thread-safe)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            todo = [pool.submit(compute, store, cfg, p, args.month) for p in points]
+            for fut in todo:
+                try:
+                    doc = fut.result()
+                except NoData as exc:
+                    print(f"dcim report heat: {exc}", file=sys.stderr)
+                    status = 1
+                    continue
+                for path in write(doc, out, args.lang):
+                    print(path)
     finally:
         store.close()
     return status
