@@ -267,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
     d.set_defaults(func=cmd_demo)
 
+    from dcim.reports.cli import add_parser as add_report
+
+    add_report(sub)
+
     from dcim.twin.cli import add_parser as add_twin
 
     add_twin(sub)

@@ -37,6 +37,7 @@ from pydantic_core.core_schema import ErrorType
 from dcim import protocols
 from dcim.alerts.rules import AlertsSettings
 from dcim.profiles import Profile, ProfileError, load_profiles
+from dcim.reports.settings import ReportsSettings
 from dcim.urls import has_credentials, redact_url
 
 M = TypeVar("M", bound=BaseModel)
@@ -584,6 +585,7 @@ class SiteConfig(_Model):
     kpi: KpiSettings = KpiSettings()
     metrics: MetricsEndpoint | None = None  # the collector's /metrics endpoint; None: off
     alerts: AlertsSettings | None = None  # alert rules and receivers (dcim.alerts)
+    reports: ReportsSettings = ReportsSettings()  # statements (dcim.reports)
 
     # -- helpers -------------------------------------------------------------------------
     def device(self, name: str) -> Device:
@@ -854,7 +856,33 @@ def _cross_checks(
                     "(role renewable_onsite): declaring it too would count it twice",
                 )
             )
+    problems += _report_checks(cfg, names, profiles)
     return problems
+
+
+def _report_checks(
+    cfg: SiteConfig, names: set[str], profiles: dict[str, Profile]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """``reports.heat.points``: each names a heat meter of this site."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    heat = cfg.reports.heat
+    for i, point in enumerate(heat.points if heat is not None else []):
+        at: tuple[str | int, ...] = ("reports", "heat", "points", i, "device")
+        if point.device not in names:
+            out.append((at, f"delivery point meter {point.device!r} is not a device of this site"))
+            continue
+        prof = profiles.get(cfg.device(point.device).profile)
+        need = {"heat_energy_wh_total", "volume_m3_total", "flow_m3_per_h", "supply_temp_c"}
+        if prof is not None and not need | {"return_temp_c"} <= prof.field_names:
+            out.append(
+                (
+                    at,
+                    f"delivery point meter {point.device!r}: profile {prof.name!r} is not a heat "
+                    "meter (needs heat_energy_wh_total, volume_m3_total, flow_m3_per_h, "
+                    "supply_temp_c, return_temp_c)",
+                )
+            )
+    return out
 
 
 def _references(

@@ -143,6 +143,24 @@ class Collector:
             except Exception:  # noqa: BLE001 - retried at the next round (the store may be down)
                 log.warning("writing the kpi points failed; retried in a minute", exc_info=True)
 
+    async def _report_loop(self) -> None:
+        # Last month's statements from the configured day on, and a new revision when late
+        # data change one (dcim.reports.schedule); the report extra is imported only here.
+        heat = self.cfg.reports.heat
+        if heat is None or heat.schedule is None:
+            return
+        try:
+            from dcim.reports.schedule import run_due
+        except ImportError as exc:
+            log.error("scheduled statements off: %s (pip install 'dcim-heat[report]')", exc)
+            return
+        while True:
+            try:
+                await asyncio.to_thread(run_due, self.store, self.cfg, time.time_ns())
+            except Exception:  # noqa: BLE001 - retried at the next round (the store may be down)
+                log.warning("rendering the statements failed; retried later", exc_info=True)
+            await asyncio.sleep(heat.schedule.check_every_s)
+
     async def start(self) -> None:
         if self.cfg.metrics is not None:  # first: a port in use fails the start, not later
             m = self.cfg.metrics
@@ -154,6 +172,7 @@ class Collector:
             asyncio.create_task(self._spool_health_loop()),
             asyncio.create_task(self._maintain_loop()),
             asyncio.create_task(self._kpi_loop()),
+            asyncio.create_task(self._report_loop()),
         ]
         for source in self.sources.values():
             source.start()

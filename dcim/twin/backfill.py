@@ -16,9 +16,10 @@ from __future__ import annotations
 import gc
 import math
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -76,9 +77,16 @@ def backfill(
     interval_s: float,
     devices: Iterable[str] | None = None,
     batch: int = 10_000,
+    outages: Sequence[tuple[float, float]] = (),
+    meter_swaps: bool = False,
 ) -> Iterator[list[Reading]]:
     """Readings of ``devices`` (default: every enabled simulated device) polled every
-    ``interval_s`` over [start, end] (UNIX s), in lists of at most ``batch``, time ordered."""
+    ``interval_s`` over [start, end] (UNIX s), in lists of at most ``batch``, time ordered.
+
+    ``outages``: [from, to) spans (UNIX s) the collector was down: no reading of any device.
+    ``meter_swaps``: the meter swaps declared on the devices (``replacements:`` in the site
+    file) show as real ones would: from each one's time on, the counter reads the new meter's
+    first index plus what flowed since (:func:`swapped`); off, the counters run on as one."""
     names = device_names(model, devices)
     if not names or end < start:
         return
@@ -90,6 +98,7 @@ def backfill(
     if first > last:
         return
     n_ticks = (last - first) // step + 1
+    cuts = [(int(round(a * NS)), int(round(b * NS))) for a, b in outages]
     out: list[Reading] = []
     chunk = max(64, min(8192, CHUNK_READINGS // len(names)))
     for c0 in range(0, n_ticks, chunk):
@@ -113,6 +122,8 @@ def backfill(
             for n in names:
                 tns = times[n]
                 series = model.series(n, tns.astype(np.float64) / 1e9, integ.get(n))
+                if meter_swaps:
+                    swapped(cfg, model, n, tns, series)
                 meas, fields = meta[n]
                 k = len(tns)
                 dicts = map(
@@ -133,6 +144,8 @@ def backfill(
                     )
                 )
             merged = [r for group in zip(*rows, strict=True) for r in group]  # time order
+            if cuts:
+                merged = [r for r in merged if not any(a <= r.time_ns < b for a, b in cuts)]
         finally:
             if was:
                 gc.enable()
@@ -143,6 +156,28 @@ def backfill(
         out = out[full:]
     if out:
         yield out
+
+
+def swapped(cfg: SiteConfig, model: SiteModel, name: str, tns: Arr, series: dict[str, Arr]) -> None:
+    """Counters of ``name`` after each meter swap declared on it, in place: from the swap on,
+    the new meter's ``new_first_index`` plus the true increase since the swap."""
+    dev = cfg.device(name)
+    if not dev.replacements:
+        return
+    from dcim.config import ROLE_FIELD
+
+    zone = ZoneInfo(cfg.site.timezone)
+    true = {k: v.copy() for k, v in series.items()}
+    for rep in sorted(dev.replacements, key=lambda r: r.at.replace(tzinfo=r.at.tzinfo or zone)):
+        fld = rep.field or (ROLE_FIELD[dev.role] if dev.role else None)
+        if fld not in series:
+            continue
+        at = rep.at if rep.at.tzinfo is not None else rep.at.replace(tzinfo=zone)
+        at_ns = int(round(at.timestamp() * NS))
+        after = tns >= at_ns
+        if after.any():
+            at_value = float(model.values(name, at_ns / NS)[fld])
+            series[fld] = np.where(after, true[fld] - at_value + rep.new_first_index, series[fld])
 
 
 # -- instruments: each device kind's canonical fields from the site state ----------------------

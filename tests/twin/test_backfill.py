@@ -80,3 +80,35 @@ def test_consecutive_backfills_agree(cfg: SiteConfig) -> None:
     assert (
         collect(cfg, model, T0 - 3600, T0 + 5, interval_s=10, devices=["wm-1"])[0].time_ns > T0 * NS
     )
+
+
+def test_outage_and_meter_swap() -> None:
+    """A collector outage leaves no reading of any device; a declared meter swap restarts the
+    counter at the new meter's first index (``meter_swaps=True``), on the true increase."""
+    doc = paris_chapelle(racks=1, servers_per_rack=1)
+    at = T0 + 1800
+    swap = {"at": datetime.fromtimestamp(at, UTC).isoformat(), "field": "heat_energy_wh_total",
+            "old_last_index": 1.0, "new_first_index": 100.0}  # fmt: skip
+    for d in doc["devices"]:
+        if d["name"] == "hm-cpcu":
+            d["replacements"] = [swap]
+    cfg = SiteConfig.model_validate(doc)
+    model = SiteModel(cfg, t0=T0)
+    out = (T0 + 600, T0 + 1200)
+    kw = {"interval_s": 60, "devices": ["hm-cpcu", "meter-incomer"], "outages": [out]}
+    rows = collect(cfg, model, T0, T0 + 3600, meter_swaps=True, **kw)
+    assert rows and not any(out[0] <= r.time_ns / NS < out[1] for r in rows)
+    assert len(rows) == 2 * (60 - 10)
+    base = model.values("hm-cpcu", at)["heat_energy_wh_total"]
+    for r in rows:
+        if r.tags["device"] != "hm-cpcu":
+            continue
+        true = model.values("hm-cpcu", r.time_ns / NS)["heat_energy_wh_total"]
+        want = true - base + 100.0 if r.time_ns / NS >= at else true
+        assert r.fields["heat_energy_wh_total"] == pytest.approx(want, rel=1e-12, abs=1e-6)
+    # off by default: the counters run on as one meter
+    plain = collect(cfg, model, T0, T0 + 3600, **kw)
+    last = [r for r in plain if r.tags["device"] == "hm-cpcu"][-1]
+    assert last.fields["heat_energy_wh_total"] == pytest.approx(
+        model.values("hm-cpcu", last.time_ns / NS)["heat_energy_wh_total"], rel=1e-12
+    )
