@@ -186,7 +186,6 @@ def ups_on_battery(s: State, dev: str, m: str, f: Fields, dt: float | None) -> F
         f["on_battery"], f["battery_status"] = 1, 2
         f["battery_runtime_min"] = left
         f["battery_charge_pct"] = 100.0 * left / UPS_RUNTIME_MIN
-        f["input_power_w"] = 0.0
     elif dev == "ups-a" and m == "ups_input":
         f["voltage_v"], f["frequency_hz"] = 0.0, 0.0
     elif dev == "ups-b" and m == "ups":
