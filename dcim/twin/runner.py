@@ -68,19 +68,22 @@ class TwinRunner:
         out = apply_all(self.scenarios, device, m, dict(v), now - self.started_at)
         return {k: x for k, x in (out or {}).items() if isinstance(x, int | float)}
 
+    def sync_silence(self) -> None:
+        """Blackhole the devices a scenario silences now, answer for the others again."""
+        t_s = self.clock() - self.started_at
+        want = {
+            d.name
+            for d in self.cfg.devices
+            if d.enabled and any(sc.silent(d.name, t_s) for sc in self.scenarios)
+        }
+        for dev in want ^ self._silenced:
+            self.set_unreachable(dev, dev in want)
+            log.info("scenario: %s %s", dev, "silent" if dev in want else "answers again")
+        self._silenced = want
+
     async def _silence(self) -> None:
-        """Blackhole the devices a scenario silences while it lasts (checked every 0.2 s)."""
-        while True:
-            t_s = self.clock() - self.started_at
-            want = {
-                d.name
-                for d in self.cfg.devices
-                if d.enabled and any(sc.silent(d.name, t_s) for sc in self.scenarios)
-            }
-            for dev in want ^ self._silenced:
-                self.set_unreachable(dev, dev in want)
-                log.info("scenario: %s %s", dev, "silent" if dev in want else "answers again")
-            self._silenced = want
+        while True:  # every 0.2 s of wall-clock time (a test's virtual clock: sync_silence)
+            self.sync_silence()
             await asyncio.sleep(0.2)
 
     async def start(self) -> None:
