@@ -11,8 +11,9 @@
    pack's share of the collector's. Goal: the pack adds at most 5 %. At 1x (reference site,
    30 racks) and 10x (300 racks).
 2. Latency: the twin in-process, the real collector with the default pack and a real
-   Prometheus Alertmanager (Debian package); ``--faults`` devices are blackholed one after
-   the other; for each, the time from the fault to the alert being listed by Alertmanager's
+   Prometheus Alertmanager (Debian package); ``--faults`` devices are silenced one after
+   the other, each by a twin scenario (``device-silent``, staggered); for each, the time
+   from the scenario's start to the alert being listed by Alertmanager's
    ``/api/v2/alerts`` (polled every 50 ms). The rule is the default pack's DeviceUnreachable
    with ``for_s`` set to ``--for-s`` (default 0, so that the poll and the delivery are what
    is measured). Goal: p99 within one poll interval + for_s + 2 s.
@@ -49,6 +50,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +59,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import REFERENCE_RACKS, cpu_self, pct, site_doc, twin, work_dir  # noqa: E402
 
-from dcim.alerts.engine import AlertEngine  # noqa: E402
+from dcim.alerts.engine import AlertEngine, quiet_screen  # noqa: E402
 from dcim.alerts.loader import DEFAULT_PACK, parse_rules  # noqa: E402
 from dcim.alerts.rules import AlertsSettings  # noqa: E402
 from dcim.config import SiteConfig  # noqa: E402
-from dcim.reading import Reading  # noqa: E402
+from dcim.reading import FieldValue, Reading  # noqa: E402
 from dcim.runtime import Collector  # noqa: E402
 
 NS = 1_000_000_000
@@ -81,14 +83,14 @@ async def collect(cfg: SiteConfig, warmup_s: float, seconds: float) -> dict[str,
     assert col.alerts is None  # alerting off: the collector's own figure
     batches: list[list[Reading]] = []
     recording = False
-    accept = col.pipeline.accept
+    submit = col.committer.submit  # what Collector.emit hands each cycle's readings to
 
-    def tap(readings: list[Reading], **kw: Any) -> int:
+    def tap(readings: list[Reading]) -> None:
         if recording:
             batches.append(list(readings))
-        return accept(readings, **kw)
+        submit(readings)
 
-    col.pipeline.accept = tap  # type: ignore[method-assign]
+    col.committer.submit = tap  # type: ignore[method-assign]
     await col.start()
     await asyncio.sleep(warmup_s)
     recording = True
@@ -119,6 +121,7 @@ def replay(batches: list[list[Reading]], cfg: SiteConfig) -> float:
             AlertsSettings(),
             state_path=Path(tmp) / "alerts.sqlite",
             device_tags={d.name: cfg.tags_of(d) for d in cfg.devices},
+            screen=quiet_screen(cfg),  # as the collector's engine: screened readings
         )
         times = [r.time_ns for b in batches for r in b]
         next_tick = min(times) + NS
@@ -169,8 +172,8 @@ def model_batches(
         t = t0 + k * interval
         for d in cfg.devices:
             ns = int(t * NS)
-            fields = dict(model.values(d.name, t))
-            poll = {
+            fields: dict[str, FieldValue] = dict(model.values(d.name, t))
+            poll: dict[str, FieldValue] = {
                 "up": 1,
                 "duration_s": 0.02,
                 "values_read": len(fields),
@@ -233,6 +236,7 @@ def print_cpu(f: dict[str, Any]) -> None:
 def latency(faults: int, interval: float, for_s: float) -> list[float]:
     from dcim.testing.alertmanager import Alertmanager
     from dcim.twin.runner import TwinRunner, TwinThread
+    from dcim.twin.scenarios import FAULTS, Scenario
 
     work = work_dir("bench-alerts-latency-")
     am = Alertmanager(work / "am")
@@ -260,27 +264,30 @@ def latency(faults: int, interval: float, for_s: float) -> list[float]:
                             seen.setdefault(a["labels"]["device"], time.time())
                 time.sleep(0.05)
 
+        # each victim silenced by its own twin scenario (as `--scenario device-silent`),
+        # staggered across the poll grid; the fault's time is the scenario's start (the
+        # twin applies it within 0.2 s: counted in the figure)
+        step = max(1.0, 3 * interval / max(1, len(victims)))
+        starts = {v: interval + 3 + i * step for i, v in enumerate(victims)}
+        scenarios = [
+            Scenario(replace(FAULTS["device-silent"], silent=(v,)), at, 3600.0)
+            for v, at in starts.items()
+        ]
+
         async def run(runner: TwinRunner) -> dict[str, float]:
             col = Collector(cfg)
             await col.start()
-            faulted: dict[str, float] = {}
             try:
-                await asyncio.sleep(interval + 1)
-                step = max(1.0, 3 * interval / max(1, len(victims)))
-                for v in victims:  # staggered across the poll grid
-                    runner.set_unreachable(v)
-                    faulted[v] = time.time()
-                    await asyncio.sleep(step)
-                deadline = time.time() + interval + for_s + 15
+                deadline = runner.started_at + max(starts.values()) + interval + for_s + 15
                 while len(seen) < len(victims) and time.time() < deadline:
                     await asyncio.sleep(0.2)
             finally:
                 await col.stop(flush_timeout_s=5)
-            return faulted
+            return {v: runner.started_at + at for v, at in starts.items()}
 
         w = threading.Thread(target=watch, daemon=True)
         w.start()
-        with TwinThread(TwinRunner(cfg, seed=9)) as runner:
+        with TwinThread(TwinRunner(cfg, seed=9, scenarios=scenarios)) as runner:
             faulted = asyncio.run(run(runner))
         stop.set()
         w.join(5)

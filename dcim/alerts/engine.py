@@ -85,7 +85,11 @@ class AlertEngine:
         site: str = "site",
         kpi: KpiFn | None = None,
         timezone: str = "UTC",
+        screen: Callable[[list[Reading]], list[Reading]] | None = None,
     ):
+        # the readings as the pipeline will keep them (dcim.plausible: no-value codes, the
+        # site's corrections, physical ranges), so no rule fires on what is not a reading
+        self.screen = screen
         self.rules = {r.name: r for r in rules}
         self.state = AlertState(state_path)
         saved = self.state.load()
@@ -182,6 +186,8 @@ class AlertEngine:
     # -- the hot path -----------------------------------------------------------------------
     def observe(self, readings: list[Reading]) -> None:
         try:
+            if self.screen is not None:
+                readings = self.screen(readings)
             with self._lock:
                 out = self.evaluator.observe(readings)
                 if out:
@@ -357,7 +363,20 @@ def build_engine(
         site=cfg.site.name,
         kpi=_kpi_of(cfg),
         timezone=cfg.site.timezone,
+        screen=quiet_screen(cfg),
     )
+
+
+def quiet_screen(cfg: Any) -> Callable[[list[Reading]], list[Reading]]:
+    """The pipeline's screen of ``cfg``'s readings (:class:`dcim.plausible.Screen`), without
+    its counting and logging: the pipeline's own instance counts and logs each refusal once."""
+    from dcim.plausible import Screen
+
+    class Quiet(Screen):
+        def _count(self, device: str, name: str, reason: str, text: str) -> None:
+            return None
+
+    return Quiet.of(cfg)
 
 
 def _kpi_of(cfg: Any) -> KpiFn:
