@@ -82,22 +82,23 @@ async def collect(cfg: SiteConfig, warmup_s: float, seconds: float) -> dict[str,
     col = Collector(cfg)
     assert col.alerts is None  # alerting off: the collector's own figure
     batches: list[list[Reading]] = []
-    recording = False
+    warm: list[list[Reading]] = []  # the warm-up's: replayed first, not timed
+    phase = 0  # 0 warm-up, 1 the timed window, 2 stopping (not replayed)
     submit = col.committer.submit  # what Collector.emit hands each cycle's readings to
 
     def tap(readings: list[Reading]) -> None:
-        if recording:
-            batches.append(list(readings))
+        if phase < 2:
+            (batches if phase else warm).append(list(readings))
         submit(readings)
 
     col.committer.submit = tap  # type: ignore[method-assign]
     await col.start()
     await asyncio.sleep(warmup_s)
-    recording = True
+    phase = 1
     cpu0, t0 = cpu_self(), time.monotonic()
     await asyncio.sleep(seconds)
     cpu, wall = cpu_self() - cpu0, time.monotonic() - t0
-    recording = False
+    phase = 2
     await col.stop(flush_timeout_s=10)
     polls = [r for b in batches for r in b if r.measurement == "dcim_poll"]
     values = sum(int(r.fields["values_read"]) for r in polls)
@@ -109,12 +110,17 @@ async def collect(cfg: SiteConfig, warmup_s: float, seconds: float) -> dict[str,
         "polls": len(polls),
         "failed": failed,
         "batches": batches,
+        "warm": warm,
         "readings": sum(len(b) for b in batches),
     }
 
 
-def replay(batches: list[list[Reading]], cfg: SiteConfig) -> float:
-    """CPU seconds of the default pack over the recorded batches (this thread's clock)."""
+def replay(
+    batches: list[list[Reading]], cfg: SiteConfig, warm: list[list[Reading]] | None = None
+) -> float:
+    """CPU seconds of the default pack over the recorded batches (this thread's clock),
+    after the untimed ``warm`` ones (the warm-up's: every series' first sighting, when the
+    window holds a cycle or two)."""
     with tempfile.TemporaryDirectory() as tmp:
         eng = AlertEngine(
             default_rules(),
@@ -123,14 +129,20 @@ def replay(batches: list[list[Reading]], cfg: SiteConfig) -> float:
             device_tags={d.name: cfg.tags_of(d) for d in cfg.devices},
             screen=quiet_screen(cfg),  # as the collector's engine: screened readings
         )
-        times = [r.time_ns for b in batches for r in b]
-        next_tick = min(times) + NS
+        every = [b for b in (warm or []) + batches if b]
+        next_tick = min(r.time_ns for b in every for r in b) + NS
+
+        def feed(bs: list[list[Reading]]) -> None:
+            nonlocal next_tick
+            for b in bs:
+                eng.observe(b)
+                if b and b[-1].time_ns >= next_tick:
+                    eng.tick(b[-1].time_ns)
+                    next_tick += NS
+
+        feed(warm or [])
         t0 = time.thread_time()
-        for b in batches:
-            eng.observe(b)
-            if b and b[-1].time_ns >= next_tick:
-                eng.tick(b[-1].time_ns)
-                next_tick += NS
+        feed(batches)
         cpu = time.thread_time() - t0
         eng.stop()
     return cpu
@@ -148,7 +160,7 @@ def cpu_figures(scale: int, seconds: float, interval: float) -> dict[str, Any]:
     cfg = SiteConfig.model_validate(doc)
     with twin(doc, work):
         fig = asyncio.run(collect(cfg, warmup_s=interval + 2, seconds=seconds))
-    fig["pack_cpu_s"] = replay(fig.pop("batches"), cfg)
+    fig["pack_cpu_s"] = replay(fig.pop("batches"), cfg, fig.pop("warm"))
     fig["scale"], fig["interval"] = scale, interval
     fig["devices"] = len(cfg.devices)
     return fig
