@@ -45,3 +45,42 @@ def test_no_value_codes_fire_nothing(tmp_path: Path) -> None:
         assert inst.rule == "CpcuSupplyBelowContract" and inst.value == 50.0
     finally:
         eng.stop()
+
+
+def test_values_saved_only_when_they_changed(tmp_path: Path) -> None:
+    """The periodic save writes an instance seen again or moved, not every instance each
+    time (at 10x the site, that cost more than the rules)."""
+    from dcim.alerts.engine import AlertEngine
+    from dcim.alerts.rules import AlertsSettings, Rule
+
+    stale = Rule.model_validate(
+        {
+            "name": "Silent",
+            "kind": "stale",
+            "severity": "warning",
+            "select": {"measurement": "m"},
+            "after_s": 600,
+            "annotations": {"summary": "s", "description": "d", "runbook": "r"},
+        }
+    )
+    eng = AlertEngine([stale], AlertsSettings(default_pack=False), state_path=tmp_path / "a.db")
+    saved: list[int] = []
+    real = eng.state.save_values
+
+    def count(instances: Any) -> None:
+        rows = list(instances)
+        saved.append(len(rows))
+        real(rows)
+
+    eng.state.save_values = count  # type: ignore[method-assign]
+    try:
+        t = time.time_ns()
+        eng.observe([Reading("m", {"site": "s", "device": d}, {"v": 1.0}, t) for d in "abc"])
+        eng._save()
+        eng._save()  # nothing changed
+        eng.observe([Reading("m", {"site": "s", "device": "b"}, {"v": 2.0}, t + 10**9)])
+        eng._save()
+        assert saved == [3, 1]
+        assert eng.state.load()  # and what was saved is there
+    finally:
+        eng.stop()
