@@ -96,6 +96,7 @@ UNITLESS = {
     "cop",
     "status",
     "running",
+    "fault_code",
     "battery_status",
     "on_battery",
     "meter_serial",

@@ -28,6 +28,7 @@ NS = 1_000_000_000
 INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved"
 DEVICE_LABELS = ("site", "room", "rack", "device", "role")
 MAX_ROUTES = 500_000  # series remembered with their rules (about 200 B each)
+TOTAL_MAX_AGE_S = 300.0  # total(): a device silent this long drops out of the sum
 
 
 @dataclass
@@ -123,8 +124,13 @@ class Evaluator:
         *,
         device_tags: Mapping[str, Mapping[str, str]] | None = None,
         instances: Iterable[Instance] = (),
+        total_max_age_s: float = TOTAL_MAX_AGE_S,
     ):
         self.device_tags = dict(device_tags or {})
+        # total() leaves out a device not heard from for this long (tick drops it): a silent
+        # device's last value must not hold a sum up (its DeviceUnreachable says why)
+        self.total_max_age_ns = int(total_max_age_s * NS)
+        self._latest_ns: dict[tuple[str, str], dict[str, int]] = {}
         rules = list(rules)
         self.latest: Latest = {}  # what total() reads: kept for the pairs rules name
         self.rules = [
@@ -203,6 +209,15 @@ class Evaluator:
             v = r.fields.get(f)
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
                 self.latest[(r.measurement, f)][dev] = float(v)
+                self._latest_ns.setdefault((r.measurement, f), {})[dev] = r.time_ns
+
+    def _drop_silent(self, now_ns: int) -> None:
+        """Leave out of total() the devices not heard from for ``total_max_age_s``."""
+        oldest = now_ns - self.total_max_age_ns
+        for pair, seen in self._latest_ns.items():
+            for dev in [d for d, t in seen.items() if t < oldest]:
+                del seen[dev]
+                self.latest[pair].pop(dev, None)
 
     def _route(self, r: Reading) -> list[tuple[_Compiled, Instance]]:
         """The rules that select a series and its instance for each: worked out once per
@@ -342,8 +357,11 @@ class Evaluator:
     # -- time -----------------------------------------------------------------------------
     def tick(self, now_ns: int) -> list[Transition]:
         """What time alone changes: stale data, a pending alert past ``for_s`` (on its last
-        value), a firing one past its hold, a counter anomaly's hold ended."""
+        value), a firing one past its hold, a counter anomaly's hold ended; and total()
+        leaves out the devices silent for ``total_max_age_s``."""
         out: list[Transition] = []
+        if self._latest_ns:
+            self._drop_silent(now_ns)
         for inst in list(self._watch.values()):
             c = self.by_rule[inst.rule]
             kind = c.kind

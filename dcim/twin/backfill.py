@@ -322,6 +322,7 @@ def _heat_pump(m: SiteModel, dev: _Dev, at: At) -> dict[str, Arr]:
         "return_temp_c": p["t_hp_ret"],
         "cop": p["cop"][i] * run,
         "running": run,
+        "fault_code": 0 * run,  # a healthy plant: no alarm (dcim.twin.scenarios trips one)
     }
 
 
@@ -354,7 +355,7 @@ def _greenhouse(m: SiteModel, dev: _Dev, at: At) -> dict[str, Arr]:
     return {"air_temp_c": air, "humidity_pct": hum, "co2_ppm": co2}
 
 
-_INT = frozenset({"battery_status", "on_battery", "status", "running"})
+_INT = frozenset({"battery_status", "on_battery", "status", "running", "fault_code"})
 _KINDS = {
     "energy_meter_3ph": _energy_meter,
     "apc_rpdu2": _pdu,

@@ -20,6 +20,12 @@ from dcim.timeutil import NS, parse_time
 log = logging.getLogger(__name__)
 
 
+SCENARIO_HELP = (
+    "inject a fault: NAME[@OFFSET][:DURATION] (e.g. crah-failure@5m:30m; offset from the "
+    "start, default each fault's; docs/twin.md lists them); repeatable"
+)
+
+
 def add_parser(sub: Any) -> None:
     t = sub.add_parser("twin", help="the digital twin of the reference site")
     t.set_defaults(func=main)
@@ -40,6 +46,7 @@ def add_parser(sub: Any) -> None:
         help="directory of the Redfish BMCs' ca.pem, bmc.pem, bmc.key (made there if absent; "
         "the site file's tls_ca names its ca.pem); default: a temporary directory",
     )
+    s.add_argument("--scenario", action="append", default=[], help=SCENARIO_HELP)
 
     w = tsub.add_parser("write-config", help="write the reference site's config (YAML)")
     w.add_argument("out", help="the YAML file to write")
@@ -63,6 +70,7 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--seed", type=int, default=1, help="random seed of the plant (default 1)")
     b.add_argument("--all-devices", action="store_true", help="not only the topology meters")
     b.add_argument("--truth", help="write the ground truth of the period (JSON) here")
+    b.add_argument("--scenario", action="append", default=[], help=SCENARIO_HELP)
 
 
 def write_config(args: argparse.Namespace) -> int:
@@ -89,6 +97,31 @@ def write_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def scenarios_of(args: argparse.Namespace) -> list[Any]:
+    """The ``--scenario`` options, parsed (a bad one: a usage error naming the known ones)."""
+    from dcim.cmdline import UsageError
+    from dcim.twin.scenarios import ScenarioError, parse
+
+    try:
+        return [parse(s) for s in args.scenario]
+    except ScenarioError as e:
+        raise UsageError(str(e)) from None
+
+
+def scenario_truth(scenarios: list[Any], t0: float) -> list[dict[str, Any]]:
+    """Each scenario's ground truth: when it runs (UNIX s) and which default rules must fire
+    (and by when: UNIX s)."""
+    return [
+        {
+            "scenario": sc.name,
+            "start": t0 + sc.start_s,
+            "end": t0 + sc.end_s,
+            "fires_by": {r: t0 + sc.start_s + w for r, w in sc.fault.fires.items()},
+        }
+        for sc in scenarios
+    ]
+
+
 def truth_dict(truth: Any) -> dict[str, Any]:
     d = asdict(truth)
     d["counters"] = {f"{dev}.{fld}": v for (dev, fld), v in truth.counters.items()}
@@ -107,6 +140,7 @@ def backfill(args: argparse.Namespace) -> int:
     from dcim.storage.rollupcalc import SuppliedRollups
     from dcim.twin.model import SiteModel
     from dcim.twin.model import backfill as gen
+    from dcim.twin.scenarios import apply_to_batch
 
     cfg = _load(args.config)
     tz = cfg.site.timezone
@@ -116,6 +150,7 @@ def backfill(args: argparse.Namespace) -> int:
         raise UsageError("--to must be after --from")
     if args.truth:
         writable_file(args.truth, "--truth")
+    scenarios = scenarios_of(args)
     model = SiteModel(cfg, t0=start, seed=args.seed)
     devices = None if args.all_devices else [d.name for d in cfg.devices if d.role]
     spool = Spool(cfg.storage.spool_dir)
@@ -137,6 +172,8 @@ def backfill(args: argparse.Namespace) -> int:
             interval_s=args.interval or cfg.defaults.interval_s,
             devices=devices,
         ):
+            if scenarios:
+                batch = apply_to_batch(scenarios, batch, start)
             kept: list[Reading] = []
             n += pipe.accept(batch, kept=kept)
             rollups.add(kept)
@@ -148,7 +185,10 @@ def backfill(args: argparse.Namespace) -> int:
         store.close()
     print(f"backfilled {n} readings in {time.monotonic() - t:.1f} s")
     if args.truth:
-        Path(args.truth).write_text(json.dumps(truth_dict(model.truth(start, end)), indent=2))
+        doc = truth_dict(model.truth(start, end))
+        if scenarios:  # the energies above are the healthy plant's; the faults' rules here
+            doc["scenarios"] = scenario_truth(scenarios, start)
+        Path(args.truth).write_text(json.dumps(doc, indent=2))
         print(f"ground truth written to {args.truth}")
     return 0
 
@@ -158,6 +198,7 @@ def serve(args: argparse.Namespace) -> int:
     from dcim.twin.runner import TwinRunner
 
     cfg = _load(args.config)
+    scenarios = scenarios_of(args)
     offset = parse_time(args.as_of, cfg.site.timezone) / NS - time.time() if args.as_of else 0.0
     runner = TwinRunner(
         cfg,
@@ -165,11 +206,14 @@ def serve(args: argparse.Namespace) -> int:
         offset_s=offset,
         embedded_broker=args.embedded_broker,
         redfish_certs=args.redfish_certs,
+        scenarios=scenarios,
     )
 
     async def go() -> None:
         await runner.start()
         print(f"twin serving {len(cfg.devices)} devices (t0={runner.t0:.3f})", flush=True)
+        for sc in scenario_truth(scenarios, runner.started_at):
+            print(f"scenario {json.dumps(sc)}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:

@@ -43,7 +43,7 @@ plate_heat_exchanger heat_exchanger primary_supply_temp_c primary_return_temp_c
     secondary_supply_temp_c secondary_return_temp_c heat_power_w primary_flow_m3_per_h
 heat_pump heat_pump electrical_power_w heat_output_w electrical_energy_wh_total
     heat_energy_wh_total source_inlet_temp_c source_outlet_temp_c supply_temp_c return_temp_c
-    cop running
+    cop running fault_code
 crah crah supply_air_temp_c return_air_temp_c fan_power_w cooling_power_w valve_pct
 dry_cooler dry_cooler power_w heat_rejected_w fan_speed_pct water_inlet_temp_c
     water_outlet_temp_c outdoor_temp_c
@@ -55,7 +55,7 @@ GLOSSARY: dict[str, tuple[str, tuple[str, ...]]] = {
     for w in (e.split() for e in _GLOSSARY.replace("\n    ", " ").strip().splitlines())
 }
 KIND_OF_MEASUREMENT = {m: k for k, (m, _) in GLOSSARY.items()}
-INT_FIELDS = frozenset({"battery_status", "on_battery", "status", "running"})
+INT_FIELDS = frozenset({"battery_status", "on_battery", "status", "running", "fault_code"})
 BLOCK = 3600  # 1 s grid points per cached integration block
 U_NOM = 0.45  # utilisation at which "nominal" sizes are taken
 

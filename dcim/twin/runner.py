@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from dcim.config import SiteConfig
-from dcim.twin.model import SiteModel
+from dcim.twin.model import GLOSSARY, SiteModel
+from dcim.twin.scenarios import Scenario, apply_all
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,9 @@ class TwinRunner:
     ``offset_s``: the model runs that far ahead of the wall clock (a winter night in July),
     so a scenario does not depend on when it is run; the devices still stamp wall-clock
     time, and ``model_time(t)`` turns a wall-clock time into the model's.
+    ``scenarios``: faults (:mod:`dcim.twin.scenarios`) placed from the moment the twin
+    starts serving; what the devices serve is the model's values through them, and a silent
+    device's server stops answering while its fault lasts.
     """
 
     def __init__(
@@ -36,6 +40,7 @@ class TwinRunner:
         offset_s: float = 0.0,
         clock: Callable[[], float] = time.time,
         redfish_certs: Path | None = None,
+        scenarios: list[Scenario] | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
@@ -46,12 +51,40 @@ class TwinRunner:
         self.redfish_certs = redfish_certs
         self._servers: dict[str, Any] = {}  # protocol -> its server
         self._broker: Any = None
+        self.scenarios = list(scenarios or [])
+        self.started_at = self.clock()  # the scenarios' origin (set again by start())
+        self._silenced: set[str] = set()
+        self._watch: asyncio.Task[None] | None = None
 
     def model_time(self, wall_s: float) -> float:
         return wall_s + self.offset_s
 
     def values(self, device: str) -> Mapping[str, float | int]:
-        return self.model.values(device, max(self.t0, self.model_time(self.clock())))
+        now = self.clock()
+        v = self.model.values(device, max(self.t0, self.model_time(now)))
+        if not self.scenarios:
+            return v
+        m = GLOSSARY[self.model.devices[device].kind][0]
+        out = apply_all(self.scenarios, device, m, dict(v), now - self.started_at)
+        return {k: x for k, x in (out or {}).items() if isinstance(x, int | float)}
+
+    def sync_silence(self) -> None:
+        """Blackhole the devices a scenario silences now, answer for the others again."""
+        t_s = self.clock() - self.started_at
+        want = {
+            d.name
+            for d in self.cfg.devices
+            if d.enabled and any(sc.silent(d.name, t_s) for sc in self.scenarios)
+        }
+        for dev in want ^ self._silenced:
+            self.set_unreachable(dev, dev in want)
+            log.info("scenario: %s %s", dev, "silent" if dev in want else "answers again")
+        self._silenced = want
+
+    async def _silence(self) -> None:
+        while True:  # every 0.2 s of wall-clock time (a test's virtual clock: sync_silence)
+            self.sync_silence()
+            await asyncio.sleep(0.2)
 
     async def start(self) -> None:
         from dcim.twin.serve_modbus import ModbusTwin
@@ -75,6 +108,11 @@ class TwinRunner:
             mq = MqttTwin(self.cfg, self.values)
             mq.start()
             self._servers["mqtt"] = mq
+        self.started_at = self.clock()
+        if any(sc.fault.silent for sc in self.scenarios):
+            self._watch = asyncio.create_task(self._silence())
+        for sc in self.scenarios:
+            log.info("scenario %s: from %.0f s to %.0f s", sc.name, sc.start_s, sc.end_s)
         log.info("twin serving %d devices", len(self.cfg.devices))
 
     def server(self, protocol: str) -> Any:
@@ -93,6 +131,8 @@ class TwinRunner:
         return RedfishTwin(self.values, devices, work_dir=self.redfish_certs, credentials=creds)
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         for proto, s in self._servers.items():
             if proto == "mqtt":
                 s.stop()

@@ -5,7 +5,8 @@ several meters, or a controller with its own port).
 Registers are computed at request time: ``values(device_name)`` (canonical units) is called
 once per request and the fields the request covers are encoded through the device's profile
 with :mod:`collectors.modbus.codec`, the exact inverse of the collector's decoding. A field
-missing from ``values`` reads as NaN in float registers and 0 otherwise, except identity
+missing from ``values`` reads as its profile's ``no_value`` code if it has one (what the
+device serves when it has no reading), else NaN in float registers and 0, except identity
 fields (``kind: info``, e.g. a meter's serial number), which the physics model does not
 know: they read as a stable number (8 digits) or text derived from the device name.
 
@@ -38,7 +39,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from collectors.modbus.codec import BIT_TABLES, FieldCodec, field_codecs
+from collectors.modbus.codec import BIT_TABLES, FieldCodec, encode_registers, field_codecs
 from collectors.modbus.options import ModbusOptions
 from collectors.modbus.profile import ModbusProfile
 from dcim.config import Device, SiteConfig
@@ -62,6 +63,7 @@ class _Unit:
     spans: dict[str, tuple[int, int]]  # table -> [first, end) of its register map
     identity: dict[str, float | int | str] = field(default_factory=dict)  # info fields
     warned: set[str] = field(default_factory=set)
+    no_value: dict[str, float | int] = field(default_factory=dict)  # field -> profile's code
 
     @classmethod
     def of(cls, device: Device, codecs: list[FieldCodec]) -> _Unit:
@@ -90,6 +92,14 @@ class _Unit:
                 break
             value = values.get(f.name, self.identity.get(f.name))
             words = f.encode(value)
+            if value is None and f.name in self.no_value:  # what the device says: no reading
+                words = encode_registers(
+                    self.no_value[f.name],
+                    f.type,
+                    byte_order=f.byte_order,
+                    word_order=f.word_order,
+                    length=f.count,
+                )
             if value is None and f.name not in self.warned:
                 self.warned.add(f.name)
                 log.warning("twin %s: no value for field %s", self.device.name, f.name)
@@ -132,7 +142,12 @@ class ModbusTwin:
             gw = self._gateways.setdefault((dev.host, dev.port), _Gateway(dev.host, dev.port, {}))
             if unit_id in gw.units:
                 continue
-            gw.units[unit_id] = _Unit.of(dev, field_codecs(prof))
+            unit = gw.units[unit_id] = _Unit.of(dev, field_codecs(prof))
+            unit.no_value = {
+                f.name: f.no_value[0] if f.type.startswith("float") else int(f.no_value[0])
+                for f in prof.fields
+                if f.no_value and f.type not in ("bool", "string")
+            }
 
     @property
     def endpoints(self) -> list[tuple[str, int]]:

@@ -140,3 +140,27 @@ def test_series_are_separate_and_a_missing_field_is_no_value() -> None:
     out = ev.observe([rd(0, "a", v=2.0), rd(0, "b", v=0.0), rd(0, "c", w=5.0), rd(0, "d", v="x")])
     assert [t.instance.labels["device"] for t in out if t.new == FIRING] == ["a"]
     assert {t.instance.labels["device"] for t in out} == {"a"}
+
+
+def test_total_leaves_out_a_silent_device() -> None:
+    """CPCU export against the heat all dry coolers reject: dc-2 goes silent; once it has
+    not been heard from for total_max_age_s its last value no longer counts in total()."""
+    r = rule(
+        select={"measurement": "hm"},
+        expr="heat_power_w / max(total('dc', 'heat_rejected_w'), 1)",
+        below=0.5,
+    )
+    ev = Evaluator([r], total_max_age_s=300)
+    ev.observe([rd(0, "dc-1", "dc", heat_rejected_w=100.0)])
+    ev.observe([rd(0, "dc-2", "dc", heat_rejected_w=900.0)])
+    # 300 / 1000 of the rejected heat: below 0.5
+    assert states(ev.observe([rd(10, "hm-1", "hm", heat_power_w=300.0)]))[-1] == FIRING
+    for t in range(60, 420, 60):  # dc-1 goes on reporting, dc-2 is silent
+        ev.observe([rd(t, "dc-1", "dc", heat_rejected_w=100.0)])
+        ev.tick(t * NS)
+    assert ev.latest[("dc", "heat_rejected_w")] == {"dc-1": 100.0}
+    # 300 / 100: the silent cooler's 900 W no longer holds the ratio down
+    assert states(ev.observe([rd(420, "hm-1", "hm", heat_power_w=300.0)])) == [RESOLVED]
+    # it answers again: counted again
+    ev.observe([rd(430, "dc-2", "dc", heat_rejected_w=900.0)])
+    assert states(ev.observe([rd(440, "hm-1", "hm", heat_power_w=300.0)]))[-1] == FIRING

@@ -292,6 +292,7 @@ def heat_pump() -> Capture:
     u.put(h, 22, "u32_cdab", 520_812, "heat output, W (uint32 CDAB)")
     u.put(h, 30, "u32_cdab", 987_654_321, "electrical energy, Wh (uint32 CDAB)")
     u.put(h, 32, "u32_cdab", 3_160_493_827, "heat energy delivered, Wh (uint32 CDAB)")
+    u.put(h, 40, "u16", 0, "active alarm code (0 = none)")
     fields: dict[str, float | int] = {
         "running": 1,
         "source_inlet_temp_c": 36.5,
@@ -303,6 +304,7 @@ def heat_pump() -> Capture:
         "heat_output_w": 520_812.0,
         "electrical_energy_wh_total": 987_654_321,
         "heat_energy_wh_total": 3_160_493_827,
+        "fault_code": 0,
     }
     header = """
 Capture: heat_pump (measurement heat_pump)

@@ -52,7 +52,8 @@ GLOSSARY = {
     "heat_pump": (
         "heat_pump",
         "electrical_power_w heat_output_w electrical_energy_wh_total heat_energy_wh_total"
-        " source_inlet_temp_c source_outlet_temp_c supply_temp_c return_temp_c cop running",
+        " source_inlet_temp_c source_outlet_temp_c supply_temp_c return_temp_c cop running"
+        " fault_code",
     ),
     "crah": ("crah", "supply_air_temp_c return_air_temp_c fan_power_w cooling_power_w valve_pct"),
     "dry_cooler": (

@@ -59,6 +59,7 @@ BASE: dict[str, float] = {
     "source_outlet_temp_c": 30.5,
     "cop": 3.45,
     "running": 1,
+    "fault_code": 0,
     "supply_air_temp_c": 21.3,
     "return_air_temp_c": 35.2,
     "fan_power_w": 3500.25,
