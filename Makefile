@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll curl prometheus-alertmanager docker-compose systemd
+DEB_PACKAGES := influxdb mosquitto mosquitto-clients snmp snmpd mbpoll curl prometheus-alertmanager docker-compose systemd poppler-utils
 
 .PHONY: demo install install-twin install-test deb lint typecheck test test-fast check bench clean
 
@@ -23,7 +23,7 @@ install-test: $(PY)
 # The real servers the tests start (InfluxDB 1.x, Mosquitto, net-snmp tools, mbpoll,
 # Prometheus Alertmanager).
 deb:
-	@missing=""; for b in influxd mosquitto snmpget mbpoll curl prometheus-alertmanager docker-compose systemd-analyze; do command -v $$b >/dev/null || missing=1; done; \
+	@missing=""; for b in influxd mosquitto snmpget mbpoll curl prometheus-alertmanager docker-compose systemd-analyze pdftotext; do command -v $$b >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \

@@ -267,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
     d.set_defaults(func=cmd_demo)
 
+    from dcim.reports.eed_cli import add_parser as add_eed
+
+    report = sub.add_parser("report", help="reports: the yearly EU data-centre report (eed)")
+    report_sub = report.add_subparsers(dest="report", required=True, metavar="REPORT")
+    add_eed(report_sub, CONFIG_HELP)
+
     from dcim.twin.cli import add_parser as add_twin
 
     add_twin(sub)

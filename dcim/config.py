@@ -37,6 +37,7 @@ from pydantic_core.core_schema import ErrorType
 from dcim import protocols
 from dcim.alerts.rules import AlertsSettings
 from dcim.profiles import Profile, ProfileError, load_profiles
+from dcim.reports.settings import ReportsSettings
 from dcim.urls import has_credentials, redact_url
 
 M = TypeVar("M", bound=BaseModel)
@@ -584,6 +585,7 @@ class SiteConfig(_Model):
     kpi: KpiSettings = KpiSettings()
     metrics: MetricsEndpoint | None = None  # the collector's /metrics endpoint; None: off
     alerts: AlertsSettings | None = None  # alert rules and receivers (dcim.alerts)
+    reports: ReportsSettings = ReportsSettings()  # what reports need beyond the meters
 
     # -- helpers -------------------------------------------------------------------------
     def device(self, name: str) -> Device:
