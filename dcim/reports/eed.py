@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dcim.config import SiteConfig
 from dcim.kpi.period import compute_kpis, year_fraction
@@ -40,6 +40,20 @@ NO_METER = {
     "ref": "E_DC not metered",
     "e_renewable_kwh": "E_DC not metered",
 }
+
+
+class Make(Protocol):
+    """Builds one item's :class:`Entry` (its annex fields filled in)."""
+
+    def __call__(
+        self,
+        value: float | str | None,
+        status: str,
+        c: float | None,
+        note: str,
+        est: bool = False,
+        flagged: bool = False,
+    ) -> Entry: ...
 
 
 class NoDataError(Exception):
@@ -170,15 +184,22 @@ def _status_of(note: str) -> str:
 
 def _figure(rep: KpiReport, name: str) -> Figure | None:
     if name == "e_it":
-        name = f"e_it_cat{rep.pue_category}_kwh" if rep.pue_category is not None else ""
+        cats = [rep.pue_category] if rep.pue_category is not None else [3, 2, 1]
+        names = {f.name for f in rep.figures}
+        # no category chosen (none resolved the period): the highest metered one, as it is
+        name = next((f"e_it_cat{c}_kwh" for c in cats if f"e_it_cat{c}_kwh" in names), "")
     try:
         return rep.figure(name)
     except KeyError:
         return None
 
 
-def _from_kpi(rep: KpiReport, name: str, make: Any) -> Entry:
+def _from_kpi(rep: KpiReport, name: str, make: Make) -> Entry:
     f = _figure(rep, name)
+    it = _figure(rep, "e_it")
+    if f is None and name in ("pue", "wue") and it is not None and it.value is None:
+        # no E_IT to divide by (the KPI report leaves the ratio out): why, from E_IT
+        return make(None, _status_of(it.note), it.completeness, f"E_IT: {it.note}")
     if f is None:
         return make(None, "not measured", 0.0, f"not measured: {NO_METER.get(name, name)}")
     note = f.note
@@ -192,7 +213,7 @@ def _from_kpi(rep: KpiReport, name: str, make: Any) -> Entry:
     return make(f.value, status, f.completeness, note, f.estimated, f.flagged)
 
 
-def _potable(cfg: SiteConfig, rep: KpiReport, make: Any) -> Entry:
+def _potable(cfg: SiteConfig, rep: KpiReport, make: Make) -> Entry:
     """WIN-POT: the metered water input times the declared potable share."""
     win, share = _figure(rep, "water_m3"), cfg.reports.eed.potable_water_share
     if win is None:
@@ -207,7 +228,7 @@ def _potable(cfg: SiteConfig, rep: KpiReport, make: Any) -> Entry:
     return make(win.value * share, "derived", win.completeness, note, win.estimated)
 
 
-def _renewable(cfg: SiteConfig, rep: KpiReport, kind: str, make: Any) -> Entry:
+def _renewable(cfg: SiteConfig, rep: KpiReport, kind: str, make: Make) -> Entry:
     """ERES-GOO / -PPA / -OS: the part of the KPI report's E_renewable (declarations in
     ``kpi.renewable``, metered ``renewable_onsite``) of that kind, by the same rule (a yearly
     amount, or a share of E_DC)."""

@@ -92,8 +92,8 @@ HEADLINE = (("EDC", 1e-3, "MWh"), ("PUE", 1, ""), ("ERF", 1, ""), ("REF", 1, "")
 CHART = ("EDC", "EIT", "EREUSE", "ERES_TOT")
 
 
-def t(key: str, lang: str, **kw: Any) -> str:
-    return TEXT[key][lang].format(**kw)
+def t(name: str, lang: str, **kw: Any) -> str:
+    return TEXT[name][lang].format(**kw)
 
 
 # -- JSON and CSV ----------------------------------------------------------------------------
