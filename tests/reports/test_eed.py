@@ -226,8 +226,3 @@ def test_a_year_without_data_fails_and_writes_nothing(
     assert rc == 1
     assert "no readings" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
-
-
-def test_bad_out_folder_is_a_usage_error(year: Year, tmp_path: Path) -> None:
-    rc = main(["report", "eed", str(year.site), "--year", "2025", "--out", str(tmp_path / "x")])
-    assert rc == 2
