@@ -163,7 +163,7 @@ def _entry(
     if kind == "declared":
         v = getattr(cfg.reports.eed, name)
         if v is None:
-            return make(None, "not declared", None, f"not measured by meters: declare "
+            return make(None, "not declared", None, f"no meter gives it: declare "
                         f"reports.eed.{name} in the site file")  # fmt: skip
         value = ", ".join(v) if isinstance(v, list) else v
         return make(value, "declared", None, f"declared in the site file (reports.eed.{name})")
