@@ -100,10 +100,10 @@ def main() -> int:
             elif name == "influxdb":
                 srv = start_influxdb(base / "influxd")
                 stack.callback(srv.stop)
-                # raw points kept (the default 30 days would refuse a past year's backfill);
-                # the backfill writes the rollups too, and the store reads them as it would
+                # raw points and 1-minute rollups kept (the defaults, 30 and 400 days, refuse
+                # a past year's backfill); the backfill writes the rollups as it would
                 sink = {"type": "influxdb", "url": srv.url, "database": "eed",
-                        "retention_raw": "INF", "timeout_s": 600}  # fmt: skip
+                        "retention_raw": "INF", "retention_1m": "INF"}  # fmt: skip
                 run(name, folder, sink, args)
             else:
                 print(f"unknown store {name!r}", file=sys.stderr)
