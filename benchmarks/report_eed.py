@@ -17,7 +17,9 @@ period, so the interval changes the store's size, which the ``--interval 60`` fi
 the ``reports`` extra.
 
 Figures on the 2-core development machine shared with six other sessions (2026-12-04), the
-30-rack site's 69 topology meters, 2025 at 900 s: see the CHANGELOG entry.
+30-rack site's topology meters, 2025 at 900 s (backfill 647 s embedded, 997 s InfluxDB, not
+part of the goal): the report on the embedded store 16.7 s and 13.9 s, on InfluxDB 8.9 s and
+13.8 s, goal < 30 s; the two stores' figures identical.
 """
 
 from __future__ import annotations
