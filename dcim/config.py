@@ -585,7 +585,7 @@ class SiteConfig(_Model):
     kpi: KpiSettings = KpiSettings()
     metrics: MetricsEndpoint | None = None  # the collector's /metrics endpoint; None: off
     alerts: AlertsSettings | None = None  # alert rules and receivers (dcim.alerts)
-    reports: ReportsSettings = ReportsSettings()  # statements (dcim.reports)
+    reports: ReportsSettings = ReportsSettings()  # statements, EU report (dcim.reports)
 
     # -- helpers -------------------------------------------------------------------------
     def device(self, name: str) -> Device:

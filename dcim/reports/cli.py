@@ -15,7 +15,11 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
-    r = sub.add_parser("report", help="statements: monthly heat delivery (PDF, CSV, JSON)")
+    from dcim.reports.eed_cli import add_parser as add_eed
+
+    r = sub.add_parser(
+        "report", help="reports: monthly heat-delivery statements, the yearly EU report (eed)"
+    )
     rsub = r.add_subparsers(dest="report", required=True, metavar="REPORT")
     h = rsub.add_parser(
         "heat",
@@ -30,6 +34,7 @@ def add_parser(sub: Any) -> None:
     h.add_argument("--lang", choices=("fr", "en"), default="fr", help="language (default fr)")
     h.add_argument("--out", default=".", help="folder of the statements (default: here)")
     h.set_defaults(func=cmd_heat)
+    add_eed(rsub, "the site's YAML file (see examples/paris-chapelle.yaml)")
 
 
 def missing_extra() -> str | None:

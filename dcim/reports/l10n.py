@@ -4,9 +4,10 @@ French, ``1,234.567`` in English; dates as the reader writes them."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date as _babel_date
 from babel.dates import format_datetime as _babel_datetime
 from babel.numbers import format_decimal
 
@@ -80,3 +81,13 @@ def fmt_duration(seconds: float, lang: str) -> str:
     m, sec = divmod(rest, 60)
     out = f"{fmt_number(h, 0, lang)}\u00a0h {m:02d}\u00a0min"
     return out + (f" {sec:02d}\u00a0s" if sec else "")
+
+
+def fmt_day(day: date, lang: str) -> str:
+    """A date in words, the language's long format: ``4 décembre 2026`` / ``4 December 2026``."""
+    return str(_babel_date(day, format="long", locale=locale_of(lang)))
+
+
+def fmt_moment(at: datetime, lang: str) -> str:
+    """A date and time in the language's medium format, in ``at``'s time zone."""
+    return str(_babel_datetime(at, format="medium", tzinfo=at.tzinfo, locale=locale_of(lang)))

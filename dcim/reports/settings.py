@@ -1,5 +1,6 @@
 """The site file's ``reports:`` section: what the statements need that the devices do not say
-(delivery points, the operator, each meter's identity and EN 1434 class, contract terms).
+(delivery points, the operator, each meter's identity and EN 1434 class, contract terms;
+for the EU report, floor areas, installed power, capacity and traffic).
 
 Only pydantic here: :mod:`dcim.config` imports this module for its ``SiteConfig``.
 """
@@ -99,7 +100,34 @@ class HeatReports(_Model):
         return self
 
 
+class EedSettings(_Model):
+    """Inputs of the EU data-centre report (Delegated Regulation (EU) 2024/1364, Annexes I
+    and II) that the meters cannot give, as the annexes ask them (units in the names). Every
+    one is optional: one not given is "not declared" in the report, with the key to set."""
+
+    # Annex I: information on the data centre
+    total_floor_area_m2: float | None = Field(default=None, gt=0)
+    computer_room_floor_area_m2: float | None = Field(default=None, gt=0)
+    installed_power_kw: float | None = Field(default=None, gt=0)  # Pinstalled
+    installed_it_power_kw: float | None = Field(default=None, gt=0)  # PDIT
+    # Annex II point 1, declared
+    potable_water_share: float | None = Field(default=None, ge=0, le=1)  # of the metered water
+    it_intake_setpoint_c: float | None = Field(default=None, ge=5, le=45)  # TIN
+    refrigerants: list[str] | None = None  # e.g. [R-1234ze, R-513A]
+    cooling_degree_days: float | None = Field(default=None, ge=0)  # CDD, from a weather service
+    # Annex II point 2: ICT capacity
+    server_capacity: float | None = Field(default=None, ge=0)  # CSERV (SERT-based figure)
+    storage_capacity_pb: float | None = Field(default=None, ge=0)  # CSTOR, petabytes
+    # Annex II point 3: data traffic
+    incoming_bandwidth_gbps: float | None = Field(default=None, ge=0)
+    outgoing_bandwidth_gbps: float | None = Field(default=None, ge=0)
+    incoming_traffic_eb: float | None = Field(default=None, ge=0)  # exabytes in the year
+    outgoing_traffic_eb: float | None = Field(default=None, ge=0)
+
+
 class ReportsSettings(_Model):
-    """The ``reports:`` section (absent: no statements configured)."""
+    """The ``reports:`` section (absent: no statements configured, nothing declared for the
+    EU report)."""
 
     heat: HeatReports | None = None
+    eed: EedSettings = EedSettings()

@@ -15,10 +15,15 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def render_pdf(template: str, data: dict[str, Any], files: dict[str, bytes] | None = None) -> bytes:
-    """The PDF of ``template`` (a file name under ``dcim/reports/templates/``) with ``data``
+    """The PDF of ``template`` (a file name under ``dcim/reports/templates/``, or Typst
+    source) with ``data``
     as ``data.json`` and ``files`` (name -> bytes: charts) in its folder. Only the fonts
     embedded in Typst are used, so the output does not depend on the machine's fonts."""
-    source = (TEMPLATES / template).read_text(encoding="utf-8")
+    source = (
+        (TEMPLATES / template).read_text(encoding="utf-8")
+        if template.endswith(".typ")
+        else template
+    )
     with tempfile.TemporaryDirectory(prefix="dcim-typst-") as tmp:
         root = Path(tmp)
         (root / "main.typ").write_text(source, encoding="utf-8")
