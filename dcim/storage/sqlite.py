@@ -31,10 +31,12 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 from dcim.reading import Reading
+from dcim.storage import chunks, space
 from dcim.storage.base import (
     NS,
     ROLLUP_LEVELS,
@@ -61,6 +63,11 @@ CREATE TABLE IF NOT EXISTS point (
     series_id INTEGER NOT NULL, field_id INTEGER NOT NULL, time_ns INTEGER NOT NULL, value ANY,
     PRIMARY KEY (series_id, field_id, time_ns)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunk (
+    series_id INTEGER NOT NULL, field_id INTEGER NOT NULL, hour_ns INTEGER NOT NULL,
+    n INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (series_id, field_id, hour_ns)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rollup_dirty (hour_ns INTEGER PRIMARY KEY);
 """ + "".join(
@@ -73,6 +80,7 @@ CREATE TABLE IF NOT EXISTS rollup_dirty (hour_ns INTEGER PRIMARY KEY);
 """
     for t in ("rollup_1m", "rollup_1h", "rollup_1d")
 )
+SCHEMA_VERSION = 2  # 2: raw points of rolled-up hours packed in ``chunk``; auto_vacuum
 _TABLE = {60: "rollup_1m", 3600: "rollup_1h"}  # from the raw points
 DAY_TABLE = "rollup_1d"  # from rollup_1h
 LEVELS = (86400, *ROLLUP_LEVELS)  # coarsest first
@@ -80,6 +88,7 @@ HOUR = 3600 * NS
 DAY = 86400 * NS
 _GRACE_NS = 300 * NS  # maintain() rolls up hours that ended at least this long ago
 _CHUNK_HOURS = 24  # hours rolled up per transaction (the writer waits meanwhile)
+_PACK_HOURS = 2  # hours packed into chunks per transaction
 _NUMERIC = "typeof(p.value) IN ('integer', 'real')"
 _SIMPLE = {"mean": "AVG", "min": "MIN", "max": "MAX", "sum": "SUM", "count": "COUNT"}
 
@@ -100,6 +109,7 @@ class SqliteStore:
         self.path = Path(path)
         self.read_only = read_only
         self.retention_raw_days = retention_raw_days
+        self.space_note: str | None = None  # why the file cannot shrink (to log), see space
         try:
             if read_only:
                 if not self.path.exists():
@@ -112,10 +122,21 @@ class SqliteStore:
                 self._con = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False
                 )
+                fresh = not _has_table(self._con, "point")
+                if fresh:  # pages freed by pruning and packing go back to the file system
+                    self._con.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self._con.execute("PRAGMA journal_mode=WAL")
                 self._con.execute("PRAGMA synchronous=FULL")
-                had_days = _has_table(self._con, DAY_TABLE)
+                had_days = fresh or _has_table(self._con, DAY_TABLE)
+                version = self._con.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"embedded store {self.path} has schema version {version}, newer than "
+                        f"this dcim's {SCHEMA_VERSION}: upgrade dcim to open it"
+                    )
                 self._con.executescript(_SCHEMA)
+                self._con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self.space_note = space.make_incremental(self._con, self.path)
                 if not had_days:  # a store from before the daily rollups: from its hours
                     _rollup_days(self._con, -(2**62), 2**62)
             self._con.execute("PRAGMA busy_timeout=10000")
@@ -276,6 +297,9 @@ class SqliteStore:
         def run(sql: str, lo: int, hi: int) -> list[Any]:
             if sql.startswith("WITH "):  # more common table expressions after g
                 sql = ", " + sql.removeprefix("WITH ")
+            if "point" in sql and _unpack_for_query(con, values, fid, lo, hi):
+                sql = sql.replace("JOIN point ", "JOIN temp.qpoint ")
+                sql = sql.replace("FROM point ", "FROM temp.qpoint ")
             full = f"WITH g(sid, grp) AS (VALUES {values}) {sql}"
             return con.execute(full, {"fid": fid, "start": lo, "end": hi}).fetchall()
 
@@ -359,7 +383,13 @@ class SqliteStore:
             raise StoreError(f"{self.path} is opened read-only")
         now = time.time_ns() if now_ns is None else now_ns
         target = floor_to(now - _GRACE_NS, 3600)
-        stats = {"hours_rolled": 0, "hours_redone": 0, "raw_deleted": 0}
+        stats = {
+            "hours_rolled": 0,
+            "hours_redone": 0,
+            "raw_deleted": 0,
+            "hours_packed": 0,
+            "pages_freed": 0,
+        }
         try:
             with self._lock:
                 state = dict(self._con.execute("SELECT name, value FROM rollup_state"))
@@ -380,7 +410,10 @@ class SqliteStore:
                 with self._txn() as con:
                     for h in chunk:
                         if raw_from is None or h >= raw_from:
+                            packed = _unpack(con, h, h + HOUR)  # chunk rewrite: late points
                             _rollup(con, h, h + HOUR)
+                            if packed:
+                                _pack(con, h, h + HOUR)
                             stats["hours_redone"] += 1
                         else:  # points written later than the retention: dropped
                             stats["raw_deleted"] += _delete_raw(con, h, h + HOUR)
@@ -404,9 +437,51 @@ class SqliteStore:
                         con.execute(
                             "INSERT OR REPLACE INTO rollup_state VALUES ('raw_from_ns', ?)", (cut,)
                         )
+            if wm is not None:
+                stats["hours_packed"] = self._pack_to(state, wm, raw_from)
+            stats["pages_freed"] = self.reclaim()
         except sqlite3.Error as exc:
             raise StoreError(f"embedded store maintenance failed: {exc}") from exc
         return stats
+
+    def _pack_to(self, state: dict[str, int], wm: int, raw_from: int | None) -> int:
+        """Pack the raw points of the rolled-up hours before ``wm`` into chunks, a few
+        hours per transaction (the writer goes on between them)."""
+        with self._lock:
+            state = dict(self._con.execute("SELECT name, value FROM rollup_state"))
+        packed = state.get("packed_to_ns")
+        if packed is None:  # the first time (or a store from before the chunks): the oldest
+            first = self._con.execute(
+                "SELECT MIN((SELECT MIN(time_ns) FROM point "
+                "WHERE series_id = s.id AND field_id = f.id)) "
+                "FROM series s CROSS JOIN field_key f"
+            ).fetchone()[0]
+            packed = wm if first is None else floor_to(first, 3600)
+        if raw_from is not None:
+            packed = max(packed, raw_from)
+        hours = 0
+        while packed < wm:
+            nxt = min(wm, packed + _PACK_HOURS * HOUR)
+            with self._txn() as con:
+                _pack(con, packed, nxt)
+                con.execute(
+                    "INSERT OR REPLACE INTO rollup_state VALUES ('packed_to_ns', ?)", (nxt,)
+                )
+            hours += (nxt - packed) // HOUR
+            packed = nxt
+        return hours
+
+    def reclaim(self, steps: int = 64) -> int:
+        """Give free pages back to the file system, a small step per transaction (the
+        writer goes on between steps); returns the pages given back."""
+        freed = 0
+        for _ in range(steps):
+            with self._lock:
+                before = space.free_pages(self._con)
+                if not space.reclaim(self._con):
+                    break
+                freed += before - space.free_pages(self._con)
+        return freed
 
     def close(self) -> None:
         with self._lock:
@@ -505,15 +580,124 @@ def _has_table(con: sqlite3.Connection, name: str) -> bool:
 
 
 def _delete_raw(con: sqlite3.Connection, lo: int | None, hi: int) -> int:
-    """Delete the raw points in ``[lo, hi)`` (one index range per series and field)."""
+    """Delete the raw points in ``[lo, hi)`` (one index range per series and field; the
+    chunks of the hours in it: ``lo`` and ``hi`` are whole hours)."""
+    span = (-(2**63) if lo is None else lo, hi)
+    gone = con.execute(
+        f"SELECT COALESCE(SUM(c.n), 0) FROM {_CHUNKS_IN}", {"a": span[0], "b": span[1]}
+    ).fetchone()[0]
+    con.execute(
+        "DELETE FROM chunk WHERE (series_id, field_id) IN "
+        "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
+        "AND hour_ns >= ? AND hour_ns < ?",
+        span,
+    )
     before = con.total_changes
     con.execute(
         "DELETE FROM point WHERE (series_id, field_id) IN "
         "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
         "AND time_ns >= ? AND time_ns < ?",
-        (-(2**63) if lo is None else lo, hi),
+        span,
     )
-    return con.total_changes - before
+    return con.total_changes - before + int(gone)
+
+
+_CHUNKS_IN = (
+    "series s CROSS JOIN field_key f CROSS JOIN chunk c ON c.series_id = s.id "
+    "AND c.field_id = f.id AND c.hour_ns >= :a AND c.hour_ns < :b"
+)
+_POINTS_IN = (
+    "series s CROSS JOIN field_key f CROSS JOIN point p ON p.series_id = s.id "
+    "AND p.field_id = f.id AND p.time_ns >= :a AND p.time_ns < :b"
+)
+
+
+def _pack(con: sqlite3.Connection, a: int, b: int) -> None:
+    """Move the raw points of the hours ``[a, b)`` into chunks, one per series, field and
+    hour (merged with a chunk already there; points of mixed or text types stay rows)."""
+    rows = con.execute(
+        f"SELECT p.series_id, p.field_id, p.time_ns, p.value FROM {_POINTS_IN}", {"a": a, "b": b}
+    ).fetchall()
+    groups: dict[tuple[int, int, int], list[tuple[int, Any]]] = {}
+    for sid, fid, t, v in rows:
+        groups.setdefault((sid, fid, floor_to(t, 3600)), []).append((t, v))
+    for (sid, fid, hour), pts in groups.items():
+        old = con.execute(
+            "SELECT data FROM chunk WHERE series_id = ? AND field_id = ? AND hour_ns = ?",
+            (sid, fid, hour),
+        ).fetchone()
+        if old is not None:  # the rows written later win
+            merged = dict(zip(*chunks.decode(old[0]), strict=True))
+            merged.update(pts)
+            pts = sorted(merged.items())
+        blob = chunks.encode([t for t, _ in pts], [v for _, v in pts])
+        if blob is None:
+            continue
+        con.execute(
+            "INSERT OR REPLACE INTO chunk VALUES (?, ?, ?, ?, ?)", (sid, fid, hour, len(pts), blob)
+        )
+        con.execute(
+            "DELETE FROM point WHERE series_id = ? AND field_id = ? "
+            "AND time_ns >= ? AND time_ns < ?",
+            (sid, fid, hour, hour + HOUR),
+        )
+
+
+def _unpack(con: sqlite3.Connection, a: int, b: int) -> bool:
+    """Move the chunks of the hours ``[a, b)`` back into rows (a row written since wins);
+    False: there were none."""
+    found = con.execute(
+        f"SELECT c.series_id, c.field_id, c.data FROM {_CHUNKS_IN}", {"a": a, "b": b}
+    ).fetchall()
+    for sid, fid, data in found:
+        times, vals = chunks.decode(data)
+        con.executemany(
+            "INSERT OR IGNORE INTO point VALUES (?, ?, ?, ?)",
+            zip(repeat(sid), repeat(fid), times, vals),
+        )
+    con.execute(
+        "DELETE FROM chunk WHERE (series_id, field_id) IN "
+        "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
+        "AND hour_ns >= ? AND hour_ns < ?",
+        (a, b),
+    )
+    return bool(found)
+
+
+_QPOINT = """CREATE TEMP TABLE IF NOT EXISTS qpoint (
+    series_id INTEGER NOT NULL, field_id INTEGER NOT NULL, time_ns INTEGER NOT NULL, value ANY,
+    PRIMARY KEY (series_id, field_id, time_ns)
+) WITHOUT ROWID"""
+
+
+def _unpack_for_query(con: sqlite3.Connection, values: str, fid: int, lo: int, hi: int) -> bool:
+    """When chunks hold points of the query's series in ``[lo, hi)``: fill the connection's
+    ``temp.qpoint`` with those points and the rows, and return True (the query then reads
+    it instead of ``point``)."""
+    arg = {"fid": fid, "a": floor_to(lo, 3600), "b": hi, "lo": lo}
+    found = con.execute(
+        f"WITH g(sid, grp) AS (VALUES {values}) SELECT c.series_id, c.data FROM g "
+        "JOIN chunk c ON c.series_id = g.sid AND c.field_id = :fid "
+        "AND c.hour_ns >= :a AND c.hour_ns < :b",
+        arg,
+    ).fetchall()
+    if not found:
+        return False
+    con.execute(_QPOINT)
+    con.execute("DELETE FROM temp.qpoint")
+    for sid, data in found:
+        times, vals = chunks.decode(data)
+        con.executemany(
+            "INSERT OR REPLACE INTO temp.qpoint VALUES (?, ?, ?, ?)",
+            ((sid, fid, t, v) for t, v in zip(times, vals, strict=True) if lo <= t < hi),
+        )
+    con.execute(
+        f"WITH g(sid, grp) AS (VALUES {values}) INSERT OR REPLACE INTO temp.qpoint "
+        "SELECT p.* FROM g JOIN point p ON p.series_id = g.sid AND p.field_id = :fid "
+        "AND p.time_ns >= :lo AND p.time_ns < :b",
+        arg,
+    )
+    return True
 
 
 def _piece_query(fn: Agg, every_s: int | None, start_ns: int, level: int) -> str:

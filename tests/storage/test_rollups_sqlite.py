@@ -31,6 +31,17 @@ def _same(a: list[Row], b: list[Row]) -> None:
         assert x.value == pytest.approx(y.value, rel=1e-12), (x, y)
 
 
+def _counts(stats: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in stats.items() if k in ("hours_rolled", "hours_redone", "raw_deleted")}
+
+
+def _kinds(st: SqliteStore) -> dict[str, int]:
+    """Chunks, and raw rows left."""
+    q = "SELECT (SELECT COUNT(*) FROM chunk), (SELECT COUNT(*) FROM point)"
+    chunk, point = st._con.execute(q).fetchone()
+    return {"chunk": chunk, "point": point}
+
+
 def _stores(tmp_path: Path, **kw: Any) -> tuple[SqliteStore, SqliteStore]:
     raw, rolled = SqliteStore(tmp_path / "raw.sqlite"), SqliteStore(tmp_path / "r.sqlite", **kw)
     for st in (raw, rolled):
@@ -63,10 +74,12 @@ def test_pieces_plan() -> None:
 def test_rollups_answer_like_raw(tmp_path: Path) -> None:
     """Not aligned ranges too: the edges come from the raw points."""
     raw, rolled = _stores(tmp_path)
-    assert rolled.maintain(now_ns=T0 + 10 * H) == {
+    assert _counts(rolled.maintain(now_ns=T0 + 10 * H)) == {
         "hours_rolled": 9, "hours_redone": 0, "raw_deleted": 0,
     }  # fmt: skip
     assert rolled.maintain(now_ns=T0 + 10 * H)["hours_rolled"] == 0
+    # the numbers are packed in chunks; only the text field is left in rows
+    assert _kinds(rolled) == {"chunk": 3 * 2 * 5, "point": len(dataset())}
     assert rolled._rollup_before(T0, T0 + SPAN) == T0 + 9 * H
     ranges = [(T0, T0 + SPAN), (T0 + 17 * S, T0 + 4 * H + 1234 * S), (T0 - H, T0 + 2 * H)]
     for fn, every, (where, group_by), (a, b), field in itertools.product(
@@ -104,7 +117,7 @@ def test_retention_deletes_raw_and_rollups_still_answer(tmp_path: Path) -> None:
     # a point older than the retention, written later, is dropped like InfluxDB does
     late = Reading("energy_meter", {"device": "em1"}, {"power_w": 1.0}, T0 + 30 * S)
     rolled.write([late])
-    assert rolled.maintain(now_ns=T0 + 2 * 24 * H) == {
+    assert _counts(rolled.maintain(now_ns=T0 + 2 * 24 * H)) == {
         "hours_rolled": 0, "hours_redone": 0, "raw_deleted": 1,
     }  # fmt: skip
     for st in (raw, rolled):
@@ -131,8 +144,11 @@ def test_late_points_redo_their_hour(tmp_path: Path) -> None:
                       end_ns=T0 + SPAN, fn=fn, every_s=every, group_by=("device",))  # fmt: skip
             _same(rolled.aggregate(**kw), raw.aggregate(**kw))  # type: ignore[arg-type]
 
+    assert _kinds(rolled)["chunk"] == 3 * 2 * 5  # the late points are rows beside them
     check()  # answered from the raw points from the first dirty hour on
     assert rolled.maintain(now_ns=T0 + SPAN + H)["hours_redone"] == 2
+    # their hours' chunks rewritten with them (em9's own chunks: new)
+    assert _kinds(rolled) == {"chunk": 3 * 2 * 5 + 2, "point": len(dataset())}
     assert rolled._rollup_before(T0, T0 + SPAN) == T0 + SPAN  # the watermark
     check()  # the redone rollups hold the late points
     for st in (raw, rolled):
@@ -141,7 +157,7 @@ def test_late_points_redo_their_hour(tmp_path: Path) -> None:
 
 def test_maintain_on_an_empty_store_and_read_only(tmp_path: Path) -> None:
     st = SqliteStore(tmp_path / "e.sqlite", retention_raw_days=30)
-    assert st.maintain() == {"hours_rolled": 0, "hours_redone": 0, "raw_deleted": 0}
+    assert _counts(st.maintain()) == {"hours_rolled": 0, "hours_redone": 0, "raw_deleted": 0}
     st.write(dataset()[:5])
     st.close()
     ro = SqliteStore(tmp_path / "e.sqlite", read_only=True)
