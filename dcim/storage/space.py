@@ -48,6 +48,7 @@ def reclaim(con: sqlite3.Connection, max_pages: int = STEP_PAGES) -> int:
     free = free_pages(con)
     if free == 0 or con.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL:
         return 0
-    con.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+    # executescript: steps the pragma to its end (execute() steps it once: one page)
+    con.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
     con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     return free
