@@ -105,10 +105,12 @@ class SqliteStore:
         *,
         read_only: bool = False,
         retention_raw_days: int | None = None,
+        retention_1m_days: int | None = None,
     ):
         self.path = Path(path)
         self.read_only = read_only
         self.retention_raw_days = retention_raw_days
+        self.retention_1m_days = retention_1m_days
         self.space_note: str | None = None  # why the file cannot shrink (to log), see space
         try:
             if read_only:
@@ -304,7 +306,15 @@ class SqliteStore:
             return con.execute(full, {"fid": fid, "start": lo, "end": hi}).fetchall()
 
         before = None if fn == "integral" else self._rollup_before(start_ns, end_ns, con)
-        pieces = plan_pieces(fn, start_ns, end_ns, every_s, before, self._levels)
+        minute_from = _state(con, "minute_from_ns") if before is not None else None
+        if minute_from is not None and start_ns < minute_from:
+            # the 1-minute rollups are kept from minute_from on only
+            cut = min(end_ns, minute_from)
+            coarse = tuple(lv for lv in self._levels if lv != 60)
+            pieces = plan_pieces(fn, start_ns, cut, every_s, before, coarse)
+            pieces += plan_pieces(fn, cut, end_ns, every_s, before, self._levels)
+        else:
+            pieces = plan_pieces(fn, start_ns, end_ns, every_s, before, self._levels)
         if len(pieces) == 1 and not pieces[0][2]:
             result = run(_query(fn, every_s, start_ns), start_ns, end_ns)
         else:
@@ -388,6 +398,7 @@ class SqliteStore:
             "hours_redone": 0,
             "raw_deleted": 0,
             "hours_packed": 0,
+            "minutes_deleted": 0,
             "pages_freed": 0,
         }
         try:
@@ -437,12 +448,51 @@ class SqliteStore:
                         con.execute(
                             "INSERT OR REPLACE INTO rollup_state VALUES ('raw_from_ns', ?)", (cut,)
                         )
+            if self.retention_1m_days is not None and wm is not None:
+                stats["minutes_deleted"] = self._prune_minutes(now, wm)
             if wm is not None:
                 stats["hours_packed"] = self._pack_to(state, wm, raw_from)
             stats["pages_freed"] = self.reclaim()
         except sqlite3.Error as exc:
             raise StoreError(f"embedded store maintenance failed: {exc}") from exc
         return stats
+
+    def _prune_minutes(self, now: int, wm: int) -> int:
+        """Delete the 1-minute rollups older than ``retention_1m_days`` (whole UTC days, a
+        day per transaction); the hourly and daily ones are kept."""
+        days = self.retention_1m_days or 0
+        cut = min(floor_to(now - days * DAY, 86400), floor_to(wm, 86400))
+        with self._lock:
+            done = _state(self._con, "minute_from_ns")
+            if done is None:
+                first = self._con.execute(
+                    "SELECT MIN((SELECT MIN(time_ns) FROM rollup_1m "
+                    "WHERE series_id = s.id AND field_id = f.id)) "
+                    "FROM series s CROSS JOIN field_key f"
+                ).fetchone()[0]
+                done = cut if first is None else min(cut, floor_to(first, 86400))
+        deleted = 0
+        while done < cut:
+            nxt = min(cut, done + DAY)
+            with self._txn() as con:
+                before = con.total_changes
+                con.execute(
+                    "DELETE FROM rollup_1m WHERE (series_id, field_id) IN "
+                    "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
+                    "AND time_ns < ?",
+                    (nxt,),
+                )
+                deleted += con.total_changes - before
+                con.execute(
+                    "INSERT OR REPLACE INTO rollup_state VALUES ('minute_from_ns', ?)", (nxt,)
+                )
+            done = nxt
+        if _state(self._con, "minute_from_ns") is None and cut > -(2**62):
+            with self._txn() as con:
+                con.execute(
+                    "INSERT OR REPLACE INTO rollup_state VALUES ('minute_from_ns', ?)", (cut,)
+                )
+        return deleted
 
     def _pack_to(self, state: dict[str, int], wm: int, raw_from: int | None) -> int:
         """Pack the raw points of the rolled-up hours before ``wm`` into chunks, a few
@@ -572,6 +622,14 @@ FROM (SELECT series_id AS sid, field_id AS fid, {_bucket("time_ns", 86400, 0)} A
 def _rollup_days(con: sqlite3.Connection, a: int, b: int) -> None:
     """(Re)compute ``rollup_1d`` for the days ``[a, b)`` from ``rollup_1h``."""
     con.execute(_DAY_SQL, {"a": a, "b": b})
+
+
+def _state(con: sqlite3.Connection, name: str) -> int | None:
+    try:
+        row = con.execute("SELECT value FROM rollup_state WHERE name = ?", (name,)).fetchone()
+    except sqlite3.OperationalError:  # a store from before the rollups, opened read-only
+        return None
+    return None if row is None else int(row[0])
 
 
 def _has_table(con: sqlite3.Connection, name: str) -> bool:

@@ -249,3 +249,26 @@ def test_a_multi_batch_backfill_rolls_each_hour_up_once(tmp_path: Path) -> None:
     st._con.set_trace_callback(None)
     assert st.rollup_status()["dirty_hours"] == 0
     st.close()
+
+
+def test_minute_rollups_kept_for_their_horizon_the_others_for_ever(tmp_path: Path) -> None:
+    raw = SqliteStore(tmp_path / "raw.sqlite")
+    rolled = SqliteStore(tmp_path / "r.sqlite", retention_1m_days=1)
+    for st in (raw, rolled):
+        st.write(_days_dataset())
+    now = T0 + 60 * H
+    stats = rolled.maintain(now_ns=now)
+    cut = (now - 86400 * S) // (86400 * S) * (86400 * S)
+    assert stats["minutes_deleted"] > 0
+    con = rolled._con
+    assert con.execute("SELECT MIN(time_ns) FROM rollup_1m").fetchone()[0] >= cut
+    assert con.execute("SELECT COUNT(*) FROM rollup_1h WHERE time_ns < ?", (cut,)).fetchone()[0]
+    assert rolled.rollup_status()["rolled_to_ns"] is not None
+    # 1-minute windows before the cut come from the raw points, after it from the rollups
+    for fn, every, field in itertools.product(FNS, [None, 60, 300, 3600, 86400], ["power_w"]):
+        kw = dict(measurement="energy_meter", field=field, start_ns=T0 + 77 * S,
+                  end_ns=T0 + 52 * H, fn=fn, every_s=every, group_by=("device",))  # fmt: skip
+        _same(rolled.aggregate(**kw), raw.aggregate(**kw))  # type: ignore[arg-type]
+    assert rolled.maintain(now_ns=now)["minutes_deleted"] == 0  # done once
+    for st in (raw, rolled):
+        st.close()
