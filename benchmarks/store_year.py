@@ -43,9 +43,12 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from dcim.config import InfluxSink, SiteConfig
@@ -86,16 +89,55 @@ def table_bytes(path: Path) -> dict[str, int]:
         return {str(n): int(b) for n, b in con.execute(q)}
 
 
-def sample_day(cfg: SiteConfig, day_ns: int, path: Path) -> tuple[int, dict[str, int], dict]:
-    """The day through the collector's store path; (points, bytes before packing, after)."""
+def _float32(v: float) -> float:
+    return float(np.float32(v))
+
+
+def _register(scale: float, offset: float, v: float) -> float:
+    return float(f"{round((v - offset) / scale) * scale + offset:.12g}")
+
+
+def resolution(cfg: SiteConfig) -> dict[tuple[str, str], Callable[[float], float]]:
+    """(device, field) -> what its register makes of a value: a float32 register rounds to
+    float32, an integer one to its scale (as ``dcim.plausible`` rounds ``raw * scale``)."""
+    out: dict[tuple[str, str], Callable[[float], float]] = {}
+    profiles = cfg.profiles()
+    for d in cfg.devices:
+        prof = profiles.get(d.profile)
+        if prof is None:
+            continue
+        for name in prof.field_names:
+            spec = prof.field(name)
+            typ = getattr(spec, "type", None) or ""
+            scale, offset = float(getattr(spec, "scale", 1.0)), float(getattr(spec, "offset", 0.0))
+            if typ == "float32":
+                out[d.name, name] = _float32
+            elif typ != "float64":
+                out[d.name, name] = partial(_register, scale, offset)
+    return out
+
+
+def sample_day(
+    cfg: SiteConfig, day_ns: int, path: Path, *, as_read: bool
+) -> tuple[int, dict[str, int], dict[str, int]]:
+    """The day through the collector's store path; (points, bytes before packing, after).
+    ``as_read``: the values as the devices' registers give them (else the twin's own
+    floats, every bit of them noise)."""
     st = SqliteStore(path, retention_raw_days=None)
     model = SiteModel(cfg, t0=day_ns / NS - 3600, seed=1)
+    res = resolution(cfg) if as_read else {}
     n = 0
     t0 = time.perf_counter()
     for batch in backfill(
         cfg, model, day_ns / NS, (day_ns + DAY) / NS - 1e-3, interval_s=INTERVAL_S,
         devices=devices(cfg),
     ):  # fmt: skip
+        for r in batch if res else ():
+            dev = r.tags.get("device", "")
+            for f, v in r.fields.items():
+                q = res.get((dev, f))
+                if q is not None and type(v) is float:
+                    r.fields[f] = q(v)
         st.write(batch)
         n += sum(len(r.fields) for r in batch)
     t_write = time.perf_counter() - t0
@@ -108,9 +150,9 @@ def sample_day(cfg: SiteConfig, day_ns: int, path: Path) -> tuple[int, dict[str,
     st.close()
     after = table_bytes(path)
     print(
-        f"sample day: {n:,} points written in {t_write:.0f} s (twin + write), maintain "
-        f"{t_maint:.1f} s ({stats['hours_rolled']} hours rolled up, {stats['hours_packed']} "
-        "packed)"
+        f"sample day ({'as the registers read' if as_read else 'the twin exact floats'}): "
+        f"{n:,} points written in {t_write:.0f} s (twin + write), maintain {t_maint:.1f} s "
+        f"({stats['hours_rolled']} hours rolled up, {stats['days_packed']} day packed)"
     )
     return n, before, after
 
@@ -135,7 +177,7 @@ def build_year(
         (day0,),
     )
     con.execute("COMMIT")
-    blobs = con.execute("SELECT series_id, field_id, hour_ns, n, data FROM s.chunk").fetchall()
+    blobs = con.execute("SELECT series_id, field_id, day_ns, n, data FROM s.chunk").fetchall()
     start, end = year_ns
     days = range(start // DAY * DAY, end, DAY)
     lift = "(CASE WHEN i.v IS NULL THEN {c} ELSE {c} + :k * i.v END)"
@@ -156,11 +198,11 @@ def build_year(
             con.execute(f"INSERT INTO rollup_1m SELECT {cols} FROM s.rollup_1m {src}", arg)
         if d >= end - raw_days * DAY:
             rows = []
-            for sid, fid, hour, n, data in blobs:
+            for sid, fid, day, n, data in blobs:
                 t0 = struct.unpack("<q", data[_T0])[0] + off
                 shifted = data[: _T0.start] + struct.pack("<q", t0) + data[_T0.stop :]
                 # (a counter's raw values are not raised: no KPI of a whole period reads them)
-                rows.append((sid, fid, hour + off, n, shifted))
+                rows.append((sid, fid, day + off, n, shifted))
             con.executemany("INSERT INTO chunk VALUES (?, ?, ?, ?, ?)", rows)
         con.execute("COMMIT")
     last = days[-1] + DAY
@@ -278,16 +320,30 @@ def main() -> int:
         sample = work / "sample.sqlite"
         for p in work.glob("*.sqlite*"):
             p.unlink()
-        n, before, after = sample_day(cfg, day0, sample)
-        print(f"\n[bytes per point, one day of {n:,} points, by table]")
-        for name in sorted(set(before) | set(after), key=lambda k: -after.get(k, 0)):
-            if max(before.get(name, 0), after.get(name, 0)) >= 65536:
-                print(
-                    f"  {name:<14} rows {before.get(name, 0) / n:6.2f}   "
-                    f"chunks {after.get(name, 0) / n:6.2f}"
-                )
-        print(f"  {'total':<14} rows {sum(before.values()) / n:6.2f}   "
-              f"chunks {sum(after.values()) / n:6.2f}")  # fmt: skip
+        per_day = {}
+        for as_read in (False, True):
+            path = sample if as_read else work / "exact.sqlite"
+            n, before, after = sample_day(cfg, day0, path, as_read=as_read)
+            print(f"\n[bytes per point, one day of {n:,} points, by table: before packing "
+                  "(rows, WITHOUT ROWID) | after (chunks)]")  # fmt: skip
+            for name in sorted(set(before) | set(after), key=lambda k: -after.get(k, 0)):
+                if max(before.get(name, 0), after.get(name, 0)) >= 65536:
+                    print(
+                        f"  {name:<14} {before.get(name, 0) / n:6.2f} | "
+                        f"{after.get(name, 0) / n:6.2f}"
+                    )
+            print(f"  {'total':<14} {sum(before.values()) / n:6.2f} | "
+                  f"{sum(after.values()) / n:6.2f}")  # fmt: skip
+            per_day[as_read] = after
+        exact, _ = per_day[False], per_day[True]
+        days_in = (year[1] - year[0]) // DAY
+        extra = sum(exact.get(t, 0) for t in ("rollup_1h", "rollup_1d"))
+        est = (
+            days_in * extra
+            + min(days_in, args.raw_days) * exact.get("chunk", 0)
+            + min(days_in, args.minute_days) * exact.get("rollup_1m", 0)
+        ) / 1e9
+        print(f"\nthe twin's exact floats over the year, extrapolated from their day: {est:.2f} GB")
         ypath = work / "year.sqlite"
         t0 = time.perf_counter()
         size = build_year(sample, ypath, year, day0, args.raw_days, args.minute_days)

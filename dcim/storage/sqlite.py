@@ -64,9 +64,9 @@ CREATE TABLE IF NOT EXISTS point (
     PRIMARY KEY (series_id, field_id, time_ns)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS chunk (
-    series_id INTEGER NOT NULL, field_id INTEGER NOT NULL, hour_ns INTEGER NOT NULL,
+    series_id INTEGER NOT NULL, field_id INTEGER NOT NULL, day_ns INTEGER NOT NULL,
     n INTEGER NOT NULL, data BLOB NOT NULL,
-    PRIMARY KEY (series_id, field_id, hour_ns)
+    PRIMARY KEY (series_id, field_id, day_ns)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rollup_dirty (hour_ns INTEGER PRIMARY KEY);
@@ -88,7 +88,7 @@ HOUR = 3600 * NS
 DAY = 86400 * NS
 _GRACE_NS = 300 * NS  # maintain() rolls up hours that ended at least this long ago
 _CHUNK_HOURS = 24  # hours rolled up per transaction (the writer waits meanwhile)
-_PACK_HOURS = 2  # hours packed into chunks per transaction
+_PACK_PAIRS = 32  # series (and field) packed into chunks per transaction
 _NUMERIC = "typeof(p.value) IN ('integer', 'real')"
 _SIMPLE = {"mean": "AVG", "min": "MIN", "max": "MAX", "sum": "SUM", "count": "COUNT"}
 
@@ -397,7 +397,7 @@ class SqliteStore:
             "hours_rolled": 0,
             "hours_redone": 0,
             "raw_deleted": 0,
-            "hours_packed": 0,
+            "days_packed": 0,
             "minutes_deleted": 0,
             "pages_freed": 0,
         }
@@ -421,10 +421,11 @@ class SqliteStore:
                 with self._txn() as con:
                     for h in chunk:
                         if raw_from is None or h >= raw_from:
-                            packed = _unpack(con, h, h + HOUR)  # chunk rewrite: late points
+                            # chunk rewrite: the late points' series back into rows first
+                            pairs = _unpack_late(con, h)
                             _rollup(con, h, h + HOUR)
-                            if packed:
-                                _pack(con, h, h + HOUR)
+                            if floor_to(h, 86400) < state.get("packed_to_ns", -(2**63)):
+                                _pack(con, floor_to(h, 86400), pairs)
                             stats["hours_redone"] += 1
                         else:  # points written later than the retention: dropped
                             stats["raw_deleted"] += _delete_raw(con, h, h + HOUR)
@@ -441,7 +442,8 @@ class SqliteStore:
                 stats["hours_rolled"] += (nxt - wm) // HOUR
                 wm = nxt
             if self.retention_raw_days is not None and wm is not None:
-                cut = min(floor_to(now - self.retention_raw_days * 86400 * NS, 3600), wm)
+                # whole UTC days (the chunks' span)
+                cut = floor_to(min(now - self.retention_raw_days * DAY, wm), 86400)
                 if raw_from is None or cut > raw_from:
                     with self._txn() as con:
                         stats["raw_deleted"] += _delete_raw(con, None, cut)
@@ -451,7 +453,7 @@ class SqliteStore:
             if self.retention_1m_days is not None and wm is not None:
                 stats["minutes_deleted"] = self._prune_minutes(now, wm)
             if wm is not None:
-                stats["hours_packed"] = self._pack_to(state, wm, raw_from)
+                stats["days_packed"] = self._pack_to(wm)
             stats["pages_freed"] = self.reclaim()
         except sqlite3.Error as exc:
             raise StoreError(f"embedded store maintenance failed: {exc}") from exc
@@ -494,32 +496,38 @@ class SqliteStore:
                 )
         return deleted
 
-    def _pack_to(self, state: dict[str, int], wm: int, raw_from: int | None) -> int:
-        """Pack the raw points of the rolled-up hours before ``wm`` into chunks, a few
-        hours per transaction (the writer goes on between them)."""
+    def _pack_to(self, wm: int) -> int:
+        """Pack the raw points of the whole UTC days before ``wm`` (rolled up) into chunks,
+        some series per transaction (the writer goes on between them)."""
         with self._lock:
             state = dict(self._con.execute("SELECT name, value FROM rollup_state"))
+            pairs = self._con.execute(
+                "SELECT s.id, f.id FROM series s CROSS JOIN field_key f ORDER BY 1, 2"
+            ).fetchall()
         packed = state.get("packed_to_ns")
         if packed is None:  # the first time (or a store from before the chunks): the oldest
-            first = self._con.execute(
-                "SELECT MIN((SELECT MIN(time_ns) FROM point "
-                "WHERE series_id = s.id AND field_id = f.id)) "
-                "FROM series s CROSS JOIN field_key f"
-            ).fetchone()[0]
-            packed = wm if first is None else floor_to(first, 3600)
-        if raw_from is not None:
-            packed = max(packed, raw_from)
-        hours = 0
-        while packed < wm:
-            nxt = min(wm, packed + _PACK_HOURS * HOUR)
+            with self._lock:
+                first = self._con.execute(
+                    "SELECT MIN((SELECT MIN(time_ns) FROM point "
+                    "WHERE series_id = s.id AND field_id = f.id)) "
+                    "FROM series s CROSS JOIN field_key f"
+                ).fetchone()[0]
+            packed = wm if first is None else floor_to(first, 86400)
+        packed = max(packed, state.get("raw_from_ns", packed))
+        end = floor_to(wm, 86400)
+        days = 0
+        while packed < end:
+            for i in range(0, len(pairs), _PACK_PAIRS):
+                with self._txn() as con:
+                    _pack(con, packed, pairs[i : i + _PACK_PAIRS])
             with self._txn() as con:
-                _pack(con, packed, nxt)
                 con.execute(
-                    "INSERT OR REPLACE INTO rollup_state VALUES ('packed_to_ns', ?)", (nxt,)
+                    "INSERT OR REPLACE INTO rollup_state VALUES ('packed_to_ns', ?)",
+                    (packed + DAY,),
                 )
-            hours += (nxt - packed) // HOUR
-            packed = nxt
-        return hours
+            packed += DAY
+            days += 1
+        return days
 
     def reclaim(self, steps: int = 64) -> int:
         """Give free pages back to the file system, a small step per transaction (the
@@ -638,8 +646,9 @@ def _has_table(con: sqlite3.Connection, name: str) -> bool:
 
 
 def _delete_raw(con: sqlite3.Connection, lo: int | None, hi: int) -> int:
-    """Delete the raw points in ``[lo, hi)`` (one index range per series and field; the
-    chunks of the hours in it: ``lo`` and ``hi`` are whole hours)."""
+    """Delete the raw points in ``[lo, hi)`` (one index range per series and field), and
+    the chunks of the days starting in it (``lo`` and ``hi`` whole days; ``hi`` an hour for
+    late rows: then no chunk starts in it)."""
     span = (-(2**63) if lo is None else lo, hi)
     gone = con.execute(
         f"SELECT COALESCE(SUM(c.n), 0) FROM {_CHUNKS_IN}", {"a": span[0], "b": span[1]}
@@ -647,7 +656,7 @@ def _delete_raw(con: sqlite3.Connection, lo: int | None, hi: int) -> int:
     con.execute(
         "DELETE FROM chunk WHERE (series_id, field_id) IN "
         "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
-        "AND hour_ns >= ? AND hour_ns < ?",
+        "AND day_ns >= ? AND day_ns < ?",
         span,
     )
     before = con.total_changes
@@ -662,7 +671,7 @@ def _delete_raw(con: sqlite3.Connection, lo: int | None, hi: int) -> int:
 
 _CHUNKS_IN = (
     "series s CROSS JOIN field_key f CROSS JOIN chunk c ON c.series_id = s.id "
-    "AND c.field_id = f.id AND c.hour_ns >= :a AND c.hour_ns < :b"
+    "AND c.field_id = f.id AND c.day_ns >= :a AND c.day_ns < :b"
 )
 _POINTS_IN = (
     "series s CROSS JOIN field_key f CROSS JOIN point p ON p.series_id = s.id "
@@ -670,56 +679,69 @@ _POINTS_IN = (
 )
 
 
-def _pack(con: sqlite3.Connection, a: int, b: int) -> None:
-    """Move the raw points of the hours ``[a, b)`` into chunks, one per series, field and
-    hour (merged with a chunk already there; points of mixed or text types stay rows)."""
-    rows = con.execute(
-        f"SELECT p.series_id, p.field_id, p.time_ns, p.value FROM {_POINTS_IN}", {"a": a, "b": b}
-    ).fetchall()
-    groups: dict[tuple[int, int, int], list[tuple[int, Any]]] = {}
-    for sid, fid, t, v in rows:
-        groups.setdefault((sid, fid, floor_to(t, 3600)), []).append((t, v))
-    for (sid, fid, hour), pts in groups.items():
+def _pack(con: sqlite3.Connection, day: int, pairs: Sequence[tuple[int, int]]) -> None:
+    """Move the raw points of ``pairs`` (series, field) in the UTC day starting at ``day``
+    into one chunk each, merged with a chunk already there (the rows win: written later);
+    points of text or mixed types stay rows."""
+    for sid, fid in pairs:
+        span = (sid, fid, day, day + DAY)
+        pts = con.execute(
+            "SELECT time_ns, value FROM point WHERE series_id = ? AND field_id = ? "
+            "AND time_ns >= ? AND time_ns < ?",
+            span,
+        ).fetchall()
+        if not pts:
+            continue
         old = con.execute(
-            "SELECT data FROM chunk WHERE series_id = ? AND field_id = ? AND hour_ns = ?",
-            (sid, fid, hour),
+            "SELECT data FROM chunk WHERE series_id = ? AND field_id = ? AND day_ns = ?",
+            span[:3],
         ).fetchone()
-        if old is not None:  # the rows written later win
+        if old is not None:
             merged = dict(zip(*chunks.decode(old[0]), strict=True))
             merged.update(pts)
             pts = sorted(merged.items())
         blob = chunks.encode([t for t, _ in pts], [v for _, v in pts])
         if blob is None:
+            if old is not None:  # cannot be merged: the chunk's points back into rows
+                _unpack_pairs(con, day, [(sid, fid)])
             continue
         con.execute(
-            "INSERT OR REPLACE INTO chunk VALUES (?, ?, ?, ?, ?)", (sid, fid, hour, len(pts), blob)
+            "INSERT OR REPLACE INTO chunk VALUES (?, ?, ?, ?, ?)", (*span[:3], len(pts), blob)
         )
         con.execute(
             "DELETE FROM point WHERE series_id = ? AND field_id = ? "
             "AND time_ns >= ? AND time_ns < ?",
-            (sid, fid, hour, hour + HOUR),
+            span,
         )
 
 
-def _unpack(con: sqlite3.Connection, a: int, b: int) -> bool:
-    """Move the chunks of the hours ``[a, b)`` back into rows (a row written since wins);
-    False: there were none."""
-    found = con.execute(
-        f"SELECT c.series_id, c.field_id, c.data FROM {_CHUNKS_IN}", {"a": a, "b": b}
-    ).fetchall()
-    for sid, fid, data in found:
-        times, vals = chunks.decode(data)
-        con.executemany(
-            "INSERT OR IGNORE INTO point VALUES (?, ?, ?, ?)",
-            zip(repeat(sid), repeat(fid), times, vals),
+def _unpack_pairs(con: sqlite3.Connection, day: int, pairs: Sequence[tuple[int, int]]) -> None:
+    """The chunks of ``pairs`` for ``day`` back into rows (a row written since wins)."""
+    for sid, fid in pairs:
+        row = con.execute(
+            "DELETE FROM chunk WHERE series_id = ? AND field_id = ? AND day_ns = ? RETURNING data",
+            (sid, fid, day),
+        ).fetchone()
+        if row is not None:
+            times, vals = chunks.decode(row[0])
+            con.executemany(
+                "INSERT OR IGNORE INTO point VALUES (?, ?, ?, ?)",
+                zip(repeat(sid), repeat(fid), times, vals),
+            )
+
+
+def _unpack_late(con: sqlite3.Connection, hour: int) -> list[tuple[int, int]]:
+    """The series (and fields) with rows in ``hour`` (late points): their chunks of its day
+    back into rows, so that the hour is rolled up from all its points; returns them."""
+    pairs = [
+        (sid, fid)
+        for sid, fid in con.execute(
+            f"SELECT DISTINCT p.series_id, p.field_id FROM {_POINTS_IN}",
+            {"a": hour, "b": hour + HOUR},
         )
-    con.execute(
-        "DELETE FROM chunk WHERE (series_id, field_id) IN "
-        "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
-        "AND hour_ns >= ? AND hour_ns < ?",
-        (a, b),
-    )
-    return bool(found)
+    ]
+    _unpack_pairs(con, floor_to(hour, 86400), pairs)
+    return pairs
 
 
 _QPOINT = """CREATE TEMP TABLE IF NOT EXISTS qpoint (
@@ -732,11 +754,11 @@ def _unpack_for_query(con: sqlite3.Connection, values: str, fid: int, lo: int, h
     """When chunks hold points of the query's series in ``[lo, hi)``: fill the connection's
     ``temp.qpoint`` with those points and the rows, and return True (the query then reads
     it instead of ``point``)."""
-    arg = {"fid": fid, "a": floor_to(lo, 3600), "b": hi, "lo": lo}
+    arg = {"fid": fid, "a": floor_to(lo, 86400), "b": hi, "lo": lo}
     found = con.execute(
         f"WITH g(sid, grp) AS (VALUES {values}) SELECT c.series_id, c.data FROM g "
         "JOIN chunk c ON c.series_id = g.sid AND c.field_id = :fid "
-        "AND c.hour_ns >= :a AND c.hour_ns < :b",
+        "AND c.day_ns >= :a AND c.day_ns < :b",
         arg,
     ).fetchall()
     if not found:

@@ -50,7 +50,7 @@ def test_integers_round_trip(vals: list[int]) -> None:
 
 def test_what_cannot_be_packed_stays_rows() -> None:
     t = [T0, T0 + 1]
-    assert encode(t, ["ok", "ok"]) is None  # type: ignore[list-item]
+    assert encode(t, ["ok", "ok"]) is None  # type: ignore[arg-type]
     assert encode(t, [2**63, 0]) is None  # beyond 64 bits
     assert encode(t, [-(2**63), 2**63 - 1]) is None  # the delta overflows
     assert encode(t, [1.5, 2**60]) is None  # not exact among floats
@@ -71,3 +71,20 @@ def test_damaged_chunks_are_refused() -> None:
         decode(blob[:-3])
     with pytest.raises(ChunkError, match="version 9"):
         decode(b"\x09" + blob[1:])
+
+
+@given(st.lists(st.integers(-(10**12), 10**12), min_size=1, max_size=300), st.integers(0, 8))
+def test_decimals_round_trip_as_the_collector_rounds_them(ints: list[int], k: int) -> None:
+    vals = [float(f"{i / 10**k:.12g}") for i in ints]  # dcim.plausible's rounding
+    times = [T0 + 10**10 * i for i in range(len(vals))]
+    t2, v2 = decode(encode(times, vals) or b"")
+    assert t2 == times
+    assert [struct.pack("<d", v) for v in v2] == [struct.pack("<d", v) for v in vals]
+
+
+def test_decimals_cost_a_byte_or_two() -> None:
+    times = [T0 + 10 * 10**9 * i for i in range(8640)]
+    temps = [round(45 + (i % 200) / 100 - (i % 7) / 100, 2) for i in range(8640)]
+    blob = encode(times, temps)
+    assert blob is not None and blob[1] == 2 + 2  # decimals, two of them
+    assert len(blob) < 8640 * 1.0  # a day of 10 s temperatures at 0.01 degC

@@ -11,6 +11,7 @@ import pytest
 
 from dcim.reading import Reading
 from dcim.storage.base import Row, plan_pieces
+from dcim.storage import chunks
 from dcim.storage.sqlite import SqliteStore
 from tests.storage.helpers import meter_dataset
 
@@ -78,9 +79,10 @@ def test_rollups_answer_like_raw(tmp_path: Path) -> None:
         "hours_rolled": 9, "hours_redone": 0, "raw_deleted": 0,
     }  # fmt: skip
     assert rolled.maintain(now_ns=T0 + 10 * H)["hours_rolled"] == 0
-    # the numbers are packed in chunks; only the text field is left in rows
-    assert _kinds(rolled) == {"chunk": 3 * 2 * 5, "point": len(dataset())}
-    assert rolled._rollup_before(T0, T0 + SPAN) == T0 + 9 * H
+    # the UTC days rolled up are packed in chunks (T0 is 22:00: two days), numbers only
+    assert rolled.maintain(now_ns=T0 + 30 * H)["days_packed"] == 1
+    assert _kinds(rolled) == {"chunk": 3 * 2 * 2, "point": len(dataset())}
+    assert rolled._rollup_before(T0, T0 + SPAN) == T0 + 29 * H
     ranges = [(T0, T0 + SPAN), (T0 + 17 * S, T0 + 4 * H + 1234 * S), (T0 - H, T0 + 2 * H)]
     for fn, every, (where, group_by), (a, b), field in itertools.product(
         FNS, EVERY, SHAPES, ranges, ["power_w", "energy_wh_total"]
@@ -96,7 +98,7 @@ def test_rollups_answer_like_raw(tmp_path: Path) -> None:
 
 def test_retention_deletes_raw_and_rollups_still_answer(tmp_path: Path) -> None:
     raw, rolled = _stores(tmp_path, retention_raw_days=1)
-    stats = rolled.maintain(now_ns=T0 + 2 * 24 * H)
+    stats = rolled.maintain(now_ns=T0 + 3 * 24 * H)  # whole UTC days: T0 is 22:00
     assert stats["raw_deleted"] == len(dataset()) * 3  # three fields each
     assert rolled._con.execute("SELECT COUNT(*) FROM point").fetchone()[0] == 0
     for fn, every, (where, group_by), field in itertools.product(
@@ -117,7 +119,7 @@ def test_retention_deletes_raw_and_rollups_still_answer(tmp_path: Path) -> None:
     # a point older than the retention, written later, is dropped like InfluxDB does
     late = Reading("energy_meter", {"device": "em1"}, {"power_w": 1.0}, T0 + 30 * S)
     rolled.write([late])
-    assert _counts(rolled.maintain(now_ns=T0 + 2 * 24 * H)) == {
+    assert _counts(rolled.maintain(now_ns=T0 + 3 * 24 * H)) == {
         "hours_rolled": 0, "hours_redone": 0, "raw_deleted": 1,
     }  # fmt: skip
     for st in (raw, rolled):
@@ -144,11 +146,19 @@ def test_late_points_redo_their_hour(tmp_path: Path) -> None:
                       end_ns=T0 + SPAN, fn=fn, every_s=every, group_by=("device",))  # fmt: skip
             _same(rolled.aggregate(**kw), raw.aggregate(**kw))  # type: ignore[arg-type]
 
-    assert _kinds(rolled)["chunk"] == 3 * 2 * 5  # the late points are rows beside them
+    assert _kinds(rolled)["chunk"] == 3 * 2  # the first UTC day; late points: rows beside
     check()  # answered from the raw points from the first dirty hour on
     assert rolled.maintain(now_ns=T0 + SPAN + H)["hours_redone"] == 2
-    # their hours' chunks rewritten with them (em9's own chunks: new)
-    assert _kinds(rolled) == {"chunk": 3 * 2 * 5 + 2, "point": len(dataset())}
+    # em2's chunks of the first day rewritten with its late point (em9's day: not packed)
+    assert _kinds(rolled)["chunk"] == 3 * 2
+    data = rolled._con.execute(
+        "SELECT c.data FROM chunk c JOIN series s ON s.id = c.series_id JOIN field_key f "
+        "ON f.id = c.field_id WHERE s.tags LIKE '%em2%' AND f.name = 'power_w'"
+    ).fetchone()[0]
+    assert 9999.5 in chunks.decode(data)[1]
+    assert not rolled._con.execute(  # no row left in the packed day but the text ones
+        "SELECT 1 FROM point WHERE time_ns < ? AND typeof(value) != 'text'", (T0 + 2 * H,)
+    ).fetchall()
     assert rolled._rollup_before(T0, T0 + SPAN) == T0 + SPAN  # the watermark
     check()  # the redone rollups hold the late points
     for st in (raw, rolled):

@@ -62,9 +62,9 @@ def test_a_store_from_before_the_chunks_is_upgraded(tmp_path: Path) -> None:
     st = SqliteStore(path)
     assert st._con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert st._con.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # small: converted
-    stats = st.maintain(now_ns=T0 + 10 * H)
-    assert stats["hours_packed"] == 9
-    assert st._con.execute("SELECT COUNT(*) FROM chunk").fetchone()[0] == 3 * 2 * 5
+    stats = st.maintain(now_ns=T0 + 30 * H)
+    assert stats["days_packed"] == 2  # T0 is 22:00 UTC
+    assert st._con.execute("SELECT COUNT(*) FROM chunk").fetchone()[0] == 3 * 2 * 2
     _same(_answers(st), expect)
     st.close()
     ro = SqliteStore(path, read_only=True)
