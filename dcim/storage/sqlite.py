@@ -17,14 +17,29 @@ with its time, so every aggregate but the integral is exact from them. :meth:`ma
 fills them for closed hours up to a watermark (``rollup_state.rolled_to_ns``); a write
 before the watermark marks its hour in ``rollup_dirty`` (same transaction) and ``maintain``
 redoes it. ``aggregate`` uses the rollups before the watermark and the first dirty hour.
-Raw rows older than ``retention_raw_days`` are deleted by ``maintain`` (whole hours, rolled
-up ones only); a point written later than that is dropped by the next ``maintain``, as
-InfluxDB drops points beyond its retention.
+Raw points older than ``retention_raw_days`` are deleted by ``maintain`` (whole UTC days,
+rolled up ones only); a point written later than that is dropped by the next ``maintain``,
+as InfluxDB drops points beyond its retention. The 1-minute rollups are kept
+``retention_1m_days`` (``rollup_state.minute_from_ns``: before it, ``aggregate`` reads the
+coarser rollups or the raw points), the hourly and daily ones for ever.
+
+Compression (schema version 2, ``PRAGMA user_version``): ``maintain`` packs the raw points
+of each rolled-up UTC day into one ``chunk`` row per series and field
+(:mod:`dcim.storage.chunks`: 1-3 bytes a point for register values, ~7 for the twin's
+exact floats, against ~29 as rows), some series per transaction so the writer waits little.
+Text values stay rows. A query over packed days decodes the chunks it needs into a
+temporary table beside the rows and runs the same SQL on it. A late point is a row beside
+the chunk until ``maintain`` redoes its hour: its series' chunk of that day goes back into
+rows, the hour is rolled up, the day packed again (the chunk rewritten). A store of
+version 1 is upgraded on open (the table is added; ``maintain`` packs its days, oldest
+first). The file gives back the pages freed by packing and retention
+(:mod:`dcim.storage.space`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import threading
@@ -52,6 +67,8 @@ from dcim.storage.base import (
     plan_pieces,
     sort_rows,
 )
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -139,6 +156,8 @@ class SqliteStore:
                 self._con.executescript(_SCHEMA)
                 self._con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 self.space_note = space.make_incremental(self._con, self.path)
+                if self.space_note:
+                    log.warning("embedded store: %s", self.space_note)
                 if not had_days:  # a store from before the daily rollups: from its hours
                     _rollup_days(self._con, -(2**62), 2**62)
             self._con.execute("PRAGMA busy_timeout=10000")
