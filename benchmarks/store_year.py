@@ -55,6 +55,7 @@ from dcim.config import InfluxSink, SiteConfig
 from dcim.dbinit import init_sink
 from dcim.kpi.period import compute_kpis
 from dcim.storage.base import Store
+from dcim.storage.chunks import shared_id
 from dcim.storage.influx import MARKER, MARKER_FIELD, InfluxStore
 from dcim.storage.lineprotocol import encode
 from dcim.storage.sqlite import SqliteStore
@@ -69,6 +70,7 @@ INTERVAL_S = 10.0
 BASELINE_GB = 28.0  # issue #15: 540 MB for a week
 GOAL_MONTH_S, GOAL_YEAR_S = 1.0, 2.0
 _T0 = slice(6, 14)  # the chunk header's first time (dcim.storage.chunks._HEAD "<BBIqq")
+_TT0 = slice(4, 12)  # a times blob's first time (dcim.storage.chunks._TIMES "<Iqq")
 
 
 def site() -> tuple[dict[str, Any], SiteConfig]:
@@ -178,6 +180,7 @@ def build_year(
     )
     con.execute("COMMIT")
     blobs = con.execute("SELECT series_id, field_id, day_ns, n, data FROM s.chunk").fetchall()
+    times = con.execute("SELECT series_id, day_ns, tid, data FROM s.chunk_time").fetchall()
     start, end = year_ns
     days = range(start // DAY * DAY, end, DAY)
     lift = "(CASE WHEN i.v IS NULL THEN {c} ELSE {c} + :k * i.v END)"
@@ -199,10 +202,17 @@ def build_year(
         if d >= end - raw_days * DAY:
             rows = []
             for sid, fid, day, n, data in blobs:
-                t0 = struct.unpack("<q", data[_T0])[0] + off
-                shifted = data[: _T0.start] + struct.pack("<q", t0) + data[_T0.stop :]
+                if shared_id(data) is None:  # its own times: shifted
+                    t0 = struct.unpack("<q", data[_T0])[0] + off
+                    data = data[: _T0.start] + struct.pack("<q", t0) + data[_T0.stop :]
                 # (a counter's raw values are not raised: no KPI of a whole period reads them)
-                rows.append((sid, fid, day + off, n, shifted))
+                rows.append((sid, fid, day + off, n, data))
+            trows = []
+            for sid, day, tid, data in times:
+                t0 = struct.unpack("<q", data[_TT0])[0] + off
+                data = data[: _TT0.start] + struct.pack("<q", t0) + data[_TT0.stop :]
+                trows.append((sid, day + off, tid, data))
+            con.executemany("INSERT INTO chunk_time VALUES (?, ?, ?, ?)", trows)
             con.executemany("INSERT INTO chunk VALUES (?, ?, ?, ?, ?)", rows)
         con.execute("COMMIT")
     last = days[-1] + DAY

@@ -44,7 +44,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import repeat
 from pathlib import Path
@@ -85,6 +85,10 @@ CREATE TABLE IF NOT EXISTS chunk (
     n INTEGER NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (series_id, field_id, day_ns)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunk_time (
+    series_id INTEGER NOT NULL, day_ns INTEGER NOT NULL, tid INTEGER NOT NULL,
+    data BLOB NOT NULL, PRIMARY KEY (series_id, day_ns, tid)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rollup_dirty (hour_ns INTEGER PRIMARY KEY);
 """ + "".join(
@@ -105,7 +109,7 @@ HOUR = 3600 * NS
 DAY = 86400 * NS
 _GRACE_NS = 300 * NS  # maintain() rolls up hours that ended at least this long ago
 _CHUNK_HOURS = 24  # hours rolled up per transaction (the writer waits meanwhile)
-_PACK_PAIRS = 32  # series (and field) packed into chunks per transaction
+_PACK_SERIES = 8  # series packed into chunks per transaction (a day of ~5 fields each)
 _NUMERIC = "typeof(p.value) IN ('integer', 'real')"
 _SIMPLE = {"mean": "AVG", "min": "MIN", "max": "MAX", "sum": "SUM", "count": "COUNT"}
 
@@ -444,7 +448,7 @@ class SqliteStore:
                             pairs = _unpack_late(con, h)
                             _rollup(con, h, h + HOUR)
                             if floor_to(h, 86400) < state.get("packed_to_ns", -(2**63)):
-                                _pack(con, floor_to(h, 86400), pairs)
+                                _pack(con, floor_to(h, 86400), sorted({s for s, _ in pairs}))
                             stats["hours_redone"] += 1
                         else:  # points written later than the retention: dropped
                             stats["raw_deleted"] += _delete_raw(con, h, h + HOUR)
@@ -520,9 +524,7 @@ class SqliteStore:
         some series per transaction (the writer goes on between them)."""
         with self._lock:
             state = dict(self._con.execute("SELECT name, value FROM rollup_state"))
-            pairs = self._con.execute(
-                "SELECT s.id, f.id FROM series s CROSS JOIN field_key f ORDER BY 1, 2"
-            ).fetchall()
+            sids = [sid for (sid,) in self._con.execute("SELECT id FROM series ORDER BY 1")]
         packed = state.get("packed_to_ns")
         if packed is None:  # the first time (or a store from before the chunks): the oldest
             with self._lock:
@@ -536,9 +538,9 @@ class SqliteStore:
         end = floor_to(wm, 86400)
         days = 0
         while packed < end:
-            for i in range(0, len(pairs), _PACK_PAIRS):
+            for i in range(0, len(sids), _PACK_SERIES):
                 with self._txn() as con:
-                    _pack(con, packed, pairs[i : i + _PACK_PAIRS])
+                    _pack(con, packed, sids[i : i + _PACK_SERIES])
             with self._txn() as con:
                 con.execute(
                     "INSERT OR REPLACE INTO rollup_state VALUES ('packed_to_ns', ?)",
@@ -678,6 +680,11 @@ def _delete_raw(con: sqlite3.Connection, lo: int | None, hi: int) -> int:
         "AND day_ns >= ? AND day_ns < ?",
         span,
     )
+    con.execute(
+        "DELETE FROM chunk_time WHERE series_id IN (SELECT id FROM series) "
+        "AND day_ns >= ? AND day_ns < ?",
+        span,
+    )
     before = con.total_changes
     con.execute(
         "DELETE FROM point WHERE (series_id, field_id) IN "
@@ -698,51 +705,90 @@ _POINTS_IN = (
 )
 
 
-def _pack(con: sqlite3.Connection, day: int, pairs: Sequence[tuple[int, int]]) -> None:
-    """Move the raw points of ``pairs`` (series, field) in the UTC day starting at ``day``
-    into one chunk each, merged with a chunk already there (the rows win: written later);
-    points of text or mixed types stay rows."""
-    for sid, fid in pairs:
-        span = (sid, fid, day, day + DAY)
-        pts = con.execute(
-            "SELECT time_ns, value FROM point WHERE series_id = ? AND field_id = ? "
-            "AND time_ns >= ? AND time_ns < ?",
-            span,
+def _times_loader(con: sqlite3.Connection, sid: int, day: int) -> Callable[[int], list[int]]:
+    """The shared times of ``sid``'s chunks of ``day``, by id (read once each)."""
+    cache: dict[int, list[int]] = {}
+
+    def load(tid: int) -> list[int]:
+        got = cache.get(tid)
+        if got is None:
+            row = con.execute(
+                "SELECT data FROM chunk_time WHERE series_id = ? AND day_ns = ? AND tid = ?",
+                (sid, day, tid),
+            ).fetchone()
+            if row is None:
+                raise chunks.ChunkError(f"times {tid} of series {sid}, day {day} missing")
+            got = cache[tid] = chunks.decode_times(row[0])
+        return got
+
+    return load
+
+
+def _pack(con: sqlite3.Connection, day: int, sids: Sequence[int]) -> None:
+    """Pack each series' raw points of the UTC day starting at ``day``: a chunk per field,
+    merged with the chunk already there (the rows win: written later), the times shared by
+    fields polled together stored once (``chunk_time``). Points of text or mixed types stay
+    rows."""
+    for sid in sids:
+        rows = con.execute(
+            "SELECT field_id, time_ns, value FROM point WHERE series_id = ? "
+            "AND field_id IN (SELECT id FROM field_key) AND time_ns >= ? AND time_ns < ?",
+            (sid, day, day + DAY),
         ).fetchall()
-        if not pts:
+        if not rows:
             continue
-        old = con.execute(
-            "SELECT data FROM chunk WHERE series_id = ? AND field_id = ? AND day_ns = ?",
-            span[:3],
-        ).fetchone()
-        if old is not None:
-            merged = dict(zip(*chunks.decode(old[0]), strict=True))
-            merged.update(pts)
-            pts = sorted(merged.items())
-        blob = chunks.encode([t for t, _ in pts], [v for _, v in pts])
-        if blob is None:
-            if old is not None:  # cannot be merged: the chunk's points back into rows
-                _unpack_pairs(con, day, [(sid, fid)])
-            continue
-        con.execute(
-            "INSERT OR REPLACE INTO chunk VALUES (?, ?, ?, ?, ?)", (*span[:3], len(pts), blob)
-        )
-        con.execute(
-            "DELETE FROM point WHERE series_id = ? AND field_id = ? "
-            "AND time_ns >= ? AND time_ns < ?",
-            span,
-        )
+        fields: dict[int, dict[int, Any]] = {}
+        for fid, t, v in rows:
+            fields.setdefault(fid, {})[t] = v
+        load = _times_loader(con, sid, day)
+        for fid, data in con.execute(
+            "SELECT field_id, data FROM chunk WHERE series_id = ? AND day_ns = ?", (sid, day)
+        ).fetchall():
+            old = dict(zip(*chunks.decode(data, load), strict=True))
+            fields[fid] = old | fields.get(fid, {})
+        con.execute("DELETE FROM chunk WHERE series_id = ? AND day_ns = ?", (sid, day))
+        con.execute("DELETE FROM chunk_time WHERE series_id = ? AND day_ns = ?", (sid, day))
+        by_times: dict[tuple[int, ...], list[int]] = {}
+        for fid, pts in fields.items():
+            by_times.setdefault(tuple(sorted(pts)), []).append(fid)
+        for tid, (times, fids) in enumerate(by_times.items()):
+            shared = tid if len(fids) > 1 else None
+            kept = []
+            for fid in fids:
+                vals = [fields[fid][t] for t in times]
+                blob = chunks.encode(times, vals, shared=shared)
+                if blob is None:  # stays rows (the chunk's points too)
+                    con.executemany(
+                        "INSERT OR IGNORE INTO point VALUES (?, ?, ?, ?)",
+                        zip(repeat(sid), repeat(fid), times, vals),
+                    )
+                    continue
+                kept.append(fid)
+                con.execute(
+                    "INSERT INTO chunk VALUES (?, ?, ?, ?, ?)", (sid, fid, day, len(times), blob)
+                )
+                con.execute(
+                    "DELETE FROM point WHERE series_id = ? AND field_id = ? "
+                    "AND time_ns >= ? AND time_ns < ?",
+                    (sid, fid, day, day + DAY),
+                )
+            if shared is not None and kept:
+                con.execute(
+                    "INSERT INTO chunk_time VALUES (?, ?, ?, ?)",
+                    (sid, day, tid, chunks.encode_times(times)),
+                )
 
 
 def _unpack_pairs(con: sqlite3.Connection, day: int, pairs: Sequence[tuple[int, int]]) -> None:
-    """The chunks of ``pairs`` for ``day`` back into rows (a row written since wins)."""
+    """The chunks of ``pairs`` for ``day`` back into rows (a row written since wins; the
+    shared times stay for the series' other chunks)."""
     for sid, fid in pairs:
         row = con.execute(
             "DELETE FROM chunk WHERE series_id = ? AND field_id = ? AND day_ns = ? RETURNING data",
             (sid, fid, day),
         ).fetchone()
         if row is not None:
-            times, vals = chunks.decode(row[0])
+            times, vals = chunks.decode(row[0], _times_loader(con, sid, day))
             con.executemany(
                 "INSERT OR IGNORE INTO point VALUES (?, ?, ?, ?)",
                 zip(repeat(sid), repeat(fid), times, vals),
@@ -775,7 +821,7 @@ def _unpack_for_query(con: sqlite3.Connection, values: str, fid: int, lo: int, h
     it instead of ``point``)."""
     arg = {"fid": fid, "a": floor_to(lo, 86400), "b": hi, "lo": lo}
     found = con.execute(
-        f"WITH g(sid, grp) AS (VALUES {values}) SELECT c.series_id, c.data FROM g "
+        f"WITH g(sid, grp) AS (VALUES {values}) SELECT c.series_id, c.day_ns, c.data FROM g "
         "JOIN chunk c ON c.series_id = g.sid AND c.field_id = :fid "
         "AND c.day_ns >= :a AND c.day_ns < :b",
         arg,
@@ -784,8 +830,8 @@ def _unpack_for_query(con: sqlite3.Connection, values: str, fid: int, lo: int, h
         return False
     con.execute(_QPOINT)
     con.execute("DELETE FROM temp.qpoint")
-    for sid, data in found:
-        times, vals = chunks.decode(data)
+    for sid, day, data in found:
+        times, vals = chunks.decode(data, _times_loader(con, sid, day))
         con.executemany(
             "INSERT OR REPLACE INTO temp.qpoint VALUES (?, ?, ?, ?)",
             ((sid, fid, t, v) for t, v in zip(times, vals, strict=True) if lo <= t < hi),

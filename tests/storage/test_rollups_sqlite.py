@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from dcim.reading import Reading
-from dcim.storage.base import Row, plan_pieces
 from dcim.storage import chunks
-from dcim.storage.sqlite import SqliteStore
+from dcim.storage.base import Row, plan_pieces
+from dcim.storage.sqlite import SqliteStore, _times_loader
 from tests.storage.helpers import meter_dataset
 
 S = 1_000_000_000
@@ -82,6 +82,8 @@ def test_rollups_answer_like_raw(tmp_path: Path) -> None:
     # the UTC days rolled up are packed in chunks (T0 is 22:00: two days), numbers only
     assert rolled.maintain(now_ns=T0 + 30 * H)["days_packed"] == 1
     assert _kinds(rolled) == {"chunk": 3 * 2 * 2, "point": len(dataset())}
+    # a meter's power and energy, read together, share their times
+    assert rolled._con.execute("SELECT COUNT(*) FROM chunk_time").fetchone()[0] == 3 * 2
     assert rolled._rollup_before(T0, T0 + SPAN) == T0 + 29 * H
     ranges = [(T0, T0 + SPAN), (T0 + 17 * S, T0 + 4 * H + 1234 * S), (T0 - H, T0 + 2 * H)]
     for fn, every, (where, group_by), (a, b), field in itertools.product(
@@ -151,11 +153,11 @@ def test_late_points_redo_their_hour(tmp_path: Path) -> None:
     assert rolled.maintain(now_ns=T0 + SPAN + H)["hours_redone"] == 2
     # em2's chunks of the first day rewritten with its late point (em9's day: not packed)
     assert _kinds(rolled)["chunk"] == 3 * 2
-    data = rolled._con.execute(
-        "SELECT c.data FROM chunk c JOIN series s ON s.id = c.series_id JOIN field_key f "
-        "ON f.id = c.field_id WHERE s.tags LIKE '%em2%' AND f.name = 'power_w'"
-    ).fetchone()[0]
-    assert 9999.5 in chunks.decode(data)[1]
+    sid, day, data = rolled._con.execute(
+        "SELECT c.series_id, c.day_ns, c.data FROM chunk c JOIN series s ON s.id = c.series_id "
+        "JOIN field_key f ON f.id = c.field_id WHERE s.tags LIKE '%em2%' AND f.name = 'power_w'"
+    ).fetchone()
+    assert 9999.5 in chunks.decode(data, _times_loader(rolled._con, sid, day))[1]
     assert not rolled._con.execute(  # no row left in the packed day but the text ones
         "SELECT 1 FROM point WHERE time_ns < ? AND typeof(value) != 'text'", (T0 + 2 * H,)
     ).fetchall()
