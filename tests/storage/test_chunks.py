@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcim.storage.chunks import ChunkError, decode, encode
+from dcim.storage.chunks import ChunkError, decode, decode_times, encode, encode_times, shared_id
 
 T0 = 1_700_000_000_000_000_000
 
@@ -88,3 +88,20 @@ def test_decimals_cost_a_byte_or_two() -> None:
     blob = encode(times, temps)
     assert blob is not None and blob[1] == 2 + 2  # decimals, two of them
     assert len(blob) < 8640 * 1.0  # a day of 10 s temperatures at 0.01 degC
+
+
+def test_fields_read_together_share_their_times() -> None:
+    times = [T0 + 10 * 10**9 * i + (i * 7919) % 23_000 * 1000 for i in range(8640)]
+    power = [float(1000 + (i * 37) % 500) for i in range(8640)]
+    energy = [10**6 + i * 3 for i in range(8640)]
+    own = encode(times, power) or b""
+    shared = [encode(times, v, shared=4) or b"" for v in (power, energy)]
+    tblob = encode_times(times)
+    assert shared_id(own) is None and shared_id(shared[0]) == 4
+    load = {4: decode_times(tblob)}.__getitem__
+    assert decode(shared[0], load) == (times, power)
+    assert decode(shared[1], load) == (times, energy)
+    # the jittered times are most of a point's bytes: stored once for both fields
+    assert sum(map(len, shared)) + len(tblob) < 0.7 * (len(own) + len(encode(times, energy) or b""))
+    with pytest.raises(ChunkError, match="without them"):
+        decode(shared[0])
