@@ -281,9 +281,11 @@ def influx_lines(path: Path, cfg: SiteConfig, table: str, lo: int, hi: int) -> l
         if (meas, tg.get("device"), fname) not in want or not n_num:
             continue
         flds = points.setdefault((meas, tags, t), {})
-        flds |= {f"mean_{fname}": total / n_num, f"min_{fname}": vmin, f"max_{fname}": vmax,
-                 f"first_{fname}": first, f"last_{fname}": last, f"count_{fname}": n,
-                 f"sum_{fname}": total}  # fmt: skip
+        # floats (SQLite gives an integral float back as an integer: one type per field)
+        flds |= {f"mean_{fname}": total / n_num, f"min_{fname}": float(vmin),
+                 f"max_{fname}": float(vmax), f"first_{fname}": float(first),
+                 f"last_{fname}": float(last), f"count_{fname}": n,
+                 f"sum_{fname}": float(total)}  # fmt: skip
     con.close()
     from dcim.reading import Reading  # noqa: PLC0415
 
@@ -311,6 +313,7 @@ def main() -> int:
     ap.add_argument("--minute-days", type=int, default=62, help="retention_1m_days")
     ap.add_argument("--keep", type=Path, help="keep the stores in this directory")
     ap.add_argument("--stores", default="embedded,influxdb")
+    ap.add_argument("--reuse", action="store_true", help="reuse the year kept in --keep")
     args = ap.parse_args()
     raw_cfg, cfg = site()
     tz = cfg.site.timezone
@@ -328,10 +331,12 @@ def main() -> int:
     try:
         day0 = year[1] // DAY * DAY - DAY  # the sample: the year's last UTC day
         sample = work / "sample.sqlite"
-        for p in work.glob("*.sqlite*"):
+        ypath = work / "year.sqlite"
+        reuse = args.reuse and ypath.exists()
+        for p in work.glob("*.sqlite*") if not reuse else ():
             p.unlink()
         per_day = {}
-        for as_read in (False, True):
+        for as_read in (False, True) if not reuse else ():
             path = sample if as_read else work / "exact.sqlite"
             n, before, after = sample_day(cfg, day0, path, as_read=as_read)
             print(f"\n[bytes per point, one day of {n:,} points, by table: before packing "
@@ -345,18 +350,22 @@ def main() -> int:
             print(f"  {'total':<14} {sum(before.values()) / n:6.2f} | "
                   f"{sum(after.values()) / n:6.2f}")  # fmt: skip
             per_day[as_read] = after
-        exact, _ = per_day[False], per_day[True]
+        exact = per_day.get(False, {})
         days_in = (year[1] - year[0]) // DAY
         extra = sum(exact.get(t, 0) for t in ("rollup_1h", "rollup_1d"))
         est = (
             days_in * extra
-            + min(days_in, args.raw_days) * exact.get("chunk", 0)
+            + min(days_in, args.raw_days) * (exact.get("chunk", 0) + exact.get("chunk_time", 0))
             + min(days_in, args.minute_days) * exact.get("rollup_1m", 0)
         ) / 1e9
-        print(f"\nthe twin's exact floats over the year, extrapolated from their day: {est:.2f} GB")
-        ypath = work / "year.sqlite"
+        if not reuse:
+            print(f"\nthe twin's exact floats over the year, extrapolated from their day: "
+                  f"{est:.2f} GB")  # fmt: skip
         t0 = time.perf_counter()
-        size = build_year(sample, ypath, year, day0, args.raw_days, args.minute_days)
+        if reuse:
+            size = sum(os.path.getsize(p) for p in work.glob("year.sqlite*"))
+        else:
+            size = build_year(sample, ypath, year, day0, args.raw_days, args.minute_days)
         gb = size / 1e9
         print(
             f"\n[the year {args.year} in the embedded store] (built in "
@@ -372,6 +381,7 @@ def main() -> int:
             for label, (t, _) in time_kpis("embedded", st, cfg, periods).items():
                 wall = cli_time(raw_cfg, {"type": "embedded", "path": str(ypath)}, label, work)
                 rows.append(("embedded", label, t, wall))
+                print(f"  embedded --period {label}: {t:.3f} s, dcim kpi {wall:.2f} s")
             st.close()
         if "influxdb" in args.stores:
             srv = start_influxdb(work / "influxdb")
@@ -399,6 +409,7 @@ def main() -> int:
                         work,
                     )
                     rows.append(("influxdb", label, t, wall))
+                    print(f"  influxdb --period {label}: {t:.3f} s, dcim kpi {wall:.2f} s")
                 ist.close()
             finally:
                 srv.stop()
