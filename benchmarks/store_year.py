@@ -30,15 +30,16 @@ wall time with Python's start).
 Goals (issue #15): a year in a few GB (was 28 GB: 540 MB a week), ``--period YYYY-MM`` under
 1 s, ``--period YYYY`` under 2 s.
 
-Figures on the 2-core development machine shared with six other sessions (load average
-~10), 2026-12-04: a day is 2,998,080 points. Bytes per point, rows -> packed: as the
-registers read 25.2 -> 1.27 (chunk 0.68, chunk_time 0.59), the twin's exact floats 28.7 ->
-5.75; per day kept, the 1-minute rollups 12.8 and the hourly and daily 0.22. The year 2025:
-3.96 GB on disk (PASS; ~9.6 GB with the exact floats). ``compute_kpis`` on the embedded
-store: ``--period 2025`` 1.82 s and 2.55 s in two runs, ``--period 2025-12`` 4.35 s before
-and 4.81 s after the one-rollup-row-per-window path (a 1-minute mean of a month: 0.57 ->
-0.29 s alone), under that load: the month misses its goal here; ``dcim kpi`` itself 5.6-7.1 s
-and 10-14 s (Python's start and the config under the same load).
+Figures on the 2-core development machine shared with six other sessions, 2026-12-04 (a
+day is 2,998,080 points). Bytes per point, rows -> packed: as the registers read 25.2 -> 1.27
+(chunk 0.68, chunk_time 0.59), the twin's exact floats 28.7 -> 5.75; per day kept, the
+1-minute rollups 12.8 and the hourly and daily 0.22. The year 2025: 3.96 GB on disk (PASS;
+~9.6 GB with the exact floats). ``compute_kpis`` on the embedded store, load average 5.5:
+``--period 2025`` 1.25 s (PASS), ``--period 2025-12`` 1.87 s, 1.36 CPU s (FAIL): the nine
+1-minute mean reads of the heat integration take 0.45 CPU s, its arithmetic
+(``dcim.kpi.heat``) 0.65; at load 10: 2.55 and 4.81 s. InfluxDB 1.6.7 with the same year, load
+10: 2.43 and 6.03 s (FAIL both; its rollups written in 427 s). ``dcim kpi`` itself adds 2-4 s
+here (Python's start, the imports and the config).
 """
 
 from __future__ import annotations
