@@ -567,7 +567,8 @@ class SqliteStore:
                     "FROM series s CROSS JOIN field_key f"
                 ).fetchone()[0]
             packed = wm if first is None else floor_to(first, 86400)
-        packed = max(packed, state.get("raw_from_ns", packed))
+        # whole UTC days (a store of version 1 may have cut its raw rows inside one)
+        packed = floor_to(max(packed, state.get("raw_from_ns", packed)), 86400)
         end = floor_to(wm, 86400)
         days = 0
         while packed < end:
@@ -701,9 +702,9 @@ def _has_table(con: sqlite3.Connection, name: str) -> bool:
 
 def _delete_raw(con: sqlite3.Connection, lo: int | None, hi: int) -> int:
     """Delete the raw points in ``[lo, hi)`` (one index range per series and field), and
-    the chunks of the days starting in it (``lo`` and ``hi`` whole days; ``hi`` an hour for
-    late rows: then no chunk starts in it)."""
-    span = (-(2**63) if lo is None else lo, hi)
+    the chunks of the UTC days inside it (the retention: whole days; late rows beyond it,
+    an hour: no chunk)."""
+    span = (-(2**63) if lo is None else lo, hi - DAY + 1)  # chunks starting in: days inside
     gone = con.execute(
         f"SELECT COALESCE(SUM(c.n), 0) FROM {_CHUNKS_IN}", {"a": span[0], "b": span[1]}
     ).fetchone()[0]
@@ -723,7 +724,7 @@ def _delete_raw(con: sqlite3.Connection, lo: int | None, hi: int) -> int:
         "DELETE FROM point WHERE (series_id, field_id) IN "
         "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
         "AND time_ns >= ? AND time_ns < ?",
-        span,
+        (span[0], hi),
     )
     return con.total_changes - before + int(gone)
 

@@ -108,3 +108,27 @@ def test_space_goes_back_after_retention(tmp_path: Path) -> None:
                        fn="count")  # fmt: skip
     assert got[0].value == 43200
     st.close()
+
+
+def test_an_upgraded_store_cut_inside_a_day_packs_whole_days(tmp_path: Path) -> None:
+    """Version 1 deleted raw rows by the hour: packing starts at that day's start."""
+    path = tmp_path / "old.sqlite"
+    st = SqliteStore(path)
+    st.write(meter_dataset(T0, 5 * H, seed=4))
+    st.maintain(now_ns=T0 + 5 * H)  # rolled up to T0 + 4 h
+    cut = T0 + 3 * H  # 01:00 UTC
+    st._con.execute("DELETE FROM point WHERE time_ns < ?", (cut,))
+    st._con.execute("DROP TABLE chunk")  # version 1 had none (the first day's: before cut)
+    st._con.execute("DROP TABLE chunk_time")
+    st._con.execute("INSERT OR REPLACE INTO rollup_state VALUES ('raw_from_ns', ?)", (cut,))
+    st._con.execute("DELETE FROM rollup_state WHERE name = 'packed_to_ns'")
+    st._con.execute("PRAGMA user_version=1")
+    st.close()
+    st = SqliteStore(path)
+    assert st.maintain(now_ns=T0 + 30 * H)["days_packed"] == 1
+    days = [d for (d,) in st._con.execute("SELECT DISTINCT day_ns FROM chunk")]
+    assert days == [T0 + 2 * H]  # the UTC day from 00:00
+    left = st.aggregate(measurement="energy_meter", field="power_w", start_ns=cut,
+                        end_ns=T0 + 5 * H, fn="count")  # fmt: skip
+    assert left and left[0].value > 0
+    st.close()
