@@ -389,12 +389,16 @@ class MqttBroker(_Model):
 
 class EmbeddedSink(_Model):
     """The embedded SQLite store. Raw rows older than ``retention_raw_days`` (``null``: keep
-    them) are deleted by ``SqliteStore.maintain()`` once rolled up into the 1-minute and
-    1-hour rollup tables, which are kept."""
+    them) are deleted by ``SqliteStore.maintain()`` once rolled up into the 1-minute,
+    1-hour and 1-day rollup tables; the 1-minute rollups are kept ``retention_1m_days``, the
+    others for ever. Raw points of rolled-up hours are stored compressed."""
 
     type: Literal["embedded"] = "embedded"
     path: Path = Path("var/dcim.sqlite")
     retention_raw_days: int | None = Field(default=400, ge=1)
+    # 1-minute rollups: the monthly statement's heat integration reads a month at 1-minute
+    # windows; older periods are read at coarser ones (``null``: keep them)
+    retention_1m_days: int | None = Field(default=62, ge=1)
 
 
 class InfluxSink(_Model):

@@ -30,8 +30,10 @@ encoded while it validated), then blocks for one fsync (about a millisecond on S
 
 Disk budget (``max_bytes``): the size is the pages in use (``page_count - freelist_count``,
 times ``page_size``; free pages are reused before the file grows, so once a backlog has
-drained the spool is not "full" forever) plus the WAL file. It is approximate to a few pages:
-an append is checked against its estimated size before it is written. When it would not fit,
+drained the spool is not "full" forever) plus the WAL file. The file itself shrinks once a
+backlog has drained (``auto_vacuum=INCREMENTAL``, a step per ack while over a quarter of it
+is free, :mod:`dcim.storage.space`). The size is approximate to a few pages: an append is
+checked against its estimated size before it is written. When it would not fit,
 ``on_full="refuse_new"`` raises :class:`SpoolFullError` (nothing already accepted is lost);
 ``on_full="drop_oldest"`` deletes the oldest pending rows to make room, in the same
 transaction (configured data loss, counted in readings in ``dropped_total`` and logged).
@@ -75,6 +77,7 @@ from dcim.spool_rows import (
     take_lines,
     upgrade,
 )
+from dcim.storage import space
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,10 @@ WHERE id BETWEEN (SELECT min(id) FROM head) AND (SELECT max(id) FROM run WHERE u
 ORDER BY id
 """
 _T = TypeVar("_T")
+
+
+RECLAIM_STEP_PAGES = 1024  # pages given back per ack (4 MiB of 4 KiB pages)
+RECLAIM_MIN_PAGES = 256  # free pages kept for reuse without giving them back
 
 
 class SpoolError(Exception):
@@ -250,6 +257,9 @@ class Spool:
             self.corrupt_copy = aside
             self._w = self._connect()
             upgrade(self._w, self._tx)
+            note = space.make_incremental(self._w, self.path)  # a small file: converted now
+            if note:
+                log.warning("spool: %s", note)
             self._page_size: int = self._w.execute("PRAGMA page_size").fetchone()[0]
             self._wal_limit = 0
             if max_bytes is not None:
@@ -506,6 +516,16 @@ class Spool:
         with self._wlock:
             self._check_open()
             self._pending -= self._tx(work)
+            self._give_back()
+
+    def _give_back(self) -> None:
+        """After a backlog drained: give the file's free pages back to the file system, a
+        step per ack (under ``_wlock``; an append waits for one step only), while more than
+        a quarter of the file is free."""
+        free = space.free_pages(self._w)
+        pages = int(self._w.execute("PRAGMA page_count").fetchone()[0])
+        if free > max(RECLAIM_MIN_PAGES, pages // 4):
+            space.reclaim(self._w, RECLAIM_STEP_PAGES)
 
     # -- reading -----------------------------------------------------------------------
     def _oldest(

@@ -192,8 +192,18 @@ def _truncate(path: Path) -> None:
 
 
 def _scribble(path: Path) -> None:
+    # inside a b-tree leaf page of the spool table, past its header (the middle one: with
+    # auto_vacuum the middle of the file may be an overflow page, payload only)
+    with sqlite3.connect(path) as con:
+        leaves = [
+            n
+            for (n,) in con.execute(
+                "SELECT pageno FROM dbstat WHERE name = 'spool' AND pagetype = 'leaf' ORDER BY 1"
+            )
+        ]
+        size = con.execute("PRAGMA page_size").fetchone()[0]
     with path.open("r+b") as f:
-        f.seek(path.stat().st_size // 2 + 100)  # inside a page, past its header
+        f.seek((leaves[len(leaves) // 2] - 1) * size + 100)
         f.write(bytes(range(256)) * 8)
 
 

@@ -24,7 +24,10 @@ def make_store(storage: Storage, *, read_only: bool = False, owns_spool: bool = 
         from dcim.storage.sqlite import SqliteStore
 
         return SqliteStore(
-            sink.path, read_only=read_only, retention_raw_days=sink.retention_raw_days
+            sink.path,
+            read_only=read_only,
+            retention_raw_days=sink.retention_raw_days,
+            retention_1m_days=sink.retention_1m_days,
         )
     from dcim.storage.influx import InfluxStore
 

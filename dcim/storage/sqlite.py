@@ -17,24 +17,41 @@ with its time, so every aggregate but the integral is exact from them. :meth:`ma
 fills them for closed hours up to a watermark (``rollup_state.rolled_to_ns``); a write
 before the watermark marks its hour in ``rollup_dirty`` (same transaction) and ``maintain``
 redoes it. ``aggregate`` uses the rollups before the watermark and the first dirty hour.
-Raw rows older than ``retention_raw_days`` are deleted by ``maintain`` (whole hours, rolled
-up ones only); a point written later than that is dropped by the next ``maintain``, as
-InfluxDB drops points beyond its retention.
+Raw points older than ``retention_raw_days`` are deleted by ``maintain`` (whole UTC days,
+rolled up ones only); a point written later than that is dropped by the next ``maintain``,
+as InfluxDB drops points beyond its retention. The 1-minute rollups are kept
+``retention_1m_days`` (``rollup_state.minute_from_ns``: before it, ``aggregate`` reads the
+coarser rollups or the raw points), the hourly and daily ones for ever.
+
+Compression (schema version 2, ``PRAGMA user_version``): ``maintain`` packs the raw points
+of each rolled-up UTC day into one ``chunk`` row per series and field
+(:mod:`dcim.storage.chunks`: 1-3 bytes a point for register values, ~7 for the twin's
+exact floats, against ~29 as rows), some series per transaction so the writer waits little.
+Text values stay rows. A query over packed days decodes the chunks it needs into a
+temporary table beside the rows and runs the same SQL on it. A late point is a row beside
+the chunk until ``maintain`` redoes its hour: its series' chunk of that day goes back into
+rows, the hour is rolled up, the day packed again (the chunk rewritten). A store of
+version 1 is upgraded on open (the table is added; ``maintain`` packs its days, oldest
+first). The file gives back the pages freed by packing and retention
+(:mod:`dcim.storage.space`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 from dcim.reading import Reading
+from dcim.storage import chunks, space
 from dcim.storage.base import (
     NS,
     ROLLUP_LEVELS,
@@ -51,6 +68,8 @@ from dcim.storage.base import (
     sort_rows,
 )
 
+log = logging.getLogger(__name__)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, measurement TEXT NOT NULL, tags TEXT NOT NULL,
@@ -60,6 +79,15 @@ CREATE TABLE IF NOT EXISTS field_key (id INTEGER PRIMARY KEY, name TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS point (
     series_id INTEGER NOT NULL, field_id INTEGER NOT NULL, time_ns INTEGER NOT NULL, value ANY,
     PRIMARY KEY (series_id, field_id, time_ns)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunk (
+    series_id INTEGER NOT NULL, field_id INTEGER NOT NULL, day_ns INTEGER NOT NULL,
+    n INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (series_id, field_id, day_ns)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunk_time (
+    series_id INTEGER NOT NULL, day_ns INTEGER NOT NULL, tid INTEGER NOT NULL,
+    data BLOB NOT NULL, PRIMARY KEY (series_id, day_ns, tid)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rollup_dirty (hour_ns INTEGER PRIMARY KEY);
@@ -73,6 +101,7 @@ CREATE TABLE IF NOT EXISTS rollup_dirty (hour_ns INTEGER PRIMARY KEY);
 """
     for t in ("rollup_1m", "rollup_1h", "rollup_1d")
 )
+SCHEMA_VERSION = 2  # 2: raw points of rolled-up hours packed in ``chunk``; auto_vacuum
 _TABLE = {60: "rollup_1m", 3600: "rollup_1h"}  # from the raw points
 DAY_TABLE = "rollup_1d"  # from rollup_1h
 LEVELS = (86400, *ROLLUP_LEVELS)  # coarsest first
@@ -80,7 +109,16 @@ HOUR = 3600 * NS
 DAY = 86400 * NS
 _GRACE_NS = 300 * NS  # maintain() rolls up hours that ended at least this long ago
 _CHUNK_HOURS = 24  # hours rolled up per transaction (the writer waits meanwhile)
+_PACK_SERIES = 8  # series packed into chunks per transaction (a day of ~5 fields each)
 _NUMERIC = "typeof(p.value) IN ('integer', 'real')"
+# an aggregate over one rollup window of one series, from its row
+_WINDOW_OF_ROLLUP = {
+    "mean": "r.total * 1.0 / r.n_num",
+    "sum": "r.total",
+    "count": "r.n",
+    "min": "r.vmin",
+    "max": "r.vmax",
+}
 _SIMPLE = {"mean": "AVG", "min": "MIN", "max": "MAX", "sum": "SUM", "count": "COUNT"}
 
 
@@ -96,10 +134,13 @@ class SqliteStore:
         *,
         read_only: bool = False,
         retention_raw_days: int | None = None,
+        retention_1m_days: int | None = None,
     ):
         self.path = Path(path)
         self.read_only = read_only
         self.retention_raw_days = retention_raw_days
+        self.retention_1m_days = retention_1m_days
+        self.space_note: str | None = None  # why the file cannot shrink (to log), see space
         try:
             if read_only:
                 if not self.path.exists():
@@ -112,10 +153,23 @@ class SqliteStore:
                 self._con = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False
                 )
+                fresh = not _has_table(self._con, "point")
+                if fresh:  # pages freed by pruning and packing go back to the file system
+                    self._con.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self._con.execute("PRAGMA journal_mode=WAL")
                 self._con.execute("PRAGMA synchronous=FULL")
-                had_days = _has_table(self._con, DAY_TABLE)
+                had_days = fresh or _has_table(self._con, DAY_TABLE)
+                version = self._con.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"embedded store {self.path} has schema version {version}, newer than "
+                        f"this dcim's {SCHEMA_VERSION}: upgrade dcim to open it"
+                    )
                 self._con.executescript(_SCHEMA)
+                self._con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self.space_note = space.make_incremental(self._con, self.path)
+                if self.space_note:
+                    log.warning("embedded store: %s", self.space_note)
                 if not had_days:  # a store from before the daily rollups: from its hours
                     _rollup_days(self._con, -(2**62), 2**62)
             self._con.execute("PRAGMA busy_timeout=10000")
@@ -276,11 +330,47 @@ class SqliteStore:
         def run(sql: str, lo: int, hi: int) -> list[Any]:
             if sql.startswith("WITH "):  # more common table expressions after g
                 sql = ", " + sql.removeprefix("WITH ")
+            if "point" in sql and _unpack_for_query(con, values, fid, lo, hi):
+                sql = sql.replace("JOIN point ", "JOIN temp.qpoint ")
+                sql = sql.replace("FROM point ", "FROM temp.qpoint ")
             full = f"WITH g(sid, grp) AS (VALUES {values}) {sql}"
             return con.execute(full, {"fid": fid, "start": lo, "end": hi}).fetchall()
 
         before = None if fn == "integral" else self._rollup_before(start_ns, end_ns, con)
-        pieces = plan_pieces(fn, start_ns, end_ns, every_s, before, self._levels)
+        minute_from = _state(con, "minute_from_ns") if before is not None else None
+        if minute_from is not None and start_ns < minute_from:
+            # the 1-minute rollups are kept from minute_from on only
+            cut = min(end_ns, minute_from)
+            coarse = tuple(lv for lv in self._levels if lv != 60)
+            pieces = plan_pieces(fn, start_ns, cut, every_s, before, coarse)
+            pieces += plan_pieces(fn, cut, end_ns, every_s, before, self._levels)
+        else:
+            pieces = plan_pieces(fn, start_ns, end_ns, every_s, before, self._levels)
+        if (
+            len(pieces) == 1
+            and pieces[0][2] == every_s
+            and fn in _WINDOW_OF_ROLLUP
+            and len(pairs) == len(groups)
+        ):
+            # One rollup window per output window and one series per group (a meter's
+            # 1-minute means over a month): the rows as stored, in key order, no grouping.
+            lo, hi, level = pieces[0]
+            table = _TABLE.get(level, DAY_TABLE)
+            sql = (
+                f"SELECT g.grp, r.time_ns, {_WINDOW_OF_ROLLUP[fn]} FROM g JOIN {table} r "
+                "ON r.series_id = g.sid AND r.field_id = :fid AND r.time_ns >= :start "
+                "AND r.time_ns < :end" + ("" if fn == "count" else " AND r.n_num > 0")
+            )
+            tags = [dict(zip(group_by, grp, strict=True)) for grp in groups]
+            by_group = sorted(range(len(groups)), key=groups.__getitem__)
+            res = run(sql, lo, hi)
+            if len(groups) == 1:
+                tg = tags[0]
+                return [Row(tg, t, float(v)) for _, t, v in res]
+            out: list[list[Row]] = [[] for _ in groups]
+            for g, t, v in res:
+                out[g].append(Row(tags[g], t, float(v)))
+            return [r for g in by_group for r in out[g]]
         if len(pieces) == 1 and not pieces[0][2]:
             result = run(_query(fn, every_s, start_ns), start_ns, end_ns)
         else:
@@ -359,7 +449,14 @@ class SqliteStore:
             raise StoreError(f"{self.path} is opened read-only")
         now = time.time_ns() if now_ns is None else now_ns
         target = floor_to(now - _GRACE_NS, 3600)
-        stats = {"hours_rolled": 0, "hours_redone": 0, "raw_deleted": 0}
+        stats = {
+            "hours_rolled": 0,
+            "hours_redone": 0,
+            "raw_deleted": 0,
+            "days_packed": 0,
+            "minutes_deleted": 0,
+            "pages_freed": 0,
+        }
         try:
             with self._lock:
                 state = dict(self._con.execute("SELECT name, value FROM rollup_state"))
@@ -380,7 +477,11 @@ class SqliteStore:
                 with self._txn() as con:
                     for h in chunk:
                         if raw_from is None or h >= raw_from:
+                            # chunk rewrite: the late points' series back into rows first
+                            pairs = _unpack_late(con, h)
                             _rollup(con, h, h + HOUR)
+                            if floor_to(h, 86400) < state.get("packed_to_ns", -(2**63)):
+                                _pack(con, floor_to(h, 86400), sorted({s for s, _ in pairs}))
                             stats["hours_redone"] += 1
                         else:  # points written later than the retention: dropped
                             stats["raw_deleted"] += _delete_raw(con, h, h + HOUR)
@@ -397,16 +498,103 @@ class SqliteStore:
                 stats["hours_rolled"] += (nxt - wm) // HOUR
                 wm = nxt
             if self.retention_raw_days is not None and wm is not None:
-                cut = min(floor_to(now - self.retention_raw_days * 86400 * NS, 3600), wm)
+                # whole UTC days (the chunks' span)
+                cut = floor_to(min(now - self.retention_raw_days * DAY, wm), 86400)
                 if raw_from is None or cut > raw_from:
                     with self._txn() as con:
                         stats["raw_deleted"] += _delete_raw(con, None, cut)
                         con.execute(
                             "INSERT OR REPLACE INTO rollup_state VALUES ('raw_from_ns', ?)", (cut,)
                         )
+            if self.retention_1m_days is not None and wm is not None:
+                stats["minutes_deleted"] = self._prune_minutes(now, wm)
+            if wm is not None:
+                stats["days_packed"] = self._pack_to(wm)
+            stats["pages_freed"] = self.reclaim()
         except sqlite3.Error as exc:
             raise StoreError(f"embedded store maintenance failed: {exc}") from exc
         return stats
+
+    def _prune_minutes(self, now: int, wm: int) -> int:
+        """Delete the 1-minute rollups older than ``retention_1m_days`` (whole UTC days, a
+        day per transaction); the hourly and daily ones are kept."""
+        days = self.retention_1m_days or 0
+        cut = min(floor_to(now - days * DAY, 86400), floor_to(wm, 86400))
+        with self._lock:
+            done = _state(self._con, "minute_from_ns")
+            if done is None:
+                first = self._con.execute(
+                    "SELECT MIN((SELECT MIN(time_ns) FROM rollup_1m "
+                    "WHERE series_id = s.id AND field_id = f.id)) "
+                    "FROM series s CROSS JOIN field_key f"
+                ).fetchone()[0]
+                done = cut if first is None else min(cut, floor_to(first, 86400))
+        deleted = 0
+        while done < cut:
+            nxt = min(cut, done + DAY)
+            with self._txn() as con:
+                before = con.total_changes
+                con.execute(
+                    "DELETE FROM rollup_1m WHERE (series_id, field_id) IN "
+                    "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
+                    "AND time_ns < ?",
+                    (nxt,),
+                )
+                deleted += con.total_changes - before
+                con.execute(
+                    "INSERT OR REPLACE INTO rollup_state VALUES ('minute_from_ns', ?)", (nxt,)
+                )
+            done = nxt
+        if _state(self._con, "minute_from_ns") is None and cut > -(2**62):
+            with self._txn() as con:
+                con.execute(
+                    "INSERT OR REPLACE INTO rollup_state VALUES ('minute_from_ns', ?)", (cut,)
+                )
+        return deleted
+
+    def _pack_to(self, wm: int) -> int:
+        """Pack the raw points of the whole UTC days before ``wm`` (rolled up) into chunks,
+        some series per transaction (the writer goes on between them)."""
+        with self._lock:
+            state = dict(self._con.execute("SELECT name, value FROM rollup_state"))
+            sids = [sid for (sid,) in self._con.execute("SELECT id FROM series ORDER BY 1")]
+        packed = state.get("packed_to_ns")
+        if packed is None:  # the first time (or a store from before the chunks): the oldest
+            with self._lock:
+                first = self._con.execute(
+                    "SELECT MIN((SELECT MIN(time_ns) FROM point "
+                    "WHERE series_id = s.id AND field_id = f.id)) "
+                    "FROM series s CROSS JOIN field_key f"
+                ).fetchone()[0]
+            packed = wm if first is None else floor_to(first, 86400)
+        # whole UTC days (a store of version 1 may have cut its raw rows inside one)
+        packed = floor_to(max(packed, state.get("raw_from_ns", packed)), 86400)
+        end = floor_to(wm, 86400)
+        days = 0
+        while packed < end:
+            for i in range(0, len(sids), _PACK_SERIES):
+                with self._txn() as con:
+                    _pack(con, packed, sids[i : i + _PACK_SERIES])
+            with self._txn() as con:
+                con.execute(
+                    "INSERT OR REPLACE INTO rollup_state VALUES ('packed_to_ns', ?)",
+                    (packed + DAY,),
+                )
+            packed += DAY
+            days += 1
+        return days
+
+    def reclaim(self, steps: int = 64) -> int:
+        """Give free pages back to the file system, a small step per transaction (the
+        writer goes on between steps); returns the pages given back."""
+        freed = 0
+        for _ in range(steps):
+            with self._lock:
+                before = space.free_pages(self._con)
+                if not space.reclaim(self._con):
+                    break
+                freed += before - space.free_pages(self._con)
+        return freed
 
     def close(self) -> None:
         with self._lock:
@@ -499,21 +687,196 @@ def _rollup_days(con: sqlite3.Connection, a: int, b: int) -> None:
     con.execute(_DAY_SQL, {"a": a, "b": b})
 
 
+def _state(con: sqlite3.Connection, name: str) -> int | None:
+    try:
+        row = con.execute("SELECT value FROM rollup_state WHERE name = ?", (name,)).fetchone()
+    except sqlite3.OperationalError:  # a store from before the rollups, opened read-only
+        return None
+    return None if row is None else int(row[0])
+
+
 def _has_table(con: sqlite3.Connection, name: str) -> bool:
     q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
     return con.execute(q, (name,)).fetchone() is not None
 
 
 def _delete_raw(con: sqlite3.Connection, lo: int | None, hi: int) -> int:
-    """Delete the raw points in ``[lo, hi)`` (one index range per series and field)."""
+    """Delete the raw points in ``[lo, hi)`` (one index range per series and field), and
+    the chunks of the UTC days inside it (the retention: whole days; late rows beyond it,
+    an hour: no chunk)."""
+    span = (-(2**63) if lo is None else lo, hi - DAY + 1)  # chunks starting in: days inside
+    gone = con.execute(
+        f"SELECT COALESCE(SUM(c.n), 0) FROM {_CHUNKS_IN}", {"a": span[0], "b": span[1]}
+    ).fetchone()[0]
+    con.execute(
+        "DELETE FROM chunk WHERE (series_id, field_id) IN "
+        "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
+        "AND day_ns >= ? AND day_ns < ?",
+        span,
+    )
+    con.execute(
+        "DELETE FROM chunk_time WHERE series_id IN (SELECT id FROM series) "
+        "AND day_ns >= ? AND day_ns < ?",
+        span,
+    )
     before = con.total_changes
     con.execute(
         "DELETE FROM point WHERE (series_id, field_id) IN "
         "(SELECT s.id, f.id FROM series s CROSS JOIN field_key f) "
         "AND time_ns >= ? AND time_ns < ?",
-        (-(2**63) if lo is None else lo, hi),
+        (span[0], hi),
     )
-    return con.total_changes - before
+    return con.total_changes - before + int(gone)
+
+
+_CHUNKS_IN = (
+    "series s CROSS JOIN field_key f CROSS JOIN chunk c ON c.series_id = s.id "
+    "AND c.field_id = f.id AND c.day_ns >= :a AND c.day_ns < :b"
+)
+_POINTS_IN = (
+    "series s CROSS JOIN field_key f CROSS JOIN point p ON p.series_id = s.id "
+    "AND p.field_id = f.id AND p.time_ns >= :a AND p.time_ns < :b"
+)
+
+
+def _times_loader(con: sqlite3.Connection, sid: int, day: int) -> Callable[[int], list[int]]:
+    """The shared times of ``sid``'s chunks of ``day``, by id (read once each)."""
+    cache: dict[int, list[int]] = {}
+
+    def load(tid: int) -> list[int]:
+        got = cache.get(tid)
+        if got is None:
+            row = con.execute(
+                "SELECT data FROM chunk_time WHERE series_id = ? AND day_ns = ? AND tid = ?",
+                (sid, day, tid),
+            ).fetchone()
+            if row is None:
+                raise chunks.ChunkError(f"times {tid} of series {sid}, day {day} missing")
+            got = cache[tid] = chunks.decode_times(row[0])
+        return got
+
+    return load
+
+
+def _pack(con: sqlite3.Connection, day: int, sids: Sequence[int]) -> None:
+    """Pack each series' raw points of the UTC day starting at ``day``: a chunk per field,
+    merged with the chunk already there (the rows win: written later), the times shared by
+    fields polled together stored once (``chunk_time``). Points of text or mixed types stay
+    rows."""
+    for sid in sids:
+        rows = con.execute(
+            "SELECT field_id, time_ns, value FROM point WHERE series_id = ? "
+            "AND field_id IN (SELECT id FROM field_key) AND time_ns >= ? AND time_ns < ?",
+            (sid, day, day + DAY),
+        ).fetchall()
+        if not rows:
+            continue
+        fields: dict[int, dict[int, Any]] = {}
+        for fid, t, v in rows:
+            fields.setdefault(fid, {})[t] = v
+        load = _times_loader(con, sid, day)
+        for fid, data in con.execute(
+            "SELECT field_id, data FROM chunk WHERE series_id = ? AND day_ns = ?", (sid, day)
+        ).fetchall():
+            old = dict(zip(*chunks.decode(data, load), strict=True))
+            fields[fid] = old | fields.get(fid, {})
+        con.execute("DELETE FROM chunk WHERE series_id = ? AND day_ns = ?", (sid, day))
+        con.execute("DELETE FROM chunk_time WHERE series_id = ? AND day_ns = ?", (sid, day))
+        by_times: dict[tuple[int, ...], list[int]] = {}
+        for fid, pts in fields.items():
+            by_times.setdefault(tuple(sorted(pts)), []).append(fid)
+        for tid, (times, fids) in enumerate(by_times.items()):
+            shared = tid if len(fids) > 1 else None
+            kept = []
+            for fid in fids:
+                vals = [fields[fid][t] for t in times]
+                blob = chunks.encode(times, vals, shared=shared)
+                if blob is None:  # stays rows (the chunk's points too)
+                    con.executemany(
+                        "INSERT OR IGNORE INTO point VALUES (?, ?, ?, ?)",
+                        zip(repeat(sid), repeat(fid), times, vals),
+                    )
+                    continue
+                kept.append(fid)
+                con.execute(
+                    "INSERT INTO chunk VALUES (?, ?, ?, ?, ?)", (sid, fid, day, len(times), blob)
+                )
+                con.execute(
+                    "DELETE FROM point WHERE series_id = ? AND field_id = ? "
+                    "AND time_ns >= ? AND time_ns < ?",
+                    (sid, fid, day, day + DAY),
+                )
+            if shared is not None and kept:
+                con.execute(
+                    "INSERT INTO chunk_time VALUES (?, ?, ?, ?)",
+                    (sid, day, tid, chunks.encode_times(times)),
+                )
+
+
+def _unpack_pairs(con: sqlite3.Connection, day: int, pairs: Sequence[tuple[int, int]]) -> None:
+    """The chunks of ``pairs`` for ``day`` back into rows (a row written since wins; the
+    shared times stay for the series' other chunks)."""
+    for sid, fid in pairs:
+        row = con.execute(
+            "DELETE FROM chunk WHERE series_id = ? AND field_id = ? AND day_ns = ? RETURNING data",
+            (sid, fid, day),
+        ).fetchone()
+        if row is not None:
+            times, vals = chunks.decode(row[0], _times_loader(con, sid, day))
+            con.executemany(
+                "INSERT OR IGNORE INTO point VALUES (?, ?, ?, ?)",
+                zip(repeat(sid), repeat(fid), times, vals),
+            )
+
+
+def _unpack_late(con: sqlite3.Connection, hour: int) -> list[tuple[int, int]]:
+    """The series (and fields) with rows in ``hour`` (late points): their chunks of its day
+    back into rows, so that the hour is rolled up from all its points; returns them."""
+    pairs = [
+        (sid, fid)
+        for sid, fid in con.execute(
+            f"SELECT DISTINCT p.series_id, p.field_id FROM {_POINTS_IN}",
+            {"a": hour, "b": hour + HOUR},
+        )
+    ]
+    _unpack_pairs(con, floor_to(hour, 86400), pairs)
+    return pairs
+
+
+_QPOINT = """CREATE TEMP TABLE IF NOT EXISTS qpoint (
+    series_id INTEGER NOT NULL, field_id INTEGER NOT NULL, time_ns INTEGER NOT NULL, value ANY,
+    PRIMARY KEY (series_id, field_id, time_ns)
+) WITHOUT ROWID"""
+
+
+def _unpack_for_query(con: sqlite3.Connection, values: str, fid: int, lo: int, hi: int) -> bool:
+    """When chunks hold points of the query's series in ``[lo, hi)``: fill the connection's
+    ``temp.qpoint`` with those points and the rows, and return True (the query then reads
+    it instead of ``point``)."""
+    arg = {"fid": fid, "a": floor_to(lo, 86400), "b": hi, "lo": lo}
+    found = con.execute(
+        f"WITH g(sid, grp) AS (VALUES {values}) SELECT c.series_id, c.day_ns, c.data FROM g "
+        "JOIN chunk c ON c.series_id = g.sid AND c.field_id = :fid "
+        "AND c.day_ns >= :a AND c.day_ns < :b",
+        arg,
+    ).fetchall()
+    if not found:
+        return False
+    con.execute(_QPOINT)
+    con.execute("DELETE FROM temp.qpoint")
+    for sid, day, data in found:
+        times, vals = chunks.decode(data, _times_loader(con, sid, day))
+        con.executemany(
+            "INSERT OR REPLACE INTO temp.qpoint VALUES (?, ?, ?, ?)",
+            ((sid, fid, t, v) for t, v in zip(times, vals, strict=True) if lo <= t < hi),
+        )
+    con.execute(
+        f"WITH g(sid, grp) AS (VALUES {values}) INSERT OR REPLACE INTO temp.qpoint "
+        "SELECT p.* FROM g JOIN point p ON p.series_id = g.sid AND p.field_id = :fid "
+        "AND p.time_ns >= :lo AND p.time_ns < :b",
+        arg,
+    )
+    return True
 
 
 def _piece_query(fn: Agg, every_s: int | None, start_ns: int, level: int) -> str:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from dcim.reading import Reading
+from dcim.storage import chunks
 from dcim.storage.base import Row, plan_pieces
-from dcim.storage.sqlite import SqliteStore
+from dcim.storage.sqlite import SqliteStore, _times_loader
 from tests.storage.helpers import meter_dataset
 
 S = 1_000_000_000
@@ -29,6 +30,17 @@ def _same(a: list[Row], b: list[Row]) -> None:
     assert [(r.tags, r.time_ns) for r in a] == [(r.tags, r.time_ns) for r in b]
     for x, y in zip(a, b, strict=True):
         assert x.value == pytest.approx(y.value, rel=1e-12), (x, y)
+
+
+def _counts(stats: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in stats.items() if k in ("hours_rolled", "hours_redone", "raw_deleted")}
+
+
+def _kinds(st: SqliteStore) -> dict[str, int]:
+    """Chunks, and raw rows left."""
+    q = "SELECT (SELECT COUNT(*) FROM chunk), (SELECT COUNT(*) FROM point)"
+    chunk, point = st._con.execute(q).fetchone()
+    return {"chunk": chunk, "point": point}
 
 
 def _stores(tmp_path: Path, **kw: Any) -> tuple[SqliteStore, SqliteStore]:
@@ -63,11 +75,16 @@ def test_pieces_plan() -> None:
 def test_rollups_answer_like_raw(tmp_path: Path) -> None:
     """Not aligned ranges too: the edges come from the raw points."""
     raw, rolled = _stores(tmp_path)
-    assert rolled.maintain(now_ns=T0 + 10 * H) == {
+    assert _counts(rolled.maintain(now_ns=T0 + 10 * H)) == {
         "hours_rolled": 9, "hours_redone": 0, "raw_deleted": 0,
     }  # fmt: skip
     assert rolled.maintain(now_ns=T0 + 10 * H)["hours_rolled"] == 0
-    assert rolled._rollup_before(T0, T0 + SPAN) == T0 + 9 * H
+    # the UTC days rolled up are packed in chunks (T0 is 22:00: two days), numbers only
+    assert rolled.maintain(now_ns=T0 + 30 * H)["days_packed"] == 1
+    assert _kinds(rolled) == {"chunk": 3 * 2 * 2, "point": len(dataset())}
+    # a meter's power and energy, read together, share their times
+    assert rolled._con.execute("SELECT COUNT(*) FROM chunk_time").fetchone()[0] == 3 * 2
+    assert rolled._rollup_before(T0, T0 + SPAN) == T0 + 29 * H
     ranges = [(T0, T0 + SPAN), (T0 + 17 * S, T0 + 4 * H + 1234 * S), (T0 - H, T0 + 2 * H)]
     for fn, every, (where, group_by), (a, b), field in itertools.product(
         FNS, EVERY, SHAPES, ranges, ["power_w", "energy_wh_total"]
@@ -83,7 +100,7 @@ def test_rollups_answer_like_raw(tmp_path: Path) -> None:
 
 def test_retention_deletes_raw_and_rollups_still_answer(tmp_path: Path) -> None:
     raw, rolled = _stores(tmp_path, retention_raw_days=1)
-    stats = rolled.maintain(now_ns=T0 + 2 * 24 * H)
+    stats = rolled.maintain(now_ns=T0 + 3 * 24 * H)  # whole UTC days: T0 is 22:00
     assert stats["raw_deleted"] == len(dataset()) * 3  # three fields each
     assert rolled._con.execute("SELECT COUNT(*) FROM point").fetchone()[0] == 0
     for fn, every, (where, group_by), field in itertools.product(
@@ -104,7 +121,7 @@ def test_retention_deletes_raw_and_rollups_still_answer(tmp_path: Path) -> None:
     # a point older than the retention, written later, is dropped like InfluxDB does
     late = Reading("energy_meter", {"device": "em1"}, {"power_w": 1.0}, T0 + 30 * S)
     rolled.write([late])
-    assert rolled.maintain(now_ns=T0 + 2 * 24 * H) == {
+    assert _counts(rolled.maintain(now_ns=T0 + 3 * 24 * H)) == {
         "hours_rolled": 0, "hours_redone": 0, "raw_deleted": 1,
     }  # fmt: skip
     for st in (raw, rolled):
@@ -131,8 +148,19 @@ def test_late_points_redo_their_hour(tmp_path: Path) -> None:
                       end_ns=T0 + SPAN, fn=fn, every_s=every, group_by=("device",))  # fmt: skip
             _same(rolled.aggregate(**kw), raw.aggregate(**kw))  # type: ignore[arg-type]
 
+    assert _kinds(rolled)["chunk"] == 3 * 2  # the first UTC day; late points: rows beside
     check()  # answered from the raw points from the first dirty hour on
     assert rolled.maintain(now_ns=T0 + SPAN + H)["hours_redone"] == 2
+    # em2's chunks of the first day rewritten with its late point (em9's day: not packed)
+    assert _kinds(rolled)["chunk"] == 3 * 2
+    sid, day, data = rolled._con.execute(
+        "SELECT c.series_id, c.day_ns, c.data FROM chunk c JOIN series s ON s.id = c.series_id "
+        "JOIN field_key f ON f.id = c.field_id WHERE s.tags LIKE '%em2%' AND f.name = 'power_w'"
+    ).fetchone()
+    assert 9999.5 in chunks.decode(data, _times_loader(rolled._con, sid, day))[1]
+    assert not rolled._con.execute(  # no row left in the packed day but the text ones
+        "SELECT 1 FROM point WHERE time_ns < ? AND typeof(value) != 'text'", (T0 + 2 * H,)
+    ).fetchall()
     assert rolled._rollup_before(T0, T0 + SPAN) == T0 + SPAN  # the watermark
     check()  # the redone rollups hold the late points
     for st in (raw, rolled):
@@ -141,7 +169,7 @@ def test_late_points_redo_their_hour(tmp_path: Path) -> None:
 
 def test_maintain_on_an_empty_store_and_read_only(tmp_path: Path) -> None:
     st = SqliteStore(tmp_path / "e.sqlite", retention_raw_days=30)
-    assert st.maintain() == {"hours_rolled": 0, "hours_redone": 0, "raw_deleted": 0}
+    assert _counts(st.maintain()) == {"hours_rolled": 0, "hours_redone": 0, "raw_deleted": 0}
     st.write(dataset()[:5])
     st.close()
     ro = SqliteStore(tmp_path / "e.sqlite", read_only=True)
@@ -233,3 +261,26 @@ def test_a_multi_batch_backfill_rolls_each_hour_up_once(tmp_path: Path) -> None:
     st._con.set_trace_callback(None)
     assert st.rollup_status()["dirty_hours"] == 0
     st.close()
+
+
+def test_minute_rollups_kept_for_their_horizon_the_others_for_ever(tmp_path: Path) -> None:
+    raw = SqliteStore(tmp_path / "raw.sqlite")
+    rolled = SqliteStore(tmp_path / "r.sqlite", retention_1m_days=1)
+    for st in (raw, rolled):
+        st.write(_days_dataset())
+    now = T0 + 60 * H
+    stats = rolled.maintain(now_ns=now)
+    cut = (now - 86400 * S) // (86400 * S) * (86400 * S)
+    assert stats["minutes_deleted"] > 0
+    con = rolled._con
+    assert con.execute("SELECT MIN(time_ns) FROM rollup_1m").fetchone()[0] >= cut
+    assert con.execute("SELECT COUNT(*) FROM rollup_1h WHERE time_ns < ?", (cut,)).fetchone()[0]
+    assert rolled.rollup_status()["rolled_to_ns"] is not None
+    # 1-minute windows before the cut come from the raw points, after it from the rollups
+    for fn, every, field in itertools.product(FNS, [None, 60, 300, 3600, 86400], ["power_w"]):
+        kw = dict(measurement="energy_meter", field=field, start_ns=T0 + 77 * S,
+                  end_ns=T0 + 52 * H, fn=fn, every_s=every, group_by=("device",))  # fmt: skip
+        _same(rolled.aggregate(**kw), raw.aggregate(**kw))  # type: ignore[arg-type]
+    assert rolled.maintain(now_ns=now)["minutes_deleted"] == 0  # done once
+    for st in (raw, rolled):
+        st.close()
