@@ -284,21 +284,15 @@ def kpi_ratio(num: str, den: str, resolution: str = "daily") -> str:
 
 
 DOWN_NOW = (
-    "SELECT sum(d) FROM (SELECT 1 - last(up) AS d FROM dcim_poll WHERE "
-    f"{SITE} AND time > now() - 10m GROUP BY device)"
+    "SELECT sum(d) FROM (SELECT last(devices_down) AS d FROM dcim_collector WHERE "
+    f"{SITE} AND time > now() - 10m GROUP BY site)"
 )
-# Devices down: raw, per device the last poll of each interval; from the rollups (long
-# ranges), the device-windows whose last poll failed over the windows in an interval (the mean
-# number of devices down), one pass without a per-device subquery.
-_DOWN_ROLLED = (
-    "SELECT (count(@last(up)) - sum(@last(up))) * {w} / $__interval_ms FROM @from(dcim_poll) "
-    f"WHERE {SITE} AND {T} {BY} fill(none)"
-).replace("@last(up)", '"last_up"')
+# Devices down: the collector's own count (``dcim_collector.devices_down``: devices whose last
+# poll failed), one series per site; the most down at once in each interval, so a device down
+# for ten minutes still shows on a year's chart.
 DOWN = (
-    f"SELECT sum(d) FROM (SELECT 1 - @last(up) AS d FROM @from(dcim_poll) WHERE {SITE} AND {T} "
-    f"{BY}, device) {BY} fill(none)",
-    _DOWN_ROLLED.format(w=60000),
-    _DOWN_ROLLED.format(w=3600000),
+    "SELECT sum(d) FROM (SELECT @max(devices_down) AS d FROM @from(dcim_collector) WHERE "
+    f"{SITE} AND {T} {BY}, site fill(none)) {BY} fill(none)"
 )
 PUE_CATS = [("cat. 3 (IT input)", "3"), ("cat. 2 (PDU output)", "2"), ("cat. 1 (UPS output)", "1")]
 FLOW_NOW = [
@@ -426,7 +420,7 @@ def site_overview() -> list[dict[str, Any]]:
               desc="Instantaneous; the reportable PUE is energy based (Energy KPIs)."),
         panel("timeseries", "Devices down", "none", [("devices down", DOWN)], decimals=0, minv=0,
               thresholds=[("green", None), ("red", 1)], links=_link("Collector health"),
-              desc="Devices whose last poll in each interval failed (not failed polls)."),
+              desc="Devices whose last poll failed, as the collector counts them (dcim_collector.devices_down), the most at once in each interval: not failed polls."),
         {"type": "alertlist", "title": "Alerts firing", "gridPos": {"h": 8, "w": 24, "x": 0, "y": 0},
          "options": {"viewMode": "list", "groupMode": "default", "maxItems": 20,
                      "sortOrder": 1, "stateFilter": {"firing": True, "pending": True},

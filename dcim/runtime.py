@@ -103,6 +103,17 @@ class Collector:
         }
         return Reading("dcim_spool", {"site": self.cfg.site.name}, fields, time.time_ns())
 
+    def collector_health(self) -> Reading:
+        """The ``dcim_collector`` reading: the devices this collector has heard from and how
+        many of them are down now (their last poll failed). One series per site, so a year of
+        "devices down" is one small series to chart, not every device's polls."""
+        devices = self.poll_metrics.snapshot()
+        fields: dict[str, FieldValue] = {
+            "devices": len(devices),
+            "devices_down": sum(1 for d in devices.values() if not d.up),
+        }
+        return Reading("dcim_collector", {"site": self.cfg.site.name}, fields, time.time_ns())
+
     async def _spool_health_loop(self) -> None:
         # Through the pipeline like any reading: when the spool is full it is refused, and
         # the pipeline's (rate-limited) error log says so.
@@ -111,12 +122,12 @@ class Collector:
             await asyncio.sleep(every)
             try:
                 # Off the loop: the spool's stats wait for a commit in progress (a slow disk).
-                health = [await asyncio.to_thread(self.spool_health)]
+                health = [await asyncio.to_thread(self.spool_health), self.collector_health()]
                 if self.alerts is not None:
                     self.alerts.observe(health)
                 self.committer.submit(health)
             except Exception:  # noqa: BLE001 - health must not stop the collector
-                log.exception("emitting the dcim_spool health reading failed")
+                log.exception("emitting the dcim_spool/dcim_collector health readings failed")
 
     async def _maintain_loop(self) -> None:
         # The embedded store rolls up closed hours and applies its raw retention itself

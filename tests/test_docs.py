@@ -132,7 +132,7 @@ def collector_rows() -> dict[str, tuple[set[str], list[str]]]:
 
 def test_health_measurements_are_in_the_glossary(collector: Collector) -> None:
     doc = collector_rows()
-    assert set(doc) == {"alerts", "dcim_poll", "dcim_spool", "kpi"}
+    assert set(doc) == {"alerts", "dcim_collector", "dcim_poll", "dcim_spool", "kpi"}
     sched = collector.scheduler
     name, st = next(iter(sched.status().items()))
     polls = [sched._health(st, 0.0, up=True, duration=0.1, values=3, error="", late=0.0)]
@@ -145,7 +145,7 @@ def test_health_measurements_are_in_the_glossary(collector: Collector) -> None:
     assert screen is not None
     polls = screen(polls)
     spool = collector.spool_health()
-    for r in [*polls, spool]:
+    for r in [*polls, spool, collector.collector_health()]:
         tags, fields = doc[r.measurement]
         assert set(r.tags) == tags, r.measurement
         assert set(r.fields) == set(fields), r.measurement

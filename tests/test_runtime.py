@@ -52,3 +52,26 @@ def test_spool_health_counts_the_quarantine(tmp_path: Path) -> None:
     finally:
         col.spool.close()
         col.store.close()
+
+
+def test_collector_health_counts_devices_whose_last_poll_failed(tmp_path: Path) -> None:
+    from dcim.reading import Reading
+
+    def poll(device: str, up: int, t: int) -> Reading:
+        fields = {"up": up, "duration_s": 0.1, "values_read": 3 * up, "late_s": 0.0}
+        error = "" if up else "timeout"
+        return Reading("dcim_poll", {"device": device, "protocol": "snmp"},
+                       {**fields, "error": error}, t)  # fmt: skip
+
+    col = Collector(_cfg(tmp_path, metered=False))
+    try:
+        assert col.collector_health().fields == {"devices": 0, "devices_down": 0}
+        col.poll_metrics.observe([poll("a", 1, 1), poll("b", 0, 1), poll("c", 0, 1)])
+        col.poll_metrics.observe([poll("b", 1, 2)])  # b answered again: no longer down
+        r = col.collector_health()
+        assert r.measurement == "dcim_collector" and r.tags == {"site": col.cfg.site.name}
+        assert r.fields == {"devices": 3, "devices_down": 1}
+        assert col.pipeline.accept([r]) == 1 and col.pipeline.rejected == 0
+    finally:
+        col.spool.close()
+        col.store.close()

@@ -12,8 +12,9 @@ simulates (:class:`dcim.twin.model.SiteModel`, the reference site's device mix):
   the twin sampled every 10 s (1-minute windows) or every 10 min (1-hour windows); ``count_``
   is the number of polls at ``interval_s`` the window holds;
 - the collector's own rows: ``dcim_poll`` per device and poll (device ``down_device`` failing
-  its polls for the last ``down_minutes``) and ``dcim_spool`` per poll cycle, raw and rolled up
-  the same way (the rollups over the last ``extra_days`` only: they are a third of the lines);
+  its polls for the last ``down_minutes``), ``dcim_collector`` and ``dcim_spool`` per poll
+  cycle, raw and rolled up the same way (the rollups over the last ``extra_days`` only: they
+  are a third of the lines);
 - ``rack_env`` (rack temperature and humidity probes, which the twin does not simulate): one
   probe per rack, its temperature the rack's first server inlet, its humidity that of air at a
   fixed 8 degC dew point;
@@ -229,6 +230,10 @@ def _extra_series(
                 "values_read": np.where(down, 0.0, 10.0),
             },
         )
+    down_now = (ts >= plan.now_s - plan.down_minutes * 60) & (plan.down_device in names)
+    yield "dcim_collector", {"site": site}, {
+        "devices": np.full(ts.shape, float(len(names))), "devices_down": down_now * 1.0,
+    }  # fmt: skip
     pend = 50.0 + 40.0 * np.sin(ts / 3600.0) ** 2
     yield "dcim_spool", {"site": site}, {
         "bytes": 4e6 + 1000.0 * pend, "max_bytes": np.full(ts.shape, 1024.0 * 2**20),
@@ -248,8 +253,9 @@ def _extra_series(
         yield "rack_env", tags, {"temp_c": np.round(temp), "humidity_pct": np.round(_dew_rh(temp))}
 
 
-_INT_EXTRA = frozenset({"up", "values_read", "pending", "refused_total", "dropped_total",
-                        "quarantined", "full", "warn", "bytes", "max_bytes"})  # fmt: skip
+_INT_EXTRA = frozenset({"up", "values_read", "devices", "devices_down", "pending",
+                        "refused_total", "dropped_total", "quarantined", "full", "warn", "bytes",
+                        "max_bytes"})  # fmt: skip
 
 
 def _raw_extra(
