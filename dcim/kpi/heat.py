@@ -145,20 +145,25 @@ def window_energy_wh(
     power times its part inside [start, end); windows whose temperatures are not liquid water
     are left out and returned as :class:`Invalid` spans."""
     lo, hi = water.liquid_range()
+    power_w = water.power_function(sensor)
     parts: list[float] = []
     bad: list[tuple[str, int, float]] = []  # field, window start, value
     bad_flow: list[tuple[str, int, float]] = []
+    full = step_ns / NS  # a window wholly inside the period
+    first, last = start_ns, end_ns - step_ns  # windows starting in [first, last] are whole
     for t, q, a, b in zip(times, flow, t_supply, t_return, strict=True):
         if not q >= 0.0:  # also NaN: a meter counts forward flow only
             bad_flow.append(("flow_m3_per_h", t, q))
             continue
-        try:
-            power = water.heat_power_w(q, a, b, sensor=sensor)
-        except ValueError:
+        power = power_w(q, a, b)
+        if power is None:
             field, value = ("return_temp_c", b) if not lo <= b <= hi else ("supply_temp_c", a)
             bad.append((field, t, value))
             continue
-        parts.append(power * ((min(t + step_ns, end_ns) - max(t, start_ns)) / NS))
+        if first <= t <= last:
+            parts.append(power * full)
+        else:
+            parts.append(power * ((min(t + step_ns, end_ns) - max(t, start_ns)) / NS))
     why = f"outside {lo:g}-{hi:g} degC, not liquid water (a sensor fault value?); left out"
     invalid = _spans(bad_flow, step_ns, "negative flow (a sensor fault value?); left out")
     invalid += _spans(bad, step_ns, why)

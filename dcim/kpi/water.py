@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -180,6 +180,47 @@ def heat_power_w(
     """Thermal power, W: k * (theta_f - theta_r) * volume flow."""
     k = heat_coefficient(t_flow_c, t_return_c, sensor=sensor, p_mpa=p_mpa)
     return k * (t_flow_c - t_return_c) * flow_m3_per_h / 3600.0
+
+
+def power_function(
+    sensor: SensorPosition, p_mpa: float = DEFAULT_PRESSURE_MPA
+) -> Callable[[float, float, float], float | None]:
+    """``(flow, t_flow, t_return) -> W``: :func:`heat_power_w` for many windows, the same
+    floats bit for bit, None where it raises (a temperature that is not liquid water).
+
+    Why: a month is 45,000 windows per meter; this does the two table lookups inline (one
+    ``bisect`` per temperature, density and enthalpy from the same index) instead of five
+    calls per window. The rare cases (a temperature at or beyond the table's ends, a
+    difference under 1 mK) go through :func:`heat_power_w` itself."""
+    xs, rho, h = table(p_mpa)
+    rho_sl, h_sl = _slopes(p_mpa, 1), _slopes(p_mpa, 2)
+    x0, xn, last = xs[0], xs[-1], len(xs) - 1
+    supply = sensor == "supply"
+
+    def slow(q: float, a: float, b: float) -> float | None:
+        try:
+            return heat_power_w(q, a, b, sensor=sensor, p_mpa=p_mpa)
+        except ValueError:
+            return None
+
+    def power(q: float, a: float, b: float) -> float | None:
+        dt = a - b
+        if not (x0 < a < xn and x0 < b < xn and abs(dt) >= 1e-3):  # also NaN
+            return slow(q, a, b)
+        ja = bisect_right(xs, a) - 1
+        jb = bisect_right(xs, b) - 1
+        xa, xb = xs[ja], xs[jb]
+        # _lookup's arithmetic: a grid point's own value, else the slope from it
+        ha = h[ja] if xa >= a else h_sl[ja] * (a - xa) + h[ja]
+        hb = h[jb] if xb >= b else h_sl[jb] * (b - xb) + h[jb]
+        if supply:
+            r = rho[ja] if xa >= a else rho_sl[ja] * (a - xa) + rho[ja]
+        else:
+            r = rho[jb] if xb >= b else rho_sl[jb] * (b - xb) + rho[jb]
+        k = r * (ha - hb) / dt
+        return k * (a - b) * q / 3600.0
+
+    return power
 
 
 def heat_energy_wh(
