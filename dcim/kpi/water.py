@@ -194,7 +194,7 @@ def power_function(
     difference under 1 mK) go through :func:`heat_power_w` itself."""
     xs, rho, h = table(p_mpa)
     rho_sl, h_sl = _slopes(p_mpa, 1), _slopes(p_mpa, 2)
-    x0, xn, last = xs[0], xs[-1], len(xs) - 1
+    x0, xn = xs[0], xs[-1]
     supply = sensor == "supply"
 
     def slow(q: float, a: float, b: float) -> float | None:
