@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from dcim.config import Device, SiteConfig
 from dcim.kpi import water
-from dcim.storage.base import Store
+from dcim.storage.base import Store, align_windows
 
 NS = 1_000_000_000
 FIELDS = ("flow_m3_per_h", "supply_temp_c", "return_temp_c")
@@ -101,24 +102,9 @@ def integrated_heat(
     step = window * NS
     where = {"site": cfg.site.name, "device": dev.name}
 
-    def means(fld: str) -> dict[int, float]:
-        rows = store.aggregate(
-            measurement=measurement,
-            field=fld,
-            start_ns=start_ns,
-            end_ns=end_ns,
-            fn="mean",
-            every_s=window,
-            where=where,
-        )
-        return {r.time_ns: float(r.value) for r in rows if r.value is not None}
-
-    with ThreadPoolExecutor(max_workers=len(FIELDS)) as pool:  # the database works in parallel
-        series = list(pool.map(means, FIELDS))
-    times = sorted(set(series[0]) & set(series[1]) & set(series[2]))
+    times, (flow, tf, tr) = _window_means(store, measurement, start_ns, end_ns, window, where)
     first = start_ns // step * step
     expected = max(1, -(-(end_ns - first) // step))
-    flow, tf, tr = ([s[x] for x in times] for s in series)
     got = window_energy_wh(times, flow, tf, tr, dev.flow_sensor, step, start_ns, end_ns)
     return IntegratedHeat(
         dev.name,
@@ -129,6 +115,36 @@ def integrated_heat(
         got.invalid,
         window,
     )
+
+
+def _window_means(
+    store: Store, measurement: str, start_ns: int, end_ns: int, window: int, where: dict[str, str]
+) -> tuple[list[int], list[list[float]]]:
+    """The windows with a mean of each of :data:`FIELDS`, and those means: the store's
+    ``window_means`` where it has one (the three fields read together, no row objects),
+    else one ``aggregate`` per field."""
+    window_means = getattr(store, "window_means", None)
+    if window_means is not None:
+        got: tuple[list[int], list[list[float]]] = window_means(
+            measurement=measurement, fields=FIELDS, start_ns=start_ns, end_ns=end_ns,
+            every_s=window, where=where,
+        )  # fmt: skip
+        return got
+
+    def means(fld: str) -> list[tuple[int, float]]:
+        rows = store.aggregate(
+            measurement=measurement,
+            field=fld,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            fn="mean",
+            every_s=window,
+            where=where,
+        )
+        return [(r.time_ns, float(r.value)) for r in rows if r.value is not None]
+
+    with ThreadPoolExecutor(max_workers=len(FIELDS)) as pool:  # the database works in parallel
+        return align_windows(list(pool.map(means, FIELDS)))
 
 
 def window_energy_wh(
@@ -145,25 +161,31 @@ def window_energy_wh(
     power times its part inside [start, end); windows whose temperatures are not liquid water
     are left out and returned as :class:`Invalid` spans."""
     lo, hi = water.liquid_range()
-    power_w = water.power_function(sensor)
-    parts: list[float] = []
-    bad: list[tuple[str, int, float]] = []  # field, window start, value
-    bad_flow: list[tuple[str, int, float]] = []
+    powers = water.window_powers(flow, t_supply, t_return, sensor=sensor)
     full = step_ns / NS  # a window wholly inside the period
     first, last = start_ns, end_ns - step_ns  # windows starting in [first, last] are whole
-    for t, q, a, b in zip(times, flow, t_supply, t_return, strict=True):
+
+    def part(t: int) -> float:
+        return full if first <= t <= last else (min(t + step_ns, end_ns) - max(t, start_ns)) / NS
+
+    if None not in powers and all(q >= 0.0 for q in flow):  # the usual case: all usable
+        ok = cast(list[float], powers)
+        parts = [
+            p * full if first <= t <= last else p * part(t) for t, p in zip(times, ok, strict=True)
+        ]
+        return WindowEnergy(math.fsum(parts) / 3600.0, len(parts), ())
+    parts = []
+    bad: list[tuple[str, int, float]] = []  # field, window start, value
+    bad_flow: list[tuple[str, int, float]] = []
+    for t, q, a, b, power in zip(times, flow, t_supply, t_return, powers, strict=True):
         if not q >= 0.0:  # also NaN: a meter counts forward flow only
             bad_flow.append(("flow_m3_per_h", t, q))
             continue
-        power = power_w(q, a, b)
         if power is None:
             field, value = ("return_temp_c", b) if not lo <= b <= hi else ("supply_temp_c", a)
             bad.append((field, t, value))
             continue
-        if first <= t <= last:
-            parts.append(power * full)
-        else:
-            parts.append(power * ((min(t + step_ns, end_ns) - max(t, start_ns)) / NS))
+        parts.append(power * part(t))
     why = f"outside {lo:g}-{hi:g} degC, not liquid water (a sensor fault value?); left out"
     invalid = _spans(bad_flow, step_ns, "negative flow (a sensor fault value?); left out")
     invalid += _spans(bad, step_ns, why)

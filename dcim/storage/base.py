@@ -168,6 +168,23 @@ def plan_pieces(
     return pieces
 
 
+def align_windows(
+    columns: Sequence[Sequence[tuple[int, float]]],
+) -> tuple[list[int], list[list[float]]]:
+    """(window start, value) per field -> the starts every field has, ascending, and each
+    field's values there (``window_means``: a window missing a field is left out)."""
+    if not columns or not all(columns):
+        return [], [[] for _ in columns]
+    times = [t for t, _ in columns[0]]
+    same = all(len(c) == len(times) for c in columns)
+    same = same and all([t for t, _ in c] == times for c in columns[1:])
+    if same and all(a < b for a, b in zip(times, times[1:], strict=False)):
+        return times, [[v for _, v in c] for c in columns]  # the usual case: nothing missing
+    common = sorted(set(times).intersection(*({t for t, _ in c} for c in columns[1:])))
+    by_time = [dict(c) for c in columns]
+    return common, [[d[t] for t in common] for d in by_time]
+
+
 def merge_parts(
     fn: str,
     every_s: int | None,

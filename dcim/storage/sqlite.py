@@ -60,6 +60,7 @@ from dcim.storage.base import (
     Row,
     SinkError,
     StoreError,
+    align_windows,
     ceil_to,
     check_query,
     floor_to,
@@ -336,16 +337,7 @@ class SqliteStore:
             full = f"WITH g(sid, grp) AS (VALUES {values}) {sql}"
             return con.execute(full, {"fid": fid, "start": lo, "end": hi}).fetchall()
 
-        before = None if fn == "integral" else self._rollup_before(start_ns, end_ns, con)
-        minute_from = _state(con, "minute_from_ns") if before is not None else None
-        if minute_from is not None and start_ns < minute_from:
-            # the 1-minute rollups are kept from minute_from on only
-            cut = min(end_ns, minute_from)
-            coarse = tuple(lv for lv in self._levels if lv != 60)
-            pieces = plan_pieces(fn, start_ns, cut, every_s, before, coarse)
-            pieces += plan_pieces(fn, cut, end_ns, every_s, before, self._levels)
-        else:
-            pieces = plan_pieces(fn, start_ns, end_ns, every_s, before, self._levels)
+        pieces = self._plan(con, fn, start_ns, end_ns, every_s)
         if (
             len(pieces) == 1
             and pieces[0][2] == every_s
@@ -389,6 +381,103 @@ class SqliteStore:
             for grp, t, v in result
         ]
         return sort_rows(rows, group_by)
+
+    def _plan(
+        self, con: sqlite3.Connection, fn: Agg, start_ns: int, end_ns: int, every_s: int | None
+    ) -> list[tuple[int, int, int]]:
+        """The pieces (:func:`plan_pieces`) that answer ``fn`` over [start, end)."""
+        before = None if fn == "integral" else self._rollup_before(start_ns, end_ns, con)
+        minute_from = _state(con, "minute_from_ns") if before is not None else None
+        if minute_from is not None and start_ns < minute_from:
+            # the 1-minute rollups are kept from minute_from on only
+            cut = min(end_ns, minute_from)
+            coarse = tuple(lv for lv in self._levels if lv != 60)
+            pieces = plan_pieces(fn, start_ns, cut, every_s, before, coarse)
+            pieces += plan_pieces(fn, cut, end_ns, every_s, before, self._levels)
+        else:
+            pieces = plan_pieces(fn, start_ns, end_ns, every_s, before, self._levels)
+        return pieces
+
+    def window_means(
+        self,
+        *,
+        measurement: str,
+        fields: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        every_s: int,
+        where: Mapping[str, str],
+    ) -> tuple[list[int], list[list[float]]]:
+        """The windows (starts, ascending) where every one of ``fields`` has a mean, and
+        those means, one list per field: the same floats as ``aggregate(fn="mean")`` per
+        field, kept where all have a window. When one series matches and the rollups of
+        ``every_s`` answer the whole range (a heat meter's 1-minute means over a month,
+        hourly over a year), read as stored, in one snapshot, with no row objects (a month
+        is 45,000 windows per field); otherwise one ``aggregate`` per field."""
+        check_query("mean", start_ns, end_ns, every_s)
+        with self._reader() as con:
+            con.execute("BEGIN")
+            try:
+                got = self._stored_means(con, measurement, fields, start_ns, end_ns, every_s, where)
+            finally:
+                con.execute("COMMIT")
+        if got is not None:
+            return got
+        return align_windows(
+            [
+                [
+                    (r.time_ns, float(r.value))
+                    for r in self.aggregate(
+                        measurement=measurement,
+                        field=f,
+                        start_ns=start_ns,
+                        end_ns=end_ns,
+                        fn="mean",
+                        every_s=every_s,
+                        where=where,
+                    )  # fmt: skip
+                    if r.value is not None
+                ]
+                for f in fields
+            ]
+        )
+
+    def _stored_means(
+        self,
+        con: sqlite3.Connection,
+        measurement: str,
+        fields: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        every_s: int,
+        where: Mapping[str, str],
+    ) -> tuple[list[int], list[list[float]]] | None:
+        """:meth:`window_means` from one rollup table as stored; None if it cannot."""
+        pieces = self._plan(con, "mean", start_ns, end_ns, every_s)
+        if any(level != every_s for _, _, level in pieces) or every_s not in _TABLE:
+            return None
+        if any(a[1] != b[0] for a, b in zip(pieces, pieces[1:], strict=False)):
+            return None
+        sids = [
+            sid
+            for sid, tags_json in con.execute(
+                "SELECT id, tags FROM series WHERE measurement=?", (measurement,)
+            )
+            if all(json.loads(tags_json).get(k, "") == v for k, v in where.items())
+        ]
+        q = "SELECT id FROM field_key WHERE name=?"
+        fids = [con.execute(q, (f,)).fetchone() for f in fields]
+        if len(sids) != 1 or any(f is None for f in fids):
+            return None  # several series to combine, or a field never written
+        sql = (
+            f"SELECT r.time_ns, {_WINDOW_OF_ROLLUP['mean']} FROM {_TABLE[every_s]} r "
+            "WHERE r.series_id = ? AND r.field_id = ? AND r.time_ns >= ? AND r.time_ns < ? "
+            "AND r.n_num > 0 ORDER BY r.time_ns"
+        )
+        lo, hi = pieces[0][0], pieces[-1][1]
+        return align_windows(
+            [con.execute(sql, (sids[0], f[0], lo, hi)).fetchall() for f in fids if f]
+        )
 
     def _rollup_before(
         self, start_ns: int, end_ns: int, con: sqlite3.Connection | None = None
