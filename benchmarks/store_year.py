@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import shutil
 import sqlite3
 import struct
 import subprocess
@@ -321,6 +322,31 @@ def post(url: str, db: str, rp: str, lines: list[str]) -> None:
             assert r.status == 204, r.status
 
 
+def write_influx(
+    url: str,
+    sink: InfluxSink,
+    ypath: Path,
+    cfg: SiteConfig,
+    year: tuple[int, int],
+    month: tuple[int, int],
+) -> None:
+    """The year's hourly rollups and the month's 1-minute ones, as ``dcim db init``'s
+    policies hold them (see the module doc)."""
+    init_sink(sink)
+    t0 = time.perf_counter()
+    hours = influx_lines(ypath, cfg, "rollup_1h", *year)
+    post(url, "year", "rp_1h", hours)
+    a, b = month
+    minutes = influx_lines(ypath, cfg, "rollup_1m", a - DAY, b + DAY)
+    post(url, "year", "rp_1m", minutes)
+    marker = f"{MARKER},rp=raw {MARKER_FIELD}={year[0] - DAY}i {time.time_ns()}"
+    post(url, "year", "rp_1h", [marker])
+    print(
+        f"\n[InfluxDB] {len(hours):,} hourly and {len(minutes):,} 1-minute rollup "
+        f"points written in {time.perf_counter() - t0:.0f} s"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--year", type=int, default=2025)
@@ -328,7 +354,9 @@ def main() -> int:
     ap.add_argument("--minute-days", type=int, default=62, help="retention_1m_days")
     ap.add_argument("--keep", type=Path, help="keep the stores in this directory")
     ap.add_argument("--stores", default="embedded,influxdb")
-    ap.add_argument("--reuse", action="store_true", help="reuse the year kept in --keep")
+    ap.add_argument(
+        "--reuse", action="store_true", help="reuse the year (and InfluxDB's) kept in --keep"
+    )
     args = ap.parse_args()
     raw_cfg, cfg = site()
     tz = cfg.site.timezone
@@ -400,22 +428,16 @@ def main() -> int:
                       f"{wall:.2f} s")  # fmt: skip
             st.close()
         if "influxdb" in args.stores:
+            influx_reuse = reuse and (work / "influxdb" / "data" / "year").is_dir()
+            if not influx_reuse and (work / "influxdb").exists():
+                shutil.rmtree(work / "influxdb")
             srv = start_influxdb(work / "influxdb")
             try:
                 sink = InfluxSink(type="influxdb", url=srv.url, database="year", timeout_s=600)
-                init_sink(sink)
-                t0 = time.perf_counter()
-                hours = influx_lines(ypath, cfg, "rollup_1h", *year)
-                post(srv.url, "year", "rp_1h", hours)
-                a, b = periods[month_label]
-                minutes = influx_lines(ypath, cfg, "rollup_1m", a - DAY, b + DAY)
-                post(srv.url, "year", "rp_1m", minutes)
-                marker = f"{MARKER},rp=raw {MARKER_FIELD}={year[0] - DAY}i {time.time_ns()}"
-                post(srv.url, "year", "rp_1h", [marker])
-                print(
-                    f"\n[InfluxDB] {len(hours):,} hourly and {len(minutes):,} 1-minute rollup "
-                    f"points written in {time.perf_counter() - t0:.0f} s"
-                )
+                if influx_reuse:
+                    print("\n[InfluxDB] the year kept in --keep")
+                else:
+                    write_influx(srv.url, sink, ypath, cfg, year, periods[month_label])
                 ist = InfluxStore(sink)
                 for label, (t, cpu) in time_kpis("influxdb", ist, cfg, periods).items():
                     wall = cli_time(

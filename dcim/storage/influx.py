@@ -64,6 +64,7 @@ from dcim.storage.base import (
     Row,
     SinkError,
     StoreError,
+    align_windows,
     ceil_to,
     check_query,
     floor_to,
@@ -814,6 +815,73 @@ class InfluxStore:
                     continue  # None, or a string from first/last: numeric values only
                 rows.append(Row(gtags, int(t) if point_time else start_ns, value))
         return sort_rows(rows, group_by)
+
+    def window_means(
+        self,
+        *,
+        measurement: str,
+        fields: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        every_s: int,
+        where: Mapping[str, str],
+    ) -> tuple[list[int], list[list[float]]]:
+        """The windows (starts, ascending) where every one of ``fields`` has a mean, and
+        those means, one list per field: the same floats as ``aggregate(fn="mean")`` per
+        field, kept where all have a window. When the rollups of ``every_s`` answer the
+        whole range (a heat meter's 1-minute means over a month, hourly over a year): one
+        statement for all the fields, their points as stored; otherwise one ``aggregate``
+        per field."""
+        check_query("mean", start_ns, end_ns, every_s)
+        if self._due:  # this store's own late points: rolled up before it reads the rollups
+            self.flush_rollups()
+        before = self._rollup_before("mean", every_s, start_ns)
+        pieces = plan_pieces("mean", start_ns, end_ns, every_s, before)
+        if len(pieces) != 1 or pieces[0][2] != every_s or every_s not in ROLLUP_RP:
+            return align_windows(
+                [
+                    [
+                        (r.time_ns, float(r.value))
+                        for r in self.aggregate(
+                            measurement=measurement,
+                            field=f,
+                            start_ns=start_ns,
+                            end_ns=end_ns,
+                            fn="mean",
+                            every_s=every_s,
+                            where=where,
+                        )  # fmt: skip
+                        if r.value is not None
+                    ]
+                    for f in fields
+                ]
+            )
+        lo, hi, level = pieces[0]
+        sel = ", ".join(f"{quote_ident('sum_' + f)}, {quote_ident('count_' + f)}" for f in fields)
+        q = build_query(measurement=measurement, field=fields[0], start_ns=lo, end_ns=hi,
+                        fn="mean", where=where, retention_policy=ROLLUP_RP[level],
+                        select=sel)  # fmt: skip
+        rows = [row for s in self.query(q) for row in s.get("values", [])]
+        cols = [(1 + 2 * i, 2 + 2 * i) for i in range(len(fields))]
+        times = [int(row[0]) for row in rows]
+        if all(a < b for a, b in zip(times, times[1:], strict=False)) and all(
+            row[iw] and isinstance(row[iv], bool | int | float) for iv, iw in cols for row in rows
+        ):  # the usual case: one series, every field in every window: no sums to add
+            return times, [[float(row[iv]) / float(row[iw]) for row in rows] for iv, iw in cols]
+        # as _stored: per field and window, the sums and counts of the series added
+        acc: list[dict[int, list[float]]] = [{} for _ in fields]
+        for t, row in zip(times, rows, strict=True):
+            for by_t, (iv, iw) in zip(acc, cols, strict=True):
+                v, w = row[iv], row[iw]
+                if not isinstance(v, bool | int | float) or not w:
+                    continue
+                cur = by_t.get(t)
+                if cur is None:
+                    by_t[t] = [float(v), float(w)]
+                else:
+                    cur[0] += float(v)
+                    cur[1] += float(w)
+        return align_windows([[(t, v / w) for t, (v, w) in sorted(d.items())] for d in acc])
 
     def close_within(self, timeout_s: float) -> None:
         """Close for a collector that stops within a bound: with a due file, the hours due
