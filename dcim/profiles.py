@@ -192,10 +192,14 @@ def parse_profile(data: Any) -> Profile:
 
 def load_profile(path: Path) -> Profile:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_SAFE_LOADER)  # noqa: S506 (a safe loader)
         return parse_profile(data)
     except (OSError, yaml.YAMLError, ValueError, protocols.PluginError) as exc:
         raise ProfileError(f"{path}: {exc}") from exc
+
+
+# libyaml's parser where PyYAML has it (dcim.config.SAFE_LOADER: this module is below it)
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @cache

@@ -15,7 +15,15 @@ from pydantic import ValidationError
 
 from dcim.alerts.catalog import catalog, check_rule
 from dcim.alerts.rules import AlertsSettings, Rule
-from dcim.config import ConfigError, ConfigIssue, SiteConfig, _compose_lines, _line_for, _path_str
+from dcim.config import (
+    ConfigError,
+    ConfigIssue,
+    SiteConfig,
+    _compose_lines,
+    _line_for,
+    _path_str,
+    load_yaml,
+)
 from dcim.profiles import load_profiles
 
 DEFAULT_PACK = Path(__file__).with_name("default_rules.yaml")
@@ -49,7 +57,7 @@ def parse_rules(
     fields that exist (:func:`dcim.alerts.catalog.catalog`); a name outside them is an
     error."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
         lines = _compose_lines(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -101,7 +109,7 @@ def _site_lines(site_path: Path | None) -> tuple[dict[_Loc, int], Any]:
         return {}, None
     try:
         text = site_path.read_text()
-        return _compose_lines(text), yaml.safe_load(text)
+        return _compose_lines(text), load_yaml(text)
     except (OSError, yaml.YAMLError):
         return {}, None
 
