@@ -43,3 +43,27 @@ def meter_dataset(t0: int, span: int, seed: int) -> list[Reading]:
             }
             out.append(Reading("energy_meter", dict(tags), fields, t))
     return out
+
+
+def lone_power(t0: int) -> Reading:
+    """em1's power alone (no energy) in a minute of its own, 30 s after ``t0``: a window one
+    field has and the other has not."""
+    tags = {"site": "paris", "device": "em1", "room": "r1"}
+    return Reading("energy_meter", tags, {"power_w": 123.25}, t0 + 30 * 1_000_000_000)
+
+
+def means_by_field(
+    store: Any, fields: tuple[str, ...], **kw: Any
+) -> tuple[list[int], list[list[float]]]:
+    """What ``window_means`` must give: ``aggregate(fn="mean")`` per field, the windows all
+    fields have, ascending."""
+    per = [
+        {
+            r.time_ns: r.value
+            for r in store.aggregate(field=f, fn="mean", **kw)
+            if r.value is not None
+        }
+        for f in fields
+    ]
+    times = sorted(set(per[0]).intersection(*per[1:]))
+    return times, [[float(p[t]) for t in times] for p in per]

@@ -23,7 +23,7 @@ from dcim.spool import Spool
 from dcim.storage.base import Row
 from dcim.storage.influx import InfluxStore, rollup_select
 from dcim.testing.servers import InfluxServer
-from tests.storage.helpers import influx_store, meter_dataset
+from tests.storage.helpers import influx_store, lone_power, means_by_field, meter_dataset
 
 S = 1_000_000_000
 H = 3600 * S
@@ -351,3 +351,50 @@ def test_hours_due_for_rollup_survive_a_stop(influxdb: InfluxServer, tmp_path: P
         'SELECT SUM("count_power_w") FROM "rp_1h"."energy_meter"', st.sink.database
     )
     assert res["results"][0]["series"][0]["values"][0][1] == len(data)
+
+
+def test_window_means_as_the_means_per_field(influxdb: InfluxServer) -> None:
+    """``window_means`` gives exactly ``aggregate(fn="mean")`` of each field on the windows
+    they all have: one statement for all the fields from the rollups as stored (rollup-long
+    windows inside them), otherwise from ``aggregate``; a window with one field only is
+    left out."""
+    st = influx_store(influxdb, "means")
+    init_sink(st.sink)
+    extra = lone_power(T0 + SPAN)
+    st.write([*dataset(), extra])
+    st.flush_rollups()
+    raw = InfluxStore(st.sink)  # raw points kept 30 days: they answer
+    fast = InfluxStore(st.sink, rollup_before_ns=NOW)  # the rollups of every closed window
+    statements: list[str] = []
+    query = fast.query
+
+    def counted(q: str, **kw: Any) -> list[dict[str, Any]]:
+        statements.append(q)
+        return query(q, **kw)
+
+    fast.query = counted  # type: ignore[method-assign]
+    fields = ("power_w", "energy_wh_total")
+    shapes = [({"device": "em1"}, 60), ({"device": "em2"}, 3600), ({"room": "r1"}, 60),
+              ({"device": "em3"}, 300), ({"device": "none"}, 60)]  # fmt: skip
+    for store, (where, every), (a, b) in itertools.product(
+        (raw, fast), shapes, [(T0, T0 + 5 * H), (T0 + 17 * S, T0 + 3 * H + 1234 * S)]
+    ):
+        kw = dict(measurement="energy_meter", start_ns=a, end_ns=b, every_s=every, where=where)
+        expect = means_by_field(store, fields, **kw)
+        statements.clear()
+        assert store.window_means(fields=fields, **kw) == expect, kw  # type: ignore[arg-type]
+        whole = a == T0 and every in (60, 3600)
+        if store is fast and whole:  # one statement, the rollups as stored
+            assert len(statements) == 1 and "sum_power_w" in statements[0], statements
+        if whole and where.get("device") in ("em1", "em2"):
+            assert expect[0]
+    got = fast.window_means(measurement="energy_meter", fields=fields, start_ns=T0,
+                            end_ns=T0 + 5 * H, every_s=60, where={"device": "em1"})  # fmt: skip
+    lone = extra.time_ns - extra.time_ns % (60 * S)
+    only_power = fast.window_means(measurement="energy_meter", fields=("power_w",),
+                                   start_ns=T0, end_ns=T0 + 5 * H, every_s=60,
+                                   where={"device": "em1"})  # fmt: skip
+    assert lone not in got[0] and lone in only_power[0]
+    assert only_power[1][0][only_power[0].index(lone)] == 123.25
+    for s in (st, raw, fast):
+        s.close()

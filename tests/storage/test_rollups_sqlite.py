@@ -11,9 +11,9 @@ import pytest
 
 from dcim.reading import Reading
 from dcim.storage import chunks
-from dcim.storage.base import Row, plan_pieces
+from dcim.storage.base import Row, align_windows, floor_to, plan_pieces
 from dcim.storage.sqlite import SqliteStore, _times_loader
-from tests.storage.helpers import meter_dataset
+from tests.storage.helpers import lone_power, means_by_field, meter_dataset
 
 S = 1_000_000_000
 H = 3600 * S
@@ -284,3 +284,51 @@ def test_minute_rollups_kept_for_their_horizon_the_others_for_ever(tmp_path: Pat
     assert rolled.maintain(now_ns=now)["minutes_deleted"] == 0  # done once
     for st in (raw, rolled):
         st.close()
+
+
+def test_window_means_as_the_means_per_field(tmp_path: Path) -> None:
+    """``window_means`` gives exactly ``aggregate(fn="mean")`` of each field on the windows
+    they all have: from the rollups as stored (one series, rollup-long windows), otherwise
+    from ``aggregate``; a window with one field only is left out."""
+    raw, rolled = _stores(tmp_path)
+    extra = lone_power(T0 + SPAN)
+    for st in (raw, rolled):
+        st.write([extra])
+    rolled.maintain(now_ns=T0 + 10 * H)
+    fields = ("power_w", "energy_wh_total")
+    shapes = [({"device": "em1"}, 60), ({"device": "em2"}, 60), ({"device": "em1"}, 3600),
+              ({"device": "em3"}, 300), ({"room": "r1"}, 60), ({"device": "none"}, 60)]  # fmt: skip
+    stored = 0
+    for st, (where, every), (a, b) in itertools.product(
+        (raw, rolled), shapes, [(T0, T0 + 6 * H), (T0 + 17 * S, T0 + 4 * H + 1234 * S)]
+    ):
+        kw = dict(measurement="energy_meter", start_ns=a, end_ns=b, every_s=every, where=where)
+        expect = means_by_field(st, fields, **kw)
+        assert st.window_means(fields=fields, **kw) == expect, (st.path, kw)  # type: ignore[arg-type]
+        with st._reader() as con:
+            fast = st._stored_means(con, "energy_meter", fields, a, b, every, where)
+        if fast is not None:
+            stored += 1
+            assert fast == expect
+        if where["device" if "device" in where else "room"] in ("em1", "em2") and every != 300:
+            assert expect[0]  # windows to compare
+    # the rollups answered where they can: em1 and em2 at 1 min and 1 h over the whole hours
+    assert stored == 3
+    lone = floor_to(extra.time_ns, 60)
+    got = rolled.window_means(measurement="energy_meter", fields=fields, start_ns=T0,
+                              end_ns=T0 + 6 * H, every_s=60, where={"device": "em1"})  # fmt: skip
+    only_power = rolled.window_means(measurement="energy_meter", fields=("power_w",),
+                                     start_ns=T0, end_ns=T0 + 6 * H, every_s=60,
+                                     where={"device": "em1"})  # fmt: skip
+    assert lone in only_power[0] and lone not in got[0]
+    assert only_power[1][0][only_power[0].index(lone)] == 123.25
+    for st in (raw, rolled):
+        st.close()
+
+
+def test_align_windows() -> None:
+    a, b = [(1, 1.0), (2, 2.0), (3, 3.0)], [(1, 10.0), (3, 30.0)]
+    assert align_windows([a, b]) == ([1, 3], [[1.0, 3.0], [10.0, 30.0]])
+    assert align_windows([a, a]) == ([1, 2, 3], [[1.0, 2.0, 3.0]] * 2)
+    assert align_windows([a, []]) == ([], [[], []])
+    assert align_windows([list(reversed(a))]) == ([1, 2, 3], [[1.0, 2.0, 3.0]])
