@@ -9,7 +9,10 @@ A window whose mean temperature is not liquid water (a sensor's fault value such
 -327.68 degC) is not usable either: it is listed in :attr:`IntegratedHeat.invalid` (field, time
 range, values, why) so that the figure built on it can say so instead of failing the report.
 
-Pure Python (``math.fsum`` over the windows): the production path does not need numpy;
+The three means are read together where the store can (``window_means`` of the embedded
+and InfluxDB stores: one statement, the rollups as stored), else one ``aggregate`` per field;
+the same floats either way. Pure Python (:func:`dcim.kpi.water.window_powers` for all the
+windows in one loop, ``math.fsum`` over them): the production path does not need numpy;
 ``benchmarks/heat_integration.py`` times it against the numpy arithmetic it replaced.
 """
 
