@@ -43,6 +43,7 @@ import base64
 import email.utils
 import gzip
 import http.client
+import io
 import json
 import logging
 import os
@@ -75,6 +76,11 @@ from dcim.storage.base import (
 from dcim.storage.lineprotocol import encode_many
 from dcim.urls import redact_url
 
+try:  # MessagePack answers: half influxd's time of JSON for many windows, and less parsing
+    import msgpack
+except ImportError:  # JSON then
+    msgpack = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 ROLLUP_RP = {60: "rp_1m", 3600: "rp_1h"}
@@ -102,6 +108,21 @@ _AS_STORED: dict[str, tuple[str, ...]] = {
 }
 CQ_DONE_NS = 2 * 3600 * NS
 _PRECISION_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": NS}
+
+
+def _documents(body: bytes, headers: Any) -> list[dict[str, Any]]:
+    """The JSON documents of a /query answer (one per chunk), from JSON lines or, when the
+    server answered in MessagePack (InfluxDB 1.x does when asked), from its objects; [] for
+    a body that is neither (an error page)."""
+    ctype = (headers.get("Content-Type") if headers is not None else None) or ""
+    try:
+        if "msgpack" in ctype and msgpack is not None:
+            docs = list(msgpack.Unpacker(io.BytesIO(body), raw=False))
+        else:
+            docs = [json.loads(line) for line in body.splitlines() if line.strip()]
+    except ValueError:  # also msgpack's errors (ValueError subclasses) and bad JSON
+        return []
+    return [d for d in docs if isinstance(d, dict)]
 
 
 class StoreUnavailable(StoreError):
@@ -738,21 +759,23 @@ class InfluxStore:
         """Run InfluxQL; returns the ``series`` of every result (chunks merged). Raises
         StoreUnavailable when the server does not answer, StoreError when it refuses."""
         params = {"q": q, "db": self.sink.database, "epoch": "ns"}
+        hdrs = {}
         if not write:
             params.update(chunked="true", chunk_size="10000")
+            if msgpack is not None:  # half influxd's time to answer a month of windows
+                hdrs["Accept"] = "application/x-msgpack"
         try:
-            status, text, _ = self._request("POST", "/query", params)
+            status, text, headers = self._request("POST", "/query", params, headers=hdrs)
         except SinkError as exc:
             raise StoreUnavailable(exc.reason) from exc
+        docs = _documents(text, headers)
         if status != 200:
-            msg = text.decode("utf-8", "replace").strip()
+            msg = next((str(d["error"]) for d in docs if "error" in d), None)
+            msg = msg or text.decode("utf-8", "replace").strip()
             err = StoreUnavailable if status >= 500 else StoreError
             raise err(f"InfluxDB query failed ({status}): {msg}: {q}")
         series: list[dict[str, Any]] = []
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            doc = json.loads(line)
+        for doc in docs:
             if "error" in doc:
                 raise StoreError(f"InfluxDB query failed: {doc['error']}: {q}")
             for result in doc.get("results", []):

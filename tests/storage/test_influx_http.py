@@ -256,3 +256,25 @@ def test_write_lines_rolls_up_the_hours_of_late_points(fake: str) -> None:
         f"time >= {start} AND time < {start + 2 * h}",
     ]
     assert ["time(1m)" in q for q in rollups] == [True, True, False]
+
+
+def test_queries_read_messagepack_answers(influxdb: InfluxServer) -> None:
+    """Queries ask for MessagePack (influxd 1.x answers it) and read the same values as from
+    JSON; an answer in JSON (a server that does not speak it) or an error page is read too."""
+    st = influx_store(influxdb, "mp")
+    t0 = time.time_ns() - 3600 * 1_000_000_000
+    st.write([Reading("m", {"device": "d"}, {"v": 1.5 + i, "n": i}, t0 + i) for i in range(3)])
+    q = f'SELECT "v", "n" FROM "m" WHERE time >= {t0} GROUP BY "device"'
+    params = {"q": q, "db": st.sink.database, "epoch": "ns"}
+    _, body, headers = st._request(
+        "POST", "/query", params, headers={"Accept": "application/x-msgpack"}
+    )
+    assert "msgpack" in headers.get("Content-Type", "")
+    _, js, js_headers = st._request("POST", "/query", params)
+    assert influx._documents(body, headers) == influx._documents(js, js_headers)
+    got = st.query(q)
+    assert got[0]["tags"] == {"device": "d"}
+    assert got[0]["values"] == [[t0 + i, 1.5 + i, i] for i in range(3)]
+    assert influx._documents(b"<html>bad gateway</html>", {"Content-Type": "text/html"}) == []
+    assert influx._documents(b"\xc1\xc1", {"Content-Type": "application/x-msgpack"}) == []
+    st.close()
