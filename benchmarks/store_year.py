@@ -41,13 +41,12 @@ day is 2,998,080 points). Bytes per point, rows -> packed: as the registers read
 10: 2.43 and 6.03 s (FAIL both; its rollups written in 427 s). ``dcim kpi`` itself adds 2-4 s
 here (Python's start, the imports and the config).
 
-After #15 part 3 (the heat meters' three means read together, their powers in one loop, YAML
-through libyaml), 2026-12-04, ``--reuse``, the code before and after run one after the other,
-twice (load 1.8-3.6): embedded ``--period 2025`` 1.18-1.26 -> 0.71-0.81 s, ``--period
-2025-12`` 1.41-1.47 -> 0.54-0.58 s (CPU 0.52-0.55 s); InfluxDB 0.84-1.21 -> 0.80-0.95 s and
-2.68-3.09 -> 0.74-1.34 s (influxd's answer to the three heat meters' 1-minute windows is most
-of it); the ``dcim kpi`` command 2.4-5.0 -> 1.1-1.8 s. ``--reuse`` keeps InfluxDB's year too
-(``DIR/influxdb``).
+After #15 part 3 (the heat meters' three means read together, their powers in one loop,
+InfluxDB answering in MessagePack, YAML through libyaml), 2026-12-04, ``--reuse``, the code
+before and after run one after the other (load 1.7-3.6): embedded ``--period 2025``
+1.15-1.26 -> 0.71-0.81 s, ``--period 2025-12`` 1.41-1.47 -> 0.54-0.72 s (CPU 0.52-0.79 s);
+InfluxDB 0.84-1.21 -> 0.53 s and 2.53-3.09 -> 0.56-0.61 s (all PASS); the ``dcim kpi``
+command 2.3-5.0 -> 1.0-1.4 s. ``--reuse`` keeps InfluxDB's year too (``DIR/influxdb``).
 """
 
 from __future__ import annotations
