@@ -873,7 +873,7 @@ class InfluxStore:
                             fn="mean",
                             every_s=every_s,
                             where=where,
-                        )  # fmt: skip
+                        )
                         if r.value is not None
                     ]
                     for f in fields

@@ -435,7 +435,7 @@ class SqliteStore:
                         fn="mean",
                         every_s=every_s,
                         where=where,
-                    )  # fmt: skip
+                    )
                     if r.value is not None
                 ]
                 for f in fields
