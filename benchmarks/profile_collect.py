@@ -250,7 +250,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
                         "--duration",
                         str(int(args.window)),
                         "--rate",
-                        "200",
+                        str(args.spy_rate),
                         "--gil",
                         "--format",
                         "raw" if args.raw else "flamegraph",
@@ -310,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=10.0, help="poll interval, seconds")
     ap.add_argument("--flush-wait", type=float, default=5.0, help="seconds for the last flush")
     ap.add_argument("--py-spy", help="record a flame graph per case: PREFIX.<case>.svg")
+    ap.add_argument("--spy-rate", type=int, default=200, help="py-spy: samples per second")
     ap.add_argument("--json", action="store_true", help="one JSON object per case")
     ap.add_argument("--raw", action="store_true", help="py-spy: collapsed stacks (.txt)")
     args = ap.parse_args(argv)
