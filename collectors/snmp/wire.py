@@ -316,20 +316,44 @@ def decode_message(data: bytes) -> Message:
         raise WireError("var-bind list: SEQUENCE expected, ending the PDU")
     varbinds: list[VarBind] = []
     append = varbinds.append
+    seen = _oid_of_bytes
+    # Each var-bind's three headers read inline when their length is in short form (under
+    # 128 bytes, as nearly all are), else by _header; the same checks either way.
     while pos < vend:
-        tag, pos, bend = _header(data, pos, vend)
-        if tag != SEQUENCE:
-            raise WireError("var-bind: SEQUENCE expected")
-        tag, start, pos = _header(data, pos, bend)
-        if tag != OBJECT_IDENTIFIER:
-            raise WireError("var-bind name: OBJECT IDENTIFIER expected")
+        if pos + 2 <= vend and data[pos] == SEQUENCE and data[pos + 1] < 0x80:
+            bend = pos + 2 + data[pos + 1]
+            pos += 2
+            if bend > vend:
+                raise WireError("length runs past the end of its container")
+        else:
+            tag, pos, bend = _header(data, pos, vend)
+            if tag != SEQUENCE:
+                raise WireError("var-bind: SEQUENCE expected")
+        if pos + 2 <= bend and data[pos] == OBJECT_IDENTIFIER and data[pos + 1] < 0x80:
+            start = pos + 2
+            pos = start + data[pos + 1]
+            if pos > bend:
+                raise WireError("length runs past the end of its container")
+        else:
+            tag, start, pos = _header(data, pos, bend)
+            if tag != OBJECT_IDENTIFIER:
+                raise WireError("var-bind name: OBJECT IDENTIFIER expected")
         oid = data[start:pos]
-        if oid not in _oid_of_bytes:  # an OID seen (and checked) before needs no check
+        if oid not in seen:  # an OID seen (and checked) before needs no check
             _check_oid(data, start, pos)
-        vtag, start, pos = _header(data, pos, bend)
-        if pos != bend:
-            raise WireError("trailing bytes in a var-bind")
-        append((oid, vtag, _value(data, vtag, start, pos)))
+        if pos + 2 <= bend and data[pos + 1] < 0x80 and pos + 2 + data[pos + 1] == bend:
+            vtag = data[pos]  # short form, ending the var-bind
+            start, pos = pos + 2, bend
+            if vtag & 0x1F == 0x1F:
+                raise WireError("multi-byte tags are not used by SNMP")
+        else:
+            vtag, start, pos = _header(data, pos, bend)
+            if pos != bend:
+                raise WireError("trailing bytes in a var-bind")
+        if vtag == INTEGER and 0 < pos - start < 10:
+            append((oid, vtag, int.from_bytes(data[start:pos], "big", signed=True)))
+        else:
+            append((oid, vtag, _value(data, vtag, start, pos)))
     return Message(version, community, pdu_type, request_id, error_status, error_index, varbinds)
 
 
