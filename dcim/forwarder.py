@@ -87,6 +87,8 @@ class Forwarder:
         self._failures = 0
         self._outage_since: float | None = None
         self._lines = store if isinstance(store, LineWriter) else None
+        if self._lines is None:  # the readings as appended, not decoded back (Spool.peek)
+            spool.keep_readings = True
         # The InfluxDB store rolls up the hours of late points once for many writes: due
         # when the spool is drained (see dcim.storage.influx).
         self._flush_rollups = getattr(store, "flush_rollups", None)

@@ -67,6 +67,7 @@ from typing import Any, Literal, Self, TypeVar
 from dcim.reading import Reading
 from dcim.spool_repair import integrity_problem, move_aside, private_file, salvage
 from dcim.spool_rows import (
+    ROW_MAX,
     RowValues,
     as_text,
     decode_row,
@@ -102,6 +103,9 @@ ORDER BY id
 _T = TypeVar("_T")
 
 
+# readings kept in memory for peek() (Spool.keep_readings) at most: a backlog beyond it (an
+# outage of the store) is decoded from the rows as it is delivered
+KEPT_MAX = 20_000
 RECLAIM_STEP_PAGES = 1024  # pages given back per ack (4 MiB of 4 KiB pages)
 RECLAIM_MIN_PAGES = 256  # free pages kept for reuse without giving them back
 
@@ -288,6 +292,11 @@ class Spool:
         self._rlock = threading.Lock()
         self._closed = False
         self._watch: tuple[int, Callable[[], None]] | None = None
+        # keep_readings: the readings of this process's appends, by row id, for peek() (the
+        # embedded store's forwarder) instead of decoding them back from their line protocol
+        self.keep_readings = False
+        self._kept: dict[int, list[Reading]] = {}
+        self._kept_n = 0
 
     def _take_lock(self) -> int:
         lock_path = self.dir / "spool.lock"
@@ -380,7 +389,18 @@ class Spool:
         if upto is None or freed < need:
             raise SpoolFullError("no room")  # replaced with the full message by the caller
         c.execute("DELETE FROM spool WHERE id <= ?", (upto,))
+        self._forget(upto)
         return n
+
+    def _forget(self, upto: int) -> None:
+        """Drop the kept readings of the rows up to id ``upto`` (deleted; under
+        ``_wlock``). A rolled-back delete only costs a decode later."""
+        kept = self._kept
+        while kept:
+            rid = next(iter(kept))
+            if rid > upto:
+                break
+            self._kept_n -= len(kept.pop(rid))
 
     def _log_drops(self, n: int) -> None:
         self._drops_unlogged += n
@@ -421,8 +441,17 @@ class Spool:
         if lines is not None and len(lines) != len(readings):
             raise ValueError(f"{len(lines)} lines for {len(readings)} readings")
         rows = make_rows(readings, lines)  # the encoding, outside the lock
+        keep = self.keep_readings and self._kept_n + len(readings) <= KEPT_MAX
+        chunks = (
+            [list(readings[i : i + ROW_MAX]) for i in range(0, len(readings), ROW_MAX)]
+            if keep
+            else []
+        )
         with self._wlock:
-            self._commit(rows, len(readings))
+            ids = self._commit(rows, len(readings), keep)
+            if ids:
+                self._kept.update(zip(ids, chunks, strict=True))
+                self._kept_n += len(readings)
         watch = self._watch
         if watch is not None and self._pending >= watch[0]:
             try:
@@ -436,17 +465,26 @@ class Spool:
         that a full batch waits, without polling. None: no more calls."""
         self._watch = None if callback is None else (threshold, callback)
 
-    def _commit(self, rows: list[RowValues], count: int) -> None:
-        """Insert the rows of an append, within the budget (under ``_wlock``)."""
+    def _commit(self, rows: list[RowValues], count: int, keep: bool = False) -> list[int]:
+        """Insert the rows of an append, within the budget (under ``_wlock``); returns
+        their ids when ``keep`` (else [])."""
+        ids: list[int] = []
 
         def insert(c: sqlite3.Connection) -> None:
-            c.executemany(_INSERT_ROW, rows)
+            ids.clear()
+            if not keep:
+                c.executemany(_INSERT_ROW, rows)
+                return
+            for row in rows:
+                rid = c.execute(_INSERT_ROW, row).lastrowid
+                assert rid is not None
+                ids.append(rid)
 
         self._check_open()
         if self.max_bytes is None:
             self._tx(insert)
             self._pending += count
-            return
+            return ids
         need = sum(row_bytes(r, self._page_size) for r in rows)
         data, wal = self._sizes()
         used = data + wal
@@ -459,7 +497,7 @@ class Spool:
             self._tx(insert)
             self._pending += count
             self._level(used + need)
-            return
+            return ids
         full = (
             f"spool {self.path} is full ({used / 2**20:.1f} of "
             f"{self.max_bytes / 2**20:.1f} MB): {count} new readings refused, those "
@@ -481,7 +519,7 @@ class Spool:
                 self.dropped_total += dropped
                 self._log_drops(dropped)
                 self._level(self.max_bytes)
-                return
+                return ids
         self.refused_total += count
         self._level(used)
         raise SpoolFullError(full)
@@ -502,6 +540,7 @@ class Spool:
                 ).fetchall()
                 if left and left[0][0] <= 0:
                     c.execute("DELETE FROM spool WHERE id = ?", (batch.first_id,))
+                    self._forget(batch.first_id)
                 gone = batch.take if left else 0
             else:  # two steps (not one per row: each lets the GIL go)
                 span = (batch.first_id, batch.last_id)
@@ -509,6 +548,7 @@ class Spool:
                     "SELECT coalesce(sum(n - done), 0) FROM spool WHERE id BETWEEN ? AND ?", span
                 ).fetchone()[0]
                 c.execute("DELETE FROM spool WHERE id BETWEEN ? AND ?", span)
+                self._forget(batch.last_id)
             if qrows:
                 c.executemany(_INSERT_QUARANTINE, qrows)
             return int(gone)
@@ -554,9 +594,12 @@ class Spool:
                 return Batch(0, -1, [])
             readings: list[Reading] = []
             bad: list[tuple[int, str, int, str]] = []
+            kept = self._kept
             for rid, n, done, raw, lp, crc in rows:
                 try:
-                    got = decode_row(raw, n, lp, crc)
+                    got = kept.get(rid) or decode_row(raw, n, lp, crc)
+                    if len(got) != n:
+                        got = decode_row(raw, n, lp, crc)
                     readings.extend(got[done : done + take] if take else got[done:])
                 except (ValueError, TypeError) as exc:
                     left = n - done if isinstance(n, int) and isinstance(done, int) else 1
@@ -610,6 +653,8 @@ class Spool:
                 ).fetchall()
                 if deleted:
                     gone += n
+                old = self._kept.pop(rid, None)
+                self._kept_n -= len(old) if old else 0
                 c.execute(_INSERT_QUARANTINE, (now, reason, n, text))
             return gone
 

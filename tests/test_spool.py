@@ -134,6 +134,51 @@ def test_closed_spool_refuses(tmp_path: Path) -> None:
 MB = 2**20
 
 
+def test_kept_readings_are_peeked_as_appended_and_forgotten_once_gone(tmp_path: Path) -> None:
+    """keep_readings (the embedded store's forwarder): peek() gives the appended readings
+    themselves, not decoded from their rows; acked, dropped or quarantined rows are
+    forgotten; beyond KEPT_MAX a backlog is decoded from its rows."""
+    from dcim import spool as spool_mod
+
+    with Spool(tmp_path) as sp:
+        sp.keep_readings = True
+        first = [rd(i) for i in range(10)]
+        sp.append(first)
+        sp.append([rd(10)])
+        part = sp.peek(4)  # a part of the first row
+        assert part.readings == first[:4] and part.readings[0] is first[0]
+        sp.ack(part)
+        rest = sp.peek(100)
+        assert rest.readings == [*first[4:], rd(10)] and rest.readings[0] is first[4]
+        assert sp._kept_n == 11
+        sp.ack(rest)
+        assert sp._kept == {} and sp._kept_n == 0 and sp.pending() == 0
+        # a row whose kept readings are gone (not this process's) is decoded from disk
+        sp.append([rd(20), rd(21)])
+        sp._kept.clear()
+        sp._kept_n = 0
+        got = sp.peek(10).readings
+        assert got == [rd(20), rd(21)] and got[0] is not rd(20)
+        sp.ack(sp.peek(10))
+        mp = pytest.MonkeyPatch()
+        mp.setattr(spool_mod, "KEPT_MAX", 5)
+        try:
+            sp.append([rd(i) for i in range(30, 34)])
+            sp.append([rd(i) for i in range(34, 38)])  # over the cap: not kept
+        finally:
+            mp.undo()
+        assert sp._kept_n == 4
+        assert sp.peek(100).readings == [rd(i) for i in range(30, 38)]
+    with Spool(tmp_path / "drop", max_bytes=MB, on_full="drop_oldest") as sp:
+        sp.keep_readings = True
+        assert fill(sp, 15_000) == 15_000
+        st = sp.stats()
+        assert st.dropped_total > 0
+        assert sp._kept_n == sum(map(len, sp._kept.values())) == st.pending
+        kept = [r.time_ns - T for r in sp.peek(10**6).readings]
+        assert kept == list(range(st.dropped_total, 15_000))
+
+
 def fill(sp: Spool, upto: int = 30_000) -> int:
     """Append batches of 100 until refused (or ``upto``); returns how many were accepted."""
     for i in range(0, upto, 100):

@@ -241,7 +241,7 @@ class SnmpPoller:
         max_rep = self._opts.max_repetitions
         first_ns = 0
         while not walk.done:
-            batch = walk.request()
+            batch = walk.request(max_rep)
             cursors = walk.cursors(batch)
             reps = walk.repetitions(batch, max_rep)
             non_rep = [SYS_UPTIME_COLUMN] if walk.uptime else []

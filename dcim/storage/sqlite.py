@@ -123,6 +123,9 @@ _WINDOW_OF_ROLLUP = {
 _SIMPLE = {"mean": "AVG", "min": "MIN", "max": "MAX", "sum": "SUM", "count": "COUNT"}
 
 
+_BY_TAGS_MAX = 100_000  # series remembered by their tags' order (see SqliteStore.write)
+
+
 def _tags_key(tags: Mapping[str, str]) -> str:
     # Empty tag values are absent tags (as in InfluxDB).
     return json.dumps({k: v for k, v in sorted(tags.items()) if v != ""}, separators=(",", ":"))
@@ -181,6 +184,9 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []  # read connections, see _reader()
         self._series: dict[tuple[str, str], int] = {}
+        # the same series by its tags as a reading carries them (in their order): the JSON
+        # key of the tags (sorted, compact) is built once per series, not per reading
+        self._by_tags: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
         self._fields: dict[str, int] = {}
 
     # -- writing -----------------------------------------------------------------------
@@ -220,8 +226,14 @@ class SqliteStore:
                     "SELECT value FROM rollup_state WHERE name = 'rolled_to_ns'"
                 ).fetchone()
                 rows = []
+                by_tags = self._by_tags
+                if len(by_tags) > _BY_TAGS_MAX:
+                    by_tags.clear()
                 for r in readings:
-                    sid = self._series_id(r.measurement, _tags_key(r.tags))
+                    tkey = (r.measurement, tuple(r.tags.items()))
+                    sid = by_tags.get(tkey)
+                    if sid is None:
+                        sid = by_tags[tkey] = self._series_id(r.measurement, _tags_key(r.tags))
                     for name, value in r.fields.items():
                         if isinstance(value, float) and not math.isfinite(value):
                             raise SinkError(
@@ -238,6 +250,7 @@ class SqliteStore:
             except BaseException as exc:
                 self._con.execute("ROLLBACK")
                 self._series.clear()  # ids created in the rolled-back transaction are gone
+                self._by_tags.clear()
                 self._fields.clear()
                 if isinstance(exc, SinkError):
                     raise

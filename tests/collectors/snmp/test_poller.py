@@ -657,6 +657,32 @@ def test_walk_ends_columns_on_leaving_their_subtree_and_on_broken_agents() -> No
     assert short.done
 
 
+def test_walk_asks_a_short_column_with_the_long_ones_last_rows() -> None:
+    """Sizes known from the last poll: a 3-row column waits for the GETBULK of a 24-row
+    column's last rows rather than bring back 10 var-binds of which 6 are past its end."""
+    from collectors.snmp.codec import Walk
+
+    short, long_ = (1, 3, 6, 1, 9, 1), (1, 3, 6, 1, 9, 2)
+    i = ("Integer32", 1)
+    walk = Walk([short, long_], max_varbinds=10, uptime=False, rows_hint={short: 3, long_: 24})
+    asked: list[tuple[list[tuple[int, ...]], int]] = []
+    while not walk.done:
+        batch = walk.request(10)
+        reps = walk.repetitions(batch, 10)
+        asked.append((batch, reps))
+        vbs = []
+        for k in range(1, reps + 1):  # row-major, as an agent answers, past the end
+            for col in batch:
+                n = len(walk.results[col]) + k
+                rows = 3 if col == short else 24
+                vbs.append((col + (n,) if n <= rows else (1, 3, 6, 1, 9, 3, n), i))
+        walk.feed(batch, vbs, None)
+    assert asked == [([long_], 10), ([long_], 10), ([short, long_], 5)]
+    assert len(walk.results[short]) == 3 and len(walk.results[long_]) == 24
+    # a first walk (sizes not known) asks every column together, as before
+    assert Walk([short, long_], max_varbinds=10, uptime=False).request(10) == [short, long_]
+
+
 def test_tag_values_from_columns() -> None:
     from collectors.snmp.codec import tag_text
 

@@ -339,6 +339,37 @@ def test_no_answer_is_a_timeout_after_every_retry() -> None:
     assert 0.28 < elapsed < 0.8 and sent == 2 and pending == 0
 
 
+def test_time_outs_share_one_loop_timer_and_each_keeps_its_own() -> None:
+    """One loop timer for all the requests in flight (not one set and cancelled per
+    request); a shorter time-out asked later still ends on its own time."""
+
+    def reply(req: w.Message, n: int) -> list[bytes]:  # only PDU_POWER is answered
+        return [answer(req)] if w.neutral(req.varbinds)[0][0] == PDU_POWER else []
+
+    async def body(client: w.WireClient, target: w.Target, agent: Scripted) -> Any:
+        slow = asyncio.create_task(client.read(target, "get", [SYS_UPTIME], timeout=3, retries=0))
+        await asyncio.sleep(0.02)
+        await client.read(target, "get", [PDU_POWER], timeout=1, retries=0)
+        timer = client._timer  # set for the 1 s time-out, sooner than the 3 s one
+        for _ in range(20):  # answered: no loop timer of their own
+            await client.read(target, "get", [PDU_POWER], timeout=1, retries=0)
+        same = client._timer is timer and timer is not None
+        t0 = time.monotonic()
+        with pytest.raises(w.WireTimeout):
+            await client.read(target, "get", [SYS_UPTIME], timeout=0.1, retries=1)
+        quick = time.monotonic() - t0
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        await asyncio.sleep(0)
+        return same, quick, len(client._pending)
+
+    same, quick, pending = asyncio.run(with_agent(reply, body))
+    assert same
+    assert 0.18 < quick < 1.0  # two attempts of 0.1 s, not the 3 s one's timer
+    assert pending == 0
+
+
 def test_an_answer_from_another_address_is_not_taken() -> None:
     async def body(client: w.WireClient, target: w.Target, agent: Scripted) -> Any:
         loop = asyncio.get_running_loop()
