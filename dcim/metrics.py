@@ -53,9 +53,7 @@ import gzip
 import logging
 import socket
 import threading
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -64,72 +62,14 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector as _PromCollector
 
 from dcim import __version__
+from dcim.pollstate import PollMetrics
 from dcim.protocols import MetricsSource
-from dcim.reading import Reading
 from dcim.urls import redact_url
 
 if TYPE_CHECKING:
     from dcim.runtime import Collector
 
 log = logging.getLogger(__name__)
-NS = 1_000_000_000
-
-
-@dataclass
-class _Device:
-    protocol: str
-    up: float = 0.0
-    duration_s: float = 0.0
-    values_read: float = 0.0
-    late_s: float = 0.0
-    last_ok_s: float | None = None
-    polls: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-
-
-class PollMetrics:
-    """Per-device state from the ``dcim_poll`` readings; ``observe`` is thread-safe (called
-    from the event loop and from MQTT's network thread) and cheap."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._devices: dict[str, _Device] = {}
-
-    def observe(self, readings: Iterable[Reading]) -> None:
-        for r in readings:
-            if r.measurement != "dcim_poll":
-                continue
-            name, f = r.tags.get("device", ""), r.fields
-            with self._lock:
-                d = self._devices.get(name)
-                if d is None:
-                    d = self._devices[name] = _Device(r.tags.get("protocol", ""))
-                d.polls += 1
-                d.up = float(f.get("up", 0))
-                d.duration_s = float(f.get("duration_s", 0.0))
-                d.values_read = float(f.get("values_read", 0))
-                d.late_s = float(f.get("late_s", 0.0))
-                error = str(f.get("error", ""))
-                if error:
-                    d.errors[error] += 1
-                else:
-                    d.last_ok_s = r.time_ns / NS
-
-    def snapshot(self) -> dict[str, _Device]:
-        with self._lock:
-            return {
-                k: _Device(
-                    v.protocol,
-                    v.up,
-                    v.duration_s,
-                    v.values_read,
-                    v.late_s,
-                    v.last_ok_s,
-                    v.polls,
-                    Counter(v.errors),
-                )  # fmt: skip
-                for k, v in self._devices.items()
-            }
 
 
 class CollectorMetrics(_PromCollector):

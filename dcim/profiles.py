@@ -198,7 +198,7 @@ def load_profile(path: Path) -> Profile:
         raise ProfileError(f"{path}: {exc}") from exc
 
 
-# libyaml's parser where PyYAML has it (dcim.config.SAFE_LOADER: this module is below it)
+# libyaml's parser where PyYAML has it (as dcim.config.YAML_LOADER: this module is below it)
 _SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

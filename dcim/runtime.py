@@ -11,20 +11,24 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dcim.alerts.engine import build_engine
 from dcim.config import SiteConfig
 from dcim.forwarder import Forwarder
-from dcim.kpi.writer import KpiWriter
-from dcim.metrics import MetricsServer, PollMetrics
 from dcim.pipeline import Pipeline
 from dcim.plausible import Screen
+from dcim.pollstate import PollMetrics
 from dcim.protocols import PushSource, build_pollers, build_sources
 from dcim.reading import FieldValue, Reading
 from dcim.scheduler import Scheduler
 from dcim.spool import Spool, SpoolFullError
 from dcim.spool_commit import Committer
 from dcim.storage import make_store
+
+if TYPE_CHECKING:  # imported when used: a site without them does not load their modules
+    from dcim.kpi.writer import KpiWriter
+    from dcim.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 MAINTAIN_EVERY_S = 300.0
@@ -65,7 +69,11 @@ class Collector:
         self.sources: dict[str, PushSource] = build_sources(self.cfg, self.emit, offer=self.offer)
         # The hourly and daily `kpi` points, written as their periods close (no cron).
         metered = self.cfg.devices_with_role("grid_incomer")
-        self.kpi_writer = KpiWriter(self.store, self.cfg) if metered else None
+        self.kpi_writer: KpiWriter | None = None
+        if metered:
+            from dcim.kpi.writer import KpiWriter
+
+            self.kpi_writer = KpiWriter(self.store, self.cfg)
 
     def emit(self, readings: list[Reading]) -> None:
         self.poll_metrics.observe(readings)
@@ -174,6 +182,8 @@ class Collector:
 
     async def start(self) -> None:
         if self.cfg.metrics is not None:  # first: a port in use fails the start, not later
+            from dcim.metrics import MetricsServer  # prometheus_client: only with ``metrics:``
+
             m = self.cfg.metrics
             self.metrics_server = MetricsServer(self, self.poll_metrics, m.host, m.port)
         self.forwarder.start()

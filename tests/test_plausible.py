@@ -234,6 +234,24 @@ def test_corrections_are_checked_with_file_and_line() -> None:
     assert checks["ups_input"]["voltage_v"].scale == 0.1
 
 
+def test_devices_without_corrections_share_their_profiles_checks() -> None:
+    """Memory (issue #15): the checks are per profile unless a device corrects a field."""
+    from dcim.config import SiteConfig
+    from dcim.twin.site import paris_chapelle
+
+    doc = paris_chapelle(racks=1, servers_per_rack=2)
+    pdus = [d for d in doc["devices"] if d["profile"] == "apc_rpdu2"]
+    assert len(pdus) == 2
+    pdus[1]["corrections"] = {"voltage_v": {"scale": 0.1}}
+    checks = Screen.of(SiteConfig.model_validate(doc))._checks
+    a, b = (checks[name] for name in ("srv-R01-01", "srv-R01-02"))
+    assert a is b  # the same profile, no corrections: one set of checks
+    plain, fixed = checks[pdus[0]["name"]], checks[pdus[1]["name"]]
+    assert plain is not fixed
+    meas = next(m for m, fields in plain.items() if "voltage_v" in fields)
+    assert plain[meas]["voltage_v"].scale == 1.0 and fixed[meas]["voltage_v"].scale == 0.1
+
+
 def test_pushed_readings_are_screened_like_polled_ones() -> None:
     """MQTT (greenhouse climate): the same screen, the message's dcim_poll row told."""
     prof = load_profiles()["greenhouse_climate"]

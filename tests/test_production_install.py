@@ -43,6 +43,8 @@ sys.meta_path.insert(0, _Blocker())
 PRODUCTION_MODULES = [
     "dcim.cli",  # the console script and every sub-command's parser
     "dcim.runtime",  # dcim run
+    "dcim.kpi.writer",  # dcim run with a grid incomer (imported only then)
+    "dcim.alerts.notify",  # an alert posted to Alertmanager or a webhook
     "dcim.probe",  # dcim probe
     "dcim.dbinit",  # dcim db init
     "dcim.quarantine",  # dcim quarantine

@@ -19,8 +19,6 @@ import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 
 from dcim.alerts.state import AlertState, Due
@@ -129,6 +127,10 @@ class Refused(RuntimeError):
 
 
 def _http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
+    # Imported here: a collector without HTTP receivers does not load urllib's HTTP client.
+    import urllib.error
+    import urllib.request
+
     req = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:

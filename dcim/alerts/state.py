@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +95,7 @@ class AlertState:
                     value=value,
                     seen_ns=seen,
                     detail=detail,
-                    samples=deque(tuple(s) for s in json.loads(samples)),
+                    samples=[tuple(s) for s in json.loads(samples)],
                 )
             )
         return out
