@@ -27,7 +27,7 @@ from typing import cast
 
 from dcim.config import Device, SiteConfig
 from dcim.kpi import water
-from dcim.storage.base import Store, align_windows
+from dcim.storage.base import Store, means_by_field
 
 NS = 1_000_000_000
 FIELDS = ("flow_m3_per_h", "supply_temp_c", "return_temp_c")
@@ -134,20 +134,11 @@ def _window_means(
         )  # fmt: skip
         return got
 
-    def means(fld: str) -> list[tuple[int, float]]:
-        rows = store.aggregate(
-            measurement=measurement,
-            field=fld,
-            start_ns=start_ns,
-            end_ns=end_ns,
-            fn="mean",
-            every_s=window,
-            where=where,
-        )
-        return [(r.time_ns, float(r.value)) for r in rows if r.value is not None]
-
     with ThreadPoolExecutor(max_workers=len(FIELDS)) as pool:  # the database works in parallel
-        return align_windows(list(pool.map(means, FIELDS)))
+        return means_by_field(
+            store, measurement=measurement, fields=FIELDS, start_ns=start_ns, end_ns=end_ns,
+            every_s=window, where=where, map_fields=pool.map,
+        )  # fmt: skip
 
 
 def window_energy_wh(

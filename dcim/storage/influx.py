@@ -69,6 +69,7 @@ from dcim.storage.base import (
     ceil_to,
     check_query,
     floor_to,
+    means_by_field,
     merge_parts,
     plan_pieces,
     sort_rows,
@@ -861,24 +862,10 @@ class InfluxStore:
         before = self._rollup_before("mean", every_s, start_ns)
         pieces = plan_pieces("mean", start_ns, end_ns, every_s, before)
         if len(pieces) != 1 or pieces[0][2] != every_s or every_s not in ROLLUP_RP:
-            return align_windows(
-                [
-                    [
-                        (r.time_ns, float(r.value))
-                        for r in self.aggregate(
-                            measurement=measurement,
-                            field=f,
-                            start_ns=start_ns,
-                            end_ns=end_ns,
-                            fn="mean",
-                            every_s=every_s,
-                            where=where,
-                        )
-                        if r.value is not None
-                    ]
-                    for f in fields
-                ]
-            )
+            return means_by_field(
+                self, measurement=measurement, fields=fields, start_ns=start_ns,
+                end_ns=end_ns, every_s=every_s, where=where,
+            )  # fmt: skip
         lo, hi, level = pieces[0]
         sel = ", ".join(f"{quote_ident('sum_' + f)}, {quote_ident('count_' + f)}" for f in fields)
         q = build_query(measurement=measurement, field=fields[0], start_ns=lo, end_ns=hi,

@@ -64,6 +64,7 @@ from dcim.storage.base import (
     ceil_to,
     check_query,
     floor_to,
+    means_by_field,
     merge_parts,
     plan_pieces,
     sort_rows,
@@ -436,24 +437,10 @@ class SqliteStore:
                 con.execute("COMMIT")
         if got is not None:
             return got
-        return align_windows(
-            [
-                [
-                    (r.time_ns, float(r.value))
-                    for r in self.aggregate(
-                        measurement=measurement,
-                        field=f,
-                        start_ns=start_ns,
-                        end_ns=end_ns,
-                        fn="mean",
-                        every_s=every_s,
-                        where=where,
-                    )
-                    if r.value is not None
-                ]
-                for f in fields
-            ]
-        )
+        return means_by_field(
+            self, measurement=measurement, fields=fields, start_ns=start_ns, end_ns=end_ns,
+            every_s=every_s, where=where,
+        )  # fmt: skip
 
     def _stored_means(
         self,
