@@ -158,7 +158,7 @@ def test_hostile_devices_beside_good_ones(tmp_path: Path, caplog: pytest.LogCapt
 
     points = stored(tmp_path / "store.sqlite")
     profiles = col.cfg.profiles()
-    data = [p for p in points if p[0] not in ("dcim_poll", "dcim_spool")]
+    data = [p for p in points if p[0] not in ("dcim_poll", "dcim_spool", "dcim_collector")]
     assert {p[1]["device"] for p in data} >= {"ups-good", "hx-good", "ups-bad"}
     for meas, tags, name, value, _ in data:
         spec = {
