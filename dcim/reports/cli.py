@@ -37,21 +37,9 @@ def add_parser(sub: Any) -> None:
     add_eed(rsub, "the site's YAML file (see examples/paris-chapelle.yaml)")
 
 
-def missing_extra() -> str | None:
-    """The message for an install without the ``report`` extra, else None."""
-    import importlib.util
-
-    gone = [m for m in ("typst", "matplotlib", "babel") if importlib.util.find_spec(m) is None]
-    if not gone:
-        return None
-    return (
-        f"dcim report needs {', '.join(gone)}: install the report extra, "
-        "pip install 'dcim-heat[report]'"
-    )
-
-
 def cmd_heat(args: argparse.Namespace) -> int:
     from dcim.cmdline import UsageError
+    from dcim.reports import missing_extra
 
     message = missing_extra()
     if message:

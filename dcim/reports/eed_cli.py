@@ -47,16 +47,14 @@ def cmd_report_eed(args: argparse.Namespace) -> int:
         raise UsageError(f"--year {args.year}: give a calendar year such as 2025")
     out = _out_dir(args.out)  # checked before the work
     cfg = _load(args.config)
-    try:
-        from dcim.reports.eed_output import fmt_value, to_csv, to_json, to_pdf
-    except ImportError as exc:
-        print(
-            f"dcim report eed needs the 'reports' extra ({exc.name} is missing): "
-            "pip install 'dcim-heat[report]'",
-            file=sys.stderr,
-        )
+    from dcim.reports import missing_extra
+
+    message = missing_extra()
+    if message:
+        print(message, file=sys.stderr)
         return 2
     from dcim.reports.eed import NoDataError, compute_eed
+    from dcim.reports.eed_output import fmt_value, to_csv, to_json, to_pdf
     from dcim.storage import make_store
 
     store = make_store(cfg.storage, read_only=True, owns_spool=False)
