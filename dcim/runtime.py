@@ -169,16 +169,25 @@ class Collector:
         if heat is None or heat.schedule is None:
             return
         try:
-            from dcim.reports.schedule import run_due
+            from dcim.reports.schedule import ScheduledStatements
         except ImportError as exc:
             log.error("scheduled statements off: %s (pip install 'dcim-heat[report]')", exc)
             return
-        while True:
-            try:
-                await asyncio.to_thread(run_due, self.store, self.cfg, time.time_ns())
-            except Exception:  # noqa: BLE001 - retried at the next round (the store may be down)
-                log.warning("rendering the statements failed; retried later", exc_info=True)
-            await asyncio.sleep(heat.schedule.check_every_s)
+        try:
+            statements = ScheduledStatements(self.store, self.cfg)
+        except Exception:  # noqa: BLE001 - e.g. the folder is not writable: say so, collect on
+            log.error("scheduled statements off: their outbox cannot be opened", exc_info=True)
+            return
+        statements.start()  # the announcements' delivery thread (webhook_url), retried
+        try:
+            while True:
+                try:
+                    await asyncio.to_thread(statements.run, time.time_ns())
+                except Exception:  # noqa: BLE001 - retried at the next round (store down?)
+                    log.warning("rendering the statements failed; retried later", exc_info=True)
+                await asyncio.sleep(heat.schedule.check_every_s)
+        finally:
+            statements.stop()
 
     async def start(self) -> None:
         if self.cfg.metrics is not None:  # first: a port in use fails the start, not later

@@ -36,9 +36,68 @@ def fingerprint(labels: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class Notifier:
-    """The delivery loop shared by the receivers: every ``poll_s`` (or when woken), send what
-    is due in one request; on failure wait 1, 2, 4 ... up to ``retry_max_s`` seconds."""
+class RetryLoop:
+    """The delivery loop shared by the receivers (alerts, and the scheduled statements'
+    announcements): every ``poll_s`` (or when woken), :meth:`send_due` what a durable outbox
+    holds; on failure wait 1, 2, 4 ... up to ``retry_max_s`` seconds, logging once per
+    outage."""
+
+    what = "alert receiver"  # how the log lines name it
+
+    def __init__(self, name: str, *, retry_max_s: float = 60.0, poll_s: float = 1.0):
+        self.name = name
+        self.retry_max_s = retry_max_s
+        self.poll_s = poll_s
+        self.sent_total = 0
+        self.failed_total = 0
+        self.refused_total = 0
+        self.last_error = ""
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def send_due(self, now_ns: int | None = None) -> int:
+        """One round: send what is due; how many were delivered. Raises what the receiver
+        raised (retried)."""
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"notify-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        backoff = 0.0
+        failing = False
+        while not self._stop.is_set():
+            try:
+                self.send_due()
+                if failing:
+                    log.info("%s %s is reachable again", self.what, self.name)
+                failing, backoff = False, 0.0
+            except Exception as exc:  # noqa: BLE001 - a receiver's failure is retried
+                self.failed_total += 1
+                self.last_error = str(exc)
+                if not failing:  # once per outage, not every retry
+                    log.warning("%s %s failed (retrying): %s", self.what, self.name, exc)
+                failing = True
+                backoff = min(self.retry_max_s, max(1.0, backoff * 2))
+                self._stop.wait(backoff)
+                continue
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+
+class Notifier(RetryLoop):
+    """An alert receiver: what is due comes from the alerts' durable state, in one request."""
 
     resend_s: float | None = None
 
@@ -51,18 +110,9 @@ class Notifier:
         retry_max_s: float = 60.0,
         poll_s: float = 1.0,
     ):
-        self.name = name
+        super().__init__(name, retry_max_s=retry_max_s, poll_s=poll_s)
         self.state = state
         self.receivers = receivers
-        self.retry_max_s = retry_max_s
-        self.poll_s = poll_s
-        self.sent_total = 0
-        self.failed_total = 0
-        self.refused_total = 0
-        self.last_error = ""
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def build(self, due: list[Due], now_ns: int) -> bytes:
         raise NotImplementedError
@@ -73,19 +123,6 @@ class Notifier:
     def deliver(self, due: list[Due], now_ns: int) -> None:
         """Hand ``due`` to the receiver; return only once it has taken all of it."""
         self.post(self.build(due, now_ns))
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"alerts-{self.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def send_due(self, now_ns: int | None = None) -> int:
         """One round: send what is due. Returns how many alerts were delivered; raises what
@@ -100,33 +137,13 @@ class Notifier:
         self.sent_total += len(due)
         return len(due)
 
-    def _run(self) -> None:
-        backoff = 0.0
-        failing = False
-        while not self._stop.is_set():
-            try:
-                self.send_due()
-                if failing:
-                    log.info("alert receiver %s is reachable again", self.name)
-                failing, backoff = False, 0.0
-            except Exception as exc:  # noqa: BLE001 - a receiver's failure is retried
-                self.failed_total += 1
-                self.last_error = str(exc)
-                if not failing:  # once per outage, not every retry
-                    log.warning("alert receiver %s failed (retrying): %s", self.name, exc)
-                failing = True
-                backoff = min(self.retry_max_s, max(1.0, backoff * 2))
-                self._stop.wait(backoff)
-                continue
-            self._wake.wait(self.poll_s)
-            self._wake.clear()
-
 
 class Refused(RuntimeError):
     """The receiver answered 400: it will never take this body (retrying is useless)."""
 
 
-def _http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
+def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
+    """POST ``body``; raises :class:`Refused` on 400, RuntimeError/OSError on other failures."""
     # Imported here: a collector without HTTP receivers does not load urllib's HTTP client.
     import urllib.error
     import urllib.request
@@ -179,7 +196,7 @@ class AlertmanagerNotifier(Notifier):
         return json.dumps(alerts).encode()
 
     def post(self, body: bytes) -> None:
-        _http_post(self.url, body, {"Content-Type": "application/json"}, self.timeout_s)
+        http_post(self.url, body, {"Content-Type": "application/json"}, self.timeout_s)
 
     def deliver(self, due: list[Due], now_ns: int) -> None:
         """One request for all; if Alertmanager refuses it (400: one bad alert spoils the
@@ -250,7 +267,7 @@ class WebhookNotifier(Notifier):
     def post(self, body: bytes) -> None:
         sig = hmac.new(self.key, body, hashlib.sha256).hexdigest()
         headers = {"Content-Type": "application/json", "X-Dcim-Signature": f"sha256={sig}"}
-        _http_post(self.url, body, headers, self.timeout_s)
+        http_post(self.url, body, headers, self.timeout_s)
 
 
 def verify_signature(key: bytes, body: bytes, header: str) -> bool:

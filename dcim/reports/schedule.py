@@ -1,20 +1,23 @@
 """Scheduled statements: the collector renders last month's heat-delivery statements from the
 configured day of the month on (``reports.heat.schedule``), checks again every
 ``check_every_s``, and renders a new revision when late data changed a statement's inputs
-(its fingerprint). Each new statement is announced: a log line, and a JSON POST to
-``webhook_url`` when one is configured (a failed POST is logged; the files are written)."""
+(its fingerprint). Each new statement is announced: a log line, and, when ``webhook_url`` is
+configured, a JSON POST delivered durably (:mod:`dcim.reports.announce`: an outbox on disk,
+retried with backoff until the receiver takes it, across restarts)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.request
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from dcim.config import SiteConfig
 from dcim.storage.base import Store
+
+if TYPE_CHECKING:
+    from dcim.reports.announce import Outbox
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
@@ -30,11 +33,16 @@ def due_month(now_ns: int, tz: str, day: int) -> str | None:
     return f"{y}-{m:02d}"
 
 
-def run_due(store: Store, cfg: SiteConfig, now_ns: int) -> list[dict[str, Any]]:
+def run_due(
+    store: Store, cfg: SiteConfig, now_ns: int, outbox: Outbox | None = None
+) -> list[dict[str, Any]]:
     """Render the due statements whose inputs have no statement yet; the announcements made
-    (one per new statement)."""
+    (one per new statement). With ``outbox`` and a ``webhook_url``, each announcement is
+    queued there for :class:`~dcim.reports.announce.StatementWebhook` (also one of a statement
+    written by a round that stopped before queueing it)."""
     from dcim.reports.heat_data import NoData
     from dcim.reports.heat_render import revision, write
+    from dcim.reports.heat_render import statement_number as number
     from dcim.reports.heat_statement import compute
 
     heat = cfg.reports.heat
@@ -45,6 +53,7 @@ def run_due(store: Store, cfg: SiteConfig, now_ns: int) -> list[dict[str, Any]]:
     if month is None:
         return []
     sch.folder.mkdir(parents=True, exist_ok=True)
+    url = sch.webhook_url if outbox is not None else None
     made = []
     for point in heat.points:
         try:
@@ -53,38 +62,68 @@ def run_due(store: Store, cfg: SiteConfig, now_ns: int) -> list[dict[str, Any]]:
             log.warning("statement not rendered: %s", exc)
             continue
         rev = revision(sch.folder, point.name, month, doc["fingerprint"])
-        if (sch.folder / f"heat-{point.name}-{month}-r{rev}.json").exists():
-            continue  # these inputs have their statement already
+        base = sch.folder / f"heat-{point.name}-{month}-r{rev}"
+        if base.with_suffix(".json").exists():  # these inputs have their statement already
+            if url and outbox is not None and not outbox.has(url, number(point.name, month, rev)):
+                paths = [base.with_suffix(x) for x in (".pdf", ".csv", ".json")]  # as written
+                outbox.add(url, note_of(cfg, point.name, month, doc, rev, paths), now_ns)
+            continue
         paths = write(doc, sch.folder, sch.lang)
-        note = {
-            "event": "heat_statement_ready",
-            "site": cfg.site.name,
-            "point": point.name,
-            "month": month,
-            "number": doc["number"],
-            "revision": rev,
-            "replaces": None if rev == 1 else f"{point.name.upper()}-{month}-R{rev - 1}",
-            "fingerprint": doc["fingerprint"],
-            "energy_mwh": doc["totals"]["energy_mwh"],
-            "completeness": doc["totals"]["completeness"],
-            "files": [str(p) for p in paths],
-        }
+        note = note_of(cfg, point.name, month, doc, rev, paths)
         log.info("heat statement %s ready: %s", doc["number"], ", ".join(note["files"]))
-        if sch.webhook_url:
-            announce(sch.webhook_url, note)
+        if url and outbox is not None:
+            outbox.add(url, note, now_ns)
         made.append(note)
     return made
 
 
-def announce(url: str, note: dict[str, Any], timeout_s: float = 10.0) -> bool:
-    """POST ``note`` as JSON to ``url``; False (logged) if it failed."""
-    body = json.dumps(note).encode()
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})  # fmt: skip
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as r:
-            r.read()
-        return True
-    except OSError as exc:  # URLError, HTTPError, timeout: the files are there anyway
-        log.warning("statement %s not announced to %s: %s", note["number"], url, exc)
-        return False
+def note_of(
+    cfg: SiteConfig, point: str, month: str, doc: dict[str, Any], rev: int, paths: list[Path]
+) -> dict[str, Any]:
+    """The announcement of one statement (the webhook's JSON body)."""
+    return {
+        "event": "heat_statement_ready",
+        "site": cfg.site.name,
+        "point": point,
+        "month": month,
+        "number": f"{point.upper()}-{month}-R{rev}",
+        "revision": rev,
+        "replaces": None if rev == 1 else f"{point.upper()}-{month}-R{rev - 1}",
+        "fingerprint": doc["fingerprint"],
+        "energy_mwh": doc["totals"]["energy_mwh"],
+        "completeness": doc["totals"]["completeness"],
+        "files": [str(p) for p in paths],
+    }
+
+
+class ScheduledStatements:
+    """What the collector runs: :func:`run_due` each round, and, with a ``webhook_url``, the
+    outbox (``announcements.sqlite`` in the statements' folder) and its delivery thread."""
+
+    def __init__(self, store: Store, cfg: SiteConfig, *, retry_max_s: float = 60.0):
+        from dcim.reports.announce import Outbox, StatementWebhook
+
+        assert cfg.reports.heat is not None and cfg.reports.heat.schedule is not None
+        sch = cfg.reports.heat.schedule
+        self.store, self.cfg = store, cfg
+        self.outbox: Outbox | None = None
+        self.webhook: StatementWebhook | None = None
+        if sch.webhook_url:
+            self.outbox = Outbox(sch.folder / "announcements.sqlite")
+            self.webhook = StatementWebhook(sch.webhook_url, self.outbox, retry_max_s=retry_max_s)
+
+    def start(self) -> None:
+        if self.webhook is not None:
+            self.webhook.start()
+
+    def stop(self) -> None:
+        if self.webhook is not None:
+            self.webhook.stop()
+        if self.outbox is not None:
+            self.outbox.close()
+
+    def run(self, now_ns: int) -> list[dict[str, Any]]:
+        made = run_due(self.store, self.cfg, now_ns, self.outbox)
+        if self.webhook is not None:
+            self.webhook.wake()
+        return made
