@@ -9,25 +9,25 @@ A window whose mean temperature is not liquid water (a sensor's fault value such
 -327.68 degC) is not usable either: it is listed in :attr:`IntegratedHeat.invalid` (field, time
 range, values, why) so that the figure built on it can say so instead of failing the report.
 
-The three means are read together where the store can (``window_means`` of the embedded
-and InfluxDB stores: one statement, the rollups as stored), else one ``aggregate`` per field;
-the same floats either way. Pure Python (:func:`dcim.kpi.water.window_powers` for all the
-windows in one loop, ``math.fsum`` over them): the production path does not need numpy;
-``benchmarks/heat_integration.py`` times it against the numpy arithmetic it replaced.
+The three means come from the store's ``window_means`` (:class:`dcim.storage.base.Store`):
+the embedded and InfluxDB stores read them together where they can (one statement, the
+rollups as stored), else one ``aggregate`` per field; the same floats either way. Pure
+Python (:func:`dcim.kpi.water.window_powers` for all the windows in one loop, ``math.fsum``
+over them): the production path does not need numpy; ``benchmarks/heat_integration.py``
+times it against the numpy arithmetic it replaced.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
 from dcim.config import Device, SiteConfig
 from dcim.kpi import water
-from dcim.storage.base import Store, means_by_field
+from dcim.storage.base import Store
 
 NS = 1_000_000_000
 FIELDS = ("flow_m3_per_h", "supply_temp_c", "return_temp_c")
@@ -123,22 +123,12 @@ def integrated_heat(
 def _window_means(
     store: Store, measurement: str, start_ns: int, end_ns: int, window: int, where: dict[str, str]
 ) -> tuple[list[int], list[list[float]]]:
-    """The windows with a mean of each of :data:`FIELDS`, and those means: the store's
-    ``window_means`` where it has one (the three fields read together, no row objects),
-    else one ``aggregate`` per field."""
-    window_means = getattr(store, "window_means", None)
-    if window_means is not None:
-        got: tuple[list[int], list[list[float]]] = window_means(
-            measurement=measurement, fields=FIELDS, start_ns=start_ns, end_ns=end_ns,
-            every_s=window, where=where,
-        )  # fmt: skip
-        return got
-
-    with ThreadPoolExecutor(max_workers=len(FIELDS)) as pool:  # the database works in parallel
-        return means_by_field(
-            store, measurement=measurement, fields=FIELDS, start_ns=start_ns, end_ns=end_ns,
-            every_s=window, where=where, map_fields=pool.map,
-        )  # fmt: skip
+    """The windows with a mean of each of :data:`FIELDS`, and those means (the store's
+    ``window_means``: the three fields read together where it can)."""
+    return store.window_means(
+        measurement=measurement, fields=FIELDS, start_ns=start_ns, end_ns=end_ns,
+        every_s=window, where=where,
+    )  # fmt: skip
 
 
 def window_energy_wh(

@@ -80,6 +80,22 @@ class Store(Protocol):
         group_by: Sequence[str] = (),
     ) -> list[Row]: ...
 
+    def window_means(
+        self,
+        *,
+        measurement: str,
+        fields: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        every_s: int,
+        where: Mapping[str, str],
+    ) -> tuple[list[int], list[list[float]]]:
+        """The ``every_s`` windows (starts, ascending) where every one of ``fields`` has a
+        mean, and those means, one list per field: the same floats as ``aggregate`` (mean)
+        per field, kept where all have a window. A store without a faster way answers with
+        :func:`means_by_field`."""
+        ...
+
     def close(self) -> None: ...
 
 

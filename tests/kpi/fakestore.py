@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
 from dcim.reading import Reading
-from dcim.storage.base import Agg, Row, check_query, sort_rows
+from dcim.storage.base import Agg, Row, check_query, means_by_field, sort_rows
 
 S = 1_000_000_000
 
@@ -42,6 +42,21 @@ class FakeStore:
             if wrap_at is not None:
                 v %= wrap_at
             self.points[(measurement, field)].append((dict(tags), int(t * S), v))
+
+    def window_means(
+        self,
+        *,
+        measurement: str,
+        fields: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        every_s: int,
+        where: Mapping[str, str],
+    ) -> tuple[list[int], list[list[float]]]:
+        return means_by_field(
+            self, measurement=measurement, fields=fields, start_ns=start_ns, end_ns=end_ns,
+            every_s=every_s, where=where,
+        )  # fmt: skip
 
     def aggregate(
         self,
