@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -112,6 +113,32 @@ def test_dockerfile_runs_as_a_user() -> None:
     # the compose file runs the image as the same uid:gid, owner of the spool volume
     uid, gid = _compose_config()["services"]["collector"]["user"].split(":")
     assert f"--uid {uid}" in text and f"--gid {gid}" in text
+
+
+def test_image_has_the_report_extra_and_room_to_render() -> None:
+    """Scheduled statements render in the stack: the image installs the ``report`` extra by
+    default (the collector's plain ``pip install dcim-heat`` stays without numpy:
+    tests/test_production_install.py), and the read-only container has somewhere to write
+    what rendering writes (Typst's temporary directory, matplotlib's font cache, the PDFs)."""
+    text = (ROOT / "Dockerfile").read_text()
+    arg = re.search(r"^ARG DCIM_EXTRAS=(\S*)$", text, re.M)
+    assert arg is not None and arg[1] == "report"
+    pip = re.search(r'pip install --no-cache-dir ("[^"]+")', text)
+    assert pip is not None
+    for extras, want in (("report", ".[report]"), ("", ".")):  # as the build's /bin/sh does
+        got = subprocess.run(["sh", "-c", f"printf %s {pip[1]}"], env={"DCIM_EXTRAS": extras},
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert got == want, (extras, got)
+    mpl = re.search(r"^ENV MPLCONFIGDIR=(\S+)$", text, re.M)
+    assert (
+        mpl is not None
+        and mpl[1].startswith("/var/lib/dcim/")
+        and mpl[1] in text.split("install -d", 1)[1]
+    )
+    assert "/var/lib/dcim/reports" in text.split("install -d", 1)[1]
+    col = _compose_config()["services"]["collector"]
+    assert col["read_only"] is True and "/tmp" in col["tmpfs"]
+    assert ("spool", "/var/lib/dcim") in _volumes(col)
 
 
 def test_provisioning_files_parse_and_point_at_the_mounts() -> None:

@@ -1,6 +1,8 @@
-"""A production install (``pip install dcim-heat``, the Dockerfile) has neither numpy nor amqtt:
-they are the twin's extra (``dcim-heat[twin]``). The production commands must load without
-them, and the twin's commands must say which extra to install instead of a traceback.
+"""A production install (``pip install dcim-heat``) has neither numpy nor amqtt: they are the
+twin's extra (``dcim-heat[twin]``). (The Docker image adds the report extra, whose matplotlib
+needs numpy, so that scheduled statements render in the stack: tests/test_deploy.py.) The
+production commands must load without them, and the twin's commands must say which extra to
+install instead of a traceback.
 
 Each check runs in a fresh interpreter where importing numpy or amqtt raises an ImportError
 naming the import chain that asked for it (the file and line in dcim/collectors and the

@@ -14,6 +14,7 @@ without data is a gap, never filled.
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from dcim.storage.base import Store
 NS = 1_000_000_000
 HOUR = 3600 * NS
 ENERGY, VOLUME = "heat_energy_wh_total", "volume_m3_total"
+SERIAL = "meter_serial"
 # EN 1434-1 maximum permissible errors (%), flow sensor per class: a + b * qp / q, capped.
 _FLOW_MPE = {1: (1.0, 0.01, 3.5), 2: (2.0, 0.02, 5.0), 3: (3.0, 0.05, 5.0)}
 
@@ -76,21 +78,86 @@ def day_bounds(start_ns: int, end_ns: int, tz: str) -> list[int]:
         d += timedelta(days=1)
 
 
-def meters_of_period(
-    point: DeliveryPoint, start_ns: int, end_ns: int, tz: str
-) -> list[MeterIdentity]:
+def meter_spans(point: DeliveryPoint, tz: str) -> list[tuple[MeterIdentity, int, int | None]]:
+    """Each declared meter with the time it was installed and the next one's (None: still
+    there), UTC ns; a time without an offset is local at the site."""
     zone = ZoneInfo(tz)
 
     def ns(m: MeterIdentity) -> int:
         at = m.installed if m.installed.tzinfo else m.installed.replace(tzinfo=zone)
         return int(at.timestamp() * NS)
 
+    starts = [ns(m) for m in point.meters]
+    return [(m, a, starts[i + 1] if i + 1 < len(starts) else None)
+            for i, (m, a) in enumerate(zip(point.meters, starts, strict=True))]  # fmt: skip
+
+
+def meters_of_period(
+    point: DeliveryPoint, start_ns: int, end_ns: int, tz: str
+) -> list[MeterIdentity]:
+    return [m for m, a, z in meter_spans(point, tz) if a < end_ns and (z is None or z > start_ns)]
+
+
+def serial_number(text: str) -> int | None:
+    """The number a declared serial stands for: its digits (``"HM-0071234567"`` ->
+    71234567), as the meter's register holds it; None when it has no digit."""
+    digits = re.sub(r"\D", "", text)
+    return int(digits) if digits else None
+
+
+def serial_hours(
+    rd: Reader, point: DeliveryPoint, start_ns: int, end_ns: int, tz: str
+) -> list[dict[str, Any]]:
+    """The hours in which the meter's ``meter_serial`` was read: the serials read (the
+    hour's lowest and highest), the serials the site file declares for that hour (the meter
+    installed then; both in the hour of a swap) and whether the ones read are among them."""
+    rows = {
+        fn: rd.store.aggregate(
+            measurement=rd.measurement,
+            field=SERIAL,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            fn=fn,
+            every_s=3600,
+            where=rd.where,  # type: ignore[arg-type]
+        )  # fmt: skip
+        for fn in ("min", "max")
+    }
+    hi = {r.time_ns: r.value for r in rows["max"] if r.value is not None}
+    spans = meter_spans(point, tz)
     out = []
-    for i, m in enumerate(point.meters):
-        until = ns(point.meters[i + 1]) if i + 1 < len(point.meters) else None
-        if ns(m) < end_ns and (until is None or until > start_ns):
-            out.append(m)
+    for r in rows["min"]:
+        if r.value is None:
+            continue
+        a, z = max(r.time_ns, start_ns), min(r.time_ns + HOUR, end_ns)
+        read = sorted({round(r.value), round(hi.get(r.time_ns, r.value))})
+        declared = [m.serial for m, f, u in spans if f < z and (u is None or u > a)]
+        numbers = {serial_number(x) for x in declared}
+        out.append({"start_ns": a, "end_ns": z, "read": read, "declared": declared,
+                    "ok": all(x in numbers for x in read)})  # fmt: skip
     return out
+
+
+def serial_check(hours: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The month's verdict: ``ok`` (every serial read is the declared one), ``mismatch``
+    (with each run of hours that read another: from, to, read, declared) or ``not_read``
+    (the meter gave no serial: nothing checked, and the statement says so)."""
+    read: list[int] = []
+    runs: list[dict[str, Any]] = []
+    for h in hours:
+        read += [x for x in h["read"] if x not in read]
+        if h["ok"]:
+            continue
+        last = runs[-1] if runs else None
+        if last and last["end_ns"] == h["start_ns"] and last["declared"] == h["declared"]:
+            last["end_ns"] = h["end_ns"]
+            last["read"] = sorted(set(last["read"]) | set(h["read"]))
+        else:
+            runs.append({k: h[k] for k in ("start_ns", "end_ns", "read", "declared")})
+    status = "not_read" if not hours else "mismatch" if runs else "ok"
+    return {"status": status, "read": [str(x) for x in read], "hours_read": len(hours),
+            "hours_mismatch": sum(1 for h in hours if not h["ok"]),
+            "mismatches": [{**r, "read": [str(x) for x in r["read"]]} for r in runs]}  # fmt: skip
 
 
 def _one(rows: Sequence[Any]) -> Sample | None:

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from dcim.reports.typeset import render_pdf
 
 CSV_COLUMNS = ("date", "energy_mwh", "energy_integrated_mwh", "volume_m3", "supply_temp_c",
                "return_temp_c", "completeness")  # fmt: skip
+# the serials the meter gave (space-separated) and whether they are the site file's: 1, 0,
+# empty when none was read
+SERIAL_COLUMNS = ("meter_serial_read", "meter_serial_ok")
 
 
 def statement_number(point: str, month: str, revision: int) -> str:
@@ -45,14 +49,20 @@ def revision(out: Path, point: str, month: str, fingerprint: str) -> int:
 def to_csv(doc: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+    w.writerow(CSV_COLUMNS + SERIAL_COLUMNS)
     for d in doc["days"]:
-        w.writerow([d["date"], *(_num(d[c]) for c in CSV_COLUMNS[1:])])
-    t = doc["totals"]
+        w.writerow([d["date"], *(_num(d[c]) for c in CSV_COLUMNS[1:]),
+                    " ".join(d["meter_serial_read"]), _flag(d["meter_serial_ok"])])  # fmt: skip
+    t, sc = doc["totals"], doc["serial_check"]
+    ok = None if sc["status"] == "not_read" else sc["status"] == "ok"
     w.writerow(["total", _num(t["energy_mwh"]), _num(t["energy_integrated_mwh"]),
                 _num(t["volume_m3"]), _num(t["supply_temp_c"]), _num(t["return_temp_c"]),
-                _num(t["completeness"])])  # fmt: skip
+                _num(t["completeness"]), " ".join(sc["read"]), _flag(ok)])  # fmt: skip
     return buf.getvalue()
+
+
+def _flag(v: bool | None) -> str:
+    return "" if v is None else str(int(v))
 
 
 def _num(v: float | None) -> str:
@@ -102,7 +112,7 @@ def view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
         "daily", "date", "energy_short", "integrated_short", "volume_short", "supply_short",
         "return_short", "complete_short", "total", "charts", "chart_daily", "chart_heatmap",
         "chart_duration", "chart_months", "signatures", "for_operator", "for_customer",
-        "name_date_sign", "page", "verify", "equation", "model")}  # fmt: skip
+        "name_date_sign", "page", "verify", "equation", "model", "serial_read")}  # fmt: skip
 
     def idx(which: str, key: str, decimals: int, scale: float) -> list[Any]:
         b = doc["index"][key][which]
@@ -132,6 +142,7 @@ def view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
          + (" (" + w("hours_gap").format(n=n(t["delivery_hours_in_gaps"], 0)) + ")"
             if t["delivery_hours_in_gaps"] else "")],
         [w("completeness"), l10n.fmt_percent(t["completeness"], 2, lang)],
+        [w("serial_check"), _serial_verdict(doc["serial_check"], w)],
     ]  # fmt: skip
     unit = {"min_supply_temp_c": "\u00a0°C", "min_power_kw": "\u00a0kW", "max_power_kw": "\u00a0kW"}
     contract = [
@@ -161,11 +172,17 @@ def view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
              n(t["volume_m3"], 2), n(t["supply_temp_c"], 2), n(t["return_temp_c"], 2),
              l10n.fmt_percent(t["completeness"], 1, lang)]  # fmt: skip
     meters = [
-        [mi["serial"], mi["model"], str(mi["en1434_class"]),
-         l10n.fmt_date(_iso_ns(mi["installed"], tz), tz, lang)]
+        [mi["serial"], ", ".join(mi["serial_read"]) or "—", mi["model"],
+         str(mi["en1434_class"]), l10n.fmt_date(_iso_ns(mi["installed"], tz), tz, lang)]
         for mi in doc["meters"]
     ]  # fmt: skip
     colon = "\u00a0: " if lang == "fr" else ": "
+    serial_notes = [
+        w("serial_mismatch").format(frm=dt(r["start_ns"], False), to=dt(r["end_ns"], False),
+                                    read=", ".join(r["read"]),
+                                    declared=", ".join(r["declared"]))
+        for r in doc["serial_check"]["mismatches"]
+    ]  # fmt: skip
     notes = []
     if t["resets"]:
         notes.append(w("resets").format(n=t["resets"]))
@@ -194,9 +211,20 @@ def view(doc: dict[str, Any], lang: str) -> dict[str, Any]:
         "no_gaps": w("no_gaps"),
         "swaps": swaps,
         "notes": notes,
+        "serial_notes": serial_notes,
         "days": days,
         "total": total,
     }
+
+
+def _serial_verdict(check: dict[str, Any], w: Callable[[str], str]) -> str:
+    """The figures' line on the meter's serial: matching, not matching (how many hours), or
+    not read (so not checked)."""
+    if check["status"] == "ok":
+        return ", ".join(check["read"]) + " — " + w("serial_ok")
+    if check["status"] == "not_read":
+        return w("serial_not_read")
+    return w("serial_bad").format(n=check["hours_mismatch"], total=check["hours_read"])
 
 
 def _iso_ns(text: str, tz: str) -> int:

@@ -51,8 +51,12 @@ def compute(store: Store, cfg: SiteConfig, point: DeliveryPoint, month: str) -> 
     # UTC offsets are whole hours)
     hours = _hours(win, sensor, start, end, gaps)
     total = hd.combine([h["sums"] for h in hours])
-    days = _days(rd, hours, start, end, tz)
     meters = hd.meters_of_period(point, start, end, tz)
+    serials = hd.serial_hours(rd, point, start, end, tz)
+    days = _days(rd, hours, start, end, tz)
+    for d in days:
+        _day_serials(d, serials)
+    spans = {id(m): (a, z) for m, a, z in hd.meter_spans(point, tz)}
     mwh = None if energy.value is None else energy.value / 1e6
     integ = None if total["wh"] is None else total["wh"] / 1e6
     # The check compares like with like: the register's advance over the hours with data
@@ -97,9 +101,12 @@ def compute(store: Store, cfg: SiteConfig, point: DeliveryPoint, month: str) -> 
                 "installed": mi.installed.isoformat(),
                 "en1434_class": mi.en1434_class,
                 "qp_m3_per_h": mi.qp_m3_per_h,
+                # what the meter itself said in the hours it was the declared one
+                "serial_read": _read_in(serials, *spans[id(mi)]),
             }
             for mi in meters
         ],  # fmt: skip
+        "serial_check": hd.serial_check(serials),
         "period": {"month": month, "start_ns": start, "end_ns": end, "hours": period_s / 3600},
         "software_version": software_version(),
         "index": {
@@ -156,6 +163,22 @@ def compute(store: Store, cfg: SiteConfig, point: DeliveryPoint, month: str) -> 
     }  # fmt: skip
     doc["fingerprint"] = rec.fingerprint(settings)
     return doc
+
+
+def _read_in(serials: list[dict[str, Any]], a: int, z: int | None) -> list[str]:
+    """The serials read in the hours within [a, z) (z None: open)."""
+    out: list[int] = []
+    for h in serials:
+        if h["start_ns"] >= a and (z is None or h["end_ns"] <= z):
+            out += [x for x in h["read"] if x not in out]
+    return [str(x) for x in out]
+
+
+def _day_serials(day: dict[str, Any], serials: list[dict[str, Any]]) -> None:
+    """The day's serials read and whether they are the declared ones (None: none read)."""
+    mine = [h for h in serials if day["start_ns"] <= h["start_ns"] < day["end_ns"]]
+    day["meter_serial_read"] = _read_in(mine, day["start_ns"], day["end_ns"])
+    day["meter_serial_ok"] = all(h["ok"] for h in mine) if mine else None
 
 
 def _iso(ns: int, tz: str) -> str:

@@ -11,6 +11,19 @@ WORDS: dict[str, dict[str, str]] = {
     "customer": {"fr": "Client", "en": "Customer"},
     "meter": {"fr": "Compteur", "en": "Meter"},
     "serial": {"fr": "n° de série", "en": "serial"},
+    "serial_read": {"fr": "n° lu sur le compteur", "en": "serial read from the meter"},
+    "serial_check": {"fr": "N° de série lu / déclaré", "en": "Meter serial, read / declared"},
+    "serial_ok": {"fr": "conforme au fichier du site", "en": "as in the site file"},
+    "serial_not_read": {"fr": "non lu par le compteur : non vérifié",
+                        "en": "not read from the meter: not checked"},
+    "serial_bad": {"fr": "NON CONFORME : {n} h sur {total} h lues",
+                   "en": "MISMATCH: {n} h of {total} h read"},
+    "serial_mismatch": {
+        "fr": "N° de série non conforme du {frm} au {to} : lu {read}, déclaré {declared} "
+              "(reports: heat: meters du fichier du site).",
+        "en": "Meter serial mismatch from {frm} to {to}: read {read}, declared {declared} "
+              "(reports: heat: meters in the site file).",
+    },
     "installed": {"fr": "posé le", "en": "installed"},
     "class": {"fr": "classe EN 1434", "en": "EN 1434 class"},
     "flow_sensor": {"fr": "Débitmètre sur", "en": "Flow sensor in"},
