@@ -155,11 +155,18 @@ def backfill(args: argparse.Namespace) -> int:
     devices = None if args.all_devices else [d.name for d in cfg.devices if d.role]
     spool = Spool(cfg.storage.spool_dir)
     store = make_store(cfg.storage)
+    try:  # InfluxDB refuses raw points older than its raw policy: those hours as rollups
+        old = old_history(store, int(start * NS))
+    except BaseException:
+        spool.close()
+        store.close()
+        raise
     fwd = Forwarder(spool, store, batch_size=cfg.storage.batch_size, flush_interval_s=0.2)
     pipe = Pipeline(spool)
     # the rollups of the span's whole hours computed here (InfluxDB with rollups): not by the
     # store's statement, which would take influxd seconds for each hour
-    rollups = SuppliedRollups(store, int(start * NS), int(end * NS))
+    raw_from = int(start * NS) if old is None else max(int(start * NS), old.h.cut_ns)
+    rollups = SuppliedRollups(store, raw_from, int(end * NS))
     fwd.start()
     t = time.monotonic()
     n = 0
@@ -174,15 +181,22 @@ def backfill(args: argparse.Namespace) -> int:
         ):
             if scenarios:
                 batch = apply_to_batch(scenarios, batch, start)
+            if old is not None:
+                batch = old.split(batch, rollups)
             kept: list[Reading] = []
             n += pipe.accept(batch, kept=kept)
             rollups.add(kept)
+        if old is not None:
+            old.close()
         fwd.flush(3600)
         rollups.close()
     finally:
         fwd.stop()
         spool.close()
         store.close()
+    if old is not None:
+        n += old.readings
+        print(old.summary())
     print(f"backfilled {n} readings in {time.monotonic() - t:.1f} s")
     if args.truth:
         doc = truth_dict(model.truth(start, end))
@@ -191,6 +205,25 @@ def backfill(args: argparse.Namespace) -> int:
         Path(args.truth).write_text(json.dumps(doc, indent=2))
         print(f"ground truth written to {args.truth}")
     return 0
+
+
+def old_history(store: Any, start_ns: int) -> Any:
+    """The rollups-only writer of the part of the period InfluxDB's raw policy no longer
+    takes (:mod:`dcim.twin.old_history`), or None. A database that cannot keep that part is
+    a usage error saying what to do; a server that does not answer is left to the forwarder
+    (it waits for it, as for any backfill)."""
+    from dcim.cmdline import UsageError
+    from dcim.storage.base import StoreError
+    from dcim.twin.old_history import BeyondRetention, OldHistory, horizons
+
+    try:
+        h = horizons(store, start_ns, time.time_ns())
+    except BeyondRetention as exc:
+        raise UsageError(str(exc)) from None
+    except StoreError as exc:
+        log.warning("retention policies not read (%s): every point written raw", exc)
+        return None
+    return None if h is None else OldHistory(store, h)
 
 
 def serve(args: argparse.Namespace) -> int:
