@@ -6,8 +6,8 @@ Annex III (the sustainability indicators computed from them: PUE, WUE, ERF, REF)
 Items (in the annexes' order), symbols and units as the annexes word them (OJ L,
 2024/1364, 17.5.2024, ELI http://data.europa.eu/eli/reg_del/2024/1364/oj), written without
 the annexes' text at hand: docs/eed.md says what was searched, what was not found, and which
-items secondary sources add (backup generators' energy, redundancy levels) to check first. ``source`` says
-where each value comes from: ``kpi:<figure>`` (the KPI report of the same year,
+items secondary sources add (backup generators' energy, redundancy levels) to check first.
+``source`` says where each value comes from: ``kpi:<figure>`` (the KPI report of the same year,
 :mod:`dcim.kpi.period`), ``declared:<key>`` (the site file's ``reports.eed`` section), or
 a name computed in
 :mod:`dcim.reports.eed` (``twh``, ``renewable:<kind>``, ``potable``).
