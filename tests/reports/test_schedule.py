@@ -4,12 +4,13 @@ delivered durably to a receiver that is down, across a restart, once it comes ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ TZ = ZoneInfo("Europe/Paris")
 
 
 def ns(*a: int) -> int:
-    return int(datetime(*a, tzinfo=TZ).timestamp()) * NS  # type: ignore[misc]
+    return int(datetime(*a, tzinfo=TZ).timestamp()) * NS  # type: ignore[misc,arg-type]
 
 
 @pytest.fixture
@@ -197,3 +198,47 @@ def test_announcements_wait_for_a_receiver_that_is_down_across_a_restart(tmp_pat
             srv.server_close()
     assert got == made  # each announced once, with the note of its round
     assert second.webhook is not None and second.webhook.sent_total == 2
+
+
+def test_the_collector_runs_the_schedule_and_its_delivery_thread(
+    tmp_path: Path, receiver: tuple[str, list[dict[str, Any]]]
+) -> None:
+    """The collector's report loop (dcim.runtime): last month's statements rendered and
+    announced through the delivery thread, which stops with the loop."""
+    import asyncio
+
+    from dcim.runtime import Collector
+
+    url, got = receiver
+    site(tmp_path, url)  # the same site, due from the 1st
+    path = tmp_path / "site.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["reports"]["heat"]["schedule"]["day"] = 1
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    cfg = load_config(path)
+    now = datetime.now(TZ)
+    first = (now.replace(day=1) - timedelta(days=1)).replace(day=1)  # last month, local
+    t0 = int(first.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()) * NS
+    t1 = int(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()) * NS
+    col = Collector(cfg)
+    try:
+        col.store.write([reading(cfg, d, t, t0, 116_000.0) for t in range(t0, t1 + 60 * NS,
+                         60 * NS) for d in ("hm-cpcu", "hm-greenhouse")])  # fmt: skip
+        col.store.maintain()  # type: ignore[attr-defined]
+
+        async def run() -> None:
+            task = asyncio.create_task(col._report_loop())
+            deadline = time.monotonic() + 120
+            while len(got) < 2 and time.monotonic() < deadline and not task.done():
+                await asyncio.sleep(0.2)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        asyncio.run(run())
+    finally:
+        col.spool.close()
+        col.store.close()
+    month = f"{first.year}-{first.month:02d}"
+    assert [n["number"] for n in got] == [f"CPCU-{month}-R1", f"SERRES-{month}-R1"]
+    assert not [t for t in threading.enumerate() if t.name == f"notify-{url}"]
