@@ -15,7 +15,9 @@ backfill runs, the raw horizon moves on: readings that InfluxDB would refuse by 
 are written (:data:`RAW_MARGIN_NS`) go to the raw part's rollups only
 (:meth:`OldHistory.split`). A window older than its rollup policy keeps is left out (and
 counted). Rollup levels are ``ROLLUP_RP``'s: a daily policy added there is written too, from
-the same readings.
+the same readings, except that the day the cut falls in then holds only the part before it
+(the raw part's rollups, :class:`~dcim.storage.rollupcalc.SuppliedRollups`, are minutes and
+hours).
 """
 
 from __future__ import annotations
@@ -148,8 +150,10 @@ class OldHistory:
         if not readings:
             return
         self.calc.add(self.validate(readings))
-        # a minute of margin: the readings of a poll tick come in device order, not time's
-        done = (readings[-1].time_ns - 60 * NS) // HOUR * HOUR
+        # a minute of margin: the readings of a poll tick come in device order, not time's;
+        # windows popped whole at every level (``Rollups.pop`` pops what starts before)
+        step = max(self.calc.levels) * NS
+        done = (readings[-1].time_ns - 60 * NS) // step * step
         self._write(min(done, self.h.cut_ns))
 
     def _write(self, before_ns: int) -> None:
