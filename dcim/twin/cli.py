@@ -194,7 +194,7 @@ def backfill(args: argparse.Namespace) -> int:
         fwd.stop()
         spool.close()
         store.close()
-    if old is not None:
+    if old is not None and old.readings:
         n += old.readings
         print(old.summary())
     print(f"backfilled {n} readings in {time.monotonic() - t:.1f} s")
