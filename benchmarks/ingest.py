@@ -6,8 +6,9 @@ memory an outage backlog is held and forwarded.
     Peeked as the forwarder does for InfluxDB (the rows' line protocol, nothing decoded) and
     as for the embedded store (the readings decoded from the rows' line protocol).
 (b) the collector's pipeline -> spool -> forwarder -> a private InfluxDB 1.x, sustained,
-    against the ceiling measured in the same run: the same line protocol posted straight to
-    ``/write`` in batches of the same size, encoded beforehand, one after another on one
+    against the ceiling measured in the same run: the same bytes posted straight to
+    ``/write`` in batches of the same size (the same line protocol, gzip-compressed as the
+    collector's sink compresses it), encoded beforehand, one after another on one
     keep-alive connection as fast as InfluxDB answers; target >= 70 % of the ceiling. Two
     paths: fed flat out while the forwarder runs (all of it in one process, as in the
     collector), and the forwarder alone draining the same readings already spooled (an outage
@@ -26,9 +27,10 @@ memory an outage backlog is held and forwarded.
 
     .venv/bin/python benchmarks/ingest.py [--readings 200000] [--hours 1] [--no-gzip]
 
-``--no-gzip``: the collector's InfluxDB sink posts plain line protocol in (b), as the
-ceiling's client does (the sink's ``gzip: false``); by default it compresses, as the product
-does.
+``--no-gzip``: the collector's InfluxDB sink posts plain line protocol in (b) (the sink's
+``gzip: false``), and so does the ceiling's client; by default both compress, as the product
+does (the ceiling's bodies compressed beforehand, outside its timing: the collector
+compresses its own within its time).
 
 Needs ``influxd`` (Debian ``influxdb``); uses ``dcim/testing/servers.py`` to start
 InfluxDB on a free port in a temporary directory.
@@ -62,7 +64,7 @@ from dcim.forwarder import Forwarder
 from dcim.pipeline import Pipeline
 from dcim.reading import Reading
 from dcim.spool import Spool
-from dcim.storage.influx import InfluxStore
+from dcim.storage.influx import InfluxStore, write_body
 from dcim.storage.lineprotocol import encode_many
 from dcim.testing.servers import InfluxServer, start_influxdb
 from dcim.twin.backfill import backfill
@@ -278,26 +280,37 @@ def _proc_cpu(stat: Path) -> float:
 
 
 def ceiling(
-    srv: InfluxServer, readings: list[Reading], db: str, work: Path, meter: CpuMeter
+    srv: InfluxServer,
+    readings: list[Reading],
+    db: str,
+    work: Path,
+    meter: CpuMeter,
+    *,
+    gzip: bool,
 ) -> float:
     """Seconds to post ``readings`` as line protocol in batches of ``BATCH``, the bytes encoded
     beforehand, one after another on one keep-alive connection, each as soon as InfluxDB has
     answered the one before: what InfluxDB takes at most from one writer (``meter``: the CPU
-    used meanwhile). ``work`` is unused (kept for the phases' common signature).
+    used meanwhile). ``gzip``: the bodies compressed beforehand as the collector's sink
+    compresses them (:func:`dcim.storage.influx.write_body`), so that InfluxDB is sent the
+    same bytes by both. ``work`` is unused (kept for the phases' common signature).
 
     By hand with ``http.client`` (standard library) rather than curl: one curl process per
     batch measured a process start and a TCP connection per batch, not InfluxDB."""
     del work
     influx_query(srv, f'CREATE DATABASE "{db}"')
-    bodies = [encode_many(readings[i : i + BATCH]) for i in range(0, len(readings), BATCH)]
+    bodies = [
+        write_body(encode_many(readings[i : i + BATCH]), gzip=gzip)
+        for i in range(0, len(readings), BATCH)
+    ]
     url = urllib.parse.urlsplit(srv.url)
     path = f"/write?db={db}&precision=ns"
     conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=300)
     try:
         with meter:
             t0 = time.perf_counter()
-            for body in bodies:
-                conn.request("POST", path, body, {"Content-Type": "text/plain"})
+            for body, headers in bodies:
+                conn.request("POST", path, body, headers)
                 resp = conn.getresponse()
                 answer = resp.read()
                 if resp.status != 204:
@@ -388,7 +401,7 @@ def on_fresh_influxdb(work: Path, db: str, n_polls: int, phase: Phase) -> tuple[
 
 def report_influx(cycles: list[list[Reading]], work: Path, *, gzip: bool) -> float:
     """(b); returns the ratio to the ceiling fed flat out (the best of each). ``gzip``: the
-    collector's sink compresses its writes (the ceiling posts them plain)."""
+    collector's sink compresses its writes, and the ceiling posts the same compressed bytes."""
     readings = [r for c in cycles for r in c]
     n, p = len(readings), points(readings)
     n_polls = sum(1 for r in readings if r.measurement == "dcim_poll")
@@ -403,7 +416,7 @@ def report_influx(cycles: list[list[Reading]], work: Path, *, gzip: bool) -> flo
         return seconds
 
     phases: dict[str, Phase] = {
-        "ceiling": lambda srv, db, m: ceiling(srv, readings, db, work, m),
+        "ceiling": lambda srv, db, m: ceiling(srv, readings, db, work, m, gzip=gzip),
         "fed": lambda srv, db, m: through_collector(
             srv, cycles, db, work, m, concurrent=True, gzip=gzip
         )[0],
@@ -438,7 +451,8 @@ def report_influx(cycles: list[list[Reading]], work: Path, *, gzip: bool) -> flo
     )
     t, m = best("ceiling")
     print(
-        f"    ceiling, keep-alive POSTs to /write: {rates('ceiling')} "
+        f"    ceiling, keep-alive POSTs to /write of the same bytes "
+        f"({'gzip' if gzip else 'plain'}, encoded beforehand): {rates('ceiling')} "
         f"({n / t:,.0f} lines/s at best; {m.per_line(n, 'the client')})"
     )
     t, m = best("fed")
