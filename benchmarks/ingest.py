@@ -473,7 +473,9 @@ def report_influx(cycles: list[list[Reading]], work: Path, *, gzip: bool) -> flo
     fastest = min(spooled)
     print(
         f"    (pipeline -> spool alone, forwarder idle: {n / fastest:,.0f} lines/s = "
-        f"{p / fastest:,.0f} points/s at best)"
+        f"{p / fastest:,.0f} points/s at best, {top / fastest:.0%} of the ceiling: fed flat "
+        "out, the collector cannot go faster than it feeds its spool; it took "
+        f"{best('fed')[0] / fastest:.2f} times as long as this feeding alone)"
     )
     return top / best("fed")[0]
 
