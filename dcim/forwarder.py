@@ -4,18 +4,19 @@ A thread repeatedly peeks the oldest batch, writes it and acks it: as soon as a 
 (``batch_size`` readings) is pending (the spool's append says so), else what is pending every
 ``flush_interval_s``. With a backlog of at least two batches, to a store that takes line
 protocol, batches go back to back: while one is written, a helper thread acks the one before
-and reads the next one from the spool (one write at a time, acks in order), so that the store
-does not wait for the spool between two writes. A store that takes line
-protocol as is (:class:`~dcim.storage.base.LineWriter`: InfluxDB) is sent the spool's line
-protocol, concatenated from the rows without decoding them; another one (the embedded store)
-gets the readings decoded. A retryable :class:`SinkError` (outage, auth, overload) keeps the
-batch and backs off exponentially with jitter (capped, ``Retry-After`` honoured; ``flush()``
-and ``stop()`` cut a back-off short). A non-retryable one (bad data) is bisected: the batch
-is decoded, the halves are written again until the refused readings are isolated; those go to
-the spool's quarantine with the reason, the rest is delivered. Rewriting accepted halves is
-harmless: writes are idempotent (explicit timestamps). Nothing is lost: at worst it stays
-spooled. The thread never dies: any unexpected error (a store bug, a spool disk error) is
-logged and retried after the same back-off.
+and reads the next one from the spool, and has the store prepare its body (InfluxDB's gzip:
+:class:`~dcim.storage.base.PreparingWriter`) (one write at a time, acks in order), so that the
+store waits neither for the spool nor for the compression between two writes. A store that
+takes line protocol as is (:class:`~dcim.storage.base.LineWriter`: InfluxDB) is sent the
+spool's line protocol, concatenated from the rows without decoding them; another one (the
+embedded store) gets the readings decoded. A retryable :class:`SinkError` (outage, auth,
+overload) keeps the batch and backs off exponentially with jitter (capped, ``Retry-After``
+honoured; ``flush()`` and ``stop()`` cut a back-off short). A non-retryable one (bad data) is
+bisected: the batch is decoded, the halves are written again until the refused readings are
+isolated; those go to the spool's quarantine with the reason, the rest is delivered. Rewriting
+accepted halves is harmless: writes are idempotent (explicit timestamps). Nothing is lost: at
+worst it stays spooled. The thread never dies: any unexpected error (a store bug, a spool disk
+error) is logged and retried after the same back-off.
 
 Lag (:attr:`ForwarderStats.lag_s`): the age (by its timestamp) of the oldest reading of the
 batch being delivered, 0 once the spool is drained: how far behind the database is, in
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 
 from dcim.reading import Reading
 from dcim.spool import Batch, Spool
-from dcim.storage.base import LineWriter, SinkError, Store, StoreError
+from dcim.storage.base import LineWriter, PreparingWriter, SinkError, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class Forwarder:
         self._failures = 0
         self._outage_since: float | None = None
         self._lines = store if isinstance(store, LineWriter) else None
+        # a backlog's next body is compressed by the helper while one is posted (InfluxDB)
+        self._prep = store if isinstance(store, PreparingWriter) else None
         if self._lines is None:  # the readings as appended, not decoded back (Spool.peek)
             spool.keep_readings = True
         # The InfluxDB store rolls up the hours of late points once for many writes: due
@@ -270,17 +273,17 @@ class Forwarder:
         with self._send_lock:
             try:
                 batch = self._peeked(self.spool.peek_lines(self.batch_size))
+                prepared = self._prepare(batch)
                 while batch.count and batch.lines is not None and not self._stop.is_set():
                     more = batch.take == 0 and (
                         self.spool.pending() - batch.count >= self.batch_size
                     )
-                    ahead = (
-                        helper.submit(self.spool.peek_lines, self.batch_size, batch.last_id)
-                        if more
-                        else None
-                    )
+                    ahead = helper.submit(self._read_ahead, batch.last_id) if more else None
                     try:
-                        lines.write_lines(batch.lines, batch.spans)
+                        if prepared is not None and self._prep is not None:
+                            self._prep.write_prepared(prepared)
+                        else:
+                            lines.write_lines(batch.lines, batch.spans)
                     except SinkError as exc:
                         _wait(acked)
                         acked = None
@@ -293,7 +296,8 @@ class Forwarder:
                     acked = helper.submit(self._ack, batch, [])
                     if ahead is None:
                         break
-                    batch = self._peeked(ahead.result())
+                    batch, prepared = ahead.result()
+                    self._peeked(batch)
                 _wait(acked)
             except Exception as exc:  # a store or spool bug, a disk error: retry later
                 with contextlib.suppress(Exception):  # an ack that failed: stays spooled
@@ -303,6 +307,18 @@ class Forwarder:
         if refused or (batch.count and batch.lines is None and not self._stop.is_set()):
             return self.step()  # the bad readings isolated; rows without line protocol
         return True
+
+    def _prepare(self, batch: Batch) -> object | None:
+        """The store's body for ``batch`` made ready to post (compressed), when it can."""
+        if self._prep is None or batch.lines is None or not batch.count:
+            return None
+        prepared: object = self._prep.prepare_lines(batch.lines, batch.spans)
+        return prepared
+
+    def _read_ahead(self, after_id: int) -> tuple[Batch, object | None]:
+        """In the helper thread: the batch after the rows up to ``after_id``, prepared."""
+        batch = self.spool.peek_lines(self.batch_size, after_id)
+        return batch, self._prepare(batch)
 
     def _send(self, batch: Batch) -> tuple[Batch, list[tuple[Sequence[Reading], str]]]:
         """Write a batch; returns the batch delivered (the same one, or decoded when its line

@@ -31,7 +31,7 @@ encoded while it validated), then blocks for one fsync (about a millisecond on S
 Disk budget (``max_bytes``): the size is the pages in use (``page_count - freelist_count``,
 times ``page_size``; free pages are reused before the file grows, so once a backlog has
 drained the spool is not "full" forever) plus the WAL file. The file itself shrinks once a
-backlog has drained (``auto_vacuum=INCREMENTAL``, a step per ack while over a quarter of it
+backlog has drained (``auto_vacuum=INCREMENTAL``, a step per ack while over half of it
 is free, :mod:`dcim.storage.space`). The size is approximate to a few pages: an append is
 checked against its estimated size before it is written. When it would not fit,
 ``on_full="refuse_new"`` raises :class:`SpoolFullError` (nothing already accepted is lost);
@@ -527,7 +527,15 @@ class Spool:
     def ack(self, batch: Batch, *, rejected: Sequence[tuple[Sequence[Reading], str]] = ()) -> None:
         """Delete ``batch`` (the sink has it; a part of a row: counted done). ``rejected``:
         parts of it the sink refused for good, moved to the quarantine with their reason in
-        the same transaction."""
+        the same transaction.
+
+        The commit is not fsynced unless something is quarantined (``synchronous=NORMAL`` for
+        this transaction: in the WAL file, so a process crash, ``kill -9``, keeps it; on the
+        disk with the next append's fsync, or checkpoint). A power loss before that may undo
+        the ack, never an append: the batch is then sent again, which writes the same points
+        (same series, fields and timestamps) once more. Fed flat out, an fsync per ack held
+        the write lock, and the appending thread, for a few ms a batch (about 4 ms an fsync
+        on the reference machine's disk, which influxd's own fsyncs share)."""
         now = time.time_ns()
         qrows = [(now, reason, len(rs), dump(rs)) for rs, reason in rejected if rs]
 
@@ -555,16 +563,27 @@ class Spool:
 
         with self._wlock:
             self._check_open()
-            self._pending -= self._tx(work)
+            self._pending -= self._tx(work) if qrows else self._tx_unsynced(work)
             self._give_back()
+
+    def _tx_unsynced(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """:meth:`_tx` without the fsync of its commit (see :meth:`ack`; under ``_wlock``)."""
+        con = self._w
+        con.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return self._tx(work)
+        finally:
+            con.execute("PRAGMA synchronous=FULL")
 
     def _give_back(self) -> None:
         """After a backlog drained: give the file's free pages back to the file system, a
         step per ack (under ``_wlock``; an append waits for one step only), while more than
-        a quarter of the file is free."""
+        half of the file is free: the readings pending then hold fewer pages than are free.
+        Not while a backlog is being drained as new readings come (they reuse the free
+        pages): there each step (pages moved, a checkpoint) held up the appending thread."""
         free = space.free_pages(self._w)
         pages = int(self._w.execute("PRAGMA page_count").fetchone()[0])
-        if free > max(RECLAIM_MIN_PAGES, pages // 4):
+        if free > max(RECLAIM_MIN_PAGES, pages // 2):
             space.reclaim(self._w, RECLAIM_STEP_PAGES)
 
     # -- reading -----------------------------------------------------------------------

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -404,20 +405,41 @@ class SlowLinesStore(LinesStore):
         super().write_lines(body, spans)
 
 
+class PreparingLinesStore(SlowLinesStore):
+    """Prepares a body apart from its write (as InfluxDB's store compresses it), noting in
+    which thread."""
+
+    def __init__(self, down: int = 0, ok_first: int = 0) -> None:
+        super().__init__(down, ok_first)
+        self.prepared_in: list[str] = []
+
+    def prepare_lines(self, body: bytes, spans: Sequence[tuple[int, int]]) -> Any:
+        self.prepared_in.append(threading.current_thread().name)
+        return body, tuple(spans)
+
+    def write_prepared(self, prepared: Any) -> None:
+        self.write_lines(*prepared)
+
+
+@pytest.mark.parametrize("store", [SlowLinesStore, PreparingLinesStore])
 @pytest.mark.parametrize("down", [0, 2])
-def test_a_backlog_goes_back_to_back_each_reading_once(tmp_path: Path, down: int) -> None:
-    """Batches of a backlog in a burst (the next read, the last acked while one is written):
-    every reading delivered once and in order, a refused one quarantined, an outage in the
-    middle of it retried."""
+def test_a_backlog_goes_back_to_back_each_reading_once(
+    tmp_path: Path, down: int, store: type[SlowLinesStore]
+) -> None:
+    """Batches of a backlog in a burst (the next read and prepared, the last acked while one
+    is written): every reading delivered once and in order, a refused one quarantined, an
+    outage in the middle of it retried."""
     n = 2000
     with Spool(tmp_path) as sp:
         for k in range(0, n, 50):  # rows of 50: batches of 2 rows
             sp.append([rd(i) for i in range(k, k + 50)])
-        st = SlowLinesStore(down=down, ok_first=7)
+        st = store(down=down, ok_first=7)
         fwd = Forwarder(sp, st, batch_size=100, **FAST)  # type: ignore[arg-type]
         fwd.start()
         assert fwd.flush(30)
         assert fwd._helper is not None  # the burst ran
+        if isinstance(st, PreparingLinesStore):  # the next bodies prepared by the helper
+            assert sum(t.startswith("dcim-forwarder-spool") for t in st.prepared_in) >= 10
         fwd.stop()
         got = [r for body in st.bodies for r in decode_lines(body)] + st.readings
         want = [rd(i) for i in range(n) if i != 13]

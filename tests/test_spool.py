@@ -62,6 +62,26 @@ def test_unacked_survives_a_crash(tmp_path: Path) -> None:
         assert sp.peek(1000).readings == [rd(i) for i in range(500)]
 
 
+def test_an_ack_survives_a_crash_and_appends_stay_fsynced(tmp_path: Path) -> None:
+    """An ack is not fsynced (a power loss may undo it: the batch is sent again), but kill -9
+    keeps it (it is in the WAL file), and the appends after it are fsynced again."""
+    code = (
+        "import os, sys; sys.path.insert(0, sys.argv[2]);"
+        "from dcim.spool import Spool; from tests.test_spool import rd;"
+        "sp = Spool(sys.argv[1]); sp.append([rd(i) for i in range(500)]);"
+        "sp.ack(sp.peek_lines(100));"
+        "full = sp._w.execute('PRAGMA synchronous').fetchone()[0];"
+        "sp.append([rd(500)]);"
+        "os._exit(9 if full == 2 else 1)"  # FULL again; a crash: no close(), no checkpoint
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path), root], check=False)
+    assert p.returncode == 9
+    with Spool(tmp_path) as sp:
+        assert sp.pending() == 401
+        assert sp.peek(1000).readings == [rd(i) for i in range(100, 501)]
+
+
 def test_second_opener_gets_a_clear_error(tmp_path: Path) -> None:
     with Spool(tmp_path):
         with pytest.raises(SpoolLockedError, match="in use by another collector"):

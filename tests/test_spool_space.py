@@ -75,6 +75,36 @@ def test_file_shrinks_after_a_backlog_drains_while_writes_go_on(tmp_path: Path) 
     sp.close()
 
 
+def test_free_pages_are_kept_while_most_of_a_backlog_is_still_pending(tmp_path: Path) -> None:
+    """While the readings pending hold more pages than are free (a backlog being drained
+    while new readings come and reuse them), no pages are moved and given back."""
+    with Spool(tmp_path / "spool") as sp:
+        for k in range(40):
+            sp.append(_batch(k * 2000, 2000))
+        pages = _pages(sp)
+        steps: list[int] = []
+        reclaim = space.reclaim
+
+        def counted(con: sqlite3.Connection, max_pages: int = space.STEP_PAGES) -> int:
+            steps.append(max_pages)
+            return reclaim(con, max_pages)
+
+        space.reclaim = counted  # type: ignore[assignment]
+        try:
+            while sp.pending() > 45_000:  # up to 55 % drained: more pages used than free
+                sp.ack(sp.peek_lines(5000))
+            assert steps == [] and _pages(sp) == pages
+            while sp.pending():  # drained: given back, a step per ack
+                sp.ack(sp.peek_lines(5000))
+            assert steps and _pages(sp) < pages / 2
+        finally:
+            space.reclaim = reclaim  # type: ignore[assignment]
+
+
+def _pages(sp: Spool) -> int:
+    return int(sp._w.execute("PRAGMA page_count").fetchone()[0])
+
+
 def _auto_vacuum(path: Path) -> int:
     with sqlite3.connect(path) as con:
         return int(con.execute("PRAGMA auto_vacuum").fetchone()[0])

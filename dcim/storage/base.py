@@ -26,7 +26,7 @@ windows from them, where the store knows them complete, and the rest from the ra
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Literal, NamedTuple, Protocol, get_args, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, get_args, runtime_checkable
 
 from dcim.reading import Reading
 
@@ -109,6 +109,20 @@ class LineWriter(Protocol):
         newline, timestamps in nanoseconds (converted to the store's precision here).
         ``spans``: (oldest, newest) time of the points, in parts that together cover them
         all (which hours late points touch). Idempotent, raises SinkError like ``write``."""
+        ...
+
+
+@runtime_checkable
+class PreparingWriter(LineWriter, Protocol):
+    """A line writer whose work before the POST (compression, ...) can be done apart: the
+    forwarder has it done for the next batch of a backlog while one is being written."""
+
+    def prepare_lines(self, body: bytes, spans: Sequence[tuple[int, int]]) -> Any:
+        """``write_lines``'s work before the request; what ``write_prepared`` takes."""
+        ...
+
+    def write_prepared(self, prepared: Any) -> None:
+        """Write what ``prepare_lines`` made: ``write_lines`` in two steps."""
         ...
 
 

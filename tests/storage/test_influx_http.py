@@ -278,3 +278,25 @@ def test_queries_read_messagepack_answers(influxdb: InfluxServer) -> None:
     assert influx._documents(b"<html>bad gateway</html>", {"Content-Type": "text/html"}) == []
     assert influx._documents(b"\xc1\xc1", {"Content-Type": "application/x-msgpack"}) == []
     st.close()
+
+
+@pytest.mark.parametrize("gzip_on", [True, False])
+def test_a_body_prepared_apart_is_posted_as_write_lines_posts_it(fake: str, gzip_on: bool) -> None:
+    """The forwarder has the next body prepared (compressed) by its helper thread while one
+    is posted: the same request as write_lines, the late hours noted at the POST."""
+    h = 3600 * 10**9
+    body = f"pdu,device=p1 power_w=1.0 {T}\npdu,device=p2 power_w=2.0 {T + h}\n".encode()
+    st = InfluxStore(InfluxSink(type="influxdb", url=fake, timeout_s=2, gzip=gzip_on))
+    st.supply_rollups(0, 2 * T)  # no rollup statements: only the writes are seen here
+    st.write_lines(body, [(T, T + h)])
+    prepared = st.prepare_lines(body, [(T, T + h)])
+    start = T - T % h
+    assert prepared.late == {start, start + h} and prepared.size == len(body)
+    assert len(Scripted.seen) == 1  # prepared, not posted
+    st.write_prepared(prepared)
+    st.write_prepared(st.prepare_lines(b"", []))  # nothing to post
+    first, second = Scripted.seen
+    assert first["path"] == second["path"] and second["body"] == prepared.body
+    assert first["headers"].get("Content-Encoding") == second["headers"].get("Content-Encoding")
+    sent = gzip.decompress(second["body"]) if gzip_on else second["body"]
+    assert sent == body and (second["headers"].get("Content-Encoding") == "gzip") == gzip_on
