@@ -49,12 +49,16 @@ _ROUND = [(15, 10), (35, 20), (75, 50), (150, 100), (250, 200), (350, 300), (750
           (1814400000, 604800000), (3628800000, 2592000000)]  # fmt: skip
 
 
-def build() -> dict[str, dict[str, Any]]:
+def build_module() -> Any:
     spec = importlib.util.spec_from_file_location("dash_build", DASH / "build.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.build()  # type: ignore[no-any-return]
+    return mod
+
+
+def build() -> dict[str, dict[str, Any]]:
+    return build_module().build()  # type: ignore[no-any-return]
 
 
 def interval_ms(range_s: float, max_points: int, min_s: float) -> int:
@@ -354,3 +358,26 @@ def test_resolution_gates_pick_one_policy_per_range() -> None:
     assert seen == ["raw", "rp_1m", "rp_1h", "rp_1d"]
     # a year: 365 daily points per series, where hourly ones would be 8,760 for 1,000 pixels
     assert interval_ms(RANGES["1y"], p["maxDataPoints"], 10) > 3600 * 1000
+
+
+@pytest.mark.slow
+def test_energy_over_a_day_the_same_from_each_rollup(
+    dash_db: tuple[InfluxServer, SiteConfig, int],
+) -> None:
+    """The energy of the IT (UPS output) meters over yesterday (UTC) read as the Energy
+    panels read it from rp_1m, rp_1h and rp_1d (each target's gate lifted): the same kWh, each
+    window's mean power times its length (the twin sampled every 10 s for rp_1m, 10 min for
+    the others: within 1 %)."""
+    influxdb, _, now_s = dash_db
+    mod = build_module()
+    tmpl = mod.role_energy("energy_meter", "power_w", "ups_output")
+    day = now_s // 86400 * 86400 - 86400
+    got = {}
+    for level in (1, 2, 3):
+        q = mod.level_query(tmpl, level).replace(mod.LEVELS[level][1], "1 = 1")
+        q = substitute(q, day, day + 86399, 60000)
+        res = influxdb.query(q, db="dashboards")["results"][0]
+        got[mod.LEVELS[level][0]] = res["series"][0]["values"][0][1]
+    kwh = list(got.values())
+    assert kwh[0] > 0 and kwh[1] == pytest.approx(kwh[0], rel=0.01), got
+    assert kwh[2] == pytest.approx(kwh[1], rel=1e-9), got  # the same samples, by day
