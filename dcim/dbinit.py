@@ -28,6 +28,7 @@ from dcim.storage.influx import (
     InfluxStore,
     go_duration_s,
     quote_ident,
+    quote_string,
     rollup_select,
 )
 from dcim.storage.lineprotocol import encode
@@ -98,7 +99,6 @@ def init_influx(sink: InfluxSink) -> list[str]:
     have = st.policies()
     shards = _shard_durations(st, db)
     old_default = next((name for name, (_, dflt) in have.items() if dflt), None)
-    new_days = db in dbs and ROLLUP_RP[86400] not in have and ROLLUP_RP[3600] in have
     wanted = [
         (sink.raw_policy, sink.retention_raw, True, "raw points", "raw"),
         (ROLLUP_RP[60], sink.retention_1m, False, "1-minute rollups", "rp_1m"),
@@ -162,9 +162,9 @@ def init_influx(sink: InfluxSink) -> list[str]:
             f"continuous query {name}: {state}; every {_show(level)} (recomputing the last "
             f"{resample}) {sink.raw_policy} -> {ROLLUP_RP[level]}: {fields}"
         )
-        changed = changed or state != "unchanged"
-    if new_days:
-        out.append(days_from_hours(st, sink))
+        # the marker says since when the rollups the store reads (1m, 1h) are complete
+        changed = changed or (state != "unchanged" and level != 86400)
+    out.append(days_from_hours(sink))
     frm = st.complete_from()
     marker = "unchanged"
     if changed or frm is None:
@@ -190,17 +190,33 @@ def init_influx(sink: InfluxSink) -> list[str]:
 # Each rollup of a day from the same rollup of its hours: the aggregate over the hours.
 _FROM_HOURS = {"sum": "SUM", "count": "SUM", "min": "MIN", "max": "MAX", "first": "FIRST",
                "last": "LAST"}  # fmt: skip
-FILL_DAYS_PER_STATEMENT = 92
+FILL_DAYS_PER_STATEMENT = 7
+FILL_TIMEOUT_S = 300.0
 
 
-def days_from_hours(st: InfluxStore, sink: InfluxSink) -> str:
-    """Fill ``rp_1d`` from ``rp_1h`` (for a database that had hourly rollups before ``rp_1d``
-    existed, so that a year's view is not blank before it): per measurement and UTC day the
-    sums, counts, minima, maxima, first and last of its hours, the mean as sum / count, which
-    is what ``cq_1d`` computes from the raw points. Up to the start of today (``cq_1d``, at
-    its first run, computes today and recomputes yesterday from the raw points). Returns what
-    it did."""
+def days_from_hours(sink: InfluxSink) -> str:
+    """Fill ``rp_1d`` from ``rp_1h`` once (for a database that had hourly rollups before
+    ``rp_1d`` existed, so that a year's view is not blank before it): per measurement and UTC
+    day the sums, counts, minima, maxima, first and last of its hours, the mean as sum /
+    count, which is what ``cq_1d`` computes from the raw points. Up to the start of today
+    (``cq_1d``, at its first run, computes today and recomputes yesterday from the raw
+    points). Done when ``rp_1d`` holds the ``dcim_rollups`` marker (field ``filled_to_ns``),
+    written once every statement has succeeded: an interrupted or partly refused fill is
+    done again by the next ``dcim db init``. ``FILL_DAYS_PER_STATEMENT`` days a statement,
+    each given at least ``FILL_TIMEOUT_S`` (a week of the reference site's servers: seconds).
+    Returns what it did."""
+    st = InfluxStore(
+        sink.model_copy(update={"timeout_s": max(sink.timeout_s, FILL_TIMEOUT_S)}),
+        create_database=False,
+    )
     db = quote_ident(sink.database)
+    mark = f"{quote_ident(ROLLUP_RP[86400])}.{quote_ident(MARKER)}"
+    q = f'SELECT LAST("filled_to_ns") FROM {mark} WHERE "rp" = {quote_string(sink.raw_policy)}'
+    if any(s.get("values") for s in st.query(q, write=True)):
+        st.close()
+        return (
+            f"{ROLLUP_RP[86400]}: unchanged, filled from {ROLLUP_RP[3600]} before (marker {MARKER})"
+        )
     src, dst = quote_ident(ROLLUP_RP[3600]), quote_ident(ROLLUP_RP[86400])
     fields: dict[str, set[str]] = {}
     for s in st.query(f"SHOW FIELD KEYS FROM {src}./.*/", write=True):
@@ -231,10 +247,20 @@ def days_from_hours(st: InfluxStore, sink: InfluxSink) -> str:
             )
             try:
                 points += sum(int(v[1]) for r in st.query(stmt, write=True) for v in r["values"])
-            except StoreError as exc:
+            except StoreError as exc:  # refused, or timed out: the next db init does it again
                 failed.append(f"{meas}: {exc}")
+                break
     done = f"{ROLLUP_RP[86400]} filled from {ROLLUP_RP[3600]} up to today: {points} points"
-    return done + (f"; not filled: {'; '.join(failed)}" if failed else "")
+    if failed:
+        st.close()
+        return done + f"; NOT filled (run dcim db init again): {'; '.join(failed)}"
+    line = encode(Reading(MARKER, {"rp": sink.raw_policy}, {"filled_to_ns": end}, time.time_ns()))
+    params = {"db": sink.database, "rp": ROLLUP_RP[86400], "precision": "ns"}
+    status, text, _ = st._request("POST", "/write", params, line.encode())
+    st.close()
+    if status not in (200, 204):
+        raise StoreError(f"writing the rp_1d fill marker failed ({status}): {text!r}")
+    return done
 
 
 def _shard_durations(st: InfluxStore, db: str) -> dict[str, int | None]:

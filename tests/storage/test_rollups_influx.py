@@ -438,6 +438,9 @@ def test_a_database_set_up_before_rp_1d_still_rolls_up(influxdb: InfluxServer) -
     assert any(line.startswith("continuous query cq_1d: created") for line in again)
     # the days before: filled from rp_1h, as the daily statement computes them from raw points
     assert any(line.startswith("rp_1d filled from rp_1h up to today: ") for line in again)
+    # cq_1d is not one the store reads: the rollups it reads are complete since as before
+    assert "dcim_rollups in rp_1h: unchanged" in again[-1]
+    assert "rp_1d: unchanged, filled from rp_1h before (marker dcim_rollups)" in init_sink(st.sink)
     q = 'SELECT * FROM "rp_1d"."energy_meter" GROUP BY "device"'
 
     def days() -> dict[tuple[str, int], dict[str, Any]]:
