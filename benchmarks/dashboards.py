@@ -1,37 +1,53 @@
 """Dashboards: every panel's queries over one year on InfluxDB, as Grafana sends them (the
-resolution gates pick rp_1h), the slowest panel against the 300 ms goal (and each of its
-targets), next to the same panel read from the raw points (its raw target with the gate
-lifted) over the raw points the database holds, and that time scaled to a year.
+resolution gates pick rp_1d), by influxd's CPU time (on a loaded machine the wall time is
+mostly waiting for a core), each of the costliest next to the same panel read from rp_1h (its
+hourly targets with the gate lifted: what a year read before rp_1d); the costliest against
+the 300 ms goal (and each of its targets), next to the same panel from rp_1h and from the raw
+points (its raw target, gate lifted, over the raw points the database holds, and that time
+scaled to a year). All of it twice: on the shards as found (just written: partly in the WAL
+and cache, not compacted), then after influxd is restarted with
+``cache-snapshot-write-cold-duration`` and ``compact-full-write-cold-duration`` of ``--cold``
+(10 s) and the benchmark's shards are compacted: InfluxDB's ``SHOW STATS`` (``tsm1_engine``,
+``tsm1_cache`` of the database) shows no compaction active or queued and empty caches, and
+the TSM files have not changed for 20 s (each shard then holds one file).
 
 The data (dcim.testing.dashdata): the reference site (``--racks``, ``--servers-per-rack``;
 every device kind the twin simulates), raw points every 10 s for the last ``--raw-hours``
 (13: the longest range the dashboards read raw), rp_1m for the last ``--minute-days``, rp_1h
-for the last 400 days, written directly as the continuous queries write them, after ``dcim db
-init`` (its shard group durations); the setup is not what is measured. ``--keep DIR`` keeps
-the InfluxDB data there and a later run with the same arguments reuses it: the dashboards are
-then looked at as of when it was written (``now()`` in a query is that time), and the run
-says so.
+for the last ``--hour-days`` (400), rp_1d for 400 days, written directly as the continuous
+queries write them, after ``dcim db init`` (its shard group durations); the setup is not
+what is measured. ``--keep DIR`` keeps the InfluxDB data there and a later run with the same
+arguments reuses it: the dashboards are then looked at as of when it was written (``now()``
+in a query is that time), and the run says so.
 
     .venv/bin/python benchmarks/dashboards.py [--racks 30] [--servers-per-rack 10]
-        [--raw-hours 13] [--minute-days 2] [--keep DIR]
+        [--raw-hours 13] [--minute-days 2] [--hour-days 400] [--keep DIR] [--cold 10s|no]
 
-Figures (2026-12-04, the 2-core machine shared by seven sessions, load average about 10:
-times are 2-5x noisy): ``--racks 4 --servers-per-rack 10 --raw-hours 4 --minute-days 0`` (75
-devices; setup 430 s), rp_1h in 52-week shard groups: 66 panels over a year, 5.1 s in all;
-the slowest, Collector health / Devices down, 1071 ms (its rp_1h target; the raw and rp_1m
-ones, gated off, 0.6-0.8 ms), goal NOT met; next Poll duration 712 ms, Site overview / Devices
-down 674 ms, Rack inlet per room 425 ms, Server inlet by device 310 ms, every other panel under
-300 ms. The same Devices-down panel from 4 h of raw points 89 ms, scaled to a year ~195 s.
-Again on the kept data (``--keep``, load average 4-5): that panel 1239 ms best of 3, its rp_1h
-target alone 476 ms (545-562 ms best of 5 in another run), against 260-370 ms for one
-aggregate over the same rows (``max("max_duration_s")``): count - sum is two passes.
-What costs is InfluxDB's windowed aggregation per series and window (150 series x 1460 6-hour
-windows; the same count without GROUP BY time 165 ms, with GROUP BY time(1d) 300 ms), on
-freshly written, not yet compacted shards (375 TSM files for 150 series). Counting only the
-failed windows (``WHERE last_up = 0``) took 130-155 ms but returns nothing for a range
-without a failure (a healthy site's chart would be empty, not 0): not taken. The reference
-size (30 racks of 10 servers, 387 devices) did not finish writing its year of rp_1h before the
-deadline on this loaded machine (a 30-day chunk of rp_1h every ~5 min).
+Figures (2026-12-05, the 2-core machine shared with other sessions, load average 8-11 while
+writing, 4.7 compacted): the reference size, ``--racks 30 --servers-per-rack 10 --raw-hours 4
+--minute-days 0`` (387 devices; setup 990 s: raw 1.16 M lines, rp_1h 7.7 M, rp_1d 322,400).
+Compacted (87 s after the restart: 10 full compactions, 26 cache snapshots, one TSM file in
+each of the 24 shards), 66 panels over a year 3.2 s in all; the costliest, influxd CPU / wall
+(best of 3) from rp_1d, against the same panel from rp_1h:
+
+    Thermal / Server inlet by device (300 series)   530 ms / 757 ms   rp_1h 2720 / 3212 ms
+    Thermal / Rack inlet per room                    390 /  397        rp_1h 2310 / 2962
+    Collector health / Poll duration                 300 /  402        rp_1h 1690 / 2299
+    Collector health / Poll lateness                 290 /  326        rp_1h 1670 / 2378
+    Thermal / Hottest server inlet per rack          220 /  251        rp_1h 1140 / 1529
+    every other panel                               <= 170 / 223
+
+The goal (300 ms) is NOT met at the reference size for those four: 5-8x less than from rp_1h,
+but a year of 300-387 devices' series still costs influxd 0.3-0.5 s of CPU. Server inlet by
+device from the raw points: 4 h 66 ms, scaled to a year ~145 s. As found (not compacted, load
+8.1; influxd's CPU then includes its own compactions): Poll duration 710 ms CPU (630 ms wall),
+Server inlet by device 660 (783), Rack inlet per room 360 (261), Poll lateness 270 (286); from
+rp_1h 1660-2630 ms CPU. Tried on the compacted data: Server inlet by device read as stored
+(``SELECT "max_inlet_temp_c" ... GROUP BY device``, no GROUP BY time: one daily point per
+window anyway) 470 against 750 ms CPU in the same run; without the All-regex conditions or
+with GROUP BY time(1d) no better; ``count()`` over Poll lateness' 141,000 points 30 ms: the
+cost is InfluxDB's per-series windowed aggregation and, for Server inlet, encoding 109,200
+values. Earlier (2026-12-04, 75 devices, rp_1h): the slowest 1071 ms.
 
 Needs ``influxd`` (Debian ``influxdb``) and the twin extra (numpy).
 """
@@ -182,14 +198,15 @@ def wait_compacted(influx: InfluxServer, work: Path, timeout_s: float = 1800) ->
         if now != last:
             last, since = now, time.monotonic()
         elif now[1] == 0 and time.monotonic() - since >= 20:
+            shards = sum(1 for d in (work / "influxdb" / "data" / "bench").glob("*/*") if
+                         d.is_dir() and d.parent.name != "_series")  # fmt: skip
             return (
                 f"compacted after {time.monotonic() - t0:.0f} s: "
                 f"{st.get('tsmFullCompactions', 0)} full and "
                 f"{st.get('tsmOptimizeCompactions', 0)} optimize compactions, "
-                f"{st.get('cacheCompactions', 0)} cache snapshots; TSM files {now[0]} (shards "
-                f"{len(list((work / 'influxdb' / 'data' / 'bench').glob('rp_*/*')))} rollup, "
-                "raw); no compaction active or queued, the caches empty, the files unchanged "
-                "for 20 s"
+                f"{st.get('cacheCompactions', 0)} cache snapshots; TSM files {now[0]} in "
+                f"{shards} shards; no compaction active or queued, the caches empty, the files "
+                "unchanged for 20 s"
             )
         time.sleep(2)
     raise SystemExit(f"InfluxDB did not finish compacting in {timeout_s:.0f} s: {last}")

@@ -23,6 +23,12 @@ the twin simulates (:class:`dcim.twin.model.SiteModel`, the reference site's dev
   data): hourly for the last ``kpi_hours`` hours, daily for the last ``kpi_days`` days and the
   first day of each month of the year before; written through ``InfluxStore`` where the raw
   policy still keeps them, else straight into ``rp_1h`` as the CQ would.
+
+Speed at the reference size (387 devices, a year of rp_1h and rp_1d, 2-core machine at load
+average 8-11): 990 s, of which influxd taking the lines is most (a 30-day chunk of rp_1h,
+580,320 lines, 30-150 s depending on the load; the lines' building 2.2x faster with one
+%-template per line than a ``repr`` per value, 6.6 against 14.8 ms per device and month);
+the same setup with the previous code took 1115 s at the same load.
 """
 
 from __future__ import annotations
