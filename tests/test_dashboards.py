@@ -6,8 +6,8 @@ macros substituted as Grafana would (``now()``: the time the data ends). Every s
 alias, its four resolutions together) must have values in each range, save the gaps the
 reference site must show (``not_metered``).
 
-The data (dcim.testing.dashdata, written in ~1-2 min on a quiet machine, 5-8 min under load,
-hence slow): the reference site's device mix at its 10 s interval (4 racks of 3 servers: 47
+The data (dcim.testing.dashdata, written in 114-162 s on the shared 2-core machine at load
+average 4-9, hence slow; the whole module 128-182 s): the reference site's device mix at its 10 s interval (4 racks of 3 servers: 47
 devices, every kind the twin simulates); raw points for the last 7 h; rp_1m for the last 2
 days; rp_1h and rp_1d for the last 400 days (devices), written directly as the CQs write them; the
 collector's dcim_poll/dcim_spool rows and one rack probe per rack (raw 7 h, rollups 100 days),
