@@ -7,12 +7,13 @@ alias, its four resolutions together) must have values in each range, save the g
 reference site must show (``not_metered``).
 
 The data (dcim.testing.dashdata, written in 114-162 s on the shared 2-core machine at load
-average 4-9, hence slow; the whole module 128-182 s): the reference site's device mix at its 10 s interval (4 racks of 3 servers: 47
-devices, every kind the twin simulates); raw points for the last 7 h; rp_1m for the last 2
-days; rp_1h and rp_1d for the last 400 days (devices), written directly as the CQs write them; the
-collector's dcim_poll/dcim_spool rows and one rack probe per rack (raw 7 h, rollups 100 days),
-ups-b down for the last 2 h; kpi points computed by dcim.kpi.series over that data (hourly for
-the last 6 h, daily for the last 10 days and the 1st of each of the 13 months before).
+average 4-9, hence slow; the whole module 128-182 s): the reference site's device mix at its
+10 s interval (4 racks of 3 servers: 47 devices, every kind the twin simulates); raw points
+for the last 7 h; rp_1m for the last 2 days; rp_1h and rp_1d for the last 400 days
+(devices), written directly as the CQs write them; the collector's dcim_poll/dcim_spool rows
+and one rack probe per rack (raw 7 h, rollups 100 days), ups-b down for the last 2 h; kpi
+points computed by dcim.kpi.series over that data (hourly for the last 6 h, daily for the
+last 10 days and the 1st of each of the 13 months before).
 Printed: every panel's query time, series and units per range, slowest first."""
 
 from __future__ import annotations
