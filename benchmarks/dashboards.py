@@ -1,37 +1,53 @@
 """Dashboards: every panel's queries over one year on InfluxDB, as Grafana sends them (the
-resolution gates pick rp_1h), the slowest panel against the 300 ms goal (and each of its
-targets), next to the same panel read from the raw points (its raw target with the gate
-lifted) over the raw points the database holds, and that time scaled to a year.
+resolution gates pick rp_1d), by influxd's CPU time (on a loaded machine the wall time is
+mostly waiting for a core), each of the costliest next to the same panel read from rp_1h (its
+hourly targets with the gate lifted: what a year read before rp_1d); the costliest against
+the 300 ms goal (and each of its targets), next to the same panel from rp_1h and from the raw
+points (its raw target, gate lifted, over the raw points the database holds, and that time
+scaled to a year). All of it twice: on the shards as found (just written: partly in the WAL
+and cache, not compacted), then after influxd is restarted with
+``cache-snapshot-write-cold-duration`` and ``compact-full-write-cold-duration`` of ``--cold``
+(10 s) and the benchmark's shards are compacted: InfluxDB's ``SHOW STATS`` (``tsm1_engine``,
+``tsm1_cache`` of the database) shows no compaction active or queued and empty caches, and
+the TSM files have not changed for 20 s (each shard then holds one file).
 
 The data (dcim.testing.dashdata): the reference site (``--racks``, ``--servers-per-rack``;
 every device kind the twin simulates), raw points every 10 s for the last ``--raw-hours``
 (13: the longest range the dashboards read raw), rp_1m for the last ``--minute-days``, rp_1h
-for the last 400 days, written directly as the continuous queries write them, after ``dcim db
-init`` (its shard group durations); the setup is not what is measured. ``--keep DIR`` keeps
-the InfluxDB data there and a later run with the same arguments reuses it: the dashboards are
-then looked at as of when it was written (``now()`` in a query is that time), and the run
-says so.
+for the last ``--hour-days`` (400), rp_1d for 400 days, written directly as the continuous
+queries write them, after ``dcim db init`` (its shard group durations); the setup is not
+what is measured. ``--keep DIR`` keeps the InfluxDB data there and a later run with the same
+arguments reuses it: the dashboards are then looked at as of when it was written (``now()``
+in a query is that time), and the run says so.
 
     .venv/bin/python benchmarks/dashboards.py [--racks 30] [--servers-per-rack 10]
-        [--raw-hours 13] [--minute-days 2] [--keep DIR]
+        [--raw-hours 13] [--minute-days 2] [--hour-days 400] [--keep DIR] [--cold 10s|no]
 
-Figures (2026-12-04, the 2-core machine shared by seven sessions, load average about 10:
-times are 2-5x noisy): ``--racks 4 --servers-per-rack 10 --raw-hours 4 --minute-days 0`` (75
-devices; setup 430 s), rp_1h in 52-week shard groups: 66 panels over a year, 5.1 s in all;
-the slowest, Collector health / Devices down, 1071 ms (its rp_1h target; the raw and rp_1m
-ones, gated off, 0.6-0.8 ms), goal NOT met; next Poll duration 712 ms, Site overview / Devices
-down 674 ms, Rack inlet per room 425 ms, Server inlet by device 310 ms, every other panel under
-300 ms. The same Devices-down panel from 4 h of raw points 89 ms, scaled to a year ~195 s.
-Again on the kept data (``--keep``, load average 4-5): that panel 1239 ms best of 3, its rp_1h
-target alone 476 ms (545-562 ms best of 5 in another run), against 260-370 ms for one
-aggregate over the same rows (``max("max_duration_s")``): count - sum is two passes.
-What costs is InfluxDB's windowed aggregation per series and window (150 series x 1460 6-hour
-windows; the same count without GROUP BY time 165 ms, with GROUP BY time(1d) 300 ms), on
-freshly written, not yet compacted shards (375 TSM files for 150 series). Counting only the
-failed windows (``WHERE last_up = 0``) took 130-155 ms but returns nothing for a range
-without a failure (a healthy site's chart would be empty, not 0): not taken. The reference
-size (30 racks of 10 servers, 387 devices) did not finish writing its year of rp_1h before the
-deadline on this loaded machine (a 30-day chunk of rp_1h every ~5 min).
+Figures (2026-12-05, the 2-core machine shared with other sessions, load average 8-11 while
+writing, 4.7 compacted): the reference size, ``--racks 30 --servers-per-rack 10 --raw-hours 4
+--minute-days 0`` (387 devices; setup 990 s: raw 1.16 M lines, rp_1h 7.7 M, rp_1d 322,400).
+Compacted (87 s after the restart: 10 full compactions, 26 cache snapshots, one TSM file in
+each of the 24 shards), 66 panels over a year 3.2 s in all; the costliest, influxd CPU / wall
+(best of 3) from rp_1d, against the same panel from rp_1h:
+
+    Thermal / Server inlet by device (300 series)   530 ms / 757 ms   rp_1h 2720 / 3212 ms
+    Thermal / Rack inlet per room                    390 /  397        rp_1h 2310 / 2962
+    Collector health / Poll duration                 300 /  402        rp_1h 1690 / 2299
+    Collector health / Poll lateness                 290 /  326        rp_1h 1670 / 2378
+    Thermal / Hottest server inlet per rack          220 /  251        rp_1h 1140 / 1529
+    every other panel                               <= 170 / 223
+
+The goal (300 ms) is NOT met at the reference size for those four: 5-8x less than from rp_1h,
+but a year of 300-387 devices' series still costs influxd 0.3-0.5 s of CPU. Server inlet by
+device from the raw points: 4 h 66 ms, scaled to a year ~145 s. As found (not compacted, load
+8.1; influxd's CPU then includes its own compactions): Poll duration 710 ms CPU (630 ms wall),
+Server inlet by device 660 (783), Rack inlet per room 360 (261), Poll lateness 270 (286); from
+rp_1h 1660-2630 ms CPU. Tried on the compacted data: Server inlet by device read as stored
+(``SELECT "max_inlet_temp_c" ... GROUP BY device``, no GROUP BY time: one daily point per
+window anyway) 470 against 750 ms CPU in the same run; without the All-regex conditions or
+with GROUP BY time(1d) no better; ``count()`` over Poll lateness' 141,000 points 30 ms: the
+cost is InfluxDB's per-series windowed aggregation and, for Server inlet, encoding 109,200
+values. Earlier (2026-12-04, 75 devices, rp_1h): the slowest 1071 ms.
 
 Needs ``influxd`` (Debian ``influxdb``) and the twin extra (numpy).
 """
@@ -42,6 +58,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -72,22 +89,38 @@ interval_ms, panel_range, substitute = _T.interval_ms, _T.panel_range, _T.substi
 fixed_values = _T.fixed_values
 
 
+_B = _load("dash_build", ROOT / "dashboards" / "build.py")
+LEVELS = _B.LEVELS
+
+
 def build() -> dict[str, dict[str, Any]]:
-    return _load("dash_build", ROOT / "dashboards" / "build.py").build()  # type: ignore[no-any-return]
+    return _B.build()  # type: ignore[no-any-return]
 
 
-def run(influx: InfluxServer, db: str, queries: list[str], repeat: int = 3) -> tuple[float, int]:
-    """Best wall time (ms) of running ``queries`` one after the other, and the values read."""
-    best, values = math.inf, 0
+def cpu_s(influx: InfluxServer) -> float:
+    """CPU time (user + system, s) influxd has used so far."""
+    assert influx.proc is not None
+    fields = Path(f"/proc/{influx.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(
+    influx: InfluxServer, db: str, queries: list[str], repeat: int = 3
+) -> tuple[float, int, float]:
+    """Best wall time (ms) of running ``queries`` one after the other, the values read, and
+    the least CPU time (ms) influxd spent on them (on a loaded machine the wall time is
+    mostly waiting for a core; influxd's CPU is not)."""
+    best, values, cpu = math.inf, 0, math.inf
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = cpu_s(influx), time.perf_counter()
         values = 0
         for q in queries:
             res = influx.query(q, db=db)["results"][0]
             assert "error" not in res, (res["error"], q)
             values += sum(1 for s in res.get("series", []) for row in s["values"] for v in row[1:])
         best = min(best, (time.perf_counter() - t0) * 1000)
-    return best, values
+        cpu = min(cpu, (cpu_s(influx) - c0) * 1000)
+    return best, values, cpu
 
 
 def panel_queries(
@@ -101,19 +134,82 @@ def panel_queries(
     ]
 
 
-def raw_queries(p: dict[str, Any], fixed: dict[str, str], now_s: int, span_s: int) -> list[str]:
-    """The panel read from the raw points: its raw target of each series (gate lifted), over
-    the last ``span_s`` of raw points, at the interval Grafana would use for a year."""
+def gated(p: dict[str, Any], level: int) -> list[dict[str, Any]]:
+    """``p``'s targets with the resolution of ``level`` (0 raw, 1 rp_1m, 2 rp_1h, 3 rp_1d)
+    forced: its gate lifted, the other resolutions' targets left out (ungated targets kept)."""
+    gates = [g for _, g, _ in LEVELS]
     out = []
-    ivl = interval_ms(YEAR_S, p["maxDataPoints"], 10)
     for t in p["targets"]:
         q = t["query"]
-        if "$__interval_ms < 60000" in q:
-            q = q.replace("$__interval_ms < 60000", "1 = 1")
-        elif "$__interval_ms" in q:
-            continue
-        out.append(substitute(q, now_s - span_s, now_s, ivl, fixed, now_s))
+        mine = gates[level] in q and all(g not in q for g in gates if g != gates[level])
+        if mine:
+            out.append({**t, "query": q.replace(gates[level], "1 = 1")})
+        elif "$__interval_ms" not in q:
+            out.append(t)
     return out
+
+
+def forced_queries(
+    p: dict[str, Any], fixed: dict[str, str], now_s: int, span_s: int, level: int
+) -> list[str]:
+    """``p`` read from one resolution (:func:`gated`) over the last ``span_s``, at the
+    interval Grafana uses for a year."""
+    ivl = interval_ms(YEAR_S, p["maxDataPoints"], 10)
+    return [
+        substitute(t["query"], now_s - span_s, now_s, ivl, fixed, now_s) for t in gated(p, level)
+    ]
+
+
+def source(q: str) -> str:
+    return next((rp for rp in ("rp_1m", "rp_1h", "rp_1d") if f'"{rp}"' in q), "raw")
+
+
+def tsm_files(work: Path) -> dict[str, int]:
+    """TSM files per retention policy of the benchmark's database."""
+    out: dict[str, int] = {}
+    for f in (work / "influxdb" / "data" / "bench").glob("*/*/*.tsm"):
+        rp = f.parent.parent.name
+        out[rp] = out.get(rp, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def engine_stats(influx: InfluxServer) -> dict[str, int]:
+    """InfluxDB's tsm1_engine and tsm1_cache statistics of the benchmark's shards, summed."""
+    res = influx.query("SHOW STATS", db="bench")["results"][0]
+    out: dict[str, int] = {}
+    for s in res.get("series", []):
+        if s["name"] in ("tsm1_engine", "tsm1_cache") and s["tags"].get("database") == "bench":
+            for k, v in zip(s["columns"], s["values"][0], strict=True):
+                out[k] = out.get(k, 0) + int(v)
+    return out
+
+
+def wait_compacted(influx: InfluxServer, work: Path, timeout_s: float = 1800) -> str:
+    """Wait until InfluxDB has written its caches to TSM and compacted the shards: no
+    compaction active or queued, nothing left in the caches (``tsm1_cache`` ``memBytes``),
+    the TSM files unchanged for 20 s. Returns what was seen."""
+    t0 = time.monotonic()
+    last: tuple[dict[str, int], int] | None = None
+    since = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        st = engine_stats(influx)
+        busy = sum(v for k, v in st.items() if k.endswith(("Active", "Queue")))
+        now = (tsm_files(work), busy + st.get("memBytes", 0))
+        if now != last:
+            last, since = now, time.monotonic()
+        elif now[1] == 0 and time.monotonic() - since >= 20:
+            shards = sum(1 for d in (work / "influxdb" / "data" / "bench").glob("*/*") if
+                         d.is_dir() and d.parent.name != "_series")  # fmt: skip
+            return (
+                f"compacted after {time.monotonic() - t0:.0f} s: "
+                f"{st.get('tsmFullCompactions', 0)} full and "
+                f"{st.get('tsmOptimizeCompactions', 0)} optimize compactions, "
+                f"{st.get('cacheCompactions', 0)} cache snapshots; TSM files {now[0]} in "
+                f"{shards} shards; no compaction active or queued, the caches empty, the files "
+                "unchanged for 20 s"
+            )
+        time.sleep(2)
+    raise SystemExit(f"InfluxDB did not finish compacting in {timeout_s:.0f} s: {last}")
 
 
 def setup(args: argparse.Namespace, work: Path, influx: InfluxServer) -> tuple[SiteConfig, int]:
@@ -127,7 +223,8 @@ def setup(args: argparse.Namespace, work: Path, influx: InfluxServer) -> tuple[S
     )
     cfg = SiteConfig.model_validate(doc)
     want = {"racks": args.racks, "servers_per_rack": args.servers_per_rack,
-            "raw_hours": args.raw_hours, "minute_days": args.minute_days}  # fmt: skip
+            "raw_hours": args.raw_hours, "minute_days": args.minute_days,
+            "hour_days": args.hour_days}  # fmt: skip
     if stamp.exists():
         kept = json.loads(stamp.read_text())
         if {k: kept.get(k) for k in want} == want:
@@ -139,8 +236,8 @@ def setup(args: argparse.Namespace, work: Path, influx: InfluxServer) -> tuple[S
         raise SystemExit(f"{work} holds other data ({kept}): give another --keep directory")
     now_s = int(time.time())
     plan = dashdata.Plan(
-        now_s=now_s, raw_hours=args.raw_hours, minute_days=args.minute_days, kpi_hours=2,
-        kpi_days=2, extra_days=400,
+        now_s=now_s, raw_hours=args.raw_hours, minute_days=args.minute_days,
+        hour_days=args.hour_days, kpi_hours=2, kpi_days=2, extra_days=400,
     )  # fmt: skip
     held = dashdata.write(influx.url, cfg, plan)
     print(f"site: {len(cfg.devices)} devices; setup: {held.describe()}")
@@ -150,52 +247,85 @@ def setup(args: argparse.Namespace, work: Path, influx: InfluxServer) -> tuple[S
     return cfg, now_s
 
 
+def panels_over_a_year(
+    influx: InfluxServer, cfg: SiteConfig, now_s: int
+) -> list[tuple[float, int, float, str, dict[str, Any], dict[str, str]]]:
+    rows = []
+    for name, dash in build().items():
+        fixed = fixed_values(dash)
+        for p in dash["panels"]:
+            if p["type"] == "alertlist":
+                continue
+            qs = panel_queries(p, fixed, now_s, YEAR_S, cfg.site.timezone)
+            ms, n, cpu = run(influx, "bench", [q for _, q in qs])
+            rows.append((ms, n, cpu, name, p, fixed))
+    rows.sort(key=lambda r: r[2], reverse=True)
+    return rows
+
+
+def report(influx: InfluxServer, cfg: SiteConfig, now_s: int, raw_hours: int, what: str) -> None:
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    rows = panels_over_a_year(influx, cfg, now_s)
+    total = sum(r[0] for r in rows)
+    print(f"\n== {what}; load average {load}\none year, every panel as Grafana sends it (best "
+          f"of 3; {len(rows)} panels, {total:.0f} ms in all), by influxd's CPU time, most first, "
+          "each next to the same panel from rp_1h (its hourly targets, the gate lifted: what a "
+          "year read before rp_1d):")  # fmt: skip
+    print(f"{'ms':>8} {'cpu ms':>8} {'values':>8} | {'rp_1h ms':>8} {'cpu ms':>8} {'values':>8}"
+          "  dashboard / panel")  # fmt: skip
+    for ms, n, cpu, name, p, fixed in rows[:12]:
+        h_ms, h_n, h_cpu = run(influx, "bench", forced_queries(p, fixed, now_s, YEAR_S, 2))
+        print(f"{ms:8.1f} {cpu:8.0f} {n:8d} | {h_ms:8.1f} {h_cpu:8.0f} {h_n:8d}  {name} / "
+              f"{p['title']}")  # fmt: skip
+    ms, n, cpu, name, p, fixed = rows[0]
+    print(f"the most costly panel over one year: {name} / {p['title']}, per target:")
+    for alias, q in panel_queries(p, fixed, now_s, YEAR_S, cfg.site.timezone):
+        t_ms, t_n, t_cpu = run(influx, "bench", [q])
+        print(f"  {t_ms:8.1f} ms {t_cpu:6.0f} ms CPU {t_n:7d} values  {source(q):<5} {alias}")
+    span = raw_hours * 3600
+    h_ms, h_n, h_cpu = run(influx, "bench", forced_queries(p, fixed, now_s, YEAR_S, 2))
+    raw_ms, raw_n, raw_cpu = run(influx, "bench", forced_queries(p, fixed, now_s, span, 0))
+    scale = YEAR_S / span
+    verdict = "met" if ms < GOAL_MS else "NOT met"
+    print(f"  as sent (rp_1d):             {ms:8.1f} ms, influxd CPU {cpu:6.0f} ms, {n} values "
+          f"(goal < {GOAL_MS:.0f} ms: {verdict})")  # fmt: skip
+    print(
+        f"  from rp_1h:                  {h_ms:8.1f} ms, influxd CPU {h_cpu:6.0f} ms, {h_n} values"
+    )
+    print(f"  from the raw points, {raw_hours} h:   {raw_ms:8.1f} ms, influxd CPU "
+          f"{raw_cpu:6.0f} ms, {raw_n} values")  # fmt: skip
+    print(f"  raw points scaled to a year: {raw_ms * scale:8.0f} ms, influxd CPU "
+          f"{raw_cpu * scale:6.0f} ms (x{scale:.0f}; raw is kept 30 days)")  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--racks", type=int, default=30)
     ap.add_argument("--servers-per-rack", type=int, default=10)
     ap.add_argument("--raw-hours", type=int, default=13)
     ap.add_argument("--minute-days", type=int, default=2)
+    ap.add_argument("--hour-days", type=int, default=400)
     ap.add_argument("--keep", type=Path, help="keep the InfluxDB data here; a later run reuses it")
+    ap.add_argument("--cold", default="10s",
+                    help="then restart influxd to compact shards cold for this long (InfluxQL "
+                    "duration) and run again; 'no': only as written")  # fmt: skip
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="dcim-bench-dash-"))
     influx = start_influxdb(work / "influxdb")
     try:
         cfg, now_s = setup(args, work, influx)
-        tz = cfg.site.timezone
-        rows = []
-        for name, dash in build().items():
-            fixed = fixed_values(dash)
-            for p in dash["panels"]:
-                if p["type"] == "alertlist":
-                    continue
-                qs = panel_queries(p, fixed, now_s, YEAR_S, tz)
-                ms, n = run(influx, "bench", [q for _, q in qs])
-                rows.append((ms, n, name, p, fixed))
-        rows.sort(key=lambda r: r[0], reverse=True)
-        total = sum(r[0] for r in rows)
-        print(f"\none year, every panel as Grafana sends it (best of 3; {len(rows)} panels, "
-              f"{total:.0f} ms in all); slowest first:")  # fmt: skip
-        print(f"{'ms':>8} {'values':>8}  dashboard / panel")
-        for ms, n, name, p, _ in rows[:12]:
-            print(f"{ms:8.1f} {n:8d}  {name} / {p['title']}")
-        ms, n, name, p, fixed = rows[0]
-        print(f"\nslowest panel over one year: {name} / {p['title']}, per target:")
-        for alias, q in panel_queries(p, fixed, now_s, YEAR_S, tz):
-            t_ms, t_n = run(influx, "bench", [q])
-            src = "rp_1h" if '"rp_1h"' in q else "rp_1m" if '"rp_1m"' in q else "raw"
-            print(f"  {t_ms:8.1f} ms {t_n:7d} values  {src:<5} {alias}")
-        span = args.raw_hours * 3600
-        raw_ms, raw_n = run(influx, "bench", raw_queries(p, fixed, now_s, span))
-        scale = YEAR_S / span
-        verdict = "met" if ms < GOAL_MS else "NOT met"
-        print(
-            f"  from the rollups (rp_1h):     {ms:8.1f} ms, {n} values "
-            f"(goal < {GOAL_MS:.0f} ms: {verdict})"
-        )
-        print(f"  from the raw points, {args.raw_hours} h:  {raw_ms:8.1f} ms, {raw_n} values")
-        print(f"  raw points scaled to a year: {raw_ms * scale:8.0f} ms "
-              f"(x{scale:.0f}; raw is kept 30 days)")  # fmt: skip
+        files = tsm_files(work)
+        report(influx, cfg, now_s, args.raw_hours, f"as found (TSM files {files}; after a "
+               "write the data still in the WAL is read from the cache)")  # fmt: skip
+        if args.cold == "no":
+            return 0
+        influx.stop()
+        influx = start_influxdb(work / "influxdb", cold=args.cold)
+        seen = wait_compacted(influx, work)
+        print(f"\ninfluxd restarted with cache-snapshot-write-cold-duration and "
+              f"compact-full-write-cold-duration {args.cold}; {seen}")  # fmt: skip
+        report(influx, cfg, now_s, args.raw_hours, "compacted")
     finally:
         influx.stop()
     return 0

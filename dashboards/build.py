@@ -10,18 +10,25 @@ heart of these dashboards is their InfluxQL (one target per resolution, below); 
 check the JSON against the SDK's dashboard model instead (tests/test_dashboards.py).
 
 Long ranges. Grafana's InfluxQL data source cannot switch retention policy itself, so every
-time-series query is written three times, each target gated by Grafana's ``$__interval_ms``
-(a constant comparison InfluxQL folds: the false targets read nothing):
+time-series query is written four times, each target gated by Grafana's ``$__interval_ms``
+(the range over the panel's 1,000 points, rounded; a constant comparison InfluxQL folds: the
+false targets read nothing):
 
 - ``$__interval_ms < 60000`` (ranges up to ~12 h): the raw points (the default policy);
 - 60000 to 600000 (up to ~17 days): ``rp_1m``, read as ``mean("mean_f")``, ``max("max_f")``...
-- above (longer ranges): ``rp_1h``.
+- above, up to 3600000 (up to ~62 days: an hour per point at most, 90 days included):
+  ``rp_1h``;
+- above (longer ranges, a year): ``rp_1d``, UTC days: where hourly points are more than the
+  panel's 1,000 can show, a year reads 365 points per series instead of 8,760 (a
+  device-by-device panel of the reference site: 387 x 365 values, not 387 x 8,760). The
+  current day is there once it has closed (``cq_1d`` runs at midnight UTC).
 
-The three targets carry the same legend, so a user zooming from 6 h to a year sees one series
+The four targets carry the same legend, so a user zooming from 6 h to a year sees one series
 that never goes blank (raw points are kept 30 days, the rollups 400 days and forever) and never
 reads millions of raw points. Query templates below write ``@fn(field)`` for an aggregate and
 ``@from(measurement)`` for the source; ``@energy(field)`` is the energy in Wh of a power field
-over each group (raw: ``integral``; rollups: the sum of the window means times their length).
+over each group (raw: ``integral``; rollups: the sum of the window means times their length in
+hours).
 KPI panels read the ``kpi`` points (one per hour or day) from ``rp_1h`` (``last_<figure>``),
 where every point lands (by the CQ, or the store's rollup of late hours) and is kept forever.
 """
@@ -46,7 +53,8 @@ MAX_POINTS = 1000  # Grafana's $__interval is the range over this, rounded
 LEVELS: list[tuple[str, str, int | None]] = [
     ("", "$__interval_ms < 60000", None),
     ('"rp_1m".', "$__interval_ms >= 60000 AND $__interval_ms <= 600000", 1),
-    ('"rp_1h".', "$__interval_ms > 600000", 60),
+    ('"rp_1h".', "$__interval_ms > 600000 AND $__interval_ms <= 3600000", 60),
+    ('"rp_1d".', "$__interval_ms > 3600000", 1440),
 ]
 _ROLLED = {"mean": "mean", "max": "max", "min": "min", "last": "last", "first": "first",
            "sum": "sum", "count": "sum"}  # fmt: skip
@@ -76,7 +84,7 @@ CONTRACT_LABELS = {
 
 
 def level_query(template: str, level: int) -> str:
-    """``template`` for one resolution (0 raw, 1 rp_1m, 2 rp_1h)."""
+    """``template`` for one resolution (0 raw, 1 rp_1m, 2 rp_1h, 3 rp_1d)."""
     rp, gate, window = LEVELS[level]
 
     def sub(m: re.Match[str]) -> str:
@@ -86,7 +94,13 @@ def level_query(template: str, level: int) -> str:
         if fn == "energy":
             if window is None:
                 return f'integral("{arg}", 1h)'
-            return f'sum("mean_{arg}")' + ("" if window == 60 else f" / {window}")
+            # a mean in W over ``window`` minutes is window / 60 Wh
+            scale = ""
+            if window < 60:
+                scale = f" / {60 // window}"
+            elif window > 60:
+                scale = f" * {window // 60}"
+            return f'sum("mean_{arg}")' + scale
         if window is None:
             return f'{fn}("{arg}")'
         return f'{_ROLLED[fn]}("{fn}_{arg}")'
@@ -95,16 +109,16 @@ def level_query(template: str, level: int) -> str:
 
 
 def targets(
-    series: list[tuple[str, str | tuple[str, str, str]]], fmt: str = "time_series"
+    series: list[tuple[str, str | tuple[str, ...]]], fmt: str = "time_series"
 ) -> list[dict[str, Any]]:
-    """One target per series, or three (one per resolution) for templates using ``$gate``
-    (or given as three templates, one per resolution)."""
+    """One target per series, or one per resolution (``LEVELS``) for templates using
+    ``$gate`` (or given as a tuple of templates, one per resolution)."""
     out: list[dict[str, Any]] = []
     for alias, tmpl in series:
         if isinstance(tmpl, tuple):
             qs = [level_query(t, i) for i, t in enumerate(tmpl)]
         else:
-            qs = [level_query(tmpl, i) for i in range(3)] if "$gate" in tmpl else [tmpl]
+            qs = [level_query(tmpl, i) for i in range(len(LEVELS))] if "$gate" in tmpl else [tmpl]
         for q in qs:
             out.append(
                 {
@@ -402,7 +416,7 @@ def site_overview() -> list[dict[str, Any]]:
               desc="Devices whose last poll (10 min) failed. Alerts firing: the alert list below "
               "(Grafana alerting with the Alertmanager of the stack)."),
         panel("bargauge", "Energy over the range", "kwatth", ENERGY, w=12, h=9, decimals=0,
-              minv=0, desc="From the raw points, rp_1m or rp_1h depending on the range."),
+              minv=0, desc="From the raw points, rp_1m, rp_1h or rp_1d depending on the range."),
         panel("stat", "PUE and ERF over the range (energy based)", "none",
               [(f"PUE {n}", kpi_ratio("e_dc_kwh", f"e_it_cat{c}_kwh", "hourly"))
                for n, c in PUE_CATS]

@@ -404,8 +404,9 @@ class EmbeddedSink(_Model):
 class InfluxSink(_Model):
     """InfluxDB. ``dcim db init`` (v1 API) creates the database, the raw retention policy
     (named ``retention_policy``, default ``raw``, made the DEFAULT one, kept
-    ``retention_raw``), ``rp_1m`` (kept ``retention_1m``) and ``rp_1h`` (``retention_1h``), and
-    the continuous queries that fill them. Durations are InfluxQL ones (``30d``, ``52w``,
+    ``retention_raw``), ``rp_1m`` (kept ``retention_1m``), ``rp_1h`` (``retention_1h``) and
+    ``rp_1d`` (``retention_1d``, UTC days, for the dashboards' long ranges), and the continuous
+    queries that fill them. Durations are InfluxQL ones (``30d``, ``52w``,
     ``INF``). ``precision``: the timestamp precision of writes (times are truncated to it).
     Writes go to ``retention_policy`` when given, else to the database's default policy.
     ``gzip``: compress write bodies (default; ``false`` spends less CPU where the link to the
@@ -420,6 +421,7 @@ class InfluxSink(_Model):
     retention_raw: str = "30d"
     retention_1m: str = "400d"
     retention_1h: str = "INF"
+    retention_1d: str = "INF"
     precision: Literal["ns", "us", "ms", "s"] = "ns"
     username: str | None = None
     password: Secret | None = None
@@ -461,7 +463,12 @@ class InfluxSink(_Model):
 
     @model_validator(mode="after")
     def _retention(self) -> InfluxSink:
-        for key, least in (("retention_raw", 2), ("retention_1m", 1), ("retention_1h", 1)):
+        for key, least in (
+            ("retention_raw", 2),
+            ("retention_1m", 1),
+            ("retention_1h", 1),
+            ("retention_1d", 1),
+        ):
             text = getattr(self, key)
             try:
                 secs = self.duration_s(text)
@@ -471,7 +478,7 @@ class InfluxSink(_Model):
                 why = "the hourly rollups read 2h of raw points" if least == 2 else "InfluxDB's"
                 raise ValueError(f"{key}: {text!r} is shorter than the minimum {least}h ({why})")
             setattr(self, key, text.strip().upper() if secs is None else text.strip())
-        if self.retention_policy in ("rp_1m", "rp_1h"):
+        if self.retention_policy in ("rp_1m", "rp_1h", "rp_1d"):
             raise ValueError(
                 f"retention_policy: {self.retention_policy!r} is the name of a rollup policy"
             )

@@ -2,13 +2,14 @@
 
 InfluxDB (1.x, v1 API): the database; the raw retention policy (``retention_policy``, else
 ``raw``), made the DEFAULT one so Grafana and writes without ``rp`` use it, and ``rp_1m`` /
-``rp_1h`` for the rollups, each created or ALTERed to the configured duration and to the shard
-group duration of :data:`SHARDS` (a query opens every shard its range touches: a year of
-``rp_1h`` in InfluxDB's default 1-week groups is 52 shards to open per series, in 52-week
-groups one or two; an ALTER applies to the shard groups created afterwards); the
-continuous queries ``cq_1m``/``cq_1h`` that fill them (replaced when their definition
-changed). Embedded: the SQLite file and its tables; its rollups and retention are kept by
-``SqliteStore.maintain()``.
+``rp_1h`` / ``rp_1d`` for the rollups, each created or ALTERed to the configured duration and
+to the shard group duration of :data:`SHARDS` (a query opens every shard its range touches:
+a year of ``rp_1h`` in InfluxDB's default 1-week groups is 52 shards to open per series, in
+52-week groups one or two; an ALTER applies to the shard groups created afterwards); the
+continuous queries ``cq_1m``/``cq_1h``/``cq_1d`` that fill them (replaced when their definition
+changed); on a database whose ``rp_1d`` it creates beside an existing ``rp_1h``, the past days
+of ``rp_1d`` from the hourly rollups (:func:`days_from_hours`). Embedded: the SQLite file and
+its tables; its rollups and retention are kept by ``SqliteStore.maintain()``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 
 from dcim.config import EmbeddedSink, InfluxSink
 from dcim.reading import Reading
-from dcim.storage.base import NS, StoreError, ceil_to
+from dcim.storage.base import NS, StoreError, ceil_to, floor_to
 from dcim.storage.influx import (
     MARKER,
     MARKER_FIELD,
@@ -27,25 +28,28 @@ from dcim.storage.influx import (
     InfluxStore,
     go_duration_s,
     quote_ident,
+    quote_string,
     rollup_select,
 )
 from dcim.storage.lineprotocol import encode
 from dcim.storage.sqlite import SqliteStore
 
 # The CQs recompute this much every run, so points up to a few minutes late still count
-# (later ones are rolled up by InfluxStore.write).
-CQS = {60: ("cq_1m", "5m"), 3600: ("cq_1h", "2h")}
+# (later ones are rolled up by InfluxStore.write). cq_1d runs at midnight UTC over the last two
+# days: the day just ended, and the one before again (as cq_1h recomputes the hour before).
+CQS = {60: ("cq_1m", "5m"), 3600: ("cq_1h", "2h"), 86400: ("cq_1d", "2d")}
 
 # Shard group duration per kind of policy (s): raw points by the day (InfluxDB's default for a
 # retention of 2 days to 6 months: expired a day at a time; the dashboards read raw points
 # over 12 h at most), 1-minute rollups by the week (read over 12 h to 17 days), 1-hour rollups
-# by the year (read over weeks to years: a year's range opens one or two shards, not 52).
-# Never longer than the policy's retention (InfluxDB refuses that).
-SHARDS = {"raw": 86400, "rp_1m": 7 * 86400, "rp_1h": 52 * 7 * 86400}
+# by the year (read over weeks to years: a year's range opens one or two shards, not 52), 1-day
+# rollups by the year too (read over months to years). Never longer than the policy's retention
+# (InfluxDB refuses that).
+SHARDS = {"raw": 86400, "rp_1m": 7 * 86400, "rp_1h": 52 * 7 * 86400, "rp_1d": 52 * 7 * 86400}
 
 
 def shard_duration(kind: str, retention_s: int | None) -> int:
-    """Shard group duration (s) of a policy of ``kind`` (raw, rp_1m, rp_1h) kept
+    """Shard group duration (s) of a policy of ``kind`` (raw, rp_1m, rp_1h, rp_1d) kept
     ``retention_s`` (None: forever)."""
     want = SHARDS[kind]
     if retention_s is not None and retention_s < want:
@@ -99,6 +103,7 @@ def init_influx(sink: InfluxSink) -> list[str]:
         (sink.raw_policy, sink.retention_raw, True, "raw points", "raw"),
         (ROLLUP_RP[60], sink.retention_1m, False, "1-minute rollups", "rp_1m"),
         (ROLLUP_RP[3600], sink.retention_1h, False, "1-hour rollups", "rp_1h"),
+        (ROLLUP_RP[86400], sink.retention_1d, False, "1-day rollups", "rp_1d"),
     ]
     for name, duration, default, what, kind in wanted:
         secs = InfluxSink.duration_s(duration)
@@ -157,7 +162,9 @@ def init_influx(sink: InfluxSink) -> list[str]:
             f"continuous query {name}: {state}; every {_show(level)} (recomputing the last "
             f"{resample}) {sink.raw_policy} -> {ROLLUP_RP[level]}: {fields}"
         )
-        changed = changed or state != "unchanged"
+        # the marker says since when the rollups the store reads (1m, 1h) are complete
+        changed = changed or (state != "unchanged" and level != 86400)
+    out.append(days_from_hours(sink))
     frm = st.complete_from()
     marker = "unchanged"
     if changed or frm is None:
@@ -178,6 +185,82 @@ def init_influx(sink: InfluxSink) -> list[str]:
     )
     st.close()
     return out
+
+
+# Each rollup of a day from the same rollup of its hours: the aggregate over the hours.
+_FROM_HOURS = {"sum": "SUM", "count": "SUM", "min": "MIN", "max": "MAX", "first": "FIRST",
+               "last": "LAST"}  # fmt: skip
+FILL_DAYS_PER_STATEMENT = 7
+FILL_TIMEOUT_S = 300.0
+
+
+def days_from_hours(sink: InfluxSink) -> str:
+    """Fill ``rp_1d`` from ``rp_1h`` once (for a database that had hourly rollups before
+    ``rp_1d`` existed, so that a year's view is not blank before it): per measurement and UTC
+    day the sums, counts, minima, maxima, first and last of its hours, the mean as sum /
+    count, which is what ``cq_1d`` computes from the raw points. Up to the start of today
+    (``cq_1d``, at its first run, computes today and recomputes yesterday from the raw
+    points). Done when ``rp_1d`` holds the ``dcim_rollups`` marker (field ``filled_to_ns``),
+    written once every statement has succeeded: an interrupted or partly refused fill is
+    done again by the next ``dcim db init``. ``FILL_DAYS_PER_STATEMENT`` days a statement,
+    each given at least ``FILL_TIMEOUT_S`` (a week of the reference site's servers: seconds).
+    Returns what it did."""
+    st = InfluxStore(
+        sink.model_copy(update={"timeout_s": max(sink.timeout_s, FILL_TIMEOUT_S)}),
+        create_database=False,
+    )
+    db = quote_ident(sink.database)
+    mark = f"{quote_ident(ROLLUP_RP[86400])}.{quote_ident(MARKER)}"
+    q = f'SELECT LAST("filled_to_ns") FROM {mark} WHERE "rp" = {quote_string(sink.raw_policy)}'
+    if any(s.get("values") for s in st.query(q, write=True)):
+        st.close()
+        return (
+            f"{ROLLUP_RP[86400]}: unchanged, filled from {ROLLUP_RP[3600]} before (marker {MARKER})"
+        )
+    src, dst = quote_ident(ROLLUP_RP[3600]), quote_ident(ROLLUP_RP[86400])
+    fields: dict[str, set[str]] = {}
+    for s in st.query(f"SHOW FIELD KEYS FROM {src}./.*/", write=True):
+        if s.get("name") != MARKER:
+            fields[str(s["name"])] = {str(v[0]) for v in s.get("values", [])}
+    day = 86400 * NS
+    end = floor_to(time.time_ns(), 86400)
+    points, failed = 0, []
+    for meas, keys in sorted(fields.items()):
+        cols = []
+        for key in sorted(keys):
+            kind, _, f = key.partition("_")
+            if kind in _FROM_HOURS and f:
+                cols.append(f"{_FROM_HOURS[kind]}({quote_ident(key)}) AS {quote_ident(key)}")
+            elif kind == "mean" and f"sum_{f}" in keys and f"count_{f}" in keys:
+                sf, cf = quote_ident(f"sum_{f}"), quote_ident(f"count_{f}")
+                cols.append(f"SUM({sf}) / SUM({cf}) AS {quote_ident(key)}")
+        q = f"SELECT FIRST({quote_ident(sorted(keys)[0])}) FROM {src}.{quote_ident(meas)}"
+        first = [int(v[0]) for s in st.query(q, write=True) for v in s.get("values", [])]
+        if not cols or not first:
+            continue
+        for a in range(floor_to(min(first), 86400), end, FILL_DAYS_PER_STATEMENT * day):
+            b = min(end, a + FILL_DAYS_PER_STATEMENT * day)
+            stmt = (
+                f"SELECT {', '.join(cols)} INTO {db}.{dst}.{quote_ident(meas)} FROM "
+                f"{db}.{src}.{quote_ident(meas)} WHERE time >= {a} AND time < {b} "
+                "GROUP BY time(1d), *"
+            )
+            try:
+                points += sum(int(v[1]) for r in st.query(stmt, write=True) for v in r["values"])
+            except StoreError as exc:  # refused, or timed out: the next db init does it again
+                failed.append(f"{meas}: {exc}")
+                break
+    done = f"{ROLLUP_RP[86400]} filled from {ROLLUP_RP[3600]} up to today: {points} points"
+    if failed:
+        st.close()
+        return done + f"; NOT filled (run dcim db init again): {'; '.join(failed)}"
+    line = encode(Reading(MARKER, {"rp": sink.raw_policy}, {"filled_to_ns": end}, time.time_ns()))
+    params = {"db": sink.database, "rp": ROLLUP_RP[86400], "precision": "ns"}
+    status, text, _ = st._request("POST", "/write", params, line.encode())
+    st.close()
+    if status not in (200, 204):
+        raise StoreError(f"writing the rp_1d fill marker failed ({status}): {text!r}")
+    return done
 
 
 def _shard_durations(st: InfluxStore, db: str) -> dict[str, int | None]:

@@ -10,7 +10,8 @@ Queries: InfluxQL on ``/query`` (v1 API; on 2.x it needs a DBRP mapping for ``da
 
 Rollups (v1, after ``dcim db init``): continuous queries write per series and window
 ``mean_<field>``, ``min_``, ``max_``, ``first_``, ``last_``, ``count_`` and ``sum_`` into the
-``rp_1m`` and ``rp_1h`` retention policies (:func:`rollup_select` is their body). A CQ only
+``rp_1m``, ``rp_1h`` and ``rp_1d`` retention policies (:func:`rollup_select` is their body;
+``rp_1d``: UTC days, for the dashboards' long ranges, not read by ``aggregate``). A CQ only
 covers recent windows, so the hours that got points older than a few minutes (a backlog from
 the spool, a backfill) are rolled up again from the raw points (:meth:`InfluxStore.rollup`),
 each once for many writes: the store collects them and rolls them up together
@@ -87,17 +88,22 @@ except ImportError:  # JSON then
 
 log = logging.getLogger(__name__)
 
-ROLLUP_RP = {60: "rp_1m", 3600: "rp_1h"}
+ROLLUP_RP = {60: "rp_1m", 3600: "rp_1h", 86400: "rp_1d"}
 ROLLUP_FNS = ("mean", "min", "max", "first", "last", "count", "sum")
-_GROUP = {60: "1m", 3600: "1h"}
+_GROUP = {60: "1m", 3600: "1h", 86400: "1d"}
+# The policies ``aggregate`` reads (and needs, with the raw one, to use rollups at all):
+# ``rp_1d`` is for the dashboards (UTC days), and a database set up before it existed still
+# answers from the others; the late-point rollup writes it where it exists.
+QUERY_RP = (ROLLUP_RP[60], ROLLUP_RP[3600])
 LATE_NS = 180 * NS  # older points miss the CQs (cq_1m resamples 5 min): rolled up on write
 # Late hours wait this long for more writes before their rollups run (a backfill posts a batch
 # every few hundred ms: rolled up per write, each hour was redone a dozen times or more).
 ROLLUP_DEBOUNCE_S = 30.0
 # Hours of raw points per rollup statement: a statement answers within the sink's timeout, and
 # InfluxDB writes its result at once (the 1-minute rollups of an hour of the reference site are
-# some 150,000 values; of a day, more than the server takes in one write).
-ROLLUP_SPAN_H = {60: 1, 3600: 6}
+# some 150,000 values; of a day, more than the server takes in one write). A daily rollup is a
+# whole day per statement (it reads the day's raw points once, as the four 6-hour ones do).
+ROLLUP_SPAN_H = {60: 1, 3600: 6, 86400: 24}
 _POLICY_TTL_S = 300.0
 # ``dcim db init`` writes, in rp_1h, the hour from which its CQs fill the rollups (tag ``rp``:
 # the raw policy they read); hours that ended CQ_DONE_NS ago are final (cq_1h recomputes 2 h).
@@ -207,9 +213,9 @@ def build_query(
 def rollup_select(
     sink: InfluxSink, level: int, start_ns: int | None = None, end_ns: int | None = None
 ) -> str:
-    """The rollup of every raw measurement into ``ROLLUP_RP[level]`` (level 60 or 3600 s):
-    the body of its continuous query, or with ``start_ns``/``end_ns`` a statement for that
-    time range."""
+    """The rollup of every raw measurement into ``ROLLUP_RP[level]`` (level 60, 3600 or
+    86400 s): the body of its continuous query, or with ``start_ns``/``end_ns`` a statement
+    for that time range."""
     db = quote_ident(sink.database)
     aggs = ", ".join(f"{fn}(*)" for fn in ROLLUP_FNS)
     where = "" if start_ns is None else f" WHERE time >= {int(start_ns)} AND time < {end_ns}"
@@ -592,12 +598,17 @@ class InfluxStore:
             else:
                 chunks.append([h, h + 3600 * NS])
         done = 0
-        for a, b in chunks:
+        for i, (a, b) in enumerate(chunks):
             if deadline is not None and time.monotonic() >= deadline:
                 self._due_again([h for h in hours if h >= a])
                 break
+            # the days of this run that no later run touches: their daily rollups, once
+            nxt = floor_to(chunks[i + 1][0], 86400) if i + 1 < len(chunks) else ceil_to(b, 86400)
+            days = (floor_to(a, 86400), min(nxt, ceil_to(b, 86400)))
             try:
-                self.rollup(a, b)
+                self.rollup(a, b, levels=(60, 3600))
+                if days[1] > days[0]:
+                    self.rollup(days[0], days[1], levels=(86400,))
             except StoreUnavailable:
                 self._due_again([h for h in hours if h >= a])
                 raise
@@ -665,22 +676,43 @@ class InfluxStore:
             log.debug("no rollups: %s", exc)
             self._policies, self._policies_at = {}, time.monotonic()
             return False
-        return {self.sink.raw_policy, *ROLLUP_RP.values()} <= have.keys()
+        return {self.sink.raw_policy, *QUERY_RP} <= have.keys()
 
-    def rollup(self, start_ns: int, end_ns: int) -> int:
+    def rollup(self, start_ns: int, end_ns: int, levels: Sequence[int] = tuple(ROLLUP_RP)) -> int:
         """(Re)compute the 1-minute and 1-hour rollups of the hours that ``[start_ns,
-        end_ns)`` touches from the raw points (``ROLLUP_SPAN_H`` hours per statement); the CQ
-        body over a past range. Returns the number of rollup points written."""
+        end_ns)`` touches, and the 1-day rollups of the (UTC) days it touches where ``rp_1d``
+        exists, from the raw points (``ROLLUP_SPAN_H`` hours per statement); the CQ body over
+        a past range; ``levels``: only those (s). Returns the number of rollup points
+        written."""
         written = 0
         t0 = time.monotonic()
-        lo, end = floor_to(start_ns, 3600), ceil_to(end_ns, 3600)
-        for level in ROLLUP_RP:
+        have = self.policies() if 86400 in levels else {}
+        for level in levels:
+            rp = ROLLUP_RP[level]
+            if rp not in QUERY_RP and rp not in have:
+                continue  # rp_1d: a database set up before it existed (dcim db init adds it)
+            step = max(level, 3600)
+            lo, end = floor_to(start_ns, step), ceil_to(end_ns, step)
             for a in range(lo, end, ROLLUP_SPAN_H[level] * 3600 * NS):
                 b = min(end, a + ROLLUP_SPAN_H[level] * 3600 * NS)
                 self.rollup_statements += 1
                 for s in self.query(rollup_select(self.sink, level, a, b), write=True):
                     written += sum(int(v[1]) for v in s.get("values", []))
         self.rollup_seconds += time.monotonic() - t0
+        return written
+
+    def rollup_days(self, start_ns: int, end_ns: int) -> int:
+        """The daily rollups (``rp_1d``) of the UTC days ``[start_ns, end_ns)`` touches, from
+        the raw points, but of those with hours due (their flush rolls them up): for a writer
+        that wrote the hours' own rollups (:meth:`supply_rollups`). Returns the points
+        written."""
+        day = 86400 * NS
+        with self._due_lock:
+            due = {floor_to(h, 86400) for h in self._due | self._inflight}
+        written = 0
+        for d in range(floor_to(start_ns, 86400), ceil_to(end_ns, 86400), day):
+            if d not in due:
+                written += self.rollup(d, d + day, levels=(86400,))
         return written
 
     def complete_from(self) -> int | None:

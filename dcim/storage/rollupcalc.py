@@ -112,7 +112,8 @@ class SuppliedRollups:
     """The rollups of a backfill's whole hours, written by the backfill (``dcim twin
     backfill``): the hours of [start_ns, end_ns] that the span covers whole and that the
     continuous queries no longer recompute (ended ``CQ_DONE_NS`` ago), when ``store`` is an
-    InfluxDB store with rollups. Feed it every reading committed, in time order
+    InfluxDB store with rollups (the daily ones, ``rp_1d``, by the store's statement over
+    those hours' days on :meth:`close`). Feed it every reading committed, in time order
     (:meth:`add`); each hour's rollups are written when the readings have passed it, the rest
     on :meth:`close`. Those hours are not rolled up by the store again (its late points are
     the backfill's own); the other hours of the span are, as any late point's. A field name
@@ -187,7 +188,12 @@ class SuppliedRollups:
         if not self.calc.conflicts:
             self._write(self.hi)
         self._join()
-        if self.calc.conflicts or self.calc.late:
+        if not (self.calc.conflicts or self.calc.late):
+            # the daily rollups (rp_1d) of the days these hours touch: InfluxDB's statement,
+            # once per day at the end (the hours' own are written above; days with hours
+            # due get theirs when the store rolls those up)
+            self.store.rollup_days(self.lo, self.hi)
+        else:
             log.warning(
                 "%s: the backfill's rollups left to InfluxDB's statement",
                 f"field name(s) of two types ({', '.join(sorted(self.calc.conflicts))})"

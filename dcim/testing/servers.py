@@ -97,8 +97,17 @@ class InfluxServer(Server):
             return json.loads(r.read())  # type: ignore[no-any-return]
 
 
-def start_influxdb(workdir: Path) -> InfluxServer:
+def start_influxdb(workdir: Path, *, cold: str | None = None) -> InfluxServer:
+    """influxd on ``workdir`` (its data kept there across starts). ``cold``: a shard without
+    writes for that long (an InfluxQL duration) has its cache written to TSM and is fully
+    compacted (InfluxDB's defaults: 10 min and 4 h), for benchmarks on compacted shards."""
     binary = need("influxd", "influxdb")
+    compact = (
+        ""
+        if cold is None
+        else f'  cache-snapshot-write-cold-duration = "{cold}"\n'
+        f'  compact-full-write-cold-duration = "{cold}"\n'
+    )
     workdir.mkdir(parents=True, exist_ok=True)
     port, rpc = free_port(), free_port()
     conf = workdir / "influxdb.conf"
@@ -111,7 +120,7 @@ bind-address = "127.0.0.1:{rpc}"
   dir = "{workdir}/data"
   wal-dir = "{workdir}/wal"
   query-log-enabled = false
-[coordinator]
+{compact}[coordinator]
   write-timeout = "30s"
 [http]
   bind-address = "127.0.0.1:{port}"

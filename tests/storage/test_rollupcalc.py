@@ -138,7 +138,8 @@ def test_a_backfill_supplies_its_whole_hours(influxdb: InfluxServer) -> None:
     assert sup.written > 0 and st.rollups_due() == ref.rollups_due() == 0
     # the partial hours only (T0, T0 + 3 H): a 1-minute statement each, one 1-hour one each
     assert st.rollup_statements < ref.rollup_statements
-    for rp in ("rp_1m", "rp_1h"):
-        q = f'SELECT * FROM "{rp}"./.*/ WHERE time >= {T0} AND time < {T0 + 4 * H} GROUP BY *'
+    for rp in ("rp_1m", "rp_1h", "rp_1d"):  # rp_1d: the statement's, over the whole days
+        lo = T0 - T0 % (24 * H) if rp == "rp_1d" else T0  # a day's point: at its start
+        q = f'SELECT * FROM "{rp}"./.*/ WHERE time >= {lo} AND time < {T0 + 4 * H} GROUP BY *'
         a, b = (influxdb.query(q, s.sink.database)["results"][0] for s in (st, ref))
         assert a == b and a["series"]

@@ -72,20 +72,27 @@ def test_db_init_creates_policies_and_cqs_idempotently(influxdb: InfluxServer) -
         "raw": ("720h0m0s", True),
         "rp_1m": ("9600h0m0s", False),
         "rp_1h": ("0s", False),
+        "rp_1d": ("0s", False),
     }
-    # a year of rp_1h in one or two shards, not 52
+    # a year of rp_1h (or rp_1d) in one or two shards, not 52
     assert _shards(influxdb, db) == {
         "autogen": "168h0m0s",
         "raw": "24h0m0s",
         "rp_1m": "168h0m0s",
         "rp_1h": "8736h0m0s",
+        "rp_1d": "8736h0m0s",
     }
     cqs = _cqs(influxdb, db)
-    assert set(cqs) == {"cq_1m", "cq_1h"}
+    assert set(cqs) == {"cq_1m", "cq_1h", "cq_1d"}
     assert "RESAMPLE FOR 5m BEGIN SELECT mean(*), min(*), max(*), first(*), last(*), " \
         f"count(*), sum(*) INTO {db}.rp_1m.:MEASUREMENT FROM {db}.raw./.*/ GROUP BY " \
         "time(1m), * END" in cqs["cq_1m"]  # fmt: skip
     assert f"INTO {db}.rp_1h.:MEASUREMENT FROM {db}.raw./.*/ GROUP BY time(1h), *" in cqs["cq_1h"]
+    assert "RESAMPLE FOR 2d BEGIN" in cqs["cq_1d"]
+    assert f"INTO {db}.rp_1d.:MEASUREMENT FROM {db}.raw./.*/ GROUP BY time(1d), *" in cqs["cq_1d"]
+    assert (
+        "retention policy rp_1d (1-day rollups): created, keeps INF in shard groups of 52w" in first
+    )
 
     assert (
         first[-1].startswith("rollups complete from ") and "dcim_rollups in rp_1h: set" in first[-1]
@@ -99,7 +106,7 @@ def test_db_init_creates_policies_and_cqs_idempotently(influxdb: InfluxServer) -
     assert _cqs(influxdb, db) == cqs
 
     changed = init_sink(_sink(influx_store(influxdb), database=db, retention_raw="7d",
-                              retention_1h="520w"))  # fmt: skip
+                              retention_1h="520w", retention_1d="1040w"))  # fmt: skip
     assert (
         "retention policy raw (raw points, default): altered, keeps 7d in shard groups of 1d "
         "(was 30d in 1d, default; new shard groups only)"
@@ -108,9 +115,14 @@ def test_db_init_creates_policies_and_cqs_idempotently(influxdb: InfluxServer) -
         "retention policy rp_1h (1-hour rollups): altered, keeps 520w in shard groups of 52w "
         "(was INF in 52w; new shard groups only)"
     ) in changed
+    assert (
+        "retention policy rp_1d (1-day rollups): altered, keeps 1040w in shard groups of 52w "
+        "(was INF in 52w; new shard groups only)"
+    ) in changed
     # a retention shorter than the kind's shard groups: shards as long as the retention
     short = init_sink(_sink(influx_store(influxdb), database=db, retention_raw="7d",
-                            retention_1h="520w", retention_1m="3d"))  # fmt: skip
+                            retention_1h="520w", retention_1m="3d",
+                            retention_1d="1040w"))  # fmt: skip
     assert (
         "retention policy rp_1m (1-minute rollups): altered, keeps 3d in shard groups of 3d "
         "(was 400d in 1w; new shard groups only)"
@@ -155,7 +167,7 @@ def _expected(level_s: int) -> dict[tuple[str, int], dict[str, Any]]:
     return out
 
 
-@pytest.mark.parametrize(("level", "rp"), [(60, "rp_1m"), (3600, "rp_1h")])
+@pytest.mark.parametrize(("level", "rp"), [(60, "rp_1m"), (3600, "rp_1h"), (86400, "rp_1d")])
 def test_rollup_statement_values(
     rolled: InfluxStore, influxdb: InfluxServer, level: int, rp: str
 ) -> None:
@@ -326,10 +338,13 @@ def test_a_multi_batch_backfill_rolls_each_hour_up_once(
         assert sum(q.count for q in sp.quarantined()) == 1
     assert len(data) // 150 >= 10  # a dozen batches and more
     assert st.rollups_due() == 0
-    assert st.rollup_statements == 6 + 1  # the 1-minute rollups an hour, the 1-hour ones 6
+    # the 1-minute rollups an hour, the 1-hour ones 6, the 1-day ones a (UTC) day each
+    days = len({(T0 + k * H) // (24 * H) for k in range(6)})
+    assert st.rollup_statements == 6 + 1 + days
     db = st.sink.database
-    res = influxdb.query('SELECT SUM("count_power_w") FROM "rp_1h"."energy_meter"', db)
-    assert res["results"][0]["series"][0]["values"][0][1] == len(data)
+    for rp in ("rp_1m", "rp_1h", "rp_1d"):
+        res = influxdb.query(f'SELECT SUM("count_power_w") FROM "{rp}"."energy_meter"', db)
+        assert res["results"][0]["series"][0]["values"][0][1] == len(data), rp
 
 
 def test_hours_due_for_rollup_survive_a_stop(influxdb: InfluxServer, tmp_path: Path) -> None:
@@ -398,3 +413,51 @@ def test_window_means_as_the_means_per_field(influxdb: InfluxServer) -> None:
     assert only_power[1][0][only_power[0].index(lone)] == 123.25
     for s in (st, raw, fast):
         s.close()
+
+
+def test_a_database_set_up_before_rp_1d_still_rolls_up(influxdb: InfluxServer) -> None:
+    """Without ``rp_1d`` (set up by an older ``dcim db init``) late points get their 1-minute
+    and 1-hour rollups, the store still answers from them, and no daily statement runs; db
+    init adds the policy and its CQ."""
+    st = influx_store(influxdb, "old1d")
+    init_sink(st.sink)
+    db = st.sink.database
+    influxdb.query(f'DROP CONTINUOUS QUERY "cq_1d" ON "{db}"', db)
+    influxdb.query(f'DROP RETENTION POLICY "rp_1d" ON "{db}"', db)
+    old = InfluxStore(st.sink)
+    assert old.rollups_ready()
+    data = meter_dataset(T0, 2 * H, seed=4)
+    old.write(data)
+    assert old.flush_rollups() == 2
+    assert old.rollup_statements == 2 + 1  # no daily one
+    res = influxdb.query('SELECT SUM("count_power_w") FROM "rp_1h"."energy_meter"', db)
+    assert res["results"][0]["series"][0]["values"][0][1] == len(data)
+    old.close()
+    again = init_sink(st.sink)
+    assert any(line.startswith("retention policy rp_1d (1-day rollups): created") for line in again)
+    assert any(line.startswith("continuous query cq_1d: created") for line in again)
+    # the days before: filled from rp_1h, as the daily statement computes them from raw points
+    assert any(line.startswith("rp_1d filled from rp_1h up to today: ") for line in again)
+    # cq_1d is not one the store reads: the rollups it reads are complete since as before
+    assert "dcim_rollups in rp_1h: unchanged" in again[-1]
+    assert "rp_1d: unchanged, filled from rp_1h before (marker dcim_rollups)" in init_sink(st.sink)
+    q = 'SELECT * FROM "rp_1d"."energy_meter" GROUP BY "device"'
+
+    def days() -> dict[tuple[str, int], dict[str, Any]]:
+        res = influxdb.query(q, db)["results"][0]
+        return {(s["tags"]["device"], v[0]): dict(zip(s["columns"], v, strict=True))
+                for s in res["series"] for v in s["values"]}  # fmt: skip
+
+    filled = days()
+    assert filled and sum(r["count_power_w"] for r in filled.values()) == len(data)
+    InfluxStore(st.sink).rollup(T0, T0 + 2 * H, levels=(86400,))  # from the raw points
+    stated = days()
+    assert stated.keys() == filled.keys()
+    for key, row in stated.items():
+        assert {k for k, v in filled[key].items() if v is None} == {
+            k for k, v in row.items() if v is None
+        }, key
+        texts = {k: v for k, v in row.items() if isinstance(v, str)}
+        assert {k: filled[key][k] for k in texts} == texts, key
+        nums = {k: v for k, v in row.items() if k not in texts and v is not None}
+        assert {k: filled[key][k] for k in nums} == pytest.approx(nums, rel=1e-12), key
