@@ -84,6 +84,8 @@ def horizons(store: Any, start_ns: int, now_ns: int) -> Horizons | None:
         return None
     keep: dict[int, int | None] = {}
     for level, rp in ROLLUP_RP.items():
+        if rp not in pol:  # a database initialised before this policy existed (rp_1d)
+            continue
         dur = pol[rp][0]
         keep[level] = None if dur is None else now_ns - dur * NS + ROLLUP_MARGIN_NS
     return Horizons(cut, name, raw_s, keep)
@@ -113,9 +115,10 @@ class OldHistory:
 
         self.store, self.h = store, h
         self.pipeline = Pipeline(_Discard())
-        self.calc = Rollups(sorted(ROLLUP_RP))
-        self.written = dict.fromkeys(ROLLUP_RP, 0)  # rollup points per level
-        self.too_old = dict.fromkeys(ROLLUP_RP, 0)  # left out: older than the policy keeps
+        levels = sorted(lv for lv in ROLLUP_RP if lv in h.keep_from)  # the policies there
+        self.calc = Rollups(levels)
+        self.written = dict.fromkeys(levels, 0)  # rollup points per level
+        self.too_old = dict.fromkeys(levels, 0)  # left out: older than the policy keeps
         self.readings = 0  # validated readings kept as rollups only
         self.late_raw = 0  # of which after the cut (too old for raw by the time written)
 
@@ -172,7 +175,8 @@ class OldHistory:
         from dcim.storage.influx import ROLLUP_RP
 
         parts = []
-        for level, rp in ROLLUP_RP.items():
+        for level in self.calc.levels:
+            rp = ROLLUP_RP[level]
             s = f"{self.written[level]} into {rp}"
             if self.too_old[level]:
                 s += f" ({self.too_old[level]} windows older than {rp} keeps left out)"
