@@ -486,6 +486,7 @@ class TablePlan:
         indexes = sorted({i for c in self.field_columns for i in walked.get(c, {})})
         rows = self._rows_count(walked)
         out: list[Reading] = []
+        rates = self.rates  # a table without rates keeps no raw values
         # each column's cells looked up once per poll, not once per row
         tag_cells = [walked.get(tcol, _NONE) for _, tcol in self._tag_columns]
         cells = [(f, dec, walked.get(col, _NONE), c) for f, dec, col, c in self._cells]
@@ -523,10 +524,10 @@ class TablePlan:
                     problems.append((f.name, cell[0][0]))
                     continue
                 fields[f.name] = value
-                if cell[0][0] in INTEGER_TYPES and int(cell[0][1]) not in dec.no_value:
+                if rates and cell[0][0] in INTEGER_TYPES and int(cell[0][1]) not in dec.no_value:
                     raws[f.name] = (int(cell[0][1]), cell[1])
-            key = dotted(index)
-            for r in self.rates:
+            key = dotted(index) if rates else ""
+            for r in rates:
                 if r.counter in raws:
                     raw, ticks = raws[r.counter]
                     rate = state.rate((spec.name, key, r.counter), Sample(raw, ticks, mono_s), r)
