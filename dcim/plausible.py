@@ -20,8 +20,10 @@ device reading, in this order:
 A refused value is left out of its reading (a reading left with no field is dropped), never
 stored as a figure. Each refusal is counted per device, field and reason (:meth:`totals`, the
 ``dcim_values_refused_total`` metric), logged at most once a minute per device, field and
-reason, and the device's ``dcim_poll`` row of the same batch gets ``refused`` (how many of
-its values this cycle) and ``refused_reason`` (the last one, as text; "" when none).
+reason, and the device's ``dcim_poll`` row that follows them gets ``refused`` (how many of
+its values this cycle) and ``refused_reason`` (the last one, as text; "" when none): a
+cycle's readings come before its row, and a batch may hold several cycles (the spool's
+group commit, :mod:`dcim.spool_commit`), each row told its own cycle's.
 
 Readings of a device the site file does not know, or of a measurement its profile does not
 produce, pass unscreened (the pipeline's own checks still apply).
@@ -213,13 +215,15 @@ class Screen:
         out: list[Reading] = []
         texts: list[tuple[str, str]] = []
         refused: dict[str, tuple[int, str]] = {}  # device -> (count, last reason text)
-        polls: list[int] = []
+        polls: list[tuple[int, int, str]] = []  # (place in out, refused, last reason)
         for r in readings:
             try:
                 tags, fields = r.tags, r.fields
                 device = tags.get("device") if isinstance(tags, dict) else None
                 if r.measurement == POLL:
-                    polls.append(len(out))
+                    # the refusals since the device's last row: this cycle's
+                    n, text = refused.pop(device, (0, "")) if device in refused else (0, "")
+                    polls.append((len(out), n, text))
                     out.append(r)
                     continue
                 checks = self._checks.get(device, {}).get(r.measurement)  # type: ignore[arg-type]
@@ -267,12 +271,11 @@ class Screen:
                 out.append(r)
             elif kept:
                 out.append(Reading(r.measurement, dict(tags), kept, r.time_ns))
-        for i in polls:
+        for i, n, text in polls:
             r = out[i]
             device = r.tags.get("device", "") if isinstance(r.tags, dict) else ""
             if device not in self._checks or not isinstance(r.fields, dict):
                 continue
-            n, text = refused.get(device, (0, ""))
             out[i] = Reading(
                 r.measurement,
                 r.tags,
