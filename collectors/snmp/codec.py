@@ -418,6 +418,7 @@ class Walk:
 
 
 _NONE: dict[Oid, Any] = {}  # a column not walked (never written to)
+RowTags = tuple[int | None, dict[str, str] | None]  # first index part, tags (see rows)
 
 
 class TablePlan:
@@ -447,31 +448,32 @@ class TablePlan:
         # Tag texts per row, kept while the tag columns are the same objects (the poller
         # keeps them between their walks, see ProfilePlan.tag_columns): decoding and
         # cleaning 48 outlet names a poll was 2-3 % of the collector's CPU.
-        self._tag_memo: dict[Oid, dict[str, str]] = {}
+        self._tag_memo: dict[Oid, RowTags] = {}
         self._tag_memo_of: Sequence[Mapping[Oid, Cell]] = ()
 
     def rows_of(self, walked: Columns) -> frozenset[Oid]:
         """The row indexes the table's field columns answered."""
-        return frozenset(i for c in self.field_columns for i in walked.get(c, _NONE))
+        return frozenset().union(*(walked.get(c, _NONE) for c in self.field_columns))
 
-    def _row_tags(self, index: Oid, columns: Sequence[Mapping[Oid, Cell]]) -> dict[str, str]:
-        """The tags read from the tag columns for row ``index`` (memoised, see __init__)."""
-        memo = self._tag_memo
-        if len(columns) != len(self._tag_memo_of) or any(
-            a is not b for a, b in zip(columns, self._tag_memo_of, strict=False)
-        ):
-            memo = self._tag_memo = {}
-            self._tag_memo_of = columns
-        got = memo.get(index)
-        if got is None:
-            got = {}
-            for (t, _), column in zip(self._tag_columns, columns, strict=True):
-                cell = column.get(index)
-                text = tag_text(cell[0], t.map) if cell is not None else None
-                if text is not None:
-                    got[t.name] = text
-            memo[index] = got
-        return got
+    def _row_tags(self, index: Oid, columns: Sequence[Mapping[Oid, Cell]]) -> RowTags:
+        """Row ``index``'s first index part (for ``rows_count_oid``) and tags (its index's,
+        then its tag columns'; None: the index does not fit the table's)."""
+        spec = self.spec
+        named = _index_of(index, len(spec.index))
+        first = named[0] if named else None
+        tags: dict[str, str] = {}
+        if len(spec.index) == len(named):
+            tags.update(zip(spec.index, map(str, named), strict=True))
+        elif len(spec.index) == 1:
+            tags[spec.index[0]] = dotted(named)
+        else:
+            return first, None
+        for (t, _), column in zip(self._tag_columns, columns, strict=True):
+            cell = column.get(index)
+            text = tag_text(cell[0], t.map) if cell is not None else None
+            if text is not None:
+                tags[t.name] = text
+        return first, tags
 
     def rows(
         self,
@@ -483,27 +485,33 @@ class TablePlan:
         problems: list[tuple[str, str]],
     ) -> list[Reading]:
         spec = self.spec
-        indexes = sorted({i for c in self.field_columns for i in walked.get(c, {})})
+        indexes = sorted(set().union(*(walked.get(c, _NONE) for c in self.field_columns)))
         rows = self._rows_count(walked)
         out: list[Reading] = []
         rates = self.rates  # a table without rates keeps no raw values
         # each column's cells looked up once per poll, not once per row
         tag_cells = [walked.get(tcol, _NONE) for _, tcol in self._tag_columns]
         cells = [(f, dec, walked.get(col, _NONE), c) for f, dec, col, c in self._cells]
+        # the rows' tags of the last poll, while its tag columns are these very ones
+        memo = self._tag_memo
+        if len(tag_cells) != len(self._tag_memo_of) or any(
+            a is not b for a, b in zip(tag_cells, self._tag_memo_of, strict=True)
+        ):
+            memo = self._tag_memo = {}
+            self._tag_memo_of = tag_cells
         for index in indexes:
-            tags = dict(base_tags)
-            named = _index_of(index, len(spec.index))
-            if rows is not None and named and named[0] > rows:
+            row = memo.get(index)
+            if row is None:
+                row = self._row_tags(index, tag_cells)
+                if len(memo) < MAX_ROWS:
+                    memo[index] = row
+            first, row_tags = row
+            if rows is not None and first is not None and first > rows:
                 continue  # a line the device says it does not have: not a reading
-            if len(spec.index) == len(named):
-                tags.update(zip(spec.index, map(str, named), strict=True))
-            elif len(spec.index) == 1:
-                tags[spec.index[0]] = dotted(named)
-            else:
+            if row_tags is None:
                 problems.append((f"{spec.name}.{dotted(index)}", "index parts do not match"))
                 continue
-            if tag_cells:
-                tags.update(self._row_tags(index, tag_cells))
+            tags = {**base_tags, **row_tags}
             fields: dict[str, FieldValue] = {}
             raws: dict[str, tuple[int, int | None]] = {}
             for f, dec, column, conditions in cells:
