@@ -119,6 +119,14 @@ class _Decoder:
         return None  # an exception, Null or a type of the wrong kind
 
     def decode(self, val: Value, exp10: int = 0) -> FieldValue | None:
+        kind, v = val
+        if kind in INTEGER_TYPES and self.mapping is None and not exp10:
+            # the usual value (an integer, no map, no exponent): as the general way below
+            if self.as_int:
+                return int(v) * int(self.scale) + int(self.offset)
+            if self.divisor is not None:
+                return int(v) / self.divisor + self.offset
+            return float(int(v) * self.scale + self.offset)
         raw = self.raw(val)
         if raw is None:
             return None
@@ -395,26 +403,34 @@ class Walk:
             for col in batch:
                 self.end(col)
             return
-        ended: set[Oid] = set()
+        # per place in the batch: its column's length, cells, cursor and whether it ended
+        # (lists by place: an OID tuple's hash is not cached, a dict lookup hashes it again)
+        lens = [len(c) for c in batch]
+        cells = [self.results[c] for c in batch]
+        cursors = [self.cursor[c] for c in batch]
+        ended = [False] * n
         for k, (oid, val) in enumerate(var_binds):
-            col = batch[k % n]
-            if col in ended:
+            j = k % n
+            if ended[j]:
                 continue
-            if val[0] in EXCEPTIONS or oid[: len(col)] != col or len(oid) == len(col):
-                ended.add(col)
+            lc = lens[j]
+            if val[0] in EXCEPTIONS or len(oid) <= lc or oid[:lc] != batch[j]:
+                ended[j] = True
                 continue
-            if oid <= self.cursor[col]:  # not lexicographically after: a broken agent
-                self.looped.append(col)
-                ended.add(col)
+            if oid <= cursors[j]:  # not lexicographically after: a broken agent
+                self.looped.append(batch[j])
+                ended[j] = True
                 continue
-            rows = self.results[col]
-            rows[oid[len(col) :]] = (val, ticks)
-            self.cursor[col] = oid
+            rows = cells[j]
+            rows[oid[lc:]] = (val, ticks)
+            cursors[j] = oid
             if len(rows) >= MAX_ROWS:
-                ended.add(col)
-        # A column the agent left out of a shortened answer stays active: it is asked again.
-        for col in ended:
-            self.end(col)
+                ended[j] = True
+        for j, col in enumerate(batch):
+            self.cursor[col] = cursors[j]
+            # A column the agent left out of a shortened answer stays active: asked again.
+            if ended[j]:
+                self.end(col)
 
 
 _NONE: dict[Oid, Any] = {}  # a column not walked (never written to)
