@@ -43,6 +43,7 @@ class Committer:
     ):
         self._commit = commit
         self._window_s = window_s
+        self._closing = threading.Event()  # ends a window at once
         self._queue: queue.SimpleQueue[list[Reading] | None] = queue.SimpleQueue()
         self._queued = 0  # readings submitted and not committed yet
         self._lock = threading.Lock()
@@ -64,19 +65,17 @@ class Committer:
     def _run(self) -> None:
         stop = False
         while not stop and (readings := self._queue.get()) is not None:
+            if self._window_s and self._queue.empty():
+                # The window, asleep rather than waiting on the queue: a submission does not
+                # wake this thread (each wake-up, and the GIL handed over for it, cost the
+                # submitting event loop more than the rest of a poll of 2 values).
+                self._closing.wait(self._window_s)
             group = readings
-            until = time.monotonic() + self._window_s
             while len(group) < GROUP_MAX:  # what queued up meanwhile: the same transaction
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
-                    left = until - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:  # the window: what comes within it joins this commit
-                        more = self._queue.get(timeout=left)
-                    except queue.Empty:
-                        break
+                    break
                 if more is None:
                     stop = True
                     break
@@ -106,7 +105,8 @@ class Committer:
     def close(self, timeout: float) -> None:
         """Commit what is queued (within ``timeout`` s, without waiting for the window),
         then end the thread."""
-        self._queue.put(None)  # after what is queued: ends a window, then the thread
+        self._queue.put(None)  # after what is queued: ends the thread
+        self._closing.set()
         if not self.drain(timeout):
             log.error(
                 "stopping: %d polled readings not committed within %.1f s (the disk is slow); "
