@@ -104,16 +104,19 @@ class Check:
     lo: float = -math.inf
     hi: float = math.inf
     plain: bool = field(init=False)  # no correction, not absent
-    near: frozenset[float] = field(init=False)  # the sentinels rounded to 6 decimals
+    near: frozenset[float] = field(init=False)  # those in range rounded to 6 decimals
 
     def __post_init__(self) -> None:
         # The quick test of Screen: a value of a plain field (no correction, not absent) in
         # range and not within a rounding of a sentinel passes as it is. Sentinels are raw
         # codes times the profile's scale (multiples of 0.001 at the finest), far from the
         # sixth decimal's rounding boundaries: a value close to one always rounds like it.
+        # Only the sentinels within the range (give or take that rounding) can be near a
+        # value in range: the others (-1 for a power, a voltage) need no look-up per value.
         plain = self.scale == 1.0 and self.offset == 0.0 and not self.absent
+        near = (round(s, 6) for s in self.sentinels if self.lo - 1e-6 <= s <= self.hi + 1e-6)
         object.__setattr__(self, "plain", plain)
-        object.__setattr__(self, "near", frozenset(round(s, 6) for s in self.sentinels))
+        object.__setattr__(self, "near", frozenset(near))
 
     @classmethod
     def of(cls, spec: FieldSpec, correction: Mapping[str, object] | None = None) -> Check:

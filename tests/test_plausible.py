@@ -296,3 +296,19 @@ def test_pushed_readings_are_screened_like_polled_ones() -> None:
         ("gh", "humidity_pct", "above_range"),
         ("gh", "co2_ppm", "below_range"),
     }
+
+
+def test_only_sentinels_within_the_range_are_looked_up_per_value() -> None:
+    """The quick test looks a value in range up among the sentinels in range only: one
+    outside the range (-1 W) is refused by the full check, with its reason, all the same."""
+    power = Check(sentinels=(-10.0,), lo=0.0, hi=1e7)
+    pf = Check(sentinels=(-0.01,), lo=-1.0, hi=1.0)
+    assert power.near == frozenset() and pf.near == {-0.01}
+    screen = Screen({"d": {"m": {"power_w": power, "power_factor": pf}}})
+    ok = Reading("m", {"device": "d"}, {"power_w": 250.0, "power_factor": 0.97}, 1)
+    out, why = screen.screen(
+        [ok, Reading("m", {"device": "d"}, {"power_w": -10.0, "power_factor": -0.01}, 2)]
+    )
+    assert out == [ok]
+    assert [w.split(":")[0] for _, w in why] == ["m.power_w", "m.power_factor"]
+    assert {reason for (_, _, reason) in screen.totals()} == {"no_value"}
