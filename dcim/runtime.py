@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # imported when used: a site without them does not load their
 log = logging.getLogger(__name__)
 MAINTAIN_EVERY_S = 300.0
 # How long a spool commit waits for more polls to join its transaction (dcim.spool_commit);
-# at most a quarter of the shortest poll interval, so that two polls of one device never
-# share one (the screen counts a device's refused values per commit).
+# at most a quarter of the shortest poll interval: a fast device's readings are not held
+# in memory for a good part of its interval.
 COMMIT_WINDOW_S = 0.25
 KPI_EVERY_S = 60.0
 
