@@ -91,14 +91,16 @@ Python 3.11, snmpsim 1.2.2; ``--window 100``), before (main at 3337fa9) -> after
     poll is answered.
 
     Issue #15 part 4, side by side against main at 3d84e30 (load average 8-10, ``--window
-    60``; µs CPU per stored value, main -> change): site 362.1 -> 253.1 and 344.6 -> 233.6,
-    pdu 42.0 -> 37.4 and 39.5 -> 34.0 (the last of each with every change). ``--threads``,
-    the change, pdu: event loop 0.57 s, commit thread 0.14 s, forwarder 0.11 s per 60 s
-    (main: 0.59, 0.21, 0.11 s); site: 0.90, 0.19, 0.10 s. What bought it (see the
+    60``; µs CPU per stored value, main -> change): site 362.1 -> 253.1, 344.6 -> 233.6 and
+    (every change, load 6.0 -> 8.2) 399.1 -> 266.5; pdu 42.0 -> 37.4, 39.5 -> 34.0 and 43.0
+    -> 37.3. ``--threads``, the change, pdu: event loop 0.57-0.63 s, commit thread 0.14-0.15
+    s, forwarder 0.11-0.13 s per 60 s (main: 0.59, 0.21, 0.11 s); site: 0.90-1.06, 0.17-0.19,
+    0.10-0.11 s. What bought it (see the
     CHANGELOG): the spool's commit waiting up to 0.25 s for more polls (asleep, so that a
     submission does not wake it: that wake-up was 16 % of the loop's samples on the site),
     tag-only table columns (outlet names) walked every ``snmp.tag_refresh_s`` instead of
-    every poll, a row's tags built once, ``Walk.feed`` by place in the batch. The poller
+    every poll, a row's tags built once, ``Walk.feed`` by place in the batch, the screen's
+    quick test among the sentinels in range only (39 -> 19 µs per PDU poll). The poller
     alone (50 pollers against ``pdu_agents.py``, a poll every 20 ms, process CPU, main and
     the change at the same time, 3 runs): 1,855-2,121 -> 1,522-1,785 µs per poll of 81
     values. Where the rest goes (py-spy ``--gil --nonblocking --spy-rate 1000 --raw``, pdu,
