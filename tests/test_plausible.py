@@ -140,7 +140,7 @@ def test_each_poll_row_tells_its_own_cycle_in_a_batch_of_several() -> None:
     )
     rows = [(r.tags["device"], r.fields["refused"]) for r in out if r.measurement == "dcim_poll"]
     assert rows == [("ups-a", 2), ("ups-a", 0), ("ups-b", 1), ("ups-b", 0)]
-    reasons = [r.fields["refused_reason"] for r in out if r.measurement == "dcim_poll"]
+    reasons = [str(r.fields["refused_reason"]) for r in out if r.measurement == "dcim_poll"]
     assert reasons[0].startswith("ups.battery_charge_pct: 101") and reasons[1] == ""
     assert reasons[2].startswith("ups.battery_temp_c: -327.68") and reasons[3] == ""
 

@@ -729,12 +729,8 @@ def test_tag_columns_are_walked_again_when_due_or_when_rows_change() -> None:
 
     async def body(_twin: SnmpTwin) -> list[tuple[list[Any], bool]]:
         poller = SnmpPoller(cfg, pdu)
-        every = SnmpPoller(
-            cfg,
-            pdu.model_copy(
-                update={"options": pdu.options.model_copy(update={"tag_refresh_s": 0.0})}
-            ),
-        )
+        opts = pdu.options_as(SnmpOptions).model_copy(update={"tag_refresh_s": 0.0})
+        every = SnmpPoller(cfg, pdu.model_copy(update={"options": opts}))
         out = []
 
         async def poll(p: SnmpPoller) -> None:
