@@ -19,10 +19,12 @@ Cases (``--cases``):
   10 s, SNMPv2c.
 
 ``--py-spy OUT`` records the collector with py-spy (``OUT.<case>.svg``, flame graph, over the
-window; py-spy's own CPU is not in the figure, its sampling slows the target a little).
+window; py-spy's own CPU is not in the figure; it samples without pausing the target,
+``--nonblocking``): the thread holding the GIL (``--gil``), or with ``--all-threads`` every
+thread running (SQLite works without the GIL in the commit and forwarder threads).
 
     .venv/bin/python benchmarks/profile_collect.py [--cases pdu,site] [--window 100]
-        [--warmup 25] [--interval 10] [--py-spy /tmp/prof]
+        [--warmup 25] [--interval 10] [--py-spy /tmp/prof [--raw] [--all-threads]]
 
 Prints the load average (``/proc/loadavg``) before and after each run: on a shared machine
 the figures are only comparable at similar loads. To compare two versions, run them side by
@@ -87,6 +89,27 @@ Python 3.11, snmpsim 1.2.2; ``--window 100``), before (main at 3337fa9) -> after
     of both collectors' polls to timeouts (190 and 177 values/s instead of 405): 92.0 ->
     86.3 µs per value, RSS 73.2 -> 54.2 MB; per-value CPU is only comparable when every
     poll is answered.
+
+    Issue #15 part 4, side by side against main at 3d84e30 (load average 8-10, ``--window
+    60``; µs CPU per stored value, main -> change): site 362.1 -> 253.1, 344.6 -> 233.6 and
+    (every change, load 6.0 -> 8.2) 399.1 -> 266.5; pdu 42.0 -> 37.4, 39.5 -> 34.0 and 43.0
+    -> 37.3. ``--threads``, the change, pdu: event loop 0.57-0.63 s, commit thread 0.14-0.15
+    s, forwarder 0.11-0.13 s per 60 s (main: 0.59, 0.21, 0.11 s); site: 0.90-1.06, 0.17-0.19,
+    0.10-0.11 s. What bought it (see the
+    CHANGELOG): the spool's commit waiting up to 0.25 s for more polls (asleep, so that a
+    submission does not wake it: that wake-up was 16 % of the loop's samples on the site),
+    tag-only table columns (outlet names) walked every ``snmp.tag_refresh_s`` instead of
+    every poll, a row's tags built once, ``Walk.feed`` by place in the batch, the screen's
+    quick test among the sentinels in range only (39 -> 19 µs per PDU poll). The poller
+    alone (50 pollers against ``pdu_agents.py``, a poll every 20 ms, process CPU, main and
+    the change at the same time, 3 runs): 1,855-2,121 -> 1,522-1,785 µs per poll of 81
+    values. Where the rest goes (py-spy ``--gil --nonblocking --spy-rate 1000 --raw``, pdu,
+    every change, 505 samples at load 12, share of GIL-holding samples): the poller 29 %
+    (its walk 18 %: ``Walk.feed`` 6 %; table rows 7 %), the loop's UDP receive path 18 %
+    (BER decoding 12 %, ``neutral`` 2 %), asyncio's loop itself about 12 % (``_run_once``,
+    ``select``, ``Handle._run``), the commit thread 9 % (screen 5 %, pipeline 2 %, spool
+    append 2 %), the forwarder 8 % (the embedded store's write 4 %), the alert engine's
+    ``observe`` 4 %, ``Committer.submit`` 3 % (7 % before the window was slept).
 """
 
 from __future__ import annotations
@@ -139,6 +162,33 @@ def tree_cpu(pid: int) -> tuple[float, float]:
             system += (int(st[12]) + int(st[14])) / TICK
         todo += children.get(p, [])
     return user, system
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each living thread of ``pid``, by thread id."""
+    out: dict[int, float] = {}
+    for d in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(d.name)] = (int(f[11]) + int(f[12])) / TICK
+    return out
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Python thread names by thread id (py-spy dump), for :func:`thread_cpu`."""
+    try:
+        got = subprocess.run(
+            [str(Path(sys.executable).with_name("py-spy")), "dump", "--json", "--pid", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return {int(t["os_thread_id"]): str(t["thread_name"]) for t in json.loads(got.stdout)}
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def mem_kib(pid: int) -> dict[str, int]:
@@ -273,7 +323,8 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
                         str(int(args.window)),
                         "--rate",
                         str(args.spy_rate),
-                        "--gil",
+                        *(() if args.all_threads else ("--gil",)),
+                        "--nonblocking",
                         "--format",
                         "raw" if args.raw else "flamegraph",
                         "--output",
@@ -282,9 +333,10 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            t0_ns, c0 = time.time_ns(), tree_cpu(proc.pid)
+            t0_ns, c0, th0 = time.time_ns(), tree_cpu(proc.pid), thread_cpu(proc.pid)
             time.sleep(args.window)
-            t1_ns, c1 = time.time_ns(), tree_cpu(proc.pid)
+            t1_ns, c1, th1 = time.time_ns(), tree_cpu(proc.pid), thread_cpu(proc.pid)
+            names = thread_names(proc.pid) if args.threads else {}
             mem = mem_kib(proc.pid)
             # the window's last points reach the store after the forwarder's next flush
             time.sleep(args.flush_wait)
@@ -317,6 +369,11 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
         "rss_start_mb": round(rss_start / 1024, 1),
         "rss_mb": round(mem["VmRSS"] / 1024, 1),
         "hwm_mb": round(mem["VmHWM"] / 1024, 1),
+        "threads_cpu_s": {
+            f"{names.get(tid, '?')} ({tid})": round(cpu - th0.get(tid, 0.0), 2)
+            for tid, cpu in sorted(th1.items(), key=lambda kv: -(kv[1] - th0.get(kv[0], 0.0)))
+            if cpu - th0.get(tid, 0.0) > 0
+        },
         "load_before": load_before,
         "load_after": loadavg(),
     }
@@ -335,6 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spy-rate", type=int, default=200, help="py-spy: samples per second")
     ap.add_argument("--json", action="store_true", help="one JSON object per case")
     ap.add_argument("--raw", action="store_true", help="py-spy: collapsed stacks (.txt)")
+    ap.add_argument(
+        "--threads", action="store_true", help="CPU per thread over the window (py-spy names)"
+    )
+    ap.add_argument(
+        "--all-threads",
+        action="store_true",
+        help="py-spy: every running thread, not only the one holding the GIL (SQLite's own "
+        "work in the commit and forwarder threads runs without it)",
+    )
     args = ap.parse_args(argv)
     for case in args.cases.split(","):
         r = run_case(case, args)
@@ -350,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
             f"(peak {r['hwm_mb']} MB); load {r['load_before']} -> {r['load_after']}",
             flush=True,
         )
+        if args.threads:
+            for name, cpu in r["threads_cpu_s"].items():
+                print(f"      {cpu:6.2f} s  {name}", flush=True)
     return 0
 
 

@@ -20,8 +20,10 @@ device reading, in this order:
 A refused value is left out of its reading (a reading left with no field is dropped), never
 stored as a figure. Each refusal is counted per device, field and reason (:meth:`totals`, the
 ``dcim_values_refused_total`` metric), logged at most once a minute per device, field and
-reason, and the device's ``dcim_poll`` row of the same batch gets ``refused`` (how many of
-its values this cycle) and ``refused_reason`` (the last one, as text; "" when none).
+reason, and the device's ``dcim_poll`` row that follows them gets ``refused`` (how many of
+its values this cycle) and ``refused_reason`` (the last one, as text; "" when none): a
+cycle's readings come before its row, and a batch may hold several cycles (the spool's
+group commit, :mod:`dcim.spool_commit`), each row told its own cycle's.
 
 Readings of a device the site file does not know, or of a measurement its profile does not
 produce, pass unscreened (the pipeline's own checks still apply).
@@ -102,16 +104,19 @@ class Check:
     lo: float = -math.inf
     hi: float = math.inf
     plain: bool = field(init=False)  # no correction, not absent
-    near: frozenset[float] = field(init=False)  # the sentinels rounded to 6 decimals
+    near: frozenset[float] = field(init=False)  # those in range rounded to 6 decimals
 
     def __post_init__(self) -> None:
         # The quick test of Screen: a value of a plain field (no correction, not absent) in
         # range and not within a rounding of a sentinel passes as it is. Sentinels are raw
         # codes times the profile's scale (multiples of 0.001 at the finest), far from the
         # sixth decimal's rounding boundaries: a value close to one always rounds like it.
+        # Only the sentinels within the range (give or take that rounding) can be near a
+        # value in range: the others (-1 for a power, a voltage) need no look-up per value.
         plain = self.scale == 1.0 and self.offset == 0.0 and not self.absent
+        near = (round(s, 6) for s in self.sentinels if self.lo - 1e-6 <= s <= self.hi + 1e-6)
         object.__setattr__(self, "plain", plain)
-        object.__setattr__(self, "near", frozenset(round(s, 6) for s in self.sentinels))
+        object.__setattr__(self, "near", frozenset(near))
 
     @classmethod
     def of(cls, spec: FieldSpec, correction: Mapping[str, object] | None = None) -> Check:
@@ -213,13 +218,15 @@ class Screen:
         out: list[Reading] = []
         texts: list[tuple[str, str]] = []
         refused: dict[str, tuple[int, str]] = {}  # device -> (count, last reason text)
-        polls: list[int] = []
+        polls: list[tuple[int, int, str]] = []  # (place in out, refused, last reason)
         for r in readings:
             try:
                 tags, fields = r.tags, r.fields
                 device = tags.get("device") if isinstance(tags, dict) else None
                 if r.measurement == POLL:
-                    polls.append(len(out))
+                    # the refusals since the device's last row: this cycle's
+                    n, text = refused.pop(device, (0, "")) if device in refused else (0, "")
+                    polls.append((len(out), n, text))
                     out.append(r)
                     continue
                 checks = self._checks.get(device, {}).get(r.measurement)  # type: ignore[arg-type]
@@ -267,12 +274,11 @@ class Screen:
                 out.append(r)
             elif kept:
                 out.append(Reading(r.measurement, dict(tags), kept, r.time_ns))
-        for i in polls:
+        for i, n, text in polls:
             r = out[i]
             device = r.tags.get("device", "") if isinstance(r.tags, dict) else ""
             if device not in self._checks or not isinstance(r.fields, dict):
                 continue
-            n, text = refused.get(device, (0, ""))
             out[i] = Reading(
                 r.measurement,
                 r.tags,

@@ -32,6 +32,10 @@ if TYPE_CHECKING:  # imported when used: a site without them does not load their
 
 log = logging.getLogger(__name__)
 MAINTAIN_EVERY_S = 300.0
+# How long a spool commit waits for more polls to join its transaction (dcim.spool_commit);
+# at most a quarter of the shortest poll interval: a fast device's readings are not held
+# in memory for a good part of its interval.
+COMMIT_WINDOW_S = 0.25
 KPI_EVERY_S = 60.0
 
 
@@ -51,7 +55,11 @@ class Collector:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.pipeline = Pipeline(self.spool, screen=Screen.of(self.cfg))
-        self.committer = Committer(self.pipeline.accept)  # the durable commit off the loop
+        # the durable commit off the loop, polls ending within a window together
+        shortest = min((self.cfg.interval_of(d) for d in self.cfg.devices), default=1.0)
+        self.committer = Committer(
+            self.pipeline.accept, window_s=min(COMMIT_WINDOW_S, shortest / 4)
+        )
         self.store = make_store(self.cfg.storage)
         self.forwarder = Forwarder(
             self.spool,

@@ -118,6 +118,33 @@ def test_screen_refuses_counts_and_tells_the_poll_row() -> None:
     assert (out[1].fields["refused"], out[1].fields["refused_reason"]) == (0, "")
 
 
+def test_each_poll_row_tells_its_own_cycle_in_a_batch_of_several() -> None:
+    """A group commit's batch holds several cycles (each: its readings, then its row): each
+    row counts the refusals of its own cycle, not of the whole batch."""
+    screen = Screen(
+        {
+            "ups-a": checks_of(load_profiles()["ups_rfc1628"]),
+            "ups-b": checks_of(load_profiles()["ups_rfc1628"]),
+        }
+    )
+    out = screen(
+        [
+            reading({"battery_temp_c": -327.68, "battery_charge_pct": 101.0}),
+            poll_row(),
+            reading({"battery_temp_c": -327.68}, device="ups-b"),
+            reading({"battery_charge_pct": 99.0}),
+            poll_row(),
+            poll_row("ups-b"),
+            poll_row("ups-b"),  # a missed cycle's row: nothing read, nothing refused
+        ]
+    )
+    rows = [(r.tags["device"], r.fields["refused"]) for r in out if r.measurement == "dcim_poll"]
+    assert rows == [("ups-a", 2), ("ups-a", 0), ("ups-b", 1), ("ups-b", 0)]
+    reasons = [str(r.fields["refused_reason"]) for r in out if r.measurement == "dcim_poll"]
+    assert reasons[0].startswith("ups.battery_charge_pct: 101") and reasons[1] == ""
+    assert reasons[2].startswith("ups.battery_temp_c: -327.68") and reasons[3] == ""
+
+
 def test_unknown_devices_and_measurements_pass_unscreened() -> None:
     screen = ups_screen()
     other = reading({"power_w": -5.0}, device="not-in-the-site")
@@ -269,3 +296,19 @@ def test_pushed_readings_are_screened_like_polled_ones() -> None:
         ("gh", "humidity_pct", "above_range"),
         ("gh", "co2_ppm", "below_range"),
     }
+
+
+def test_only_sentinels_within_the_range_are_looked_up_per_value() -> None:
+    """The quick test looks a value in range up among the sentinels in range only: one
+    outside the range (-1 W) is refused by the full check, with its reason, all the same."""
+    power = Check(sentinels=(-10.0,), lo=0.0, hi=1e7)
+    pf = Check(sentinels=(-0.01,), lo=-1.0, hi=1.0)
+    assert power.near == frozenset() and pf.near == {-0.01}
+    screen = Screen({"d": {"m": {"power_w": power, "power_factor": pf}}})
+    ok = Reading("m", {"device": "d"}, {"power_w": 250.0, "power_factor": 0.97}, 1)
+    out, why = screen.screen(
+        [ok, Reading("m", {"device": "d"}, {"power_w": -10.0, "power_factor": -0.01}, 2)]
+    )
+    assert out == [ok]
+    assert [w.split(":")[0] for _, w in why] == ["m.power_w", "m.power_factor"]
+    assert {reason for (_, _, reason) in screen.totals()} == {"no_value"}

@@ -68,6 +68,25 @@ def test_what_queued_during_a_commit_is_committed_together() -> None:
     assert calls[-1] == [99] and c.queued == 0
 
 
+def test_a_window_has_submissions_that_come_within_it_share_a_commit() -> None:
+    """``window_s``: a commit waits that long after its first submission for more; one
+    that comes later is the next commit's; close commits what waits without the window."""
+    calls: list[list[int]] = []
+    c = Committer(lambda rs: calls.append([r.time_ns for r in rs]), window_s=0.6)
+    t0 = time.monotonic()
+    for i in range(3):
+        c.submit([Reading("m", {}, {"v": 1.0}, i)])
+        time.sleep(0.1)
+    assert c.drain(5)
+    took = time.monotonic() - t0
+    assert calls == [[0, 1, 2]] and took >= 0.6 - 0.05
+    time.sleep(0.1)
+    c.submit([Reading("m", {}, {"v": 1.0}, 3)])
+    t1 = time.monotonic()
+    c.close(5)
+    assert calls == [[0, 1, 2], [3]] and c.queued == 0 and time.monotonic() - t1 < 0.5
+
+
 def test_polls_keep_their_cadence_on_a_slow_disk(tmp_path: Path) -> None:
     doc: dict[str, Any] = paris_chapelle(
         racks=1,

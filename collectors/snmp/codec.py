@@ -119,6 +119,14 @@ class _Decoder:
         return None  # an exception, Null or a type of the wrong kind
 
     def decode(self, val: Value, exp10: int = 0) -> FieldValue | None:
+        kind, v = val
+        if kind in INTEGER_TYPES and self.mapping is None and not exp10:
+            # the usual value (an integer, no map, no exponent): as the general way below
+            if self.as_int:
+                return int(v) * int(self.scale) + int(self.offset)
+            if self.divisor is not None:
+                return int(v) / self.divisor + self.offset
+            return float(int(v) * self.scale + self.offset)
         raw = self.raw(val)
         if raw is None:
             return None
@@ -395,29 +403,38 @@ class Walk:
             for col in batch:
                 self.end(col)
             return
-        ended: set[Oid] = set()
+        # per place in the batch: its column's length, cells, cursor and whether it ended
+        # (lists by place: an OID tuple's hash is not cached, a dict lookup hashes it again)
+        lens = [len(c) for c in batch]
+        cells = [self.results[c] for c in batch]
+        cursors = [self.cursor[c] for c in batch]
+        ended = [False] * n
         for k, (oid, val) in enumerate(var_binds):
-            col = batch[k % n]
-            if col in ended:
+            j = k % n
+            if ended[j]:
                 continue
-            if val[0] in EXCEPTIONS or oid[: len(col)] != col or len(oid) == len(col):
-                ended.add(col)
+            lc = lens[j]
+            if val[0] in EXCEPTIONS or len(oid) <= lc or oid[:lc] != batch[j]:
+                ended[j] = True
                 continue
-            if oid <= self.cursor[col]:  # not lexicographically after: a broken agent
-                self.looped.append(col)
-                ended.add(col)
+            if oid <= cursors[j]:  # not lexicographically after: a broken agent
+                self.looped.append(batch[j])
+                ended[j] = True
                 continue
-            rows = self.results[col]
-            rows[oid[len(col) :]] = (val, ticks)
-            self.cursor[col] = oid
+            rows = cells[j]
+            rows[oid[lc:]] = (val, ticks)
+            cursors[j] = oid
             if len(rows) >= MAX_ROWS:
-                ended.add(col)
-        # A column the agent left out of a shortened answer stays active: it is asked again.
-        for col in ended:
-            self.end(col)
+                ended[j] = True
+        for j, col in enumerate(batch):
+            self.cursor[col] = cursors[j]
+            # A column the agent left out of a shortened answer stays active: asked again.
+            if ended[j]:
+                self.end(col)
 
 
 _NONE: dict[Oid, Any] = {}  # a column not walked (never written to)
+RowTags = tuple[int | None, dict[str, str] | None]  # first index part, tags (see rows)
 
 
 class TablePlan:
@@ -436,6 +453,43 @@ class TablePlan:
         self._tag_columns = [(t, oid_of(t.oid)) for t in spec.tags]
         self.rates = _rates(spec.fields)
         self.columns = frozenset(oid_of(c) for c in spec.columns())
+        # the columns that give values or decide them (fields, when, exponent, row count)
+        value: set[str] = {f.oid for f in spec.fields if f.oid}
+        for f in spec.fields:
+            value.update(f.when or ())
+            value.update(e.oid for e in f.exponent)
+        if spec.rows_count_oid:
+            value.add(spec.rows_count_oid.rsplit(".", 1)[0])
+        self.value_columns = frozenset(oid_of(c) for c in value)
+        # Each row's tags, kept while the tag columns are the same objects (the poller keeps
+        # them between their walks, see ProfilePlan.tag_columns): not 48 outlet names
+        # decoded and cleaned (two regular expressions each) and 24 index tags made per poll.
+        self._tag_memo: dict[Oid, RowTags] = {}
+        self._tag_memo_of: Sequence[Mapping[Oid, Cell]] = ()
+
+    def rows_of(self, walked: Columns) -> frozenset[Oid]:
+        """The row indexes the table's field columns answered."""
+        return frozenset().union(*(walked.get(c, _NONE) for c in self.field_columns))
+
+    def _row_tags(self, index: Oid, columns: Sequence[Mapping[Oid, Cell]]) -> RowTags:
+        """Row ``index``'s first index part (for ``rows_count_oid``) and tags (its index's,
+        then its tag columns'; None: the index does not fit the table's)."""
+        spec = self.spec
+        named = _index_of(index, len(spec.index))
+        first = named[0] if named else None
+        tags: dict[str, str] = {}
+        if len(spec.index) == len(named):
+            tags.update(zip(spec.index, map(str, named), strict=True))
+        elif len(spec.index) == 1:
+            tags[spec.index[0]] = dotted(named)
+        else:
+            return first, None
+        for (t, _), column in zip(self._tag_columns, columns, strict=True):
+            cell = column.get(index)
+            text = tag_text(cell[0], t.map) if cell is not None else None
+            if text is not None:
+                tags[t.name] = text
+        return first, tags
 
     def rows(
         self,
@@ -447,29 +501,33 @@ class TablePlan:
         problems: list[tuple[str, str]],
     ) -> list[Reading]:
         spec = self.spec
-        indexes = sorted({i for c in self.field_columns for i in walked.get(c, {})})
+        indexes = sorted(set().union(*(walked.get(c, _NONE) for c in self.field_columns)))
         rows = self._rows_count(walked)
         out: list[Reading] = []
+        rates = self.rates  # a table without rates keeps no raw values
         # each column's cells looked up once per poll, not once per row
-        tag_cells = [(t, walked.get(tcol, _NONE)) for t, tcol in self._tag_columns]
+        tag_cells = [walked.get(tcol, _NONE) for _, tcol in self._tag_columns]
         cells = [(f, dec, walked.get(col, _NONE), c) for f, dec, col, c in self._cells]
+        # the rows' tags of the last poll, while its tag columns are these very ones
+        memo = self._tag_memo
+        if len(tag_cells) != len(self._tag_memo_of) or any(
+            a is not b for a, b in zip(tag_cells, self._tag_memo_of, strict=True)
+        ):
+            memo = self._tag_memo = {}
+            self._tag_memo_of = tag_cells
         for index in indexes:
-            tags = dict(base_tags)
-            named = _index_of(index, len(spec.index))
-            if rows is not None and named and named[0] > rows:
+            row = memo.get(index)
+            if row is None:
+                row = self._row_tags(index, tag_cells)
+                if len(memo) < MAX_ROWS:
+                    memo[index] = row
+            first, row_tags = row
+            if rows is not None and first is not None and first > rows:
                 continue  # a line the device says it does not have: not a reading
-            if len(spec.index) == len(named):
-                tags.update(zip(spec.index, map(str, named), strict=True))
-            elif len(spec.index) == 1:
-                tags[spec.index[0]] = dotted(named)
-            else:
+            if row_tags is None:
                 problems.append((f"{spec.name}.{dotted(index)}", "index parts do not match"))
                 continue
-            for t, column in tag_cells:
-                cell = column.get(index)
-                text = tag_text(cell[0], t.map) if cell is not None else None
-                if text is not None:
-                    tags[t.name] = text
+            tags = {**base_tags, **row_tags}
             fields: dict[str, FieldValue] = {}
             raws: dict[str, tuple[int, int | None]] = {}
             for f, dec, column, conditions in cells:
@@ -490,10 +548,10 @@ class TablePlan:
                     problems.append((f.name, cell[0][0]))
                     continue
                 fields[f.name] = value
-                if cell[0][0] in INTEGER_TYPES and int(cell[0][1]) not in dec.no_value:
+                if rates and cell[0][0] in INTEGER_TYPES and int(cell[0][1]) not in dec.no_value:
                     raws[f.name] = (int(cell[0][1]), cell[1])
-            key = dotted(index)
-            for r in self.rates:
+            key = dotted(index) if rates else ""
+            for r in rates:
                 if r.counter in raws:
                     raw, ticks = raws[r.counter]
                     rate = state.rate((spec.name, key, r.counter), Sample(raw, ticks, mono_s), r)
@@ -541,20 +599,40 @@ class ProfilePlan:
     tables: list[TablePlan]
     table_rates: bool = False
     columns: list[Oid] = field(default_factory=list)
+    # Columns read only as tags (outlet names): the poller may walk them less often than
+    # the others (``snmp.tag_refresh_s``); ``value_columns``: all the others.
+    tag_columns: list[Oid] = field(default_factory=list)
+    value_columns: list[Oid] = field(default_factory=list)
 
     @classmethod
     def of(cls, profile: SnmpProfile, *, max_varbinds: int) -> ProfilePlan:
         tables = [TablePlan(t, t.measurement or profile.measurement) for t in profile.tables]
         columns = sorted({c for t in tables for c in t.columns})
+        values = {c for t in tables for c in t.value_columns}
         return cls(
             measurement=profile.measurement,
             scalars=ScalarPlan.of(profile.fields, max_varbinds),
             tables=tables,
             table_rates=any(t.rates for t in tables),
             columns=columns,
+            tag_columns=[c for c in columns if c not in values],
+            value_columns=[c for c in columns if c in values],
         )
 
-    def walk(self, max_varbinds: int, rows_hint: Mapping[Oid, int] | None = None) -> Walk:
+    def walk(
+        self,
+        max_varbinds: int,
+        rows_hint: Mapping[Oid, int] | None = None,
+        columns: Iterable[Oid] | None = None,
+    ) -> Walk:
+        """A walk of ``columns`` (default: every column of the profile's tables)."""
         return Walk(
-            self.columns, max_varbinds=max_varbinds, uptime=self.table_rates, rows_hint=rows_hint
+            self.columns if columns is None else columns,
+            max_varbinds=max_varbinds,
+            uptime=self.table_rates,
+            rows_hint=rows_hint,
         )
+
+    def rows_of(self, walked: Columns) -> tuple[frozenset[Oid], ...]:
+        """Per table, the row indexes its field columns answered."""
+        return tuple(t.rows_of(walked) for t in self.tables)

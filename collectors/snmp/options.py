@@ -27,6 +27,9 @@ class SnmpOptions(BaseModel):
     context_engine_id: str | None = None  # contextEngineID, hex; default: the agent's own
     max_varbinds: int = Field(default=20, ge=1, le=200)
     max_repetitions: int = Field(default=10, ge=1, le=200)
+    # Table columns read only as tags (outlet names): walked again after this many seconds,
+    # and at once when a table's rows change; 0: every poll.
+    tag_refresh_s: float = Field(default=300.0, ge=0)
 
     @model_validator(mode="after")
     def _credentials(self) -> SnmpOptions:

@@ -95,6 +95,12 @@ class SnmpPoller:
         self._plan = ProfilePlan.of(profile, max_varbinds=self._opts.max_varbinds)
         self._rates = RateState()
         self._rows_hint: dict[Oid, int] = {}
+        # The tag-only columns (outlet names) as last walked, when, and the rows of each
+        # table then: walked again after ``snmp.tag_refresh_s``, or in the same poll when a
+        # table's rows are not those of then (see _walk_tables).
+        self._tag_cells: Columns | None = None
+        self._tags_at = 0.0
+        self._tag_rows: tuple[frozenset[Oid], ...] = ()
         self._no_zero: set[Oid] = set()  # scalar OIDs not answered at OID.0 either
         self._pysnmp: PysnmpTarget | None = None
         if self._opts.version == "3" or V1_V2C_TRANSPORT != "wire":
@@ -136,7 +142,7 @@ class SnmpPoller:
         await self._ask_at_zero(answers, uptimes)
         walked: Columns = {}
         if plan.columns:
-            walked, got_ns = await self._walk()
+            walked, got_ns = await self._walk_tables()
             time_ns = time_ns or got_ns
         time_ns = time_ns or time.time_ns()
         mono_s = time.monotonic()
@@ -234,9 +240,41 @@ class SnmpPoller:
                     uptimes[oid] = ticks
         return first_ns
 
-    async def _walk(self) -> tuple[Columns, int]:
-        """Every column of the profile's tables: GETBULK (SNMPv1: GETNEXT)."""
-        walk = self._plan.walk(self._opts.max_varbinds, self._rows_hint)
+    async def _walk_tables(self) -> tuple[Columns, int]:
+        """Every column of the profile's tables; the tag-only columns (outlet names) from
+        their last walk while it is under ``snmp.tag_refresh_s`` old and every table has the
+        rows it had then (else walked in this poll too): about a third of a metered-outlet
+        PDU's var-binds, each one decoded, every poll, for names that seldom change."""
+        plan = self._plan
+        cached = self._tag_cells
+        if (
+            not plan.tag_columns
+            or cached is None
+            or time.monotonic() - self._tags_at >= self._opts.tag_refresh_s
+        ):
+            walked, first_ns = await self._walk(plan.columns)
+            self._keep_tags(walked)
+            return walked, first_ns
+        walked, first_ns = await self._walk(plan.value_columns)
+        if plan.rows_of(walked) == self._tag_rows:
+            walked.update(cached)
+            return walked, first_ns
+        tags, _ = await self._walk(plan.tag_columns)  # rows came or went: their tags now
+        walked.update(tags)
+        self._keep_tags(walked)
+        return walked, first_ns
+
+    def _keep_tags(self, walked: Columns) -> None:
+        plan = self._plan
+        if not plan.tag_columns:
+            return
+        self._tag_cells = {c: walked[c] for c in plan.tag_columns if c in walked}
+        self._tags_at = time.monotonic()
+        self._tag_rows = plan.rows_of(walked)
+
+    async def _walk(self, columns: list[Oid]) -> tuple[Columns, int]:
+        """``columns`` of the profile's tables: GETBULK (SNMPv1: GETNEXT)."""
+        walk = self._plan.walk(self._opts.max_varbinds, self._rows_hint, columns)
         v1 = self._opts.version == "1"
         max_rep = self._opts.max_repetitions
         first_ns = 0
@@ -273,7 +311,7 @@ class SnmpPoller:
             walk.feed(batch, var_binds[len(non_rep) :], ticks)
         for col in walk.looped:
             self._warn_missing(dotted(col), "the agent answered OIDs out of order")
-        self._rows_hint = walk.rows_seen()
+        self._rows_hint.update(walk.rows_seen())
         return walk.results, first_ns
 
     async def _request(

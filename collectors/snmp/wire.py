@@ -422,12 +422,16 @@ def request_varbinds(oids: Iterable[Oid]) -> bytes:
 def neutral(varbinds: Iterable[VarBind]) -> list[Neutral]:
     """Decoded var-binds in the transport-neutral form of :mod:`collectors.snmp.codec`."""
     out: list[Neutral] = []
+    append, seen, names = out.append, _oid_of_bytes, NEUTRAL_NAMES
     for oid, tag, value in varbinds:
+        arcs = seen.get(oid)  # _cached_oid's lookup inline: the OIDs of a poll recur
+        if arcs is None:
+            arcs = _cached_oid(oid)
         if tag == OBJECT_IDENTIFIER:
             assert isinstance(value, bytes)
-            out.append((_cached_oid(oid), ("ObjectIdentifier", oid_str(value))))
+            append((arcs, ("ObjectIdentifier", oid_str(value))))
         else:
-            out.append((_cached_oid(oid), (NEUTRAL_NAMES[tag], value)))
+            append((arcs, (names[tag], value)))
     return out
 
 

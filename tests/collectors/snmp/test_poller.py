@@ -694,3 +694,76 @@ def test_tag_values_from_columns() -> None:
     assert tag_text(("Integer32", 8), {8: "celsius"}) == "celsius"
     assert tag_text(("Integer32", 99), {8: "celsius"}) is None
     assert tag_text(("noSuchInstance", None)) is None
+
+
+def test_tag_columns_are_walked_again_when_due_or_when_rows_change() -> None:
+    """Outlet names (tag-only columns) are walked at the first poll, then kept for
+    ``snmp.tag_refresh_s`` while every table has the same rows: a later poll asks none of
+    their OIDs; a row added (or gone) has them walked in that same poll; ``0``: every poll."""
+    doc = paris_chapelle(
+        racks=1, servers_per_rack=1, snmp_base_port=free_ports(4, kind=socket.SOCK_DGRAM)
+    )
+    for d in doc["devices"]:
+        if d["name"] == "pdu-R01-A":
+            d["snmp"]["tag_refresh_s"] = 0.6
+    cfg = SiteConfig.model_validate(doc)
+    values = known_values(cfg, tables=True)
+    pdu = cfg.device("pdu-R01-A")
+    name_col = (1, 3, 6, 1, 4, 1, 318, 1, 1, 26, 9, 4, 3, 1, 3)  # rPDU2OutletMeteredStatusName
+    asked: list[list[tuple[int, ...]]] = []
+    original = SnmpPoller._request
+
+    async def spy(self: SnmpPoller, kind: str, oids: Any, *args: Any) -> Any:
+        asked[-1].extend(oids)
+        return await original(self, kind, oids, *args)
+
+    def names(readings: list[Any]) -> dict[str, str]:
+        return {
+            r.tags["outlet"]: r.tags["outlet_name"]
+            for r in readings
+            if r.measurement == "pdu_outlet"
+        }
+
+    def asked_names(oids: list[tuple[int, ...]]) -> bool:
+        return any(o[: len(name_col)] == name_col for o in oids)
+
+    async def body(_twin: SnmpTwin) -> list[tuple[list[Any], bool]]:
+        poller = SnmpPoller(cfg, pdu)
+        opts = pdu.options_as(SnmpOptions).model_copy(update={"tag_refresh_s": 0.0})
+        every = SnmpPoller(cfg, pdu.model_copy(update={"options": opts}))
+        out = []
+
+        async def poll(p: SnmpPoller) -> None:
+            asked.append([])
+            readings = await p.poll()
+            out.append((readings, asked_names(asked[-1])))
+
+        await poll(poller)  # 0: the first poll walks everything
+        values[pdu.name]["outlet/3/outlet_name"] = "renamed"
+        await poll(poller)  # 1: the names as walked at the first poll
+        await poll(every)  # 2: tag_refresh_s 0: walked every poll
+        for name, value in table_values("apc_rpdu2", 0).items():
+            if name.startswith("outlet/24/"):
+                values[pdu.name]["outlet/25/" + name.split("/", 2)[2]] = value
+        values[pdu.name]["outlet/25/outlet_name"] = "new outlet"
+        await poll(poller)  # 3: a row more: the names walked again in this poll
+        await poll(poller)  # 4: and kept again
+        await asyncio.sleep(0.7)
+        values[pdu.name]["outlet/3/outlet_name"] = "renamed again"
+        await poll(poller)  # 5: tag_refresh_s passed: walked again
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SnmpPoller, "_request", spy)
+        polls = run(with_twin(cfg, values, body))
+    assert [walked for _, walked in polls] == [True, False, True, True, False, True]
+    got = [names(readings) for readings, _ in polls]
+    assert got[0]["3"] == got[1]["3"] == "srv-03 PSU1" and len(got[1]) == 24
+    assert got[2]["3"] == "renamed"
+    assert got[3]["3"] == got[4]["3"] == "renamed" and got[3]["25"] == got[4]["25"] == "new outlet"
+    assert got[5]["3"] == "renamed again" and len(got[5]) == 25
+    # every other field and tag as the poll that walked the names read them
+    for (a, _), (b, _) in ((polls[0], polls[1]), (polls[3], polls[4])):
+        assert [(r.measurement, r.tags, r.fields) for r in a] == [
+            (r.measurement, r.tags, r.fields) for r in b
+        ]
