@@ -55,7 +55,7 @@ test: deb install-test
 # The tests without those marked slow (the long end-to-end runs): for a quick check while
 # working; `make check` (CI) runs them all.
 test-fast: deb install-test
-	$(PY) -m pytest -q -ra -m "not slow"
+	$(PY) -m pytest -q -ra -n 2 --dist loadfile -m "not slow"
 
 check: lint typecheck test
 
