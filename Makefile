@@ -41,9 +41,13 @@ typecheck: install-test
 
 # Tests marked `waits` spend minutes idle (Alertmanager down for five minutes): they run in
 # a second pytest process beside the others, so the suite's wall time is not their sum.
+# The others run in two worker processes (pytest-xdist), a test file per worker at a time
+# (--dist loadfile: a module's shared fixture, a backfilled month or year, is built once):
+# much of a test's time is real time spent waiting (live cadences, servers), and the two
+# workers overlap it on the two cores.
 test: deb install-test
 	@$(PY) -m pytest -q -ra -p no:cacheprovider -m waits >.pytest-waits.log 2>&1 & waits=$$!; \
-	$(PY) -m pytest -q -ra --durations=25 -m "not waits"; rc=$$?; \
+	$(PY) -m pytest -q -ra --durations=25 -n 2 --dist loadfile -m "not waits"; rc=$$?; \
 	wait $$waits; rc_waits=$$?; \
 	echo "--- tests marked waits (run beside the others) ---"; cat .pytest-waits.log; \
 	test $$rc = 0 && test $$rc_waits = 0
@@ -51,7 +55,7 @@ test: deb install-test
 # The tests without those marked slow (the long end-to-end runs): for a quick check while
 # working; `make check` (CI) runs them all.
 test-fast: deb install-test
-	$(PY) -m pytest -q -ra -m "not slow"
+	$(PY) -m pytest -q -ra -n 2 --dist loadfile -m "not slow"
 
 check: lint typecheck test
 

@@ -135,6 +135,28 @@ class Publisher(threading.Thread):
         self.client.loop_stop()
 
 
+class StallProbe(threading.Thread):
+    """How late a thread that sleeps 5 ms at a time wakes up: the stalls of the machine (a
+    loaded one stops the whole process now and then). Not those of the collector's event
+    loop: a call that blocks the loop releases the GIL (I/O, sleep), or loses it every
+    switch interval (Python code), so this thread still wakes on time."""
+
+    def __init__(self) -> None:
+        super().__init__(name="stall-probe", daemon=True)
+        self.worst = 0.0
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            due = time.monotonic() + 0.005
+            time.sleep(0.005)
+            self.worst = max(self.worst, time.monotonic() - due)
+
+    def allowance(self, least: float) -> float:
+        """``least``, or the machine's longest stall during the run plus 10 ms."""
+        return max(least, self.worst + 0.01)
+
+
 def store_rows(path: Path, measurement: str, field: str) -> dict[str, list[tuple[int, Any]]]:
     """device -> [(time_ns, value)] of one field, from the embedded store's tables."""
     con = sqlite3.connect(path)
@@ -229,8 +251,12 @@ def test_blackholed_agent_dead_unit_and_broker_restart(
         col.sent = pub.sent  # type: ignore[attr-defined]
         return col
 
+    probe = StallProbe()
+    probe.start()
     with TwinThread(TwinRunner(twin_cfg, seed=5)) as runner:
         col = asyncio.run(collect(runner))
+    probe.stop_event.set()
+    probe.join(5)
     blackhole.close()
     store = tmp_path / "store.sqlite"
 
@@ -262,7 +288,10 @@ def test_blackholed_agent_dead_unit_and_broker_restart(
         f" p99 {p99 * 1e3:.1f} ms, max {offsets[-1][0] * 1e3:.1f} ms at {offsets[-5:]}"
     )
     print({k: round(v - events["start"], 2) for k, v in events.items()})
-    assert p99 < 0.1 and offsets[-1][0] < 0.3, offsets[-5:]
+    print(f"longest stall of the machine: {probe.worst * 1e3:.1f} ms")
+    # A stall of the whole machine (seen by the probe) delays every poll at once: not the
+    # collector's doing (a loaded machine stalled all devices 360 ms at once in a full run).
+    assert p99 < probe.allowance(0.1) and offsets[-1][0] < probe.allowance(0.3), offsets[-5:]
 
     # -- the faulty ones: on their own cadence too, failing with the right kind ------------
     dead = [(t / NS, e) for t, e in errors[DEAD_UNIT] if t / NS > events["dead_unit"] + 1]

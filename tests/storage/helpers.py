@@ -14,10 +14,14 @@ from dcim.testing.servers import InfluxServer
 _ids = itertools.count()
 
 
-def influx_store(server: InfluxServer | str, prefix: str = "t", **kw: object) -> InfluxStore:
+def influx_store(
+    server: InfluxServer | str, prefix: str = "t", *, timeout_s: float = 5, **kw: object
+) -> InfluxStore:
     """An InfluxStore on a fresh database of ``server`` (created on first write)."""
     url = server if isinstance(server, str) else server.url
-    sink = InfluxSink(type="influxdb", url=url, database=f"{prefix}_{next(_ids)}", timeout_s=5)
+    sink = InfluxSink(
+        type="influxdb", url=url, database=f"{prefix}_{next(_ids)}", timeout_s=timeout_s
+    )
     return InfluxStore(sink, **kw)  # type: ignore[arg-type]
 
 

@@ -63,8 +63,9 @@ def _types(srv: InfluxServer, db: str, rp: str) -> dict[Any, str]:
 
 def test_rollups_computed_as_influxdb_computes_them(influxdb: InfluxServer) -> None:
     data = _data()
-    ref = influx_store(influxdb, "rcref")
-    mine = influx_store(influxdb, "rcmine")
+    # the rollup statements over two hours take more than the default 5 s on a loaded machine
+    ref = influx_store(influxdb, "rcref", timeout_s=60)
+    mine = influx_store(influxdb, "rcmine", timeout_s=60)
     for st in (ref, mine):
         init_sink(st.sink)
         st.supply_rollups(T0, T0 + 2 * H)  # no rollup on write: each side does its own
@@ -123,7 +124,8 @@ def test_a_backfill_supplies_its_whole_hours(influxdb: InfluxServer) -> None:
     start, end = T0 + H // 3, T0 + 3 * H + H // 2
     model = SiteModel(cfg, t0=start / S, seed=3)
     devices = [d.name for d in cfg.devices if d.role][:20]
-    st, ref = influx_store(influxdb, "rcsup"), influx_store(influxdb, "rcsupref")
+    st = influx_store(influxdb, "rcsup", timeout_s=60)
+    ref = influx_store(influxdb, "rcsupref", timeout_s=60)
     for s in (st, ref):
         init_sink(s.sink)
     sup = SuppliedRollups(st, start, end)
