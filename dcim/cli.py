@@ -59,15 +59,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio  # only here: the other commands start faster without it
+    # The site file is validated by a child process (dcim.runconfig): the collector's own
+    # process, which runs for months, imports neither pydantic nor (without TLS) ssl.
+    from dcim.runconfig import load_for_run
 
-    from dcim.config import ConfigError
+    cfg, rules = load_for_run(args.config)
+    import asyncio  # only here, after ssl may have been left out
+
+    from dcim.configerror import ConfigError
     from dcim.runtime import run_forever
 
-    cfg = _load(args.config)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_forever(cfg))
+            asyncio.run(run_forever(cfg, rules))
     except ConfigError as exc:  # what only the start can tell: a secret not set
         for issue in exc.issues:
             print(f"{args.config}: {issue}", file=sys.stderr)
@@ -281,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     """Run the sub-command; a user's mistake or a failure the user can act on becomes a
     one-line message and an exit status, not a traceback."""
-    from dcim.config import ConfigError
+    from dcim.configerror import ConfigError  # not dcim.config: the models (dcim.runconfig)
     from dcim.storage.base import StoreError
 
     name = f"dcim {args.command}"

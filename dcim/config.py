@@ -10,14 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import (
+
+from dcim import protocols
+from dcim.alerts.rules import AlertsSettings
+from dcim.configerror import ConfigError as ConfigError
+from dcim.configerror import ConfigIssue as ConfigIssue
+from dcim.modelbase import (
     BaseModel,
     ConfigDict,
     Field,
@@ -31,17 +35,14 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
-from pydantic_core.core_schema import ErrorType
-
-from dcim import protocols
-from dcim.alerts.rules import AlertsSettings
 from dcim.profiles import Profile, ProfileError, load_profiles
 from dcim.reports.settings import ReportsSettings
 from dcim.urls import has_credentials, redact_url
 
+if TYPE_CHECKING:  # pydantic_core: imported where a file is validated (dcim.modelbase)
+    from pydantic_core import ErrorDetails, InitErrorDetails
+
 M = TypeVar("M", bound=BaseModel)
-_KNOWN_ERRORS = frozenset(get_args(ErrorType))
 
 Role = Literal[
     "grid_incomer",  # site main meter(s): E_DC (less heat-pump boards downstream of it)
@@ -274,10 +275,14 @@ def _details(
 ) -> list[InitErrorDetails]:
     """pydantic errors raised again (under ``prefix``) with their type, place and message (a
     known type keeps its type: the config report words some of them)."""
+    from pydantic_core import InitErrorDetails
+    from pydantic_core.core_schema import ErrorType
+
+    known = frozenset(get_args(ErrorType))
     out: list[InitErrorDetails] = []
     for e in errors:
         loc = (*prefix, *e["loc"])
-        if e["type"] in _KNOWN_ERRORS:
+        if e["type"] in known:
             out.append(
                 InitErrorDetails(
                     type=e["type"],
@@ -292,6 +297,8 @@ def _details(
 
 
 def _value_error(loc: tuple[str | int, ...], message: str, value: Any = None) -> InitErrorDetails:
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
     return InitErrorDetails(
         type=PydanticCustomError("value_error", "Value error, {reason}", {"reason": message}),
         loc=loc,
@@ -656,27 +663,6 @@ class SiteConfig(_Model):
 
     def profiles(self) -> dict[str, Profile]:
         return load_profiles(tuple(self.profile_dirs))
-
-
-# -- errors ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    file: str
-    line: int | None
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    def __init__(self, issues: Iterable[ConfigIssue]):
-        self.issues = list(issues)
-        super().__init__("\n".join(str(i) for i in self.issues))
 
 
 # -- YAML with line numbers -----------------------------------------------------------------

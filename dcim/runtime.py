@@ -27,6 +27,7 @@ from dcim.spool_commit import Committer
 from dcim.storage import make_store
 
 if TYPE_CHECKING:  # imported when used: a site without them does not load their modules
+    from dcim.alerts.rules import Rule
     from dcim.kpi.writer import KpiWriter
     from dcim.metrics import MetricsServer
 
@@ -40,6 +41,8 @@ class Collector:
     """One site's collector. ``start``/``stop`` on a running asyncio loop."""
 
     cfg: SiteConfig
+    # The alert rules, loaded already (dcim.runconfig's child process); None: from ``cfg``.
+    rules: list[Rule] | None = None
 
     def __post_init__(self) -> None:
         st = self.cfg.storage
@@ -63,7 +66,9 @@ class Collector:
         self.poll_metrics = PollMetrics()
         self.metrics_server: MetricsServer | None = None
         self.pollers = build_pollers(self.cfg)
-        self.alerts = build_engine(self.cfg, self.committer.submit)  # None: no rules
+        self.alerts = build_engine(
+            self.cfg, self.committer.submit, rules=self.rules
+        )  # None: no rules
         self.scheduler = Scheduler(self.cfg, self.pollers, self.emit)
         # Push protocols (MQTT): one source per protocol with enabled devices.
         self.sources: dict[str, PushSource] = build_sources(self.cfg, self.emit, offer=self.offer)
@@ -249,7 +254,7 @@ class Collector:
             self.store.close()
 
 
-async def run_forever(cfg: SiteConfig) -> None:
+async def run_forever(cfg: SiteConfig, rules: list[Rule] | None = None) -> None:
     """Collect until SIGINT or SIGTERM (systemd, docker stop), then stop cleanly. The handlers
     are installed explicitly: a process started in the background by a shell inherits SIGINT
     ignored, and Python's default SIGTERM action would skip the final flush."""
@@ -257,7 +262,7 @@ async def run_forever(cfg: SiteConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    col = Collector(cfg)
+    col = Collector(cfg, rules)
     await col.start()
     try:
         await stop.wait()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -208,6 +207,8 @@ def serve(args: argparse.Namespace) -> int:
         redfish_certs=args.redfish_certs,
         scenarios=scenarios,
     )
+
+    import asyncio  # here: `dcim run` imports this module, and asyncio after its config
 
     async def go() -> None:
         await runner.start()
