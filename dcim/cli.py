@@ -184,6 +184,15 @@ def _version() -> str:
         return "dcim (not installed: no version)"
 
 
+class _VersionAction(argparse.Action):
+    """argparse's ``version`` action, the version read only when asked (importlib.metadata
+    and the email package it reads with: 2.5 MB that ``dcim run`` would hold)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(_version())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dcim",
@@ -192,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit status: 0 done, 2 a mistake in the command line or the site config, 1 a failure "
         "while running.",
     )
-    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="log dcim's own debug lines (not packets)"
     )

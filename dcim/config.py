@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
 from dcim import protocols
 from dcim.alerts.rules import AlertsSettings
 from dcim.configerror import ConfigError as ConfigError
@@ -38,8 +36,11 @@ from dcim.modelbase import (
 from dcim.profiles import Profile, ProfileError, load_profiles
 from dcim.reports.settings import ReportsSettings
 from dcim.urls import has_credentials, redact_url
+from dcim.yamlload import load_yaml as load_yaml
+from dcim.yamlload import yaml_loader
 
 if TYPE_CHECKING:  # pydantic_core: imported where a file is validated (dcim.modelbase)
+    import yaml
     from pydantic_core import ErrorDetails, InitErrorDetails
 
 M = TypeVar("M", bound=BaseModel)
@@ -667,23 +668,13 @@ class SiteConfig(_Model):
 
 # -- YAML with line numbers -----------------------------------------------------------------
 
-# libyaml's parser when PyYAML has it (its wheels do): the same documents and errors as the
-# pure-Python one, from a fraction of the transient objects, whose garbage fragments the heap
-# for the collector's life, and some ten times faster (``dcim kpi`` parsed the reference site's
-# file in a second, several times). With the lines composed only to report errors
-# (parse_config), that file (362 devices) leaves 3 MB of RSS after loading instead of 5.
-YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` with :data:`YAML_LOADER`."""
-    return yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 - a safe loader
-
 
 def _compose_lines(text: str) -> dict[tuple[str | int, ...], int]:
     """Map each path in the YAML document (keys and list indexes) to its 1-based line."""
+    import yaml
+
     lines: dict[tuple[str | int, ...], int] = {}
-    root = yaml.compose(text, Loader=YAML_LOADER)
+    root = yaml.compose(text, Loader=yaml_loader())
 
     def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
         lines.setdefault(path, node.start_mark.line + 1)
@@ -973,6 +964,8 @@ def parse_config(
     text: str, *, filename: str = "<config>", base_dir: Path | None = None
 ) -> SiteConfig:
     """Validate a YAML document; raise ConfigError with every problem found."""
+    import yaml
+
     try:
         data = load_yaml(text)
     except yaml.YAMLError as exc:

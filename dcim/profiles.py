@@ -21,10 +21,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from dcim import protocols
 from dcim.modelbase import BaseModel, ConfigDict, Field, model_validator
+from dcim.yamlload import load_yaml
 
 FieldKind = Literal["gauge", "counter", "state", "info"]
 # Tags every reading already carries (SiteConfig.tags_of): a profile's row tags may not reuse them.
@@ -190,15 +189,13 @@ def parse_profile(data: Any) -> Profile:
 
 
 def load_profile(path: Path) -> Profile:
+    import yaml  # here: dcim run's process has its profiles loaded already (dcim.runconfig)
+
     try:
-        data = yaml.load(path.read_text(), Loader=_SAFE_LOADER)  # noqa: S506 (a safe loader)
+        data = load_yaml(path.read_text())
         return parse_profile(data)
     except (OSError, yaml.YAMLError, ValueError, protocols.PluginError) as exc:
         raise ProfileError(f"{path}: {exc}") from exc
-
-
-# libyaml's parser where PyYAML has it (as dcim.config.YAML_LOADER: this module is below it)
-_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 _DIRS: dict[Path, dict[str, Profile]] = {}  # each folder's profiles, loaded once

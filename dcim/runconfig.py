@@ -79,6 +79,7 @@ def plain_ok(cfg: SiteConfig) -> bool:
 
 def child(path: str) -> int:
     """Validate ``path`` and write the header and the models to stdout (pickled)."""
+    from dcim import protocols
     from dcim.alerts.loader import load_rules
     from dcim.cmdline import load_or_exit
     from dcim.profiles import loaded_dirs
@@ -88,6 +89,7 @@ def child(path: str) -> int:
     out = sys.stdout.buffer
     pickle.dump(header, out, protocol=pickle.HIGHEST_PROTOCOL)
     if header["plain"]:
+        pickle.dump(protocols.entry_points(), out, protocol=pickle.HIGHEST_PROTOCOL)
         body = (cfg, loaded_dirs(tuple(cfg.profile_dirs)), load_rules(cfg))
         pickle.dump(body, out, protocol=pickle.HIGHEST_PROTOCOL)
     out.flush()
@@ -117,7 +119,11 @@ def load_for_run(path: str | Path) -> tuple[SiteConfig, list[Rule] | None]:
     dcim.plainmodel.activate()
     if not header["ssl"] and "ssl" not in sys.modules:
         sys.modules["ssl"] = None  # type: ignore[assignment]  # asyncio then goes without
-    cfg, dirs, rules = pickle.load(stream)  # noqa: S301 - written by our own child process
+    plugins = pickle.load(stream)  # noqa: S301 - written by our own child process
+    from dcim import protocols
+
+    protocols.preset(plugins)  # before the models: unpickling them imports the plugins
+    cfg, dirs, rules = pickle.load(stream)  # noqa: S301
     from dcim.profiles import prime
 
     prime(dirs)

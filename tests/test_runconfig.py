@@ -170,7 +170,7 @@ def test_ssl_is_left_out_only_where_nothing_needs_it(tmp_path: Path) -> None:
     assert needs_ssl(SiteConfig.model_validate(v3))
 
 
-def test_the_child_writes_a_header_then_the_models(tmp_path: Path) -> None:
+def test_the_child_writes_a_header_the_plugins_then_the_models(tmp_path: Path) -> None:
     path = write(tmp_path, site_doc(tmp_path))
     run = subprocess.run(
         [sys.executable, "-m", "dcim.runconfig", str(path)],
@@ -182,6 +182,9 @@ def test_the_child_writes_a_header_then_the_models(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     stream = io.BytesIO(run.stdout)
     assert pickle.load(stream) == {"plain": True, "ssl": False}
+    from dcim import protocols
+
+    assert pickle.load(stream) == protocols.entry_points()  # {"snmp": "collectors.snmp:plugin"...}
     cfg, dirs, rules = pickle.load(stream)  # here with pydantic's classes: the same values
     assert cfg == load_config(path)
     assert rules and all(isinstance(p, dict) for p in dirs.values())

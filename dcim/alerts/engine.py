@@ -352,12 +352,13 @@ def build_engine(
 ) -> AlertEngine | None:
     """The engine of a site (None with ``alerts: {default_pack: false}`` and no rules).
     ``rules``: the site's rules, loaded already (by dcim.runconfig's child process)."""
-    from dcim.alerts.loader import load_rules
     from dcim.config import SiteConfig
 
     assert isinstance(cfg, SiteConfig)
     settings = cfg.alerts or AlertsSettings()
     if rules is None:
+        from dcim.alerts.loader import load_rules
+
         rules = load_rules(cfg, config_path)
     if not rules:
         return None
