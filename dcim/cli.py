@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # process, which runs for months, imports neither pydantic nor (without TLS) ssl.
     from dcim.runconfig import load_for_run
 
-    cfg, rules = load_for_run(args.config)
+    cfg, rules = load_for_run(args.config, debug=args.debug)
     import asyncio  # only here, after ssl may have been left out
 
     from dcim.configerror import ConfigError

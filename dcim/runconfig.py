@@ -96,19 +96,26 @@ def child(path: str) -> int:
     return 0
 
 
-def load_for_run(path: str | Path) -> tuple[SiteConfig, list[Rule] | None]:
+def load_for_run(path: str | Path, *, debug: bool = False) -> tuple[SiteConfig, list[Rule] | None]:
     """The site config for ``dcim run`` and its alert rules (None: the collector loads them
     itself). The config's errors, found by the child, are on stderr and raise SystemExit(2)."""
     import dcim.plainmodel
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     run = subprocess.run(
-        [sys.executable, "-m", "dcim.runconfig", str(path)],
+        [sys.executable, "-m", "dcim.runconfig", str(path), *(["--debug"] if debug else [])],
         stdout=subprocess.PIPE,
         env=env,
         check=False,
     )
-    if run.returncode:
+    if run.returncode < 0:  # killed (out of memory?): not the file's fault
+        print(
+            f"dcim run: validating {path} failed: its process was ended by signal "
+            f"{-run.returncode}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+    if run.returncode:  # 2: the file's errors, printed by the child; 1: a failure, printed
         raise SystemExit(run.returncode)
     stream = io.BytesIO(run.stdout)
     header = pickle.load(stream)  # noqa: S301 - written by our own child process
@@ -130,5 +137,22 @@ def load_for_run(path: str | Path) -> tuple[SiteConfig, list[Rule] | None]:
     return cfg, rules
 
 
+def main(argv: list[str]) -> int:
+    """``python -m dcim.runconfig SITE [--debug]``: :func:`child`, an unexpected error in one
+    line as the ``dcim`` command words it (exit status 1; with ``--debug``, the traceback)."""
+    try:
+        return child(argv[0])
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, as dcim.cli.main
+        if "--debug" in argv[1:]:
+            raise
+        print(
+            f"dcim run: unexpected error validating {argv[0]}: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(child(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))
