@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dcim.runtime import SQLITE_SOFT_HEAP_LIMIT
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Run in a fresh interpreter: the test process has imported everything already.
@@ -90,7 +92,9 @@ def watch():
     time.sleep(1.0)
     from dcim.modelbase import PLAIN
     mods = sorted(m for m in ("pydantic", "pydantic_core", "ssl", "_ssl") if sys.modules.get(m))
-    print(json.dumps({"plain": PLAIN, "modules": mods}), flush=True)
+    import sqlite3
+    soft = sqlite3.connect(":memory:").execute("PRAGMA soft_heap_limit").fetchone()[0]
+    print(json.dumps({"plain": PLAIN, "modules": mods, "sqlite_soft_heap": soft}), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=watch, daemon=True).start()
@@ -132,7 +136,9 @@ def test_dcim_run_holds_neither_pydantic_nor_ssl_for_what_needs_neither(tmp_path
     the plain models; SNMP v1/v2c into the embedded store needs no ssl (asyncio's import of
     it is left out). An alert receiver over plain HTTP neither."""
     hooks = {"webhooks": [{"url": "http://127.0.0.1:9/hook", "secret_env": "HOME"}]}
-    assert _dcim_run(tmp_path, "plain", alerts=hooks) == {"plain": True, "modules": []}
+    got = _dcim_run(tmp_path, "plain", alerts=hooks)
+    assert got.pop("sqlite_soft_heap") == SQLITE_SOFT_HEAP_LIMIT  # its page caches bounded
+    assert got == {"plain": True, "modules": []}
     # prometheus_client imports ssl: with a metrics: section ssl is there, pydantic is not
     got = _dcim_run(tmp_path, "metrics", metrics={"port": 0})
-    assert got == {"plain": True, "modules": ["_ssl", "ssl"]}, got
+    assert got == {"plain": True, "modules": ["_ssl", "ssl"], "sqlite_soft_heap": 1 << 20}, got
