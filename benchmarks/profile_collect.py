@@ -101,8 +101,8 @@ Python 3.11, snmpsim 1.2.2; ``--window 100``), before (main at 3337fa9) -> after
     minutes, where a deque of floats held 2.3); SQLite's heap is held to 1 MiB now (a
     process-wide soft limit: pdu side by side, load 2.6-3.6, 35.7 -> 34.3 MB, 41.1 -> 40.4
     µs per value). Over longer runs (the reference site, main and the change polling one
-    twin, VmRSS each minute, load 1-4): main 55.4 MB after 15 minutes (56.5 after 35 in an
-    earlier run), the change 36.7 MB from the 5th minute to the 15th.
+    twin, VmRSS each minute, load 1-4): main 55.7 MB after 20 minutes (56.5 after 35 in an
+    earlier run), the change 36.7 MB from the 5th minute to the 20th.
 """
 
 from __future__ import annotations
