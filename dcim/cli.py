@@ -59,15 +59,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio  # only here: the other commands start faster without it
+    # The site file is validated by a child process (dcim.runconfig): the collector's own
+    # process, which runs for months, imports neither pydantic nor (without TLS) ssl.
+    from dcim.runconfig import load_for_run
 
-    from dcim.config import ConfigError
+    cfg, rules = load_for_run(args.config, debug=args.debug)
+    import asyncio  # only here, after ssl may have been left out
+
+    from dcim.configerror import ConfigError
     from dcim.runtime import run_forever
 
-    cfg = _load(args.config)
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_forever(cfg))
+            asyncio.run(run_forever(cfg, rules))
     except ConfigError as exc:  # what only the start can tell: a secret not set
         for issue in exc.issues:
             print(f"{args.config}: {issue}", file=sys.stderr)
@@ -180,6 +184,15 @@ def _version() -> str:
         return "dcim (not installed: no version)"
 
 
+class _VersionAction(argparse.Action):
+    """argparse's ``version`` action, the version read only when asked (importlib.metadata
+    and the email package it reads with: 2.5 MB that ``dcim run`` would hold)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(_version())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dcim",
@@ -188,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit status: 0 done, 2 a mistake in the command line or the site config, 1 a failure "
         "while running.",
     )
-    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="log dcim's own debug lines (not packets)"
     )
@@ -281,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     """Run the sub-command; a user's mistake or a failure the user can act on becomes a
     one-line message and an exit status, not a traceback."""
-    from dcim.config import ConfigError
+    from dcim.configerror import ConfigError  # not dcim.config: the models (dcim.runconfig)
     from dcim.storage.base import StoreError
 
     name = f"dcim {args.command}"

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dcim.config import ConfigError, SiteConfig, load_config
+if TYPE_CHECKING:  # imported when a command loads its site file (dcim run: not in its process)
+    from dcim.config import SiteConfig
 
 
 class UsageError(Exception):
@@ -19,6 +21,7 @@ def load_or_exit(path: str | Path) -> SiteConfig:
     """The site config at ``path``, its alert rule files checked too; on errors, all of them
     on stderr and exit status 2."""
     from dcim.alerts.loader import check_site_alerts
+    from dcim.config import ConfigError, load_config
 
     cfg, issues = None, []
     try:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import (
+from dcim import protocols
+from dcim.alerts.rules import AlertsSettings
+from dcim.configerror import ConfigError as ConfigError
+from dcim.configerror import ConfigIssue as ConfigIssue
+from dcim.modelbase import (
     BaseModel,
     ConfigDict,
     Field,
@@ -31,17 +33,17 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
-from pydantic_core.core_schema import ErrorType
-
-from dcim import protocols
-from dcim.alerts.rules import AlertsSettings
 from dcim.profiles import Profile, ProfileError, load_profiles
 from dcim.reports.settings import ReportsSettings
 from dcim.urls import has_credentials, redact_url
+from dcim.yamlload import load_yaml as load_yaml
+from dcim.yamlload import yaml_loader
+
+if TYPE_CHECKING:  # pydantic_core: imported where a file is validated (dcim.modelbase)
+    import yaml
+    from pydantic_core import ErrorDetails, InitErrorDetails
 
 M = TypeVar("M", bound=BaseModel)
-_KNOWN_ERRORS = frozenset(get_args(ErrorType))
 
 Role = Literal[
     "grid_incomer",  # site main meter(s): E_DC (less heat-pump boards downstream of it)
@@ -274,10 +276,14 @@ def _details(
 ) -> list[InitErrorDetails]:
     """pydantic errors raised again (under ``prefix``) with their type, place and message (a
     known type keeps its type: the config report words some of them)."""
+    from pydantic_core import InitErrorDetails
+    from pydantic_core.core_schema import ErrorType
+
+    known = frozenset(get_args(ErrorType))
     out: list[InitErrorDetails] = []
     for e in errors:
         loc = (*prefix, *e["loc"])
-        if e["type"] in _KNOWN_ERRORS:
+        if e["type"] in known:
             out.append(
                 InitErrorDetails(
                     type=e["type"],
@@ -292,6 +298,8 @@ def _details(
 
 
 def _value_error(loc: tuple[str | int, ...], message: str, value: Any = None) -> InitErrorDetails:
+    from pydantic_core import InitErrorDetails, PydanticCustomError
+
     return InitErrorDetails(
         type=PydanticCustomError("value_error", "Value error, {reason}", {"reason": message}),
         loc=loc,
@@ -665,46 +673,15 @@ class SiteConfig(_Model):
         return load_profiles(tuple(self.profile_dirs))
 
 
-# -- errors ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    file: str
-    line: int | None
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    def __init__(self, issues: Iterable[ConfigIssue]):
-        self.issues = list(issues)
-        super().__init__("\n".join(str(i) for i in self.issues))
-
-
 # -- YAML with line numbers -----------------------------------------------------------------
-
-# libyaml's parser when PyYAML has it (its wheels do): the same documents and errors as the
-# pure-Python one, from a fraction of the transient objects, whose garbage fragments the heap
-# for the collector's life, and some ten times faster (``dcim kpi`` parsed the reference site's
-# file in a second, several times). With the lines composed only to report errors
-# (parse_config), that file (362 devices) leaves 3 MB of RSS after loading instead of 5.
-YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` with :data:`YAML_LOADER`."""
-    return yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 - a safe loader
 
 
 def _compose_lines(text: str) -> dict[tuple[str | int, ...], int]:
     """Map each path in the YAML document (keys and list indexes) to its 1-based line."""
+    import yaml
+
     lines: dict[tuple[str | int, ...], int] = {}
-    root = yaml.compose(text, Loader=YAML_LOADER)
+    root = yaml.compose(text, Loader=yaml_loader())
 
     def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
         lines.setdefault(path, node.start_mark.line + 1)
@@ -994,6 +971,8 @@ def parse_config(
     text: str, *, filename: str = "<config>", base_dir: Path | None = None
 ) -> SiteConfig:
     """Validate a YAML document; raise ConfigError with every problem found."""
+    import yaml
+
     try:
         data = load_yaml(text)
     except yaml.YAMLError as exc:

@@ -18,14 +18,12 @@ device), so the twin encodes ``raw = (value - offset) / scale``.
 from __future__ import annotations
 
 import math
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from dcim import protocols
+from dcim.modelbase import BaseModel, ConfigDict, Field, model_validator
+from dcim.yamlload import load_yaml
 
 FieldKind = Literal["gauge", "counter", "state", "info"]
 # Tags every reading already carries (SiteConfig.tags_of): a profile's row tags may not reuse them.
@@ -191,26 +189,40 @@ def parse_profile(data: Any) -> Profile:
 
 
 def load_profile(path: Path) -> Profile:
+    import yaml  # here: dcim run's process has its profiles loaded already (dcim.runconfig)
+
     try:
-        data = yaml.load(path.read_text(), Loader=_SAFE_LOADER)  # noqa: S506 (a safe loader)
+        data = load_yaml(path.read_text())
         return parse_profile(data)
     except (OSError, yaml.YAMLError, ValueError, protocols.PluginError) as exc:
         raise ProfileError(f"{path}: {exc}") from exc
 
 
-# libyaml's parser where PyYAML has it (as dcim.config.YAML_LOADER: this module is below it)
-_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DIRS: dict[Path, dict[str, Profile]] = {}  # each folder's profiles, loaded once
 
 
-@cache
 def _load_dir(directory: Path) -> dict[str, Profile]:
+    got = _DIRS.get(directory)
+    if got is not None:
+        return got
     out: dict[str, Profile] = {}
     for path in sorted(directory.glob("*.yaml")):
         prof = load_profile(path)
         if prof.name != path.stem:
             raise ProfileError(f"{path}: profile name {prof.name!r} must match the file name")
         out[prof.name] = prof
-    return out
+    return _DIRS.setdefault(directory, out)
+
+
+def loaded_dirs(extra_dirs: tuple[Path, ...] = ()) -> dict[Path, dict[str, Profile]]:
+    """The profiles :func:`load_profiles` reads, by folder (loaded if they were not): what a
+    process that does not validate them itself is given (:func:`prime`, dcim.runconfig)."""
+    return {d: _load_dir(d) for d in (BUILTIN_DIR, *(d.resolve() for d in extra_dirs))}
+
+
+def prime(dirs: dict[Path, dict[str, Profile]]) -> None:
+    """Take the profiles of these folders as loaded (validated by another process)."""
+    _DIRS.update(dirs)
 
 
 def load_profiles(extra_dirs: tuple[Path, ...] = ()) -> dict[str, Profile]:

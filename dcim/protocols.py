@@ -21,7 +21,7 @@ devices never imports pymodbus).
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
+    import importlib.metadata
+
     from prometheus_client.metrics_core import Metric
     from pydantic import BaseModel
 
@@ -188,16 +190,50 @@ class PluginError(RuntimeError):
     """A registered protocol plugin that cannot be loaded (import error, wrong object)."""
 
 
+class _Given:
+    """An entry point given by its value (``module:attribute``), as :func:`preset` takes it:
+    ``load`` as importlib.metadata's, without importing importlib.metadata (2.5 MB with the
+    email package it parses distributions' metadata with)."""
+
+    dist = None
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def load(self) -> object:
+        module, _, attr = self.value.partition(":")
+        obj: object = importlib.import_module(module.strip())
+        for name in filter(None, attr.strip().split(".")):
+            obj = getattr(obj, name)
+        return obj
+
+
 _lock = threading.RLock()
-_entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
+_entry_points: dict[str, importlib.metadata.EntryPoint | _Given] | None = None
 _loaded: dict[str, ProtocolPlugin] = {}
 
 
-def _registered() -> dict[str, importlib.metadata.EntryPoint]:
+def entry_points() -> dict[str, str]:
+    """The registered protocols' entry points, ``{name: "module:attribute"}``."""
+    return {name: ep.value for name, ep in _registered().items()}
+
+
+def preset(values: dict[str, str]) -> None:
+    """Take these entry points (:func:`entry_points` of another process: dcim.runconfig) as
+    the registered ones, without reading the installed distributions."""
+    global _entry_points
+    with _lock:
+        _entry_points = {name: _Given(value) for name, value in values.items()}
+        _loaded.clear()
+
+
+def _registered() -> dict[str, importlib.metadata.EntryPoint | _Given]:
     global _entry_points
     with _lock:
         if _entry_points is None:
-            found: dict[str, importlib.metadata.EntryPoint] = {}
+            import importlib.metadata
+
+            found: dict[str, importlib.metadata.EntryPoint | _Given] = {}
             for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 # The first distribution on sys.path wins, as for imports (a project checked
                 # out and installed twice gives the same entry point twice).

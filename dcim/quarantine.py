@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from dcim.config import SiteConfig
 from dcim.spool import QuarantineView, Spool, SpoolError, SpoolLockedError
 from dcim.storage.lineprotocol import encode
 from dcim.timeutil import fmt_ns
+
+if TYPE_CHECKING:  # not imported by `dcim run` (its process has no pydantic: dcim.runconfig)
+    from dcim.config import SiteConfig
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

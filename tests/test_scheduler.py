@@ -628,3 +628,15 @@ def test_a_devices_window_is_capped_by_its_interval_and_deadline() -> None:
         "d002": 0.25,
         "d003": pytest.approx(0.2),
     }
+
+
+def test_the_late_window_keeps_the_last_samples_in_a_ring() -> None:
+    from dcim.scheduler import LATE_WINDOW, DeviceStatus
+
+    st = DeviceStatus("d", "snmp", 10.0, 9.0, 0.0)
+    assert st.late_s_max is None and st.late_s_p99 is None
+    for i in range(LATE_WINDOW + 50):  # 0.0 .. 0.249: the first 50 fall out
+        st.add_late(i / 1000)
+    assert len(st._lates) == LATE_WINDOW and min(st._lates) == 0.05
+    assert st.late_s_max == (LATE_WINDOW + 49) / 1000
+    assert st.late_s_p99 == sorted(i / 1000 for i in range(50, LATE_WINDOW + 50))[197]

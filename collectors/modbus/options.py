@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from dcim.modelbase import BaseModel, ConfigDict, Field
 
 
 class ModbusOptions(BaseModel):

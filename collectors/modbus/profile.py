@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from dcim.modelbase import BaseModel, ConfigDict, Field
 from dcim.profiles import FieldSpec, Profile
 
 ModbusTable = Literal["holding", "input", "coil", "discrete"]

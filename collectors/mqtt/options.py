@@ -3,7 +3,7 @@ section (:class:`dcim.config.MqttBroker`), shared with the MQTT alert notifier."
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from dcim.modelbase import BaseModel, ConfigDict, Field
 
 
 class MqttOptions(BaseModel):

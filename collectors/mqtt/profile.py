@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field
-
+from dcim.modelbase import Field
 from dcim.profiles import FieldSpec, Profile, ReadingShape
 
 # Identity tags always come from the config, not the topic.

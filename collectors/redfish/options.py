@@ -6,9 +6,8 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from dcim.config import Secret
+from dcim.modelbase import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 

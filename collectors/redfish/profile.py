@@ -30,8 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
+from dcim.modelbase import BaseModel, ConfigDict, Field, field_validator, model_validator
 from dcim.profiles import RESERVED_TAGS, FieldSpec, Profile, ReadingShape
 
 # The resources discovery finds under a chassis (DSP0268 schema names in brackets).

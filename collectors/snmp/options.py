@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from dcim.config import Secret
+from dcim.modelbase import BaseModel, ConfigDict, Field, model_validator
 
 
 class SnmpOptions(BaseModel):

@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from dcim.modelbase import BaseModel, ConfigDict, Field, model_validator
 from dcim.profiles import RESERVED_TAGS, FieldSpec, Profile, ReadingShape
 
 SnmpType = Literal["Integer32", "Gauge32", "Counter32", "Counter64", "OctetString", "TimeTicks"]

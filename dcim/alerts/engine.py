@@ -344,15 +344,22 @@ class AlertEngine:
 
 
 def build_engine(
-    cfg: object, emit: Callable[[list[Reading]], object], config_path: str | None = None
+    cfg: object,
+    emit: Callable[[list[Reading]], object],
+    config_path: str | None = None,
+    *,
+    rules: list[Rule] | None = None,
 ) -> AlertEngine | None:
-    """The engine of a site (None with ``alerts: {default_pack: false}`` and no rules)."""
-    from dcim.alerts.loader import load_rules
+    """The engine of a site (None with ``alerts: {default_pack: false}`` and no rules).
+    ``rules``: the site's rules, loaded already (by dcim.runconfig's child process)."""
     from dcim.config import SiteConfig
 
     assert isinstance(cfg, SiteConfig)
     settings = cfg.alerts or AlertsSettings()
-    rules = load_rules(cfg, config_path)
+    if rules is None:
+        from dcim.alerts.loader import load_rules
+
+        rules = load_rules(cfg, config_path)
     if not rules:
         return None
     device_tags = {d.name: cfg.tags_of(d) for d in cfg.devices}

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from dcim.alerts.catalog import catalog, check_rule
 from dcim.alerts.rules import AlertsSettings, Rule
@@ -24,6 +23,7 @@ from dcim.config import (
     _path_str,
     load_yaml,
 )
+from dcim.modelbase import ValidationError
 from dcim.profiles import load_profiles
 
 DEFAULT_PACK = Path(__file__).with_name("default_rules.yaml")

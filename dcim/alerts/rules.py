@@ -21,9 +21,8 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from dcim.alerts.expr import ExprError, compile_expr
+from dcim.modelbase import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
 Severity = Literal["critical", "warning", "info"]

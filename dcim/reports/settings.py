@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from dcim.modelbase import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Model(BaseModel):

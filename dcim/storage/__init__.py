@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dcim.config import Storage
+from typing import TYPE_CHECKING
+
 from dcim.storage.base import AGGS, Agg, Row, SinkError, Store, StoreError
+
+if TYPE_CHECKING:  # the site's models: not imported by the CLI's start (dcim.runconfig)
+    from dcim.config import Storage
 
 __all__ = ["AGGS", "Agg", "Row", "SinkError", "Store", "StoreError", "make_store"]
 ROLLUPS_DUE_FILE = "influxdb-rollups-due.json"
