@@ -209,7 +209,6 @@ def days_from_hours(sink: InfluxSink) -> str:
         sink.model_copy(update={"timeout_s": max(sink.timeout_s, FILL_TIMEOUT_S)}),
         create_database=False,
     )
-    db = quote_ident(sink.database)
     mark = f"{quote_ident(ROLLUP_RP[86400])}.{quote_ident(MARKER)}"
     q = f'SELECT LAST("filled_to_ns") FROM {mark} WHERE "rp" = {quote_string(sink.raw_policy)}'
     if any(s.get("values") for s in st.query(q, write=True)):
@@ -217,13 +216,35 @@ def days_from_hours(sink: InfluxSink) -> str:
         return (
             f"{ROLLUP_RP[86400]}: unchanged, filled from {ROLLUP_RP[3600]} before (marker {MARKER})"
         )
+    end = floor_to(time.time_ns(), 86400)
+    points, failed = days_from_hours_between(st, sink, None, end)
+    done = f"{ROLLUP_RP[86400]} filled from {ROLLUP_RP[3600]} up to today: {points} points"
+    if failed:
+        st.close()
+        return done + f"; NOT filled (run dcim db init again): {'; '.join(failed)}"
+    line = encode(Reading(MARKER, {"rp": sink.raw_policy}, {"filled_to_ns": end}, time.time_ns()))
+    params = {"db": sink.database, "rp": ROLLUP_RP[86400], "precision": "ns"}
+    status, text, _ = st._request("POST", "/write", params, line.encode())
+    st.close()
+    if status not in (200, 204):
+        raise StoreError(f"writing the rp_1d fill marker failed ({status}): {text!r}")
+    return done
+
+
+def days_from_hours_between(
+    st: InfluxStore, sink: InfluxSink, start_ns: int | None, end_ns: int
+) -> tuple[int, list[str]]:
+    """Write ``rp_1d``'s points of the UTC days from ``start_ns`` (None: each measurement's
+    first hour in ``rp_1h``) to ``end_ns`` (both whole days) from the hours ``rp_1h`` holds,
+    as :func:`days_from_hours` describes. Returns the points written and, per measurement a
+    statement failed for, what failed (the rest of it is not written)."""
+    db = quote_ident(sink.database)
     src, dst = quote_ident(ROLLUP_RP[3600]), quote_ident(ROLLUP_RP[86400])
     fields: dict[str, set[str]] = {}
     for s in st.query(f"SHOW FIELD KEYS FROM {src}./.*/", write=True):
         if s.get("name") != MARKER:
             fields[str(s["name"])] = {str(v[0]) for v in s.get("values", [])}
     day = 86400 * NS
-    end = floor_to(time.time_ns(), 86400)
     points, failed = 0, []
     for meas, keys in sorted(fields.items()):
         cols = []
@@ -238,8 +259,9 @@ def days_from_hours(sink: InfluxSink) -> str:
         first = [int(v[0]) for s in st.query(q, write=True) for v in s.get("values", [])]
         if not cols or not first:
             continue
-        for a in range(floor_to(min(first), 86400), end, FILL_DAYS_PER_STATEMENT * day):
-            b = min(end, a + FILL_DAYS_PER_STATEMENT * day)
+        lo = floor_to(min(first), 86400) if start_ns is None else start_ns
+        for a in range(lo, end_ns, FILL_DAYS_PER_STATEMENT * day):
+            b = min(end_ns, a + FILL_DAYS_PER_STATEMENT * day)
             stmt = (
                 f"SELECT {', '.join(cols)} INTO {db}.{dst}.{quote_ident(meas)} FROM "
                 f"{db}.{src}.{quote_ident(meas)} WHERE time >= {a} AND time < {b} "
@@ -250,17 +272,7 @@ def days_from_hours(sink: InfluxSink) -> str:
             except StoreError as exc:  # refused, or timed out: the next db init does it again
                 failed.append(f"{meas}: {exc}")
                 break
-    done = f"{ROLLUP_RP[86400]} filled from {ROLLUP_RP[3600]} up to today: {points} points"
-    if failed:
-        st.close()
-        return done + f"; NOT filled (run dcim db init again): {'; '.join(failed)}"
-    line = encode(Reading(MARKER, {"rp": sink.raw_policy}, {"filled_to_ns": end}, time.time_ns()))
-    params = {"db": sink.database, "rp": ROLLUP_RP[86400], "precision": "ns"}
-    status, text, _ = st._request("POST", "/write", params, line.encode())
-    st.close()
-    if status not in (200, 204):
-        raise StoreError(f"writing the rp_1d fill marker failed ({status}): {text!r}")
-    return done
+    return points, failed
 
 
 def _shard_durations(st: InfluxStore, db: str) -> dict[str, int | None]:

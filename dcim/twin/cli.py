@@ -189,6 +189,8 @@ def backfill(args: argparse.Namespace) -> int:
             old.close()
         fwd.flush(3600)
         rollups.close()
+        if old is not None and old.readings:
+            old.days_across_cut()
     finally:
         fwd.stop()
         spool.close()

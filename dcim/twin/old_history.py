@@ -171,6 +171,22 @@ class OldHistory:
     def close(self) -> None:
         self._write(self.h.cut_ns)
 
+    def days_across_cut(self) -> None:
+        """The daily rollups of the UTC day the cut falls in, once the raw part's hours are
+        rolled up too: from the hours of ``rp_1h`` (its hours before the cut written here,
+        those after it from the raw points), as ``dcim db init`` fills ``rp_1d``. Each side
+        alone holds only its part of that day. A no-op without ``rp_1d``."""
+        if 86400 not in self.calc.levels:
+            return
+        from dcim.dbinit import days_from_hours_between
+
+        day = self.h.cut_ns // (86400 * NS) * 86400 * NS
+        if day == self.h.cut_ns:  # the cut at midnight: no day on both sides
+            return
+        _, failed = days_from_hours_between(self.store, self.store.sink, day, day + 86400 * NS)
+        if failed:
+            print(f"the daily rollup of {_iso(day)} left partial: {'; '.join(failed)}")
+
     def summary(self) -> str:
         from dcim.storage.influx import ROLLUP_RP
 

@@ -87,6 +87,15 @@ def test_a_past_span_goes_to_the_rollups(
         assert count(st, "rp_1h", f"mean_{FIELD}", cut - 4 * HOUR, cut) == 4  # one in part
         assert count(st, "rp_1m", f"mean_{FIELD}", y0, y0 + 3 * HOUR) == 0
         assert count(st, "rp_1h", f"mean_{FIELD}", y0, y0 + 3 * HOUR) == 3
+        # the cut's UTC day in rp_1d: its hours on both sides of the cut, not one side's
+        day = cut // (86400 * NS) * 86400 * NS
+        span = f"WHERE time >= {day} AND time < {day + 86400 * NS} AND device = '{DEV}'"
+        got = st.query(f'SELECT sum("count_{FIELD}") FROM "rp_1h"."{MEAS}" {span}')
+        hours_n = sum(int(v[1]) for s in got for v in s.get("values", []))
+        got = st.query(f'SELECT "count_{FIELD}" FROM "rp_1d"."{MEAS}" {span}')
+        days_n = [int(v[1]) for s in got for v in s.get("values", [])]
+        assert days_n == [hours_n]
+        assert hours_n > (0 if day == cut else count(st, "raw", FIELD, cut, end))
         # the store answers the old hours from them, as the readings give them
         for lo, hi, a, b in ((cut - 3 * HOUR, cut, start, end), (y0, y0 + 3 * HOUR, y0,
                                                                  y0 + 3 * HOUR)):  # fmt: skip
