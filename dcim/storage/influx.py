@@ -225,6 +225,12 @@ def rollup_select(
     )
 
 
+def raw_horizon(now_ns: int, raw_s: int) -> int:
+    """The hour from which a store whose raw policy keeps ``raw_s`` answers from raw points
+    (before it, from the rollups): the retention's edge, a minute of margin, rounded up."""
+    return ceil_to(now_ns - raw_s * NS + 60 * NS, 3600)
+
+
 def go_duration_s(text: str) -> int | None:
     """A duration as InfluxDB shows it (``720h0m0s``) in seconds; None for ``0s`` (INF)."""
     units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -744,7 +750,7 @@ class InfluxStore:
             return None
         now = time.time_ns()
         raw_s = self.policies()[self.sink.raw_policy][0]
-        horizon = None if raw_s is None else ceil_to(now - raw_s * NS + 60 * NS, 3600)
+        horizon = None if raw_s is None else raw_horizon(now, raw_s)
         frm = self.complete_from()
         if frm is not None and (
             (start_ns is not None and start_ns >= frm) or (horizon is not None and frm <= horizon)

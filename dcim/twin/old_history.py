@@ -60,7 +60,7 @@ def horizons(store: Any, start_ns: int, now_ns: int) -> Horizons | None:
     (another store, a raw policy kept forever, a period inside it). Raises
     :class:`BeyondRetention` when the database has a finite raw policy and no rollup policies
     to keep the older part in."""
-    from dcim.storage.influx import ROLLUP_RP, InfluxStore
+    from dcim.storage.influx import ROLLUP_RP, InfluxStore, raw_horizon
 
     if not isinstance(store, InfluxStore) or store.sink.api != "v1":
         return None
@@ -69,8 +69,7 @@ def horizons(store: Any, start_ns: int, now_ns: int) -> Horizons | None:
     if name is None or name not in pol or pol[name][0] is None:
         return None
     raw_s = int(pol[name][0] or 0)
-    # as InfluxStore._rollup_before: before this hour the store answers from the rollups
-    cut = -(-(now_ns - raw_s * NS + 60 * NS) // HOUR) * HOUR
+    cut = raw_horizon(now_ns, raw_s)  # before this hour the store answers from the rollups
     ready = store.rollups_ready()
     if start_ns < cut and not ready:
         raise BeyondRetention(
