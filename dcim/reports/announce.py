@@ -53,13 +53,6 @@ class Outbox:
             )
             return cur.rowcount == 1
 
-    def has(self, receiver: str, number: str) -> bool:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM outbox WHERE receiver=? AND number=?", (receiver, number)
-            ).fetchone()
-        return row is not None
-
     def due(self, receiver: str) -> list[tuple[str, bytes]]:
         """(number, body) of the notes ``receiver`` has not taken, oldest first."""
         with self._lock:

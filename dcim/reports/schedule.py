@@ -42,7 +42,6 @@ def run_due(
     written by a round that stopped before queueing it)."""
     from dcim.reports.heat_data import NoData
     from dcim.reports.heat_render import revision, write
-    from dcim.reports.heat_render import statement_number as number
     from dcim.reports.heat_statement import compute
 
     heat = cfg.reports.heat
@@ -64,7 +63,7 @@ def run_due(
         rev = revision(sch.folder, point.name, month, doc["fingerprint"])
         base = sch.folder / f"heat-{point.name}-{month}-r{rev}"
         if base.with_suffix(".json").exists():  # these inputs have their statement already
-            if url and outbox is not None and not outbox.has(url, number(point.name, month, rev)):
+            if url and outbox is not None:  # queued already: add() leaves it as it is
                 paths = [base.with_suffix(x) for x in (".pdf", ".csv", ".json")]  # as written
                 outbox.add(url, note_of(cfg, point.name, month, doc, rev, paths), now_ns)
             continue
@@ -81,14 +80,16 @@ def note_of(
     cfg: SiteConfig, point: str, month: str, doc: dict[str, Any], rev: int, paths: list[Path]
 ) -> dict[str, Any]:
     """The announcement of one statement (the webhook's JSON body)."""
+    from dcim.reports.heat_render import statement_number as number
+
     return {
         "event": "heat_statement_ready",
         "site": cfg.site.name,
         "point": point,
         "month": month,
-        "number": f"{point.upper()}-{month}-R{rev}",
+        "number": number(point, month, rev),
         "revision": rev,
-        "replaces": None if rev == 1 else f"{point.upper()}-{month}-R{rev - 1}",
+        "replaces": None if rev == 1 else number(point, month, rev - 1),
         "fingerprint": doc["fingerprint"],
         "energy_mwh": doc["totals"]["energy_mwh"],
         "completeness": doc["totals"]["completeness"],
