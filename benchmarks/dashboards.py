@@ -23,31 +23,30 @@ in a query is that time), and the run says so.
     .venv/bin/python benchmarks/dashboards.py [--racks 30] [--servers-per-rack 10]
         [--raw-hours 13] [--minute-days 2] [--hour-days 400] [--keep DIR] [--cold 10s|no]
 
-Figures (2026-12-05, the 2-core machine shared with other sessions, load average 8-11 while
-writing, 4.7 compacted): the reference size, ``--racks 30 --servers-per-rack 10 --raw-hours 4
---minute-days 0`` (387 devices; setup 990 s: raw 1.16 M lines, rp_1h 7.7 M, rp_1d 322,400).
-Compacted (87 s after the restart: 10 full compactions, 26 cache snapshots, one TSM file in
-each of the 24 shards), 66 panels over a year 3.2 s in all; the costliest, influxd CPU / wall
-(best of 3) from rp_1d, against the same panel from rp_1h:
+Figures (2026-12-05, the 2-core machine shared with other sessions): the reference size,
+``--racks 30 --servers-per-rack 10 --raw-hours 4 --minute-days 0`` (387 devices; setup 990 s:
+raw 1.16 M lines, rp_1h 7.7 M, rp_1d 322,400), compacted (one TSM file in each rp_1h and
+rp_1d shard). 66 panels over a year 1.8 s in all, load average 0.35 at the start (1.8 at
+the end); the costliest, wall / influxd CPU (best of 5; influxd works on both cores), a year
+as sent, the same from rp_1h, and 90 days as sent (rp_1h):
 
-    Thermal / Server inlet by device (300 series)   530 ms / 757 ms   rp_1h 2720 / 3212 ms
-    Thermal / Rack inlet per room                    390 /  397        rp_1h 2310 / 2962
-    Collector health / Poll duration                 300 /  402        rp_1h 1690 / 2299
-    Collector health / Poll lateness                 290 /  326        rp_1h 1670 / 2378
-    Thermal / Hottest server inlet per rack          220 /  251        rp_1h 1140 / 1529
-    every other panel                               <= 170 / 223
+    Thermal / Rack inlet per room (2 x 2)      236 ms / 460 ms  rp_1h 5898 / 6790  90 d 1366 / 1550
+    Thermal / Server inlet by device (300)     228 / 370        rp_1h 8170 / 7170  90 d 1306 /  840
+    Collector health / Poll duration           283 / 350        rp_1h 3702 / 4330  90 d  914 / 1100
+    Collector health / Poll lateness           165 / 310        rp_1h 3687 / 4480  90 d  903 / 1050
+    Thermal / Hottest server inlet per rack    154 / 210        rp_1h 2737 / 3490  90 d 1009 / 1870
+    every other panel                         <= 137 / 250
 
-The goal (300 ms) is NOT met at the reference size for those four: 5-8x less than from rp_1h,
-but a year of 300-387 devices' series still costs influxd 0.3-0.5 s of CPU. Server inlet by
-device from the raw points: 4 h 66 ms, scaled to a year ~145 s. As found (not compacted, load
-8.1; influxd's CPU then includes its own compactions): Poll duration 710 ms CPU (630 ms wall),
-Server inlet by device 660 (783), Rack inlet per room 360 (261), Poll lateness 270 (286); from
-rp_1h 1660-2630 ms CPU. Tried on the compacted data: Server inlet by device read as stored
-(``SELECT "max_inlet_temp_c" ... GROUP BY device``, no GROUP BY time: one daily point per
-window anyway) 470 against 750 ms CPU in the same run; without the All-regex conditions or
-with GROUP BY time(1d) no better; ``count()`` over Poll lateness' 141,000 points 30 ms: the
-cost is InfluxDB's per-series windowed aggregation and, for Server inlet, encoding 109,200
-values. Earlier (2026-12-04, 75 devices, rp_1h): the slowest 1071 ms.
+Every panel's year is under the 300 ms goal in wall time on the quiet machine; influxd's CPU
+is above it for four (it runs a query's shards on both cores). Before this run's
+``dashboards/build.py`` read ``rp_1h``/``rp_1d`` as stored or in a subquery (see ``per``
+there), the same data gave Server inlet by device 530-800 ms of CPU over a year and 3.6-7.7 s
+over 90 days (InfluxDB's windows per series: 1,460 six-hour windows per series for 364 daily
+points), Poll duration and lateness 230-450 ms, Rack inlet per room 390. Loaded (load
+average 4-11) the same panels take 1.3-2 times as long. A year of the raw points, scaled
+from 4 h: Rack inlet per room ~207 s, which is what a year without rollups would read. 90
+days read ``rp_1h`` (Grafana's 1 h interval: 2,160 points per series): 0.9-1.4 s for the
+panels over all 300-387 devices, under 0.5 s for every other.
 
 Needs ``influxd`` (Debian ``influxdb``) and the twin extra (numpy).
 """
@@ -105,7 +104,7 @@ def cpu_s(influx: InfluxServer) -> float:
 
 
 def run(
-    influx: InfluxServer, db: str, queries: list[str], repeat: int = 3
+    influx: InfluxServer, db: str, queries: list[str], repeat: int = 5
 ) -> tuple[float, int, float]:
     """Best wall time (ms) of running ``queries`` one after the other, the values read, and
     the least CPU time (ms) influxd spent on them (on a loaded machine the wall time is
@@ -269,15 +268,17 @@ def report(influx: InfluxServer, cfg: SiteConfig, now_s: int, raw_hours: int, wh
     rows = panels_over_a_year(influx, cfg, now_s)
     total = sum(r[0] for r in rows)
     print(f"\n== {what}; load average {load}\none year, every panel as Grafana sends it (best "
-          f"of 3; {len(rows)} panels, {total:.0f} ms in all), by influxd's CPU time, most first, "
+          f"of 5; {len(rows)} panels, {total:.0f} ms in all), by influxd's CPU time, most first, "
           "each next to the same panel from rp_1h (its hourly targets, the gate lifted: what a "
           "year read before rp_1d):")  # fmt: skip
     print(f"{'ms':>8} {'cpu ms':>8} {'values':>8} | {'rp_1h ms':>8} {'cpu ms':>8} {'values':>8}"
-          "  dashboard / panel")  # fmt: skip
+          f" | {'90 d ms':>8} {'cpu ms':>8} {'values':>8}  dashboard / panel")  # fmt: skip
     for ms, n, cpu, name, p, fixed in rows[:12]:
         h_ms, h_n, h_cpu = run(influx, "bench", forced_queries(p, fixed, now_s, YEAR_S, 2))
-        print(f"{ms:8.1f} {cpu:8.0f} {n:8d} | {h_ms:8.1f} {h_cpu:8.0f} {h_n:8d}  {name} / "
-              f"{p['title']}")  # fmt: skip
+        qs = panel_queries(p, fixed, now_s, 90 * 86400, cfg.site.timezone)
+        q_ms, q_n, q_cpu = run(influx, "bench", [q for _, q in qs])
+        print(f"{ms:8.1f} {cpu:8.0f} {n:8d} | {h_ms:8.1f} {h_cpu:8.0f} {h_n:8d} | {q_ms:8.1f} "
+              f"{q_cpu:8.0f} {q_n:8d}  {name} / {p['title']}")  # fmt: skip
     ms, n, cpu, name, p, fixed = rows[0]
     print(f"the most costly panel over one year: {name} / {p['title']}, per target:")
     for alias, q in panel_queries(p, fixed, now_s, YEAR_S, cfg.site.timezone):

@@ -29,6 +29,9 @@ reads millions of raw points. Query templates below write ``@fn(field)`` for an 
 ``@from(measurement)`` for the source; ``@energy(field)`` is the energy in Wh of a power field
 over each group (raw: ``integral``; rollups: the sum of the window means times their length in
 hours).
+From ``rp_1h`` and ``rp_1d``, where a window holds one point of a series at most, the panels
+by device read the points as stored and those across devices aggregate them in a subquery
+(:func:`per`): the same figures for a third to a quarter of influxd's work.
 KPI panels read the ``kpi`` points (one per hour or day) from ``rp_1h`` (``last_<figure>``),
 where every point lands (by the CQ, or the store's rollup of late hours) and is kept forever.
 """
@@ -266,12 +269,35 @@ def role_now(meas: str, field: str, roles: str) -> str:
     )
 
 
-def per(fn: str, meas: str, field: str, by: str, where: str = "", scale: str = "") -> str:
-    w = f" AND {where}" if where else ""
-    return (
-        f"SELECT @{fn}({field}){scale} FROM @from({meas}) WHERE {SITE}{w} AND {T} {BY}, {by} "
-        "fill(none)"
-    )
+def per(
+    fn: str, meas: str, field: str, by: str, where: str = "", scale: str = ""
+) -> tuple[str, ...]:
+    """``fn(field)`` per interval and ``by`` tag, one template per resolution (``LEVELS``).
+
+    ``rp_1h`` and ``rp_1d`` hold one point per series and hour or day, and their gates open
+    where the interval is at least that long (``rp_1h``: 10 min to 1 h; ``rp_1d``: above
+    1 h), so each window holds one stored point of a series at most. InfluxDB's per-series
+    windows then cost much and do nothing (a year of 300 servers from ``rp_1d``: 700 ms of
+    influxd's CPU grouped, 170-480 ms as stored; benchmarks/dashboards.py):
+    - by device (one series per device: every tag of these measurements is the device's),
+      the points are read as stored: the same values at the same times as the windows'
+      (tests/test_dashboards.py checks it). Past about three years (an interval above a day)
+      that is a point a day, more than the panel's 1,000;
+    - across devices (by room, rack, protocol), the points are read in a subquery and
+      aggregated once per window: the same values, about a third less CPU over 90 days and
+      a year than the aggregate pushed down to each series. Raw and ``rp_1m`` points, several
+      to a window, keep the pushed-down aggregate: there it is the cheaper."""
+    cond = f"{SITE} AND {where} AND {T}" if where else f"{SITE} AND {T}"
+    grouped = f"SELECT @{fn}({field}){scale} FROM @from({meas}) WHERE {cond} {BY}, {by} fill(none)"
+    col = f'"{fn}_{field}"'
+    if by == "device":
+        rolled = f"SELECT {col}{scale} FROM @from({meas}) WHERE {cond} GROUP BY device"
+    else:
+        rolled = (
+            f"SELECT {_ROLLED[fn]}(v){scale} FROM (SELECT {col} AS v FROM @from({meas}) "
+            f"WHERE {cond}) {BY}, {by} fill(none)"
+        )
+    return (grouped, grouped, rolled, rolled)
 
 
 def kpi(fields: str, resolution: str) -> str:

@@ -382,3 +382,46 @@ def test_energy_over_a_day_the_same_from_each_rollup(
     kwh = list(got.values())
     assert kwh[0] > 0 and kwh[1] == pytest.approx(kwh[0], rel=0.01), got
     assert kwh[2] == pytest.approx(kwh[1], rel=1e-9), got  # the same samples, by day
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("max", "server", "inlet_temp_c", "device"),  # read as stored
+        ("mean", "server", "inlet_temp_c", "room"),  # aggregated in a subquery
+        ("max", "server", "inlet_temp_c", "rack"),
+        ("max", "dcim_poll", "late_s", "protocol"),
+        ("mean", "ups", "output_power_w", "device", "", " / 1000"),
+    ],
+)
+def test_rollup_reads_the_same_as_grouped_windows(
+    dash_db: tuple[InfluxServer, SiteConfig, int], args: tuple[str, ...]
+) -> None:
+    """From rp_1h and rp_1d the per-series panels read the rollup points as stored (by device)
+    or aggregate them in a subquery (across devices), not through InfluxDB's per-series
+    windows (benchmarks/dashboards.py: 3-4 times less CPU by device over a year at the
+    reference size): the same series, times and values as ``fn`` per window would give, over
+    the range and interval each policy serves (7 d at 10 min and 90 d at 1 h for rp_1h, a year
+    at 6 h for rp_1d)."""
+    influxdb, _, now_s = dash_db
+    mod = build_module()
+    tmpls = mod.per(*args)
+    grouped, rolled = tmpls[0], tmpls[2]
+    assert grouped != rolled
+    for level, days, ivl in ((2, 7, 600000), (2, 90, 3600000), (3, 365, 21600000)):
+        out = []
+        for tmpl in (grouped, rolled):
+            q = mod.level_query(tmpl, level).replace(mod.LEVELS[level][1], "1 = 1")
+            res = influxdb.query(substitute(q, now_s - days * 86400, now_s, ivl), "dashboards")
+            assert "error" not in res["results"][0], (res, q)
+            out.append(
+                {
+                    json.dumps(s.get("tags"), sort_keys=True): [
+                        [r[0], round(r[1], 9)] for r in s["values"]
+                    ]
+                    for s in res["results"][0].get("series", [])
+                }
+            )
+        assert out[0] and all(out[0].values()), (args, level, days)
+        assert out[1] == out[0], (args, level, days)
