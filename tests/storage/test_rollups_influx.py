@@ -355,13 +355,18 @@ def test_hours_due_for_rollup_survive_a_stop(influxdb: InfluxServer, tmp_path: P
     init_sink(st.sink)
     data = meter_dataset(T0, 3 * H, seed=3)
     st.write(data)
-    assert json.loads(due.read_text()) == [T0, T0 + H, T0 + 2 * H]
+    assert json.loads(due.read_text()) == {
+        "format": 2,
+        "all": [],
+        "measurements": {"energy_meter": [T0, T0 + H, T0 + 2 * H]},
+    }
     assert due.stat().st_mode & 0o777 == 0o600
     st.close_within(0.0)
     assert st.rollup_statements == 0
     again = InfluxStore(st.sink, due_file=due)
     assert again.rollups_due() == 3
-    assert again.flush_rollups() == 3 and json.loads(due.read_text()) == []
+    assert again.flush_rollups() == 3
+    assert json.loads(due.read_text()) == {"format": 2, "all": [], "measurements": {}}
     res = influxdb.query(
         'SELECT SUM("count_power_w") FROM "rp_1h"."energy_meter"', st.sink.database
     )

@@ -1,0 +1,123 @@
+"""The hours an InfluxDB store must roll up again (:class:`dcim.storage.influx.InfluxStore`):
+which measurement got late points in which hour, kept in a file across restarts, and grouped
+into rollup statements.
+
+An entry is ``(measurement, hour start in ns)``; the measurement ``ALL`` (None) stands for
+every measurement of the hour (what a due file of the first format holds: it kept hours
+only). A late ``kpi`` point (written an hour or a day after its period) then rolls up the
+``kpi`` series of its hour, not the whole site's hour (measured: benchmarks/late_rollup.py).
+
+The due file (``influxdb-rollups-due.json`` in the collector's spool directory), format 2::
+
+    {"format": 2, "all": [hour, ...], "measurements": {"pdu": [hour, ...], ...}}
+
+Format 1 (before): a JSON list of hours, read as hours due for every measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ALL: None = None  # every measurement of the hour
+Entry = tuple[str | None, int]
+FORMAT = 2
+
+# The measurement of each line (up to the first unescaped comma or space: line protocol
+# escapes both in a measurement with a backslash, see dcim.storage.lineprotocol).
+_MEASUREMENT = re.compile(rb"^(?:[^,\\ \n]|\\.)+", re.M)
+_UNESCAPE = re.compile(r"\\([, ])")
+
+
+def measurements_of(body: bytes) -> frozenset[str]:
+    """The measurements of a line protocol body (one line per point, as the spool holds
+    it), unescaped."""
+    found = set(_MEASUREMENT.findall(body))
+    return frozenset(_UNESCAPE.sub(r"\1", m.decode("utf-8", "replace")) for m in found)
+
+
+def entries(measurements: Iterable[str], hours: Iterable[int]) -> set[Entry]:
+    """Every measurement of ``measurements`` in every hour of ``hours``."""
+    hs = list(hours)
+    return {(m, h) for m in measurements for h in hs}
+
+
+def hours_of(due: Iterable[Entry]) -> set[int]:
+    return {h for _, h in due}
+
+
+def statements(due: Iterable[Entry]) -> list[tuple[tuple[str, ...] | None, list[int]]]:
+    """The rollup work for ``due``: (measurements, their hours ascending) per set of
+    measurements that share hours (None: every measurement; an hour due for every
+    measurement is not rolled up again for one of them). Ordered by first hour."""
+    per_hour: dict[int, set[str] | None] = {}
+    for m, h in due:
+        cur = per_hour.get(h, set())
+        if m is ALL or cur is None:
+            per_hour[h] = None
+        else:
+            cur.add(m)
+            per_hour[h] = cur
+    groups: dict[tuple[str, ...] | None, list[int]] = {}
+    for h in sorted(per_hour):
+        ms = per_hour[h]
+        groups.setdefault(None if ms is None else tuple(sorted(ms)), []).append(h)
+    return sorted(groups.items(), key=lambda kv: kv[1][0])
+
+
+def load(path: Path) -> set[Entry]:
+    """The entries kept in a due file (of either format); empty when absent or unreadable
+    (logged: the raw points are written, ``InfluxStore.rollup`` over the range redoes them)."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the hours due for rollup in %s: %s", path, exc)
+        return set()
+    if isinstance(doc, list):  # format 1: hours, every measurement
+        return {(ALL, h) for h in doc if isinstance(h, int)}
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        log.warning("ignoring the hours due for rollup in %s: not a format %d file", path, FORMAT)
+        return set()
+    out: set[Entry] = {(ALL, h) for h in doc.get("all", []) if isinstance(h, int)}
+    by = doc.get("measurements", {})
+    if isinstance(by, dict):
+        for m, hours in by.items():
+            if isinstance(hours, list):
+                out.update((str(m), h) for h in hours if isinstance(h, int))
+    return out
+
+
+def dump(due: Iterable[Entry]) -> dict[str, object]:
+    """The file's document for ``due`` (format 2)."""
+    every: set[int] = set()
+    by: dict[str, set[int]] = {}
+    for m, h in due:
+        if m is ALL:
+            every.add(h)
+        else:
+            by.setdefault(m, set()).add(h)
+    return {
+        "format": FORMAT,
+        "all": sorted(every),
+        "measurements": {m: sorted(hs) for m, hs in sorted(by.items())},
+    }
+
+
+def save(path: Path, due: Iterable[Entry]) -> None:
+    """Write the due file atomically (a new file, synced, renamed over the old one), mode
+    0600. Raises OSError."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(dump(due), f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
