@@ -580,11 +580,12 @@ class InfluxStore:
             return len(latehours.hours_of(self._due))
 
     def flush_rollups(self, deadline: float | None = None) -> int:
-        """Roll up again, once each, the hours that got points the CQs will not see; returns
-        how many. ``deadline`` (``time.monotonic()``): no new statement after it, the hours
-        left stay due. One flush at a time (a second caller waits for the first). Raises
-        StoreUnavailable when the server does not answer (the hours stay due); a refused
-        rollup is logged (retrying cannot help, the raw points are in)."""
+        """Roll up again, once each, the hours that got points the CQs will not see (of the
+        measurements that got them); returns how many hours. ``deadline``
+        (``time.monotonic()``): no new statement after it, the hours left stay due. One
+        flush at a time (a second caller waits for the first). Raises StoreUnavailable when
+        the server does not answer (the hours stay due); a refused rollup is logged
+        (retrying cannot help, the raw points are in)."""
         timeout = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
         if not self._flush_lock.acquire(timeout=timeout):
             return 0  # another flush holds them
@@ -609,13 +610,13 @@ class InfluxStore:
         except StoreUnavailable:
             self._due_again(taken)
             raise
-        # per set of measurements sharing hours: runs of consecutive hours (ROLLUP_SPAN_H at
-        # most), each with the days that no later run of the set touches (their daily
-        # rollups, once)
-        runs: list[tuple[tuple[str, ...] | None, int, int, tuple[int, int]]] = []
-        run_of: dict[int, int] = {}  # hour -> its run
+        # per measurement (latehours.statements): runs of consecutive hours (ROLLUP_SPAN_H at
+        # most), each with the days that no later run of the measurement touches (their
+        # daily rollups, once)
+        runs: list[tuple[str | None, int, int, tuple[int, int]]] = []
+        run_of: dict[Entry, int] = {}  # (measurement, hour) -> its run
         span = ROLLUP_SPAN_H[3600] * 3600 * NS
-        for ms, hours in latehours.statements(taken):
+        for m, hours in latehours.statements(taken):
             chunks: list[list[int]] = []
             for h in hours:
                 if chunks and chunks[-1][1] == h and h - chunks[-1][0] < span:
@@ -626,13 +627,14 @@ class InfluxStore:
                 nxt = (
                     floor_to(chunks[i + 1][0], 86400) if i + 1 < len(chunks) else ceil_to(b, 86400)
                 )
-                run_of.update((h, len(runs)) for h in range(a, b, 3600 * NS))
-                runs.append((ms, a, b, (floor_to(a, 86400), min(nxt, ceil_to(b, 86400)))))
-        done = 0
-        for k, (ms, a, b, days) in enumerate(runs):
+                run_of.update(((m, h), len(runs)) for h in range(a, b, 3600 * NS))
+                runs.append((m, a, b, (floor_to(a, 86400), min(nxt, ceil_to(b, 86400)))))
+        done: set[int] = set()  # hours rolled up (of one measurement or more)
+        for k, (m, a, b, days) in enumerate(runs):
+            ms = None if m is ALL else [m]
 
-            def rest(k: int = k) -> list[Entry]:
-                return [e for e in taken if run_of[e[1]] >= k]
+            def rest(k: int = k) -> list[Entry]:  # what this run and the later ones hold
+                return [e for e in taken if run_of.get(e, run_of.get((ALL, e[1]), k)) >= k]
 
             if deadline is not None and time.monotonic() >= deadline:
                 self._due_again(rest())
@@ -649,8 +651,8 @@ class InfluxStore:
             except BaseException:  # a bug, an interrupted thread: the hours stay due
                 self._due_again(rest())
                 raise
-            done += (b - a) // (3600 * NS)
-        return done
+            done.update(range(a, b, 3600 * NS))
+        return len(done)
 
     def _persist(self) -> None:
         """Write what is due (and what is being rolled up) to the due file when it changed
@@ -714,8 +716,8 @@ class InfluxStore:
         """(Re)compute the 1-minute and 1-hour rollups of the hours that ``[start_ns,
         end_ns)`` touches, and the 1-day rollups of the (UTC) days it touches where ``rp_1d``
         exists, from the raw points (``ROLLUP_SPAN_H`` hours per statement); the CQ body over
-        a past range; ``levels``: only those (s); ``measurements``: only those (None: all).
-        Returns the number of rollup points written."""
+        a past range; ``levels``: only those (s); ``measurements``: only those, a statement
+        each (None: all, in one statement). Returns the number of rollup points written."""
         written = 0
         t0 = time.monotonic()
         have = self.policies() if 86400 in levels else {}
@@ -727,10 +729,13 @@ class InfluxStore:
             lo, end = floor_to(start_ns, step), ceil_to(end_ns, step)
             for a in range(lo, end, ROLLUP_SPAN_H[level] * 3600 * NS):
                 b = min(end, a + ROLLUP_SPAN_H[level] * 3600 * NS)
-                self.rollup_statements += 1
-                q = rollup_select(self.sink, level, a, b, measurements)
-                for s in self.query(q, write=True):
-                    written += sum(int(v[1]) for v in s.get("values", []))
+                # one statement per measurement: cheaper than one over several (see
+                # latehours.statements); None: all of them, /.*/ as the CQs do
+                for m in [None] if measurements is None else measurements:
+                    self.rollup_statements += 1
+                    q = rollup_select(self.sink, level, a, b, None if m is None else [m])
+                    for s in self.query(q, write=True):
+                        written += sum(int(v[1]) for v in s.get("values", []))
         self.rollup_seconds += time.monotonic() - t0
         return written
 

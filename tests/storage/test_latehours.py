@@ -32,12 +32,12 @@ def test_measurements_of_a_body_with_escapes() -> None:
     assert latehours.measurements_of(b"") == frozenset()
 
 
-def test_statements_group_hours_by_their_measurements() -> None:
+def test_statements_per_measurement() -> None:
     due = {("kpi", T), ("kpi", T + H), ("pdu", T + H), ("kpi", T + 5 * H), ("pdu", T + 5 * H)}
     due |= {(ALL, T + 9 * H), ("pdu", T + 9 * H)}  # every measurement: pdu with them
     assert latehours.statements(due) == [
-        (("kpi",), [T]),
-        (("kpi", "pdu"), [T + H, T + 5 * H]),
+        ("kpi", [T, T + H, T + 5 * H]),
+        ("pdu", [T + H, T + 5 * H]),
         (None, [T + 9 * H]),
     ]
     assert latehours.statements(set()) == []
