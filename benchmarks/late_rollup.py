@@ -22,8 +22,12 @@ of a statement's measurements: one by one is cheaper). influxd's CPU (utime + st
 /proc/PID/stat) and the wall time of each, best and median of the rounds; influxd is first
 left to settle (its own compactions after the set-up) until it uses under 2 % of a core.
 
+All of it twice: as written (the raw points still in influxd's cache, as an hour ago's are in
+a running collector's database), then after influxd is restarted with its cold durations at
+``--cold`` (10 s) and the shards' TSM files have stopped changing (compacted).
+
     .venv/bin/python benchmarks/late_rollup.py [--racks 30] [--servers-per-rack 10]
-        [--hours 1] [--rounds 5]
+        [--hours 1] [--rounds 5] [--cold 10s|no]
 
 Needs ``influxd`` (Debian ``influxdb``) and the twin extra (numpy).
 """
@@ -91,12 +95,103 @@ def fill(cfg: SiteConfig, sink: InfluxSink, start_ns: int, end_ns: int) -> int:
     return n
 
 
+def tsm_files(work: Path) -> list[tuple[str, int]]:
+    """The TSM files of the benchmark's database (name, size)."""
+    return sorted((str(f), f.stat().st_size) for f in (work / "data" / "late").glob("*/*/*.tsm"))
+
+
+def compacted(influx: InfluxServer, work: Path, limit_s: float = 600.0) -> float:
+    """Wait until the TSM files have not changed for 20 s and influxd has settled."""
+    t0 = time.monotonic()
+    last, since = tsm_files(work), time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        time.sleep(2)
+        now = tsm_files(work)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif now and time.monotonic() - since >= 20:
+            break
+    settle(influx)
+    return time.monotonic() - t0
+
+
+def cases(
+    cfg: SiteConfig, sink: InfluxSink, hour: int, meas: list[str]
+) -> list[tuple[str, Callable[[], int]]]:
+    day = hour - hour % (24 * H)
+
+    def every_measurement() -> int:  # what a late point cost before: the store's rollup
+        st = InfluxStore(sink)
+        st.rollup(hour, hour + H, levels=(60, 3600))
+        st.rollup(day, day + 24 * H, levels=(86400,))
+        return st.rollup_statements
+
+    def one_by_one() -> int:  # a backlog's hour now: every measurement due, one by one
+        st = InfluxStore(sink)
+        st.rollup(hour, hour + H, levels=(60, 3600), measurements=meas)
+        st.rollup(day, day + 24 * H, levels=(86400,), measurements=meas)
+        return st.rollup_statements
+
+    def late_point(r: Reading) -> Callable[[], int]:
+        def run() -> int:
+            st = InfluxStore(sink)
+            st.write([r])
+            assert st.rollups_due() == 1
+            st.flush_rollups()
+            return st.rollup_statements
+
+        return run
+
+    kpi = Reading("kpi", {"site": cfg.site.name, "resolution": "hourly"},
+                  {"pue": 1.31, "completeness": 1.0}, hour)  # fmt: skip
+    profiles = cfg.profiles()
+    pdu = next(d for d in cfg.devices if profiles[d.profile].measurement == "pdu")
+    one_pdu = Reading("pdu", cfg.tags_of(pdu), {"power_w": 1234.5}, hour + 1234 * NS)
+    return [
+        ("before: every measurement (hour + day)", every_measurement),
+        ("now: a late kpi point, kpi only", late_point(kpi)),
+        ("now: a late point of one PDU, pdu only", late_point(one_pdu)),
+        ("now: every measurement, one by one", one_by_one),
+    ]
+
+
+def report(
+    influx: InfluxServer, todo: list[tuple[str, Callable[[], int]]], rounds: int, what: str
+) -> None:
+    got: dict[str, list[tuple[float, float, int]]] = {name: [] for name, _ in todo}
+    for _ in range(rounds):
+        for name, work_fn in todo:
+            got[name].append(measure(influx, work_fn))
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    print(f"\n== {what}: influxd CPU and wall time per late rollup ({rounds} rounds, load "
+          f"average {load}; best / median):")  # fmt: skip
+    print(f"{'':42} {'CPU ms':>15} {'wall ms':>15} {'statements':>10}")
+    best = {}
+    for name, rows in got.items():
+        cpu = [r[0] for r in rows]
+        wall = [r[1] for r in rows]
+        best[name] = min(cpu)
+        cpu_s_ = f"{min(cpu):6.0f} / {statistics.median(cpu):6.0f}"
+        wall_s = f"{min(wall):6.0f} / {statistics.median(wall):6.0f}"
+        print(f"{name:42} {cpu_s_} {wall_s} {rows[0][2]:10d}")
+    tick = 1000 / os.sysconf("SC_CLK_TCK")  # /proc counts CPU in ticks (10 ms)
+    before, after = best[todo[0][0]], max(tick, best[todo[1][0]])
+    backlog = best[todo[3][0]]
+    print(f"a late kpi point: influxd CPU {before:.0f} ms before, <= {after:.0f} ms now "
+          f"(x{before / after:.0f} less or more); an hour due for every measurement "
+          f"{backlog:.0f} ms one by one (x{before / max(backlog, 1.0):.1f} less)")  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--racks", type=int, default=30)
     ap.add_argument("--servers-per-rack", type=int, default=10)
     ap.add_argument("--hours", type=int, default=1, help="hours of raw points in the day")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--cold", default="10s",
+                    help="then restart influxd to compact the shards cold for this long "
+                    "(InfluxQL duration) and measure again; 'no': only as written")  # fmt: skip
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dcim-bench-late-"))
     influx = start_influxdb(work / "influxdb")
@@ -125,63 +220,17 @@ def main() -> int:
             f"{time.perf_counter() - t:.0f} s"
         )
         print(f"influxd settled in {settle(influx):.0f} s")
-
-        def every_measurement() -> int:  # what a late point cost before: the store's rollup
-            st = InfluxStore(sink)
-            st.rollup(hour, hour + H, levels=(60, 3600))
-            st.rollup(day, day + 24 * H, levels=(86400,))
-            return st.rollup_statements
-
-        def one_by_one() -> int:  # a backlog's hour now: every measurement due, one by one
-            st = InfluxStore(sink)
-            st.rollup(hour, hour + H, levels=(60, 3600), measurements=meas)
-            st.rollup(day, day + 24 * H, levels=(86400,), measurements=meas)
-            return st.rollup_statements
-
-        def late_point(r: Reading) -> Callable[[], int]:
-            def run() -> int:
-                st = InfluxStore(sink)
-                st.write([r])
-                assert st.rollups_due() == 1
-                st.flush_rollups()
-                return st.rollup_statements
-
-            return run
-
-        kpi = Reading("kpi", {"site": cfg.site.name, "resolution": "hourly"},
-                      {"pue": 1.31, "completeness": 1.0}, hour)  # fmt: skip
-        profiles = cfg.profiles()
-        pdu = next(d for d in cfg.devices if profiles[d.profile].measurement == "pdu")
-        one_pdu = Reading("pdu", cfg.tags_of(pdu), {"power_w": 1234.5}, hour + 1234 * NS)
-        cases = [
-            ("before: every measurement (hour + day)", every_measurement),
-            ("now: a late kpi point, kpi only", late_point(kpi)),
-            ("now: a late point of one PDU, pdu only", late_point(one_pdu)),
-            ("now: every measurement, one by one", one_by_one),
-        ]
-        got: dict[str, list[tuple[float, float, int]]] = {name: [] for name, _ in cases}
-        for _ in range(args.rounds):
-            for name, work_fn in cases:
-                got[name].append(measure(influx, work_fn))
-        with open("/proc/loadavg") as f:
-            load = f.read().split()[0]
-        print(f"\ninfluxd CPU and wall time per late rollup ({args.rounds} rounds, load "
-              f"average {load}; best / median):")  # fmt: skip
-        print(f"{'':42} {'CPU ms':>15} {'wall ms':>15} {'statements':>10}")
-        best = {}
-        for name, rows in got.items():
-            cpu = [r[0] for r in rows]
-            wall = [r[1] for r in rows]
-            best[name] = min(cpu)
-            cpu_s_ = f"{min(cpu):6.0f} / {statistics.median(cpu):6.0f}"
-            wall_s = f"{min(wall):6.0f} / {statistics.median(wall):6.0f}"
-            print(f"{name:42} {cpu_s_} {wall_s} {rows[0][2]:10d}")
-        tick = 1000 / os.sysconf("SC_CLK_TCK")  # /proc counts CPU in ticks (10 ms)
-        before, after = best[cases[0][0]], max(tick, best[cases[1][0]])
-        backlog = best[cases[3][0]]
-        print(f"\na late kpi point: influxd CPU {before:.0f} ms before, <= {after:.0f} ms now "
-              f"(x{before / after:.0f} less or more); an hour due for every measurement "
-              f"{backlog:.0f} ms one by one (x{before / max(backlog, 1.0):.1f} less)")  # fmt: skip
+        report(influx, cases(cfg, sink, hour, meas), args.rounds, "as written (in the cache)")
+        if args.cold == "no":
+            return 0
+        influx.stop()
+        influx = start_influxdb(work / "influxdb", cold=args.cold)
+        sink = sink.model_copy(update={"url": influx.url})
+        waited = compacted(influx, work / "influxdb")
+        files = len(tsm_files(work / "influxdb"))
+        print(f"\ninfluxd restarted (cold {args.cold}): {files} TSM files, unchanged for 20 s, "
+              f"after {waited:.0f} s")  # fmt: skip
+        report(influx, cases(cfg, sink, hour, meas), args.rounds, "compacted")
     finally:
         influx.stop()
     return 0
