@@ -119,3 +119,65 @@ def test_a_stop_with_a_write_in_flight_is_quiet_and_loses_nothing(
     assert got, "the write in flight reached InfluxDB"
     assert got | left == set(range(n))  # lossless: nothing acked that InfluxDB did not take
     assert left  # the batch whose answer came after the spool closed: still spooled
+
+
+def test_the_collector_stopped_with_a_short_bound_mid_write(
+    tmp_path: Path, influxdb: InfluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``Collector.stop`` with a short ``flush_timeout_s`` while a write is in flight (the
+    brief's case): the stop keeps its bound, nothing is logged as an error when the answer
+    comes after the spool was closed, every reading is in InfluxDB or in the spool."""
+    import asyncio
+
+    from dcim.config import SiteConfig
+    from dcim.runtime import Collector
+
+    proxy = HeldAnswers(influxdb.port)
+    url = f"http://127.0.0.1:{proxy.port}"
+    cfg = SiteConfig.model_validate(
+        {
+            "site": {"name": "s"},
+            "storage": {
+                "spool_dir": str(tmp_path / "spool"),
+                "sink": {"type": "influxdb", "url": url, "database": "stopcol", "timeout_s": 30},
+                "batch_size": 100,
+            },
+        }
+    )
+    n = 600
+    caplog.set_level(logging.INFO)
+
+    async def run() -> float:
+        col = Collector(cfg)
+        InfluxStore(col.store.sink).ensure_database()  # type: ignore[attr-defined]
+        col.pipeline.accept([rd(i) for i in range(n)])
+        proxy.hold.set()
+        await col.start()
+        deadline = time.monotonic() + 10
+        while not proxy.waiting and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert proxy.waiting, "no write in flight"
+        t = time.monotonic()
+        await col.stop(flush_timeout_s=0.5)
+        return time.monotonic() - t
+
+    try:
+        took = asyncio.run(run())
+        forwarders = [t for t in threading.enumerate() if t.name == "dcim-forwarder"]
+        proxy.released.set()
+        for t in forwarders:
+            t.join(10)
+            assert not t.is_alive()
+    finally:
+        proxy.close()
+    assert took < 0.5 + 0.5, took
+    bad = [
+        r for r in caplog.records if r.levelno >= logging.WARNING or "is closed" in r.getMessage()
+    ]
+    assert not bad, [(r.levelname, r.getMessage()) for r in bad]
+    with Spool(tmp_path / "spool") as again:
+        left = {
+            int(r.fields["power_w"]) for r in again.peek(10**6).readings if r.measurement == "pdu"
+        }  # type: ignore[arg-type]
+    got = in_influx(influxdb, "stopcol")
+    assert got | left == set(range(n)) and left
