@@ -33,7 +33,8 @@ def test_measurements_of_a_body_with_escapes() -> None:
 
 
 def test_statements_per_measurement() -> None:
-    due = {("kpi", T), ("kpi", T + H), ("pdu", T + H), ("kpi", T + 5 * H), ("pdu", T + 5 * H)}
+    due: set[latehours.Entry] = {("kpi", T), ("kpi", T + H), ("pdu", T + H), ("kpi", T + 5 * H)}
+    due.add(("pdu", T + 5 * H))
     due |= {(ALL, T + 9 * H), ("pdu", T + 9 * H)}  # every measurement: pdu with them
     assert latehours.statements(due) == [
         ("kpi", [T, T + H, T + 5 * H]),
