@@ -41,7 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dcim.reading import Reading
-from dcim.spool import Batch, Spool
+from dcim.spool import Batch, Spool, SpoolClosedError
 from dcim.storage.base import LineWriter, PreparingWriter, SinkError, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,10 @@ class Forwarder:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread (what is not sent stays in the spool)."""
+        """Stop the thread (what is not sent stays in the spool). A thread still in a write
+        after ``timeout`` ends on its own once the write returns, its helper with it; the
+        spool may be closed meanwhile: the batch is then left unacked (in the spool, sent
+        again at the next start), quietly (see :meth:`_unexpected`)."""
         self._stop.set()
         self._wake.set()
         self._nudge()
@@ -128,8 +131,8 @@ class Forwarder:
             self._thread.join(timeout)
             alive = self._thread.is_alive()
             self._thread = None
-            if self._helper is not None:
-                self._helper.shutdown(wait=not alive)
+            if self._helper is not None and not alive:
+                self._helper.shutdown(wait=True)
                 self._helper = None
         if self._lowered:
             _restore_switch_interval()
@@ -188,6 +191,9 @@ class Forwarder:
             except Exception as exc:  # noqa: BLE001 - a dead thread would stop forwarding for good
                 self._unexpected("forwarder error", exc)
                 self._sleep(self._delay(None))
+        helper, self._helper = self._helper, None  # stop() left it to this thread
+        if helper is not None:
+            helper.shutdown(wait=True)
         with self._drained:
             self._drained.notify_all()
 
@@ -392,7 +398,16 @@ class Forwarder:
 
     def _unexpected(self, what: str, exc: Exception) -> None:
         """A bug or a disk error: logged with its traceback when new (then every 10th time),
-        counted as a failed attempt so the back-off applies."""
+        counted as a failed attempt so the back-off applies. Not the spool closed under a
+        stopped forwarder (its collector stopped with a write in flight, the write returned
+        after the spool was closed): the batch stays spooled (acks are transactions: either
+        done or not), said once at INFO."""
+        if isinstance(exc, SpoolClosedError) and self._stop.is_set():
+            log.info(
+                "forwarder stopped with a write in flight; the spool closed before its ack: "
+                "the batch stays spooled and is sent again at the next start (the same points)"
+            )
+            return
         reason = f"{type(exc).__name__}: {exc}"
         if reason != self._last_error or self._failures % 10 == 9:
             log.exception("%s; retrying after a back-off (what is spooled stays spooled)", what)

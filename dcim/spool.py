@@ -114,6 +114,11 @@ class SpoolError(Exception):
     pass
 
 
+class SpoolClosedError(SpoolError):
+    """The spool was closed (a forwarder still running when its collector stopped): nothing
+    was read, written or acked."""
+
+
 class SpoolLockedError(SpoolError):
     """Another process (or another Spool in this one) already has this spool directory."""
 
@@ -327,7 +332,7 @@ class Spool:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise SpoolError(f"spool {self.path} is closed")
+            raise SpoolClosedError(f"spool {self.path} is closed")
 
     def _tx(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         con = self._w

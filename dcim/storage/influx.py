@@ -13,14 +13,17 @@ Rollups (v1, after ``dcim db init``): continuous queries write per series and wi
 ``rp_1m``, ``rp_1h`` and ``rp_1d`` retention policies (:func:`rollup_select` is their body;
 ``rp_1d``: UTC days, for the dashboards' long ranges, not read by ``aggregate``). A CQ only
 covers recent windows, so the hours that got points older than a few minutes (a backlog from
-the spool, a backfill) are rolled up again from the raw points (:meth:`InfluxStore.rollup`),
+the spool, a backfill, the collector's ``kpi`` points) are rolled up again from the raw points
+(:meth:`InfluxStore.rollup`), per measurement (a late ``kpi`` point rolls up the ``kpi``
+series of its hour and day, not every measurement of the site: :mod:`dcim.storage.latehours`),
 each once for many writes: the store collects them and rolls them up together
 (:meth:`InfluxStore.flush_rollups`) when a write finds them due for ``ROLLUP_DEBOUNCE_S``, when
 a write brings no late point (the backlog is done), before a query, when the forwarder finds
-the spool drained, and on close. If that fails for want of the server, the hours stay due and
-the write that found them due fails (retryable: the batch comes again, idempotently). Due
-hours are kept in memory: a crash loses at most the last ``ROLLUP_DEBOUNCE_S`` of them (their
-raw points are written; ``InfluxStore.rollup`` over the range redoes them).
+the spool drained, and on close. If that fails for want of the server, they stay due and
+the write that found them due fails (retryable: the batch comes again, idempotently). What is
+due is kept in memory and, with a ``due_file`` (the collector's, in its spool directory), on
+disk across stops and crashes; without one, a crash loses them (their raw points are written;
+``InfluxStore.rollup`` over the range redoes them).
 ``aggregate`` uses the rollups where they are known complete: before the raw policy's
 retention (the raw points are gone), and up to two hours ago (when the CQs are done) if the
 ``dcim_rollups`` marker that ``dcim db init`` writes says the CQs have run since before the
@@ -48,19 +51,19 @@ import http.client
 import io
 import json
 import logging
-import os
 import re
 import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dcim.config import InfluxSink
 from dcim.reading import Reading
+from dcim.storage import latehours
 from dcim.storage.base import (
     NS,
     Agg,
@@ -77,6 +80,7 @@ from dcim.storage.base import (
     plan_pieces,
     sort_rows,
 )
+from dcim.storage.latehours import ALL, Entry
 from dcim.storage.lineprotocol import encode_many
 from dcim.urls import redact_url
 
@@ -154,12 +158,14 @@ def write_body(lines: bytes, *, gzip: bool) -> tuple[bytes, dict[str, str]]:
 class PreparedLines:
     """A line protocol body ready to post (:meth:`InfluxStore.prepare_lines`): ``body`` as
     sent, with its ``headers``; ``late``: the hours (starts, ns) its late points touch;
-    ``size``: the line protocol's length before compression."""
+    ``size``: the line protocol's length before compression; ``measurements``: those of its
+    lines, when it has late points (each is rolled up again in each of the ``late`` hours)."""
 
     body: bytes
     headers: dict[str, str]
     late: frozenset[int]
     size: int
+    measurements: frozenset[str] = frozenset()
 
 
 class StoreUnavailable(StoreError):
@@ -211,17 +217,27 @@ def build_query(
 
 
 def rollup_select(
-    sink: InfluxSink, level: int, start_ns: int | None = None, end_ns: int | None = None
+    sink: InfluxSink,
+    level: int,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    measurements: Sequence[str] | None = None,
 ) -> str:
     """The rollup of every raw measurement into ``ROLLUP_RP[level]`` (level 60, 3600 or
     86400 s): the body of its continuous query, or with ``start_ns``/``end_ns`` a statement
-    for that time range."""
+    for that time range; with ``measurements``, of those only (each into its own)."""
     db = quote_ident(sink.database)
     aggs = ", ".join(f"{fn}(*)" for fn in ROLLUP_FNS)
     where = "" if start_ns is None else f" WHERE time >= {int(start_ns)} AND time < {end_ns}"
+    raw = f"{db}.{quote_ident(sink.raw_policy)}"
+    src = (
+        f"{raw}./.*/"
+        if measurements is None
+        else ", ".join(f"{raw}.{quote_ident(m)}" for m in measurements)
+    )
     return (
         f"SELECT {aggs} INTO {db}.{quote_ident(ROLLUP_RP[level])}.:MEASUREMENT "
-        f"FROM {db}.{quote_ident(sink.raw_policy)}./.*/{where} GROUP BY time({_GROUP[level]}), *"
+        f"FROM {src}{where} GROUP BY time({_GROUP[level]}), *"
     )
 
 
@@ -241,18 +257,6 @@ def go_duration_s(text: str) -> int | None:
 # The timestamp of a line: the digits before its newline (nothing else in a line ends so:
 # string fields end with a quote and cannot hold a newline).
 _TIMESTAMP = re.compile(rb"(-?[0-9]+)\n")
-
-
-def _load_due(path: Path) -> list[int]:
-    """The hours kept in a due file ([] when absent or unreadable: logged)."""
-    try:
-        hours = json.loads(path.read_text())
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring the hours due for rollup in %s: %s", path, exc)
-        return []
-    return [h for h in hours if isinstance(h, int)] if isinstance(hours, list) else []
 
 
 def _utc(t_ns: int) -> str:
@@ -301,15 +305,16 @@ class InfluxStore:
         self.create_database = create_database and sink.api == "v1"
         self._headers: dict[str, str] = {}
         self._supplied = (0, 0)  # hours whose rollups the writer writes (supply_rollups)
-        self._due: set[int] = set()  # hours (start, ns) with late points, not rolled up yet
+        # (measurement, hour start in ns) with late points, not rolled up yet (latehours)
+        self._due: set[Entry] = set()
         self._due_since = 0.0  # monotonic time the oldest of them became due
         self._due_lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._inflight: set[int] = set()  # taken by the flush in progress
+        self._inflight: set[Entry] = set()  # taken by the flush in progress
         self._due_file = due_file
-        self._saved: frozenset[int] = frozenset()  # what the due file holds
+        self._saved: frozenset[Entry] = frozenset()  # what the due file holds
         if due_file is not None:
-            self._saved = frozenset(_load_due(due_file))
+            self._saved = frozenset(latehours.load(due_file))
             self._due = set(self._saved)  # rolled up at the first drain of the spool
         self.rollup_statements = 0  # rollup statements run, and their time (tests, benchmarks)
         self.rollup_seconds = 0.0
@@ -429,7 +434,9 @@ class InfluxStore:
         if not readings:
             return
         late_before = time.time_ns() - LATE_NS
-        late = {floor_to(r.time_ns, 3600) for r in readings if r.time_ns < late_before}
+        late: set[Entry] = {
+            (r.measurement, floor_to(r.time_ns, 3600)) for r in readings if r.time_ns < late_before
+        }
         div = _PRECISION_NS[self.sink.precision]
         if div != 1:
             readings = [
@@ -445,8 +452,9 @@ class InfluxStore:
         """Line protocol with nanosecond timestamps as is (the spool's, encoded when the
         readings were committed), converted to the sink's ``precision`` when that is not
         ``ns``. ``spans``: (oldest, newest) time of parts of the body; the hours from a part's
-        oldest point to its newest before the late limit are rolled up again (a superset of
-        the hours with late points: at worst an hour without a point is rolled up)."""
+        oldest point to its newest before the late limit are rolled up again, for the
+        measurements of the body (a superset of the hours and measurements with late points:
+        at worst an hour without a point of a measurement is rolled up)."""
         if body:
             self.write_prepared(self.prepare_lines(body, spans))
 
@@ -459,16 +467,19 @@ class InfluxStore:
         for lo, hi in spans:
             if lo < late_before:
                 late.update(range(floor_to(lo, 3600), min(hi, late_before - 1) + 1, hour))
+        # the measurements of the late points: only read when there are some (a backlog)
+        meas = latehours.measurements_of(body) if late else frozenset()
         div = _PRECISION_NS[self.sink.precision]
         if div != 1:
             body = _TIMESTAMP.sub(lambda m: b"%d\n" % (int(m[1]) // div), body)
         data, headers = write_body(body, gzip=self.sink.gzip)
-        return PreparedLines(data, headers, frozenset(late), len(body))
+        return PreparedLines(data, headers, frozenset(late), len(body), meas)
 
     def write_prepared(self, prepared: PreparedLines) -> None:
         """POST a body from :meth:`prepare_lines` (raises SinkError like :meth:`write`)."""
         if prepared.size:
-            self._send(prepared.body, prepared.headers, set(prepared.late))
+            late = latehours.entries(prepared.measurements, prepared.late)
+            self._send(prepared.body, prepared.headers, late)
 
     def supply_rollups(self, start_ns: int, end_ns: int) -> None:
         """The writer writes the rollups of the hours in [start_ns, end_ns) itself
@@ -486,17 +497,18 @@ class InfluxStore:
         )
         self._post(body, set(), rp=ROLLUP_RP[level])
 
-    def _post(self, lines: bytes, late: set[int], rp: str | None = None) -> None:
-        """POST a line protocol body, then roll up again the ``late`` hours (starts, ns)."""
+    def _post(self, lines: bytes, late: set[Entry], rp: str | None = None) -> None:
+        """POST a line protocol body, then roll up again the ``late`` (measurement, hour)."""
         body, hdr = write_body(lines, gzip=self.sink.gzip)
         self._send(body, hdr, late, rp)
 
     def _send(
-        self, body: bytes, hdr: dict[str, str], late: set[int], rp: str | None = None
+        self, body: bytes, hdr: dict[str, str], late: set[Entry], rp: str | None = None
     ) -> None:
-        """POST a ``/write`` body (:func:`write_body`), then roll up the ``late`` hours."""
+        """POST a ``/write`` body (:func:`write_body`), then roll up the ``late`` hours (of
+        their measurements)."""
         lo, hi = self._supplied
-        late = {h for h in late if not lo <= h < hi}
+        late = {e for e in late if not lo <= e[1] < hi}
         if self.sink.api == "v2":
             path = "/api/v2/write"
             params = {"org": self.sink.org or "", "bucket": self.sink.bucket or ""}
@@ -538,10 +550,11 @@ class InfluxStore:
             retryable=True, reason=f"{where} answered {status}: {msg}", retry_after_s=retry_after
         )
 
-    def _late_written(self, late: set[int]) -> None:
-        """Note the hours that just got late points; roll up the due hours when they have
-        waited ``ROLLUP_DEBOUNCE_S``, or when this write had no late point (the backlog is
-        done). Raises SinkError (retryable) when the server did not answer the rollups."""
+    def _late_written(self, late: set[Entry]) -> None:
+        """Note the (measurement, hour) that just got late points; roll up what is due when
+        it has waited ``ROLLUP_DEBOUNCE_S``, or when this write had no late point (the
+        backlog is done). Raises SinkError (retryable) when the server did not answer the
+        rollups."""
         with self._due_lock:
             if late and not self._due:
                 self._due_since = time.monotonic()
@@ -564,14 +577,15 @@ class InfluxStore:
     def rollups_due(self) -> int:
         """How many hours got late points whose rollups have not been redone yet."""
         with self._due_lock:
-            return len(self._due)
+            return len(latehours.hours_of(self._due))
 
     def flush_rollups(self, deadline: float | None = None) -> int:
-        """Roll up again, once each, the hours that got points the CQs will not see; returns
-        how many. ``deadline`` (``time.monotonic()``): no new statement after it, the hours
-        left stay due. One flush at a time (a second caller waits for the first). Raises
-        StoreUnavailable when the server does not answer (the hours stay due); a refused
-        rollup is logged (retrying cannot help, the raw points are in)."""
+        """Roll up again, once each, the hours that got points the CQs will not see (of the
+        measurements that got them); returns how many hours. ``deadline``
+        (``time.monotonic()``): no new statement after it, the hours left stay due. One
+        flush at a time (a second caller waits for the first). Raises StoreUnavailable when
+        the server does not answer (the hours stay due); a refused rollup is logged
+        (retrying cannot help, the raw points are in)."""
         timeout = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
         if not self._flush_lock.acquire(timeout=timeout):
             return 0  # another flush holds them
@@ -586,72 +600,80 @@ class InfluxStore:
     def _flush(self, deadline: float | None) -> int:
         """flush_rollups under its lock."""
         with self._due_lock:
-            hours, self._due = sorted(self._due), set()
-            self._inflight = set(hours)
-        if not hours:
+            taken, self._due = set(self._due), set()
+            self._inflight = set(taken)
+        if not taken:
             return 0
         try:
             if not self.rollups_ready():
                 return 0
         except StoreUnavailable:
-            self._due_again(hours)
+            self._due_again(taken)
             raise
-        chunks: list[list[int]] = []  # runs of consecutive hours, ROLLUP_SPAN_H at most
+        # per measurement (latehours.statements): runs of consecutive hours (ROLLUP_SPAN_H at
+        # most), each with the days that no later run of the measurement touches (their
+        # daily rollups, once)
+        runs: list[tuple[str | None, int, int, tuple[int, int]]] = []
+        run_of: dict[Entry, int] = {}  # (measurement, hour) -> its run
         span = ROLLUP_SPAN_H[3600] * 3600 * NS
-        for h in hours:
-            if chunks and chunks[-1][1] == h and h - chunks[-1][0] < span:
-                chunks[-1][1] = h + 3600 * NS
-            else:
-                chunks.append([h, h + 3600 * NS])
-        done = 0
-        for i, (a, b) in enumerate(chunks):
+        for m, hours in latehours.statements(taken):
+            chunks: list[list[int]] = []
+            for h in hours:
+                if chunks and chunks[-1][1] == h and h - chunks[-1][0] < span:
+                    chunks[-1][1] = h + 3600 * NS
+                else:
+                    chunks.append([h, h + 3600 * NS])
+            for i, (a, b) in enumerate(chunks):
+                nxt = (
+                    floor_to(chunks[i + 1][0], 86400) if i + 1 < len(chunks) else ceil_to(b, 86400)
+                )
+                run_of.update(((m, h), len(runs)) for h in range(a, b, 3600 * NS))
+                runs.append((m, a, b, (floor_to(a, 86400), min(nxt, ceil_to(b, 86400)))))
+        done: set[int] = set()  # hours rolled up (of one measurement or more)
+        for k, (m, a, b, days) in enumerate(runs):
+            ms = None if m is ALL else [m]
+
+            def rest(k: int = k) -> list[Entry]:  # what this run and the later ones hold
+                return [e for e in taken if run_of.get(e, run_of.get((ALL, e[1]), k)) >= k]
+
             if deadline is not None and time.monotonic() >= deadline:
-                self._due_again([h for h in hours if h >= a])
+                self._due_again(rest())
                 break
-            # the days of this run that no later run touches: their daily rollups, once
-            nxt = floor_to(chunks[i + 1][0], 86400) if i + 1 < len(chunks) else ceil_to(b, 86400)
-            days = (floor_to(a, 86400), min(nxt, ceil_to(b, 86400)))
             try:
-                self.rollup(a, b, levels=(60, 3600))
+                self.rollup(a, b, levels=(60, 3600), measurements=ms)
                 if days[1] > days[0]:
-                    self.rollup(days[0], days[1], levels=(86400,))
+                    self.rollup(days[0], days[1], levels=(86400,), measurements=ms)
             except StoreUnavailable:
-                self._due_again([h for h in hours if h >= a])
+                self._due_again(rest())
                 raise
             except StoreError as exc:
                 log.error("late points written, but their rollups were refused: %s", exc)
             except BaseException:  # a bug, an interrupted thread: the hours stay due
-                self._due_again([h for h in hours if h >= a])
+                self._due_again(rest())
                 raise
-            done += (b - a) // (3600 * NS)
-        return done
+            done.update(range(a, b, 3600 * NS))
+        return len(done)
 
     def _persist(self) -> None:
-        """Write the due hours (and those being rolled up) to the due file when they changed
-        (atomically: a new file renamed over the old one, synced)."""
+        """Write what is due (and what is being rolled up) to the due file when it changed
+        (:func:`dcim.storage.latehours.save`: atomic)."""
         if self._due_file is None:
             return
         with self._due_lock:
             now = frozenset(self._due | self._inflight)
         if now == self._saved:
             return
-        tmp = self._due_file.with_name(self._due_file.name + ".tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(sorted(now), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._due_file)
+            latehours.save(self._due_file, now)
             self._saved = now
         except OSError as exc:
             log.warning("cannot keep the hours due for rollup in %s: %s", self._due_file, exc)
 
-    def _due_again(self, hours: list[int]) -> None:
+    def _due_again(self, due: Iterable[Entry]) -> None:
         with self._due_lock:
             if not self._due:
                 self._due_since = time.monotonic()
-            self._due.update(hours)
+            self._due.update(due)
 
     # -- rollups -------------------------------------------------------------------------
     def policies(self) -> dict[str, tuple[int | None, bool]]:
@@ -684,12 +706,18 @@ class InfluxStore:
             return False
         return {self.sink.raw_policy, *QUERY_RP} <= have.keys()
 
-    def rollup(self, start_ns: int, end_ns: int, levels: Sequence[int] = tuple(ROLLUP_RP)) -> int:
+    def rollup(
+        self,
+        start_ns: int,
+        end_ns: int,
+        levels: Sequence[int] = tuple(ROLLUP_RP),
+        measurements: Sequence[str] | None = None,
+    ) -> int:
         """(Re)compute the 1-minute and 1-hour rollups of the hours that ``[start_ns,
         end_ns)`` touches, and the 1-day rollups of the (UTC) days it touches where ``rp_1d``
         exists, from the raw points (``ROLLUP_SPAN_H`` hours per statement); the CQ body over
-        a past range; ``levels``: only those (s). Returns the number of rollup points
-        written."""
+        a past range; ``levels``: only those (s); ``measurements``: only those, a statement
+        each (None: all, in one statement). Returns the number of rollup points written."""
         written = 0
         t0 = time.monotonic()
         have = self.policies() if 86400 in levels else {}
@@ -701,25 +729,44 @@ class InfluxStore:
             lo, end = floor_to(start_ns, step), ceil_to(end_ns, step)
             for a in range(lo, end, ROLLUP_SPAN_H[level] * 3600 * NS):
                 b = min(end, a + ROLLUP_SPAN_H[level] * 3600 * NS)
-                self.rollup_statements += 1
-                for s in self.query(rollup_select(self.sink, level, a, b), write=True):
-                    written += sum(int(v[1]) for v in s.get("values", []))
+                # one statement per measurement: cheaper than one over several (see
+                # latehours.statements); None: all of them, /.*/ as the CQs do
+                for m in [None] if measurements is None else measurements:
+                    self.rollup_statements += 1
+                    q = rollup_select(self.sink, level, a, b, None if m is None else [m])
+                    for s in self.query(q, write=True):
+                        written += sum(int(v[1]) for v in s.get("values", []))
         self.rollup_seconds += time.monotonic() - t0
         return written
 
     def rollup_days(self, start_ns: int, end_ns: int) -> int:
         """The daily rollups (``rp_1d``) of the UTC days ``[start_ns, end_ns)`` touches, from
-        the raw points, but of those with hours due (their flush rolls them up): for a writer
-        that wrote the hours' own rollups (:meth:`supply_rollups`). Returns the points
-        written."""
+        the raw points, but of the measurements with hours due there (their flush rolls them
+        up): for a writer that wrote the hours' own rollups (:meth:`supply_rollups`). Returns
+        the points written."""
         day = 86400 * NS
         with self._due_lock:
-            due = {floor_to(h, 86400) for h in self._due | self._inflight}
+            due: dict[int, set[str | None]] = {}
+            for m, h in self._due | self._inflight:
+                due.setdefault(floor_to(h, 86400), set()).add(m)
+        known: list[str] | None = None
         written = 0
         for d in range(floor_to(start_ns, 86400), ceil_to(end_ns, 86400), day):
-            if d not in due:
+            ms = due.get(d)
+            if not ms:
                 written += self.rollup(d, d + day, levels=(86400,))
+            elif ALL not in ms:  # the other measurements of the database
+                if known is None:
+                    known = self.measurements()
+                others = [m for m in known if m not in ms and m != MARKER]  # (rp_1h only)
+                if others:
+                    written += self.rollup(d, d + day, levels=(86400,), measurements=others)
         return written
+
+    def measurements(self) -> list[str]:
+        """The measurements of the database (SHOW MEASUREMENTS)."""
+        series = self.query("SHOW MEASUREMENTS", write=True)
+        return [str(v[0]) for s in series for v in s.get("values", [])]
 
     def complete_from(self) -> int | None:
         """Since when the CQs have filled the rollups (the ``dcim_rollups`` marker written by
@@ -982,7 +1029,7 @@ class InfluxStore:
             return
         self._persist()
         with self._due_lock:
-            left = self._due | self._inflight
+            left = latehours.hours_of(self._due | self._inflight)
         if left:
             log.info(
                 "rollups of %d hour(s) with late points (%s to %s UTC) left for the next start "
@@ -1004,7 +1051,7 @@ class InfluxStore:
         except StoreError as err:
             exc = err
         with self._due_lock:
-            left = self._due | self._inflight
+            left = latehours.hours_of(self._due | self._inflight)
         if left:
             first, last = min(left), max(left)
             kept = (

@@ -15,7 +15,7 @@ from dcim.config import SiteConfig
 from dcim.dbinit import init_sink
 from dcim.kpi.gather import heat_pumps
 from dcim.kpi.writer import KpiWriter
-from dcim.storage import make_store
+from dcim.storage import ROLLUPS_DUE_FILE, latehours, make_store
 from dcim.storage.base import NS, Store
 from dcim.storage.rollupcalc import SuppliedRollups
 from dcim.testing.servers import InfluxServer
@@ -41,7 +41,7 @@ def _completeness(store: Store, start: int, end: int, res: str) -> dict[int, flo
 
 @pytest.mark.parametrize(
     "kind", ["embedded", pytest.param("influxdb", marks=pytest.mark.slow)]
-)  # InfluxDB: the server rolls up the late hours of the day's kpi points (~20 s)
+)  # InfluxDB: the server rolls up the late hours of the day's kpi points (their series only)
 def test_points_written_once_closed_and_again_on_late_data(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -55,6 +55,7 @@ def test_points_written_once_closed_and_again_on_late_data(
     cfg = SiteConfig.model_validate(doc)
     if kind == "influxdb":
         init_sink(cfg.storage.sink)
+        cfg.storage.spool_dir.mkdir()  # the store keeps its hours due for rollup there
     tz = ZoneInfo(cfg.site.timezone)
     today = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
     day0 = today - timedelta(days=2)  # a whole local day, two days ago
@@ -94,6 +95,10 @@ def test_points_written_once_closed_and_again_on_late_data(
         hourly = sorted(t for res, t in first if res == "hourly")
         assert daily == [a * NS]  # the day with data; today's (open) day is not written
         assert hourly == [a * NS + k * HOUR for k in range(25)]  # every closed hour
+        if kind == "influxdb":  # late points: their hours are due, of the kpi series only
+            due = latehours.load(cfg.storage.spool_dir / ROLLUPS_DUE_FILE)
+            assert {m for m, _ in due} == {"kpi"}
+            assert {h for _, h in due} >= set(hourly)
         before = _completeness(store, a * NS, b * NS, "hourly")
         assert before[hole] < min(v for t, v in before.items() if t != hole)
         assert writer.run_once(now + 60 * NS) == []  # closed: the same data is not recomputed

@@ -355,17 +355,70 @@ def test_hours_due_for_rollup_survive_a_stop(influxdb: InfluxServer, tmp_path: P
     init_sink(st.sink)
     data = meter_dataset(T0, 3 * H, seed=3)
     st.write(data)
-    assert json.loads(due.read_text()) == [T0, T0 + H, T0 + 2 * H]
+    assert json.loads(due.read_text()) == {
+        "format": 2,
+        "all": [],
+        "measurements": {"energy_meter": [T0, T0 + H, T0 + 2 * H]},
+    }
     assert due.stat().st_mode & 0o777 == 0o600
     st.close_within(0.0)
     assert st.rollup_statements == 0
     again = InfluxStore(st.sink, due_file=due)
     assert again.rollups_due() == 3
-    assert again.flush_rollups() == 3 and json.loads(due.read_text()) == []
+    assert again.flush_rollups() == 3
+    assert json.loads(due.read_text()) == {"format": 2, "all": [], "measurements": {}}
     res = influxdb.query(
         'SELECT SUM("count_power_w") FROM "rp_1h"."energy_meter"', st.sink.database
     )
     assert res["results"][0]["series"][0]["values"][0][1] == len(data)
+
+
+def test_a_late_point_rolls_up_its_measurement_only(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """A late ``kpi`` point (the collector writes an hour's an hour after it) rolls up the
+    ``kpi`` series of its hour and its day, not the other measurements of that hour (here
+    written with their rollups left out, so any statement over them would show); the daily
+    rollups of a backfill's days (rollup_days) leave the measurement due to its flush and do
+    the others. A due file of the first format (hours only, from the store before) rolls up
+    every measurement of its hours."""
+    due = tmp_path / "due.json"
+    st = influx_store(influxdb, "permeas", due_file=due)
+    init_sink(st.sink)
+    db = st.sink.database
+    data = meter_dataset(T0, 2 * H, seed=6)
+    st.supply_rollups(T0, T0 + 2 * H)  # no rollups of these: none in rp_1m, rp_1h, rp_1d
+    st.write(data)
+    st.supply_rollups(0, 0)
+    assert st.rollups_due() == 0
+    kpi = Reading("kpi", {"site": "paris", "resolution": "hourly"}, {"pue": 1.31}, T0 + H)
+    st.write([kpi])
+    assert json.loads(due.read_text())["measurements"] == {"kpi": [T0 + H]}
+
+    def count(rp: str, meas: str, field: str) -> int:
+        res = influxdb.query(f'SELECT SUM("count_{field}") FROM "{rp}"."{meas}"', db)
+        series = res["results"][0].get("series", [])
+        return int(series[0]["values"][0][1]) if series else 0
+
+    st.rollup_days(T0, T0 + 2 * H)  # a backfill's days: energy_meter's, not kpi's (due)
+    assert count("rp_1d", "energy_meter", "power_w") == len(data)
+    assert count("rp_1d", "kpi", "pue") == 0
+    n = st.rollup_statements
+    assert st.flush_rollups() == 1 and st.rollups_due() == 0
+    assert st.rollup_statements - n == 3  # kpi's hour in rp_1m and rp_1h, its day in rp_1d
+    for rp in ("rp_1m", "rp_1h", "rp_1d"):
+        assert count(rp, "kpi", "pue") == 1, rp
+    assert count("rp_1m", "energy_meter", "power_w") == count("rp_1h", "energy_meter", "power_w")
+    assert count("rp_1h", "energy_meter", "power_w") == 0  # not rolled up for the kpi point
+    assert json.loads(due.read_text()) == {"format": 2, "all": [], "measurements": {}}
+    st.close()
+    due.write_text(json.dumps([T0, T0 + H]))  # format 1: every measurement of these hours
+    again = InfluxStore(st.sink, due_file=due)
+    assert again.rollups_due() == 2
+    assert again.flush_rollups() == 2
+    for rp in ("rp_1m", "rp_1h", "rp_1d"):
+        assert count(rp, "energy_meter", "power_w") == len(data), rp
+        assert count(rp, "kpi", "pue") == 1, rp
+    assert json.loads(due.read_text()) == {"format": 2, "all": [], "measurements": {}}
+    again.close()
 
 
 def test_window_means_as_the_means_per_field(influxdb: InfluxServer) -> None:
