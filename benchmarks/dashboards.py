@@ -272,13 +272,17 @@ def report(influx: InfluxServer, cfg: SiteConfig, now_s: int, raw_hours: int, wh
           "each next to the same panel from rp_1h (its hourly targets, the gate lifted: what a "
           "year read before rp_1d):")  # fmt: skip
     print(f"{'ms':>8} {'cpu ms':>8} {'values':>8} | {'rp_1h ms':>8} {'cpu ms':>8} {'values':>8}"
-          f" | {'90 d ms':>8} {'cpu ms':>8} {'values':>8}  dashboard / panel")  # fmt: skip
+          f" | {'30 d ms':>7} {'cpu':>5} | {'90 d ms':>7} {'cpu':>5}  dashboard / panel"
+          )  # fmt: skip
     for ms, n, cpu, name, p, fixed in rows[:12]:
         h_ms, h_n, h_cpu = run(influx, "bench", forced_queries(p, fixed, now_s, YEAR_S, 2))
-        qs = panel_queries(p, fixed, now_s, 90 * 86400, cfg.site.timezone)
-        q_ms, q_n, q_cpu = run(influx, "bench", [q for _, q in qs])
-        print(f"{ms:8.1f} {cpu:8.0f} {n:8d} | {h_ms:8.1f} {h_cpu:8.0f} {h_n:8d} | {q_ms:8.1f} "
-              f"{q_cpu:8.0f} {q_n:8d}  {name} / {p['title']}")  # fmt: skip
+        shorter = []
+        for days in (30, 90):  # rp_1h (a 30 min interval) and rp_1d (2 h)
+            qs = panel_queries(p, fixed, now_s, days * 86400, cfg.site.timezone)
+            d_ms, _, d_cpu = run(influx, "bench", [q for _, q in qs])
+            shorter.append(f"{d_ms:7.1f} {d_cpu:5.0f}")
+        print(f"{ms:8.1f} {cpu:8.0f} {n:8d} | {h_ms:8.1f} {h_cpu:8.0f} {h_n:8d} | "
+              f"{' | '.join(shorter)}  {name} / {p['title']}")  # fmt: skip
     ms, n, cpu, name, p, fixed = rows[0]
     print(f"the most costly panel over one year: {name} / {p['title']}, per target:")
     for alias, q in panel_queries(p, fixed, now_s, YEAR_S, cfg.site.timezone):

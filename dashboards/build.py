@@ -3,7 +3,7 @@
     python dashboards/build.py      # rewrites dashboards/*.json (one file per dashboard)
 
 The JSON files are committed and provisioned (dashboards/provisioning/); tests run every
-panel's query against a real InfluxDB over 6 h, 7 days, 90 days and a year.
+panel's query against a real InfluxDB over 6 h, 7, 30 and 90 days and a year.
 
 Plain dicts, not grafana-foundation-sdk: the SDK (10.4.0) has no InfluxDB query type, and the
 heart of these dashboards is their InfluxQL (one target per resolution, below); the tests
@@ -15,10 +15,9 @@ time-series query is written four times, each target gated by Grafana's ``$__int
 false targets read nothing):
 
 - ``$__interval_ms < 60000`` (ranges up to ~12 h): the raw points (the default policy);
-- 60000 to 600000 (up to ~17 days): ``rp_1m``, read as ``mean("mean_f")``, ``max("max_f")``...
-- above, up to 3600000 (up to ~62 days: an hour per point at most, 90 days included):
-  ``rp_1h``;
-- above (longer ranges, a year): ``rp_1d``, UTC days: where hourly points are more than the
+- 60000 to 600000 (up to ~8 days): ``rp_1m``, read as ``mean("mean_f")``, ``max("max_f")``...
+- above, up to 3600000 (up to ~62 days: an hour per point at most): ``rp_1h``;
+- above (longer ranges: 90 days is a 2 h interval, a year 6 h): ``rp_1d``, UTC days: where hourly points are more than the
   panel's 1,000 can show, a year reads 365 points per series instead of 8,760 (a
   device-by-device panel of the reference site: 387 x 365 values, not 387 x 8,760). The
   current day is there once it has closed (``cq_1d`` runs at midnight UTC).
@@ -281,11 +280,12 @@ def per(
     influxd's CPU grouped, 170-480 ms as stored; benchmarks/dashboards.py):
     - by device (one series per device: every tag of these measurements is the device's),
       the points are read as stored: the same values at the same times as the windows'
-      (tests/test_dashboards.py checks it). Past about three years (an interval above a day)
-      that is a point a day, more than the panel's 1,000;
+      (tests/test_dashboards.py checks it). A device whose tags changed within the range
+      (moved to another rack or room) has two series: on the day it moved it shows both
+      points at the same time, where the windows would show their aggregate;
     - across devices (by room, rack, protocol), the points are read in a subquery and
-      aggregated once per window: the same values, about a third less CPU over 90 days and
-      a year than the aggregate pushed down to each series. Raw and ``rp_1m`` points, several
+      aggregated once per window: the same values, about a third less CPU over a month and a
+      year than the aggregate pushed down to each series. Raw and ``rp_1m`` points, several
       to a window, keep the pushed-down aggregate: there it is the cheaper."""
     cond = f"{SITE} AND {where} AND {T}" if where else f"{SITE} AND {T}"
     grouped = f"SELECT @{fn}({field}){scale} FROM @from({meas}) WHERE {cond} {BY}, {by} fill(none)"

@@ -1,7 +1,7 @@
 """The dashboards: built by dashboards/build.py, checked against grafana-foundation-sdk's
 dashboard model, every query checked to read fields of the unit its series is shown in, and
 every query of every panel run against a real InfluxDB holding the reference site's data
-(Grafana itself is not available here), over 6 h, 7 days, 90 days and a year, with Grafana's
+(Grafana itself is not available here), over 6 h, 7, 30 and 90 days and a year, with Grafana's
 macros substituted as Grafana would (``now()``: the time the data ends). Every series (each
 alias, its four resolutions together) must have values in each range, save the gaps the
 reference site must show (``not_metered``).
@@ -37,16 +37,24 @@ from dcim.testing.servers import InfluxServer
 from dcim.twin.site import paris_chapelle
 
 DASH = Path(__file__).resolve().parent.parent / "dashboards"
-RANGES = {"6h": 6 * 3600, "7d": 7 * 86400, "90d": 90 * 86400, "1y": 365 * 86400}
+# the issue's four ranges, and 30 days: the one that reads rp_1h (90 days is a 2 h interval)
+RANGES = {
+    "6h": 6 * 3600,
+    "7d": 7 * 86400,
+    "30d": 30 * 86400,
+    "90d": 90 * 86400,
+    "1y": 365 * 86400,
+}
 UNITS = {"kwatt", "kwatth", "celsius", "percent", "percentunit", "humidity", "ppm", "amp", "m",
          "s", "none", "short", "bool_yes_no"}  # fmt: skip
-# Grafana's rounding of range / max data points to an interval (kbn.roundInterval), in ms.
-_ROUND = [(15, 10), (35, 20), (75, 50), (150, 100), (250, 200), (350, 300), (750, 500),
-          (1500, 1000), (3500, 2000), (7500, 5000), (12500, 10000), (17500, 15000),
-          (25000, 20000), (45000, 30000), (90000, 60000), (180000, 120000), (450000, 300000),
-          (1050000, 600000), (1500000, 900000), (2700000, 1200000), (5400000, 1800000),
-          (9000000, 3600000), (16200000, 7200000), (27000000, 10800000),
-          (39600000, 21600000), (86400000, 43200000), (604800000, 86400000),
+# Grafana's rounding of range / max data points to an interval (kbn.roundInterval, in
+# @grafana/data's rangeutil), in ms: (below this, that interval).
+_ROUND = [(15, 10), (35, 20), (75, 50), (150, 100), (350, 200), (750, 500), (1500, 1000),
+          (3500, 2000), (7500, 5000), (12500, 10000), (17500, 15000), (25000, 20000),
+          (45000, 30000), (90000, 60000), (210000, 120000), (450000, 300000),
+          (750000, 600000), (1050000, 900000), (1500000, 1200000), (2700000, 1800000),
+          (5400000, 3600000), (9000000, 7200000), (16200000, 10800000),
+          (32400000, 21600000), (86400000, 43200000), (604800000, 86400000),
           (1814400000, 604800000), (3628800000, 2592000000)]  # fmt: skip
 
 
@@ -328,8 +336,9 @@ def _policy(q: str) -> str:
 
 def test_resolution_gates_pick_one_policy_per_range() -> None:
     """Exactly one of a query's four targets can read: raw under 1 min, rp_1m up to 10 min,
-    rp_1h up to 1 h, rp_1d above; the ranges of the test fall on raw, rp_1m, rp_1h, rp_1d.
-    Every interval Grafana can pick (its rounding's steps, 10 s to a month) opens one gate."""
+    rp_1h up to 1 h, rp_1d above; the ranges of the test fall on raw (6 h: 20 s), rp_1m (7 d:
+    10 min), rp_1h (30 d: 30 min), rp_1d (90 d: 2 h; a year: 6 h). Every interval Grafana
+    can pick (its rounding's steps, 10 s to a month) opens one gate."""
     doc = build()["site-overview.json"]
     p = next(p for p in doc["panels"] if p["title"] == "Power flow")
     gated = [t for t in p["targets"] if "$__interval_ms" in t["query"]]
@@ -356,7 +365,7 @@ def test_resolution_gates_pick_one_policy_per_range() -> None:
         got = live(ivl)
         assert len(got) == 1, (secs, ivl)
         seen.append(_policy(got[0]))
-    assert seen == ["raw", "rp_1m", "rp_1h", "rp_1d"]
+    assert seen == ["raw", "rp_1m", "rp_1h", "rp_1d", "rp_1d"]
     # a year: 365 daily points per series, where hourly ones would be 8,760 for 1,000 pixels
     assert interval_ms(RANGES["1y"], p["maxDataPoints"], 10) > 3600 * 1000
 
