@@ -258,6 +258,9 @@ class Forwarder:
                 self._failed(exc.reason, exc.retry_after_s)
                 return False
             except Exception as exc:  # a bug in a store must not lose data: retry later
+                if isinstance(exc, SpoolClosedError) and self._stop.is_set():
+                    self._unexpected("store write", exc)  # a refusal's re-read after a stop
+                    return False
                 log.exception("store write failed unexpectedly; the batch stays spooled")
                 self._failed(f"{type(exc).__name__}: {exc}", None)
                 return False

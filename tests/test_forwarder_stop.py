@@ -121,6 +121,47 @@ def test_a_stop_with_a_write_in_flight_is_quiet_and_loses_nothing(
     assert left  # the batch whose answer came after the spool closed: still spooled
 
 
+def test_a_refusal_answered_after_the_stop_is_quiet_and_loses_nothing(
+    tmp_path: Path, influxdb: InfluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The write in flight is refused for good (400: a field type conflict) after the spool
+    closed: the forwarder would read the batch again to find the bad readings, and the spool
+    is closed. Said at INFO, no traceback; the batch stays spooled."""
+    proxy = HeldAnswers(influxdb.port)
+    db = "stop_refused"
+    sink = InfluxSink(type="influxdb", url=f"http://127.0.0.1:{proxy.port}", database=db)
+    store = InfluxStore(sink)
+    store.ensure_database()
+    store.write([Reading("pdu", {"site": "s", "device": "p0"}, {"power_w": "text"}, T - S)])
+    sp = Spool(tmp_path / "spool")
+    sp.append([rd(i) for i in range(20)])
+    proxy.hold.set()
+    fwd = Forwarder(sp, store, batch_size=100, flush_interval_s=0.01)
+    caplog.set_level(logging.INFO)
+    try:
+        fwd.start()
+        thread = fwd._thread
+        assert thread is not None
+        deadline = time.monotonic() + 10
+        while not proxy.waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proxy.waiting, "no write in flight"
+        fwd.stop(timeout=0.2)
+        sp.close()
+        proxy.released.set()
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        proxy.close()
+        sp.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [(r.levelname, r.getMessage()) for r in errors]
+    assert any("refused a batch" in r.getMessage() for r in caplog.records)  # the 400 came
+    assert any("stopped with a write in flight" in r.getMessage() for r in caplog.records)
+    with Spool(tmp_path / "spool") as again:
+        assert again.peek(10**6).count == 20
+
+
 def test_the_collector_stopped_with_a_short_bound_mid_write(
     tmp_path: Path, influxdb: InfluxServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -309,6 +309,7 @@ class InfluxStore:
         self._due: set[Entry] = set()
         self._due_since = 0.0  # monotonic time the oldest of them became due
         self._due_lock = threading.Lock()
+        self._persist_lock = threading.Lock()  # one due-file writer at a time
         self._flush_lock = threading.Lock()
         self._inflight: set[Entry] = set()  # taken by the flush in progress
         self._due_file = due_file
@@ -659,15 +660,18 @@ class InfluxStore:
         (:func:`dcim.storage.latehours.save`: atomic)."""
         if self._due_file is None:
             return
-        with self._due_lock:
-            now = frozenset(self._due | self._inflight)
-        if now == self._saved:
-            return
-        try:
-            latehours.save(self._due_file, now)
-            self._saved = now
-        except OSError as exc:
-            log.warning("cannot keep the hours due for rollup in %s: %s", self._due_file, exc)
+        # one writer at a time (the forwarder's thread and a reader's ``flush_rollups`` both
+        # persist): the file written last holds the latest snapshot, and ``_saved`` says so
+        with self._persist_lock:
+            with self._due_lock:
+                now = frozenset(self._due | self._inflight)
+            if now == self._saved:
+                return
+            try:
+                latehours.save(self._due_file, now)
+                self._saved = now
+            except OSError as exc:
+                log.warning("cannot keep the hours due for rollup in %s: %s", self._due_file, exc)
 
     def _due_again(self, due: Iterable[Entry]) -> None:
         with self._due_lock:

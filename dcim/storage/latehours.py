@@ -16,10 +16,12 @@ Format 1 (before): a JSON list of hours, read as hours due for every measurement
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -88,7 +90,10 @@ def load(path: Path) -> set[Entry]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         log.warning("ignoring the hours due for rollup in %s: not a format %d file", path, FORMAT)
         return set()
-    out: set[Entry] = {(ALL, h) for h in doc.get("all", []) if isinstance(h, int)}
+    every = doc.get("all")
+    out: set[Entry] = set()
+    if isinstance(every, list):
+        out.update((ALL, h) for h in every if isinstance(h, int))
     by = doc.get("measurements", {})
     if isinstance(by, dict):
         for m, hours in by.items():
@@ -116,10 +121,14 @@ def dump(due: Iterable[Entry]) -> dict[str, object]:
 def save(path: Path, due: Iterable[Entry]) -> None:
     """Write the due file atomically (a new file, synced, renamed over the old one), mode
     0600. Raises OSError."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(dump(due), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:  # mkstemp: mode 0600, a name of its own
+            json.dump(dump(due), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -4,6 +4,7 @@ formats), the measurements of a line protocol body, the statements' grouping."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ def test_the_file_round_trips(tmp_path: Path) -> None:
         "measurements": {"kpi": [T], "pdu": [T, T + H]},
     }
     assert latehours.load(path) == due
-    assert not (tmp_path / "due.json.tmp").exists()
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["due.json"]  # no temporary left
 
 
 def test_a_file_of_the_first_format_is_every_measurement(tmp_path: Path) -> None:
@@ -77,3 +78,50 @@ def test_an_unreadable_file_is_ignored_and_said(
     assert latehours.load(path) == set()
     assert "ignoring the hours due for rollup in" in caplog.text and str(path) in caplog.text
     assert latehours.load(tmp_path / "absent.json") == set()
+
+
+def test_fields_of_the_wrong_type_in_a_format_2_file_are_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "due.json"
+    path.write_text(json.dumps({"format": 2, "all": None, "measurements": {"kpi": 5, "pdu": [T]}}))
+    assert latehours.load(path) == {("pdu", T)}
+    path.write_text(json.dumps({"format": 2, "all": 7, "measurements": None}))
+    assert latehours.load(path) == set()
+
+
+def test_saves_from_two_threads_leave_a_whole_file(tmp_path: Path) -> None:
+    """The forwarder's thread and a reader's flush both save: each write goes to a temporary
+    file of its own, renamed over the file, so a reader (or a restart) always finds one whole
+    document, never a mix or a missing file."""
+    path = tmp_path / "due.json"
+    latehours.save(path, {("kpi", T)})
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(m: str) -> None:
+        try:
+            for i in range(200):
+                latehours.save(path, {(m, T + i * H)})
+        except BaseException as exc:  # noqa: BLE001 - collected, asserted below
+            errors.append(exc)
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                doc = json.loads(path.read_text())
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+                return
+            if doc.get("format") != 2:
+                errors.append(AssertionError(doc))
+
+    threads = [threading.Thread(target=writer, args=(m,)) for m in ("kpi", "pdu")]
+    r = threading.Thread(target=reader)
+    r.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    r.join()
+    assert errors == []
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["due.json"]
