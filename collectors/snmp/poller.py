@@ -15,7 +15,8 @@ how answers become readings (decoding, table rows, counter rates) is all in
 :mod:`collectors.snmp.codec`.
 
 Per device: ``timeout_s`` and ``retries`` (the engine resends), ``snmp.max_varbinds`` OIDs
-per request and ``snmp.max_repetitions`` rows per column of a GETBULK (halved on tooBig).
+per request and ``snmp.max_repetitions`` rows per column of a GETBULK (halved on tooBig, and
+kept so for the device's later polls).
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ class SnmpPoller:
         self._plan = ProfilePlan.of(profile, max_varbinds=self._opts.max_varbinds)
         self._rates = RateState()
         self._rows_hint: dict[Oid, int] = {}
+        # GETBULK max-repetitions: ``snmp.max_repetitions``, halved for good by a tooBig (an
+        # agent whose answers would not fit its message size is not asked that much again).
+        self._max_rep = self._opts.max_repetitions
         # The tag-only columns (outlet names) as last walked, when, and the rows of each
         # table then: walked again after ``snmp.tag_refresh_s``, or in the same poll when a
         # table's rows are not those of then (see _walk_tables).
@@ -276,7 +280,7 @@ class SnmpPoller:
         """``columns`` of the profile's tables: GETBULK (SNMPv1: GETNEXT)."""
         walk = self._plan.walk(self._opts.max_varbinds, self._rows_hint, columns)
         v1 = self._opts.version == "1"
-        max_rep = self._opts.max_repetitions
+        max_rep = self._max_rep
         first_ns = 0
         while not walk.done:
             batch = walk.request(max_rep)
@@ -298,7 +302,7 @@ class SnmpPoller:
                 continue
             if status == _TOO_BIG:
                 if reps > 1:
-                    max_rep = max(1, reps // 2)
+                    max_rep = self._max_rep = max(1, reps // 2)
                     continue
                 if walk.max_columns > 1:
                     walk.max_columns = max(1, walk.max_columns // 2)
