@@ -353,6 +353,8 @@ class SnmpPoller:
                 if status:
                     continue  # the same request again without the scalars
                 self._take_folded(fold, var_binds, len(non_rep), answers, uptimes)
+                if len(var_binds) <= len(non_rep):
+                    continue  # an answer cut to the scalars: the columns asked again alone
                 keep = 1 if walk.uptime else 0  # sysUpTime's answer, for the table rows
                 var_binds = var_binds[:keep] + var_binds[len(non_rep) :]
                 non_rep = non_rep[:keep]

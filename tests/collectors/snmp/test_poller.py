@@ -685,6 +685,75 @@ def test_scalars_ride_in_the_walks_first_getbulk() -> None:
     assert missing.fields["voltage_v"] == scalar.fields["voltage_v"]
 
 
+class _CutBulk(asyncio.DatagramProtocol):
+    """A proxy in front of an agent that cuts the answer of a GETBULK with scalars in it
+    (more than one non-repeater) to its non-repeaters, as an agent whose message size the
+    columns' rows would pass may answer."""
+
+    def __init__(self, agent: tuple[str, int]) -> None:
+        self.agent, self.cut = agent, 0
+        self.transport: Any = None
+        self.asked: dict[int, tuple[Any, int]] = {}  # request id -> (client, non-repeaters)
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        from collectors.snmp import wire as w
+
+        msg = w.decode_message(data)
+        if msg.pdu_type != w.RESPONSE:
+            nr = msg.error_status if msg.pdu_type == w.GET_BULK else 0
+            self.asked[msg.request_id] = (addr, nr)
+            self.transport.sendto(data, self.agent)
+            return
+        client, nr = self.asked.pop(msg.request_id)
+        if nr > 1:
+            self.cut += 1
+            data = w.encode_message(
+                msg.version,
+                msg.community,
+                w.RESPONSE,
+                msg.request_id,
+                w.encode_varbinds(msg.varbinds[:nr]),
+            )
+        self.transport.sendto(data, client)
+
+
+def test_an_answer_cut_to_the_scalars_asks_the_columns_again() -> None:
+    """The walk's first GETBULK answered with its non-repeaters only (sysUpTime and the
+    scalars): the scalars are taken, the columns asked again without them; the readings are
+    those read straight from the agent."""
+    doc = paris_chapelle(
+        racks=1, servers_per_rack=1, snmp_base_port=free_ports(4, kind=socket.SOCK_DGRAM)
+    )
+    cfg = SiteConfig.model_validate(doc)
+    values = known_values(cfg, tables=True)
+    pdu = cfg.device("pdu-R01-A")
+
+    async def body(_twin: SnmpTwin) -> tuple[Any, Any, int]:
+        loop = asyncio.get_running_loop()
+        assert pdu.host is not None and pdu.port is not None
+        proxy = _CutBulk((pdu.host, pdu.port))
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: proxy, local_addr=("127.0.0.1", 0)
+        )
+        try:
+            port = transport.get_extra_info("sockname")[1]
+            direct = await SnmpPoller(cfg, pdu).poll()
+            cut = await SnmpPoller(cfg, pdu.model_copy(update={"port": port})).poll()
+        finally:
+            transport.close()
+        return direct, cut, proxy.cut
+
+    direct, cut, n_cut = run(with_twin(cfg, values, body))
+    assert n_cut == 1
+    assert sum(r.measurement == "pdu_outlet" for r in cut) == 24
+    assert [(r.measurement, r.tags, r.fields) for r in cut] == [
+        (r.measurement, r.tags, r.fields) for r in direct
+    ]
+
+
 def test_walk_ends_columns_on_leaving_their_subtree_and_on_broken_agents() -> None:
     from collectors.snmp.codec import Walk
 
