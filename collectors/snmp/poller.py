@@ -99,6 +99,15 @@ class SnmpPoller:
         # GETBULK max-repetitions: ``snmp.max_repetitions``, halved for good by a tooBig (an
         # agent whose answers would not fit its message size is not asked that much again).
         self._max_rep = self._opts.max_repetitions
+        scalars = list(self._plan.scalars.decoders)
+        self._foldable = (  # see _fold
+            scalars
+            if scalars
+            and self._plan.columns
+            and self._opts.version == "2c"
+            and len(scalars) + 2 <= self._opts.max_varbinds
+            else []
+        )
         # The tag-only columns (outlet names) as last walked, when, and the rows of each
         # table then: walked again after ``snmp.tag_refresh_s``, or in the same poll when a
         # table's rows are not those of then (see _walk_tables).
@@ -180,17 +189,7 @@ class SnmpPoller:
         (a missing OID, one in between) is asked again by GET, as without this. SNMPv2c
         only (v1 has no GETBULK; v3 through pysnmp), and only when the scalars, sysUpTime
         and a table column fit ``max_varbinds``."""
-        plan = self._plan
-        scalars = list(plan.scalars.decoders)
-        if (
-            not scalars
-            or not plan.columns
-            or self._wire is None
-            or self._opts.version != "2c"
-            or len(scalars) + 2 > self._opts.max_varbinds
-        ):
-            return []
-        return scalars
+        return self._foldable if self._wire is not None else []
 
     async def _ask_at_zero(self, answers: dict[Oid, Value], uptimes: dict[Oid, int | None]) -> None:
         """Scalar fields read from a table's row 1 (upsOutputPower.1) that the agent answers
