@@ -25,6 +25,7 @@ thread running (SQLite works without the GIL in the commit and forwarder threads
 
     .venv/bin/python benchmarks/profile_collect.py [--cases pdu,site] [--window 100]
         [--warmup 25] [--interval 10] [--py-spy /tmp/prof [--raw] [--all-threads]]
+    .venv/bin/python benchmarks/profile_collect.py --poller-rounds 40   # the pollers alone
 
 Prints the load average (``/proc/loadavg``) before and after each run: on a shared machine
 the figures are only comparable at similar loads. To compare two versions, run them side by
@@ -125,6 +126,35 @@ Python 3.11, snmpsim 1.2.2; ``--window 100``), before (main at 3337fa9) -> after
     µs per value). Over longer runs (the reference site, main and the change polling one
     twin, VmRSS each minute, load 1-4): main 55.7 MB after 20 minutes (56.5 after 35 in an
     earlier run), the change 36.7 MB from the 5th minute to the 20th.
+
+    Issue #15, requests per poll, side by side against main at fdce1e9 (pdu; µs CPU per
+    stored value, main -> change): ``snmp.max_repetitions`` 25 and a short table's columns
+    in a GETBULK of their own (4 -> 3 requests an AP8641 poll; ``--window 60``, load 1.6)
+    30.8 -> 30.0; with the scalars as non-repeaters of the first GETBULK too (2 requests;
+    ``--window 90``, load 3.1 -> 1.0) 34.3 -> 30.9, the event loop's thread 0.80 -> 0.69 s;
+    again (``--window 100``, load 0.9 -> 0.5) 32.3 -> 31.1, 0.84 -> 0.75 s, and the site
+    239.5 -> 247.5 (its 300 BMCs have no tables: the noise of whichever starts second). The
+    poller alone (``--poller-rounds 40``: 50 pollers in one process against this benchmark's
+    snmpsim, ``poll()`` in rounds of all 50, process CPU, main and the change at the same
+    time): 1,067-1,254 ->
+    866-1,006 µs per poll of 81 values. Not kept, no gain side by side: uvloop (32.5 against
+    asyncio's 32.1 µs, loop thread 0.51 against 0.52 s); ``gc.freeze`` or a larger
+    threshold (``gc.callbacks``: one generation-0 collection per 10 s after start-up, 0.2 %
+    of the CPU); var-binds decoded straight into the neutral form. py-spy (``--gil
+    --nonblocking --spy-rate 1000 --raw``, pdu, 671 samples, load 0.8-1.1) after: the
+    poller 33 % (its walk 21 %: BER decoding 11 %, ``Walk.feed`` 7 %; table rows 9 %), the
+    UDP receive path 13 %, asyncio's loop itself about 12 %, the commit thread 12 % (screen
+    4 %, spool append 3 %), the forwarder 8 % (the store's write 3 %), ``Collector.emit``
+    6 % (alert engine 3 %, ``Committer.submit`` 2 %). Then the spool's commit window 1 s
+    (was 0.25 s), against the same code with 0.25 s (pdu, ``--window 90``, load 0.6 ->
+    0.4): 31.5 -> 26.1 µs, the commit thread 0.27 -> 0.12 s; main against every change
+    (``--window 100``, load 1.5 -> 2.5): 32.3 -> 24.7 µs per value (user+system 1.31 ->
+    1.00 s; event loop 0.84 -> 0.68 s, commit thread 0.25 -> 0.13 s, forwarder 0.19 s both).
+    py-spy then (as above, 613 samples, 26.3 µs per value, load 0.1-0.4): the event loop's
+    thread 63 % (the poller 26 %: its walk 19 %, BER decoding 11 %, ``Walk.feed`` 7 %, table
+    rows 7 %; the UDP receive path 12 %; asyncio's loop itself about 12 %;
+    ``Collector.emit`` 6 %: alert engine 3 %, ``Committer.submit`` 2 %), the commit thread
+    10 % (screen 4 %, spool append 3 %), the forwarder 7 % (the store's write 4 %).
 """
 
 from __future__ import annotations
@@ -396,6 +426,44 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def poller_only(rounds: int, interval: float) -> str:
+    """The SNMP pollers alone: the pdu case's 50 pollers in this process against its snmpsim,
+    ``poll()`` of all 50 at once, ``rounds`` times after 3 rounds of warm-up (table sizes
+    learnt); process CPU per poll (snmpsim, its own process, not counted)."""
+    import asyncio
+
+    from collectors.snmp.poller import SnmpPoller
+    from dcim.config import SiteConfig
+
+    async def polls(cfg: SiteConfig) -> tuple[int, int, int, float]:
+        pollers = [SnmpPoller(cfg, d) for d in cfg.devices]
+        for _ in range(3):
+            await asyncio.gather(*(p.poll() for p in pollers), return_exceptions=True)
+        n = values = failed = 0
+        t0 = time.process_time()
+        for _ in range(rounds):
+            for got in await asyncio.gather(*(p.poll() for p in pollers), return_exceptions=True):
+                if isinstance(got, BaseException):  # a time-out: snmpsim too slow
+                    failed += 1
+                    continue
+                n += 1
+                values += sum(len(r.fields) for r in got)
+        return n, values, failed, time.process_time() - t0
+
+    work = work_dir("dcim-profile-poller-")
+    doc = case_doc("pdu", work, interval)
+    load_before = loadavg()
+    with snmpsim(doc, work):
+        n, values, failed, cpu = asyncio.run(polls(SiteConfig.model_validate(doc)))
+    shutil.rmtree(work, ignore_errors=True)
+    return (
+        f"pollers alone: {n} polls, {values / max(1, n):.1f} values a poll, "
+        f"{1e6 * cpu / max(1, n):.0f} µs CPU per poll ({1e6 * cpu / max(1, values):.2f} per "
+        f"value); {failed} polls failed (not comparable unless 0); load {load_before} -> "
+        f"{loadavg()}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", default="pdu,site")
@@ -416,7 +484,16 @@ def main(argv: list[str] | None = None) -> int:
         help="py-spy: every running thread, not only the one holding the GIL (SQLite's own "
         "work in the commit and forwarder threads runs without it)",
     )
+    ap.add_argument(
+        "--poller-rounds",
+        type=int,
+        default=0,
+        help="instead of the cases: the pdu case's 50 SNMP pollers alone, this many rounds",
+    )
     args = ap.parse_args(argv)
+    if args.poller_rounds:
+        print(poller_only(args.poller_rounds, args.interval), flush=True)
+        return 0
     for case in args.cases.split(","):
         r = run_case(case, args)
         if args.json:

@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 MAINTAIN_EVERY_S = 300.0
 # How long a spool commit waits for more polls to join its transaction (dcim.spool_commit);
 # at most a quarter of the shortest poll interval: a fast device's readings are not held
-# in memory for a good part of its interval.
-COMMIT_WINDOW_S = 0.25
+# in memory for a good part of its interval. 1 s (was 0.25): 50 PDUs polled every 10 s
+# commit once a second rather than about four times (each commit a transaction and an
+# fsync): 31.5 -> 26.1 µs of CPU per stored value side by side, a quarter of the fsyncs.
+COMMIT_WINDOW_S = 1.0
 KPI_EVERY_S = 60.0
 # SQLite's memory, all connections of the process (spool, store, alert state): their page
 # caches (2 MB each at most) held 2.6 MB after 4 minutes on the reference site, 1.0 with this

@@ -25,7 +25,9 @@ class SnmpOptions(BaseModel):
     context: str = Field(default="", max_length=32)  # contextName (SNMP-TARGET-MIB: 0..32)
     context_engine_id: str | None = None  # contextEngineID, hex; default: the agent's own
     max_varbinds: int = Field(default=20, ge=1, le=200)
-    max_repetitions: int = Field(default=10, ge=1, le=200)
+    # 25 as prometheus-snmp-exporter: a 24-outlet PDU's columns in one GETBULK (an agent
+    # whose answer would not fit trims it or answers tooBig: then asked half as many)
+    max_repetitions: int = Field(default=25, ge=1, le=200)
     # Table columns read only as tags (outlet names): walked again after this many seconds,
     # and at once when a table's rows change; 0: every poll.
     tag_refresh_s: float = Field(default=300.0, ge=0)

@@ -633,6 +633,127 @@ def test_walk_keeps_to_the_device_caps_and_learns_the_table_sizes() -> None:
     assert len(sent) - n_first <= n_first  # the second poll needs no more requests
 
 
+def test_scalars_ride_in_the_walks_first_getbulk() -> None:
+    """SNMPv2c: a PDU's scalar fields are asked as non-repeaters of the walk's first GETBULK
+    (each from the OID just before it): after the first poll (table sizes learnt), 2
+    requests a poll and no GET, where a GET of them then the walk took 3 (``max_varbinds``
+    too small for them: not folded). The readings are the same either way; a scalar the
+    agent does not answer in the GETBULK (here left out of the agent) is asked by GET."""
+    from collectors.snmp.poller import _before
+
+    assert _before((1, 3, 6, 1, 9, 0)) == (1, 3, 6, 1, 9)
+    assert _before((1, 3, 6, 1, 9, 5, 1)) == (1, 3, 6, 1, 9, 5, 0)
+    doc = paris_chapelle(
+        racks=1, servers_per_rack=1, snmp_base_port=free_ports(4, kind=socket.SOCK_DGRAM)
+    )
+    cfg = SiteConfig.model_validate(doc)
+    values = known_values(cfg, tables=True)
+    pdu = cfg.device("pdu-R01-A")
+    narrow = pdu.with_options(pdu.options_as(SnmpOptions).model_copy(update={"max_varbinds": 5}))
+    sent: list[tuple[str, str, int]] = []
+    original = SnmpPoller._request
+
+    async def spy(self: SnmpPoller, kind: str, oids: Any, *args: Any) -> Any:
+        sent.append((self.device.options_as(SnmpOptions).max_varbinds, kind, len(oids)))
+        return await original(self, kind, oids, *args)
+
+    async def body(_twin: SnmpTwin) -> dict[int, list[Any]]:
+        out = {}
+        for dev in (pdu, narrow):
+            poller = SnmpPoller(cfg, dev)
+            await poller.poll()
+            sent.clear()
+            out[dev.options_as(SnmpOptions).max_varbinds] = [await poller.poll(), list(sent)]
+        values["pdu-R01-A"] = {k: v for k, v in values["pdu-R01-A"].items() if k != "power_w"}
+        poller = SnmpPoller(cfg, pdu)
+        out[0] = [await poller.poll(), None]
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SnmpPoller, "_request", spy)
+        got = run(with_twin(cfg, values, body))
+    (folded, folded_sent), (plain, plain_sent) = got[20], got[5]
+    assert [k for _, k, _ in folded_sent] == ["bulk", "bulk"], folded_sent
+    assert [k for _, k, _ in plain_sent].count("get") >= 1 and len(plain_sent) >= 3, plain_sent
+    assert [(r.measurement, r.tags, r.fields) for r in folded] == [
+        (r.measurement, r.tags, r.fields) for r in plain
+    ]
+    scalar = next(r for r in folded if r.measurement == "pdu")
+    assert set(scalar.fields) == {"power_w", "energy_wh_total", "current_a", "voltage_v"}
+    missing = next(r for r in got[0][0] if r.measurement == "pdu")
+    assert "power_w" not in missing.fields
+    assert missing.fields["voltage_v"] == scalar.fields["voltage_v"]
+
+
+class _CutBulk(asyncio.DatagramProtocol):
+    """A proxy in front of an agent that cuts the answer of a GETBULK with scalars in it
+    (more than one non-repeater) to its non-repeaters, as an agent whose message size the
+    columns' rows would pass may answer."""
+
+    def __init__(self, agent: tuple[str, int]) -> None:
+        self.agent, self.cut = agent, 0
+        self.transport: Any = None
+        self.asked: dict[int, tuple[Any, int]] = {}  # request id -> (client, non-repeaters)
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        from collectors.snmp import wire as w
+
+        msg = w.decode_message(data)
+        if msg.pdu_type != w.RESPONSE:
+            nr = msg.error_status if msg.pdu_type == w.GET_BULK else 0
+            self.asked[msg.request_id] = (addr, nr)
+            self.transport.sendto(data, self.agent)
+            return
+        client, nr = self.asked.pop(msg.request_id)
+        if nr > 1:
+            self.cut += 1
+            data = w.encode_message(
+                msg.version,
+                msg.community,
+                w.RESPONSE,
+                msg.request_id,
+                w.encode_varbinds(msg.varbinds[:nr]),
+            )
+        self.transport.sendto(data, client)
+
+
+def test_an_answer_cut_to_the_scalars_asks_the_columns_again() -> None:
+    """The walk's first GETBULK answered with its non-repeaters only (sysUpTime and the
+    scalars): the scalars are taken, the columns asked again without them; the readings are
+    those read straight from the agent."""
+    doc = paris_chapelle(
+        racks=1, servers_per_rack=1, snmp_base_port=free_ports(4, kind=socket.SOCK_DGRAM)
+    )
+    cfg = SiteConfig.model_validate(doc)
+    values = known_values(cfg, tables=True)
+    pdu = cfg.device("pdu-R01-A")
+
+    async def body(_twin: SnmpTwin) -> tuple[Any, Any, int]:
+        loop = asyncio.get_running_loop()
+        assert pdu.host is not None and pdu.port is not None
+        proxy = _CutBulk((pdu.host, pdu.port))
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: proxy, local_addr=("127.0.0.1", 0)
+        )
+        try:
+            port = transport.get_extra_info("sockname")[1]
+            direct = await SnmpPoller(cfg, pdu).poll()
+            cut = await SnmpPoller(cfg, pdu.model_copy(update={"port": port})).poll()
+        finally:
+            transport.close()
+        return direct, cut, proxy.cut
+
+    direct, cut, n_cut = run(with_twin(cfg, values, body))
+    assert n_cut == 1
+    assert sum(r.measurement == "pdu_outlet" for r in cut) == 24
+    assert [(r.measurement, r.tags, r.fields) for r in cut] == [
+        (r.measurement, r.tags, r.fields) for r in direct
+    ]
+
+
 def test_walk_ends_columns_on_leaving_their_subtree_and_on_broken_agents() -> None:
     from collectors.snmp.codec import Walk
 
