@@ -23,30 +23,29 @@ in a query is that time), and the run says so.
     .venv/bin/python benchmarks/dashboards.py [--racks 30] [--servers-per-rack 10]
         [--raw-hours 13] [--minute-days 2] [--hour-days 400] [--keep DIR] [--cold 10s|no]
 
-Figures (2026-12-05, the 2-core machine shared with other sessions): the reference size,
-``--racks 30 --servers-per-rack 10 --raw-hours 4 --minute-days 0`` (387 devices; setup 990 s:
-raw 1.16 M lines, rp_1h 7.7 M, rp_1d 322,400), compacted (one TSM file in each rp_1h and
-rp_1d shard). 66 panels over a year 1.8 s in all, load average 0.35 at the start (1.8 at
-the end); the costliest, wall / influxd CPU (best of 5; influxd works on both cores), a year
-as sent, the same from rp_1h, and 90 days as sent (rp_1h):
+Figures (2026-12-05, the 2-core machine, load average 0.2 at the start and 1.3 at the end):
+the reference size, ``--racks 30 --servers-per-rack 10 --raw-hours 4 --minute-days 0`` (387
+devices; setup 990 s: raw 1.16 M lines, rp_1h 7.7 M, rp_1d 322,400), compacted (one TSM file
+in each rp_1h and rp_1d shard). 66 panels over a year 1.8 s in all; the costliest, wall /
+influxd CPU in ms (best of 5; influxd works on both cores): a year as sent (rp_1d), the same
+from rp_1h, 30 days (rp_1h, a 30 min interval) and 90 days (rp_1d, a 2 h interval):
 
-    Thermal / Rack inlet per room (2 x 2)      236 ms / 460 ms  rp_1h 5898 / 6790  90 d 1366 / 1550
-    Thermal / Server inlet by device (300)     228 / 370        rp_1h 8170 / 7170  90 d 1306 /  840
-    Collector health / Poll duration           283 / 350        rp_1h 3702 / 4330  90 d  914 / 1100
-    Collector health / Poll lateness           165 / 310        rp_1h 3687 / 4480  90 d  903 / 1050
-    Thermal / Hottest server inlet per rack    154 / 210        rp_1h 2737 / 3490  90 d 1009 / 1870
-    every other panel                         <= 137 / 250
+    panel                                 year       from rp_1h    30 days     90 days
+    Thermal / Rack inlet per room         289 / 530  5200 / 6670   408 / 500   60 / 60
+    Thermal / Server inlet by device      258 / 430  7151 / 6440   355 / 280   59 / 50
+    Collector health / Poll lateness      184 / 360  3414 / 3950   353 / 690   46 / 90
+    Collector health / Poll duration      188 / 360  3375 / 4300   246 / 250   39 / 40
+    Thermal / Hottest server inlet/rack   141 / 260  2497 / 3210   214 / 220   35 / 30
+    every other panel                  <= 121 / 240
 
-Every panel's year is under the 300 ms goal in wall time on the quiet machine; influxd's CPU
-is above it for four (it runs a query's shards on both cores). Before this run's
-``dashboards/build.py`` read ``rp_1h``/``rp_1d`` as stored or in a subquery (see ``per``
-there), the same data gave Server inlet by device 530-800 ms of CPU over a year and 3.6-7.7 s
-over 90 days (InfluxDB's windows per series: 1,460 six-hour windows per series for 364 daily
-points), Poll duration and lateness 230-450 ms, Rack inlet per room 390. Loaded (load
-average 4-11) the same panels take 1.3-2 times as long. A year of the raw points, scaled
-from 4 h: Rack inlet per room ~207 s, which is what a year without rollups would read. 90
-days read ``rp_1h`` (Grafana's 1 h interval: 2,160 points per series): 0.9-1.4 s for the
-panels over all 300-387 devices, under 0.5 s for every other.
+Every panel's year is under the 300 ms goal in wall time, the slowest (Rack inlet per room:
+two statements of about 100 ms each, run one after the other) by little; influxd's CPU is
+above it for four. Before ``dashboards/build.py`` read ``rp_1h``/``rp_1d`` as stored or in a
+subquery (see ``per`` there), the same data gave Server inlet by device 530-800 ms of CPU
+over a year (InfluxDB's windows per series: 1,460 six-hour windows per series for 364 daily
+points), Poll duration and lateness 230-450 ms, Rack inlet per room 390. Under load (4-11)
+the same panels take 1.3-2 times as long. Rack inlet per room from the raw points: 4 h
+61 ms, scaled to a year ~134 s, what a year without rollups would read.
 
 Needs ``influxd`` (Debian ``influxdb``) and the twin extra (numpy).
 """
