@@ -51,6 +51,12 @@ if TYPE_CHECKING:
     from collectors.snmp.usm import PysnmpTarget
 
 log = logging.getLogger(__name__)
+# A max-repetitions lowered by a tooBig is tried again at snmp.max_repetitions after this long
+# (an agent's answer that did not fit may fit later: fewer rows, a firmware update).
+MAX_REP_RETRY_S = 3600.0
+# Error answers to GETBULKs with the scalars in them (see SnmpPoller._fold) after which a
+# device's scalars are asked by GET only.
+FOLD_ERRORS_MAX = 3
 
 _NO_SUCH_NAME, _TOO_BIG, _AUTHORIZATION_ERROR = 2, 1, 16
 # v1/v2c requests go through collectors.snmp.wire ("wire": its own BER codec, about 7 times
@@ -96,9 +102,12 @@ class SnmpPoller:
         self._plan = ProfilePlan.of(profile, max_varbinds=self._opts.max_varbinds)
         self._rates = RateState()
         self._rows_hint: dict[Oid, int] = {}
-        # GETBULK max-repetitions: ``snmp.max_repetitions``, halved for good by a tooBig (an
-        # agent whose answers would not fit its message size is not asked that much again).
+        # GETBULK max-repetitions: ``snmp.max_repetitions``, halved by a tooBig to a request
+        # asked at it (an agent whose answers would not fit its message size is not asked that
+        # much again), and tried again at ``snmp.max_repetitions`` after MAX_REP_RETRY_S.
         self._max_rep = self._opts.max_repetitions
+        self._max_rep_retry = 0.0  # monotonic time to try snmp.max_repetitions again
+        self._fold_errors = 0  # error answers to a GETBULK with the scalars in it
         scalars = list(self._plan.scalars.decoders)
         self._foldable = (  # see _fold
             scalars
@@ -179,6 +188,17 @@ class SnmpPoller:
         if not out:
             raise PollError("decode", f"no value of profile {self._profile_name!r} could be read")
         return out
+
+    def _stop_folding(self, why: str) -> None:
+        """Ask this device's scalars by GET from now on (as without :meth:`_fold`)."""
+        if self._foldable:
+            log.info(
+                "%s: the agent %s to a GETBULK with the scalar fields in it; asking them by "
+                "GET from now on",
+                self.device.name,
+                why,
+            )
+        self._foldable = []
 
     def _fold(self) -> list[Oid]:
         """The scalar OIDs to ask as non-repeaters of the walk's first GETBULK, one request
@@ -323,6 +343,8 @@ class SnmpPoller:
         scalars (SNMPv2c) asked in the first GETBULK as non-repeaters."""
         walk = self._plan.walk(self._opts.max_varbinds, self._rows_hint, columns)
         v1 = self._opts.version == "1"
+        if self._max_rep < self._opts.max_repetitions and time.monotonic() >= self._max_rep_retry:
+            self._max_rep = self._opts.max_repetitions
         max_rep = self._max_rep
         first_ns = 0
         while not walk.done:
@@ -349,14 +371,23 @@ class SnmpPoller:
             first_ns = first_ns or got_ns
             if fold:
                 folded = ()  # asked once: whatever went wrong, the GETs ask what is missing
-                if status:
+                if status and status != _TOO_BIG:  # (tooBig: asked smaller, below)
+                    self._fold_errors += 1
+                    if self._fold_errors >= FOLD_ERRORS_MAX:  # not asked so again
+                        self._stop_folding(f"answered {FOLD_ERRORS_MAX} times with an error")
                     continue  # the same request again without the scalars
-                self._take_folded(fold, var_binds, len(non_rep), answers, uptimes)
-                if len(var_binds) <= len(non_rep):
-                    continue  # an answer cut to the scalars: the columns asked again alone
-                keep = 1 if walk.uptime else 0  # sysUpTime's answer, for the table rows
-                var_binds = var_binds[:keep] + var_binds[len(non_rep) :]
-                non_rep = non_rep[:keep]
+                if not status:
+                    self._take_folded(fold, var_binds, len(non_rep), answers, uptimes)
+                    if len(var_binds) <= len(non_rep):
+                        continue  # an answer cut to the scalars: the columns asked alone
+                    if not _rows_ascend(var_binds, len(non_rep), len(cursors)):
+                        # an agent that repeats the non-repeaters too: its rows are not
+                        # where a GETBULK's are; the columns asked again alone
+                        self._stop_folding("repeated its non-repeaters")
+                        continue
+                    keep = 1 if walk.uptime else 0  # sysUpTime's answer, for the table rows
+                    var_binds = var_binds[:keep] + var_binds[len(non_rep) :]
+                    non_rep = non_rep[:keep]
             if status == _NO_SUCH_NAME and len(non_rep) < index <= len(non_rep) + len(batch):
                 walk.end(batch[index - len(non_rep) - 1])  # SNMPv1: past the end of the MIB
                 continue
@@ -365,7 +396,10 @@ class SnmpPoller:
                 continue
             if status == _TOO_BIG:
                 if reps > 1:
-                    max_rep = self._max_rep = max(1, reps // 2)
+                    max_rep = max(1, reps // 2)
+                    if reps >= self._max_rep:  # asked at the cap: the cap is too much
+                        self._max_rep = max_rep
+                        self._max_rep_retry = time.monotonic() + MAX_REP_RETRY_S
                     continue
                 if walk.max_columns > 1:
                     walk.max_columns = max(1, walk.max_columns // 2)
@@ -460,6 +494,18 @@ class SnmpPoller:
         # The engine and its socket are shared; the target entry is a few bytes in its LCD.
         self._pysnmp = None
         self._wire = None
+
+
+def _rows_ascend(var_binds: Sequence[VarBind], start: int, width: int) -> bool:
+    """Whether each column of a GETBULK answer's rows (from ``start``, ``width`` var-binds a
+    row) ascends from row to row, as GETNEXT's answers do (an exception aside); not so when
+    an agent repeats the non-repeaters too and its rows are shifted."""
+    for i in range(start + width, len(var_binds)):
+        oid, val = var_binds[i]
+        prev, pval = var_binds[i - width]
+        if val[0] not in EXCEPTIONS and pval[0] not in EXCEPTIONS and oid <= prev:
+            return False
+    return True
 
 
 def _before(oid: Oid) -> Oid:

@@ -888,3 +888,126 @@ def test_tag_columns_are_walked_again_when_due_or_when_rows_change() -> None:
         assert [(r.measurement, r.tags, r.fields) for r in a] == [
             (r.measurement, r.tags, r.fields) for r in b
         ]
+
+
+class _OddAgent(asyncio.DatagramProtocol):
+    """A proxy in front of an agent that behaves as some real agents do with GETBULK:
+    ``nonrep0``: treats the non-repeaters as repeaters (the request passed on with
+    non-repeaters 0, so its rows repeat them too); ``generr``: answers genErr to a GETBULK
+    with scalars in it (more than one non-repeater); ``toobig``: answers tooBig to a
+    GETBULK of more than ``limit`` repetitions while ``refuse`` is set."""
+
+    def __init__(self, agent: tuple[str, int], mode: str, limit: int = 0) -> None:
+        self.agent, self.mode, self.limit = agent, mode, limit
+        self.refuse = True
+        self.transport: Any = None
+        self.clients: dict[int, Any] = {}
+        self.bulks: list[tuple[int, int]] = []  # (non-repeaters, max-repetitions) asked
+        self.marks: list[int] = []  # len(bulks) after each poll (set by the test)
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        from collectors.snmp import wire as w
+
+        msg = w.decode_message(data)
+        if msg.pdu_type == w.RESPONSE:
+            self.transport.sendto(data, self.clients.pop(msg.request_id))
+            return
+        bulk = msg.pdu_type == w.GET_BULK
+        if bulk:
+            self.bulks.append((msg.error_status, msg.error_index))
+        error = 0
+        if bulk and self.mode == "generr" and msg.error_status > 1:
+            error = 5  # genErr
+        if bulk and self.mode == "toobig" and self.refuse and msg.error_index > self.limit:
+            error = 1  # tooBig
+        if error:
+            body = w.encode_varbinds(msg.varbinds)
+            out = w.encode_message(msg.version, msg.community, w.RESPONSE, msg.request_id, body,
+                                   error_status=error)  # fmt: skip
+            self.transport.sendto(out, addr)
+            return
+        self.clients[msg.request_id] = addr
+        if bulk and self.mode == "nonrep0" and msg.error_status > 1:
+            data = w.encode_message(msg.version, msg.community, w.GET_BULK, msg.request_id,
+                                    w.encode_varbinds(msg.varbinds), error_status=0,
+                                    error_index=msg.error_index)  # fmt: skip
+        self.transport.sendto(data, self.agent)
+
+
+def _through(mode: str, polls: int, limit: int = 0) -> tuple[Any, list[Any], _OddAgent]:
+    """The PDU read straight from the agent once, then ``polls`` times through _OddAgent."""
+    doc = paris_chapelle(
+        racks=1, servers_per_rack=1, snmp_base_port=free_ports(4, kind=socket.SOCK_DGRAM)
+    )
+    cfg = SiteConfig.model_validate(doc)
+    values = known_values(cfg, tables=True)
+    pdu = cfg.device("pdu-R01-A")
+    assert pdu.host is not None and pdu.port is not None
+    proxy = _OddAgent((pdu.host, pdu.port), mode, limit)
+
+    async def body(_twin: SnmpTwin) -> tuple[Any, list[Any]]:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: proxy, local_addr=("127.0.0.1", 0)
+        )
+        try:
+            port = transport.get_extra_info("sockname")[1]
+            direct = await SnmpPoller(cfg, pdu).poll()
+            poller = SnmpPoller(cfg, pdu.model_copy(update={"port": port}))
+            out = []
+            for i in range(polls):
+                if mode == "toobig" and i == 2:  # the agent answers 25 rows again
+                    proxy.refuse = False
+                    poller._max_rep_retry = 0.0  # as MAX_REP_RETRY_S later
+                out.append(await poller.poll())
+                proxy.marks.append(len(proxy.bulks))
+        finally:
+            transport.close()
+        return direct, out
+
+    direct, out = run(with_twin(cfg, values, body))
+    return direct, out, proxy
+
+
+def _same(a: Any, b: Any) -> bool:
+    return [(r.measurement, r.tags, r.fields) for r in a] == [
+        (r.measurement, r.tags, r.fields) for r in b
+    ]
+
+
+def test_an_agent_repeating_the_non_repeaters_loses_no_row() -> None:
+    """Its answer to the GETBULK with the scalars holds more var-binds than a GETBULK can:
+    the columns are asked again alone, and the scalars by GET from then on."""
+    direct, polls, proxy = _through("nonrep0", 2)
+    for got in polls:
+        assert sum(r.measurement == "pdu_outlet" for r in got) == 24
+        assert _same(got, direct)
+    assert sum(nr > 1 for nr, _ in proxy.bulks) == 1  # folded once, not again
+
+
+def test_error_answers_to_the_folded_getbulk_stop_folding() -> None:
+    """genErr to every GETBULK with the scalars in it: each poll asks again without them, and
+    after FOLD_ERRORS_MAX polls the scalars are asked by GET only: the readings the same."""
+    from collectors.snmp.poller import FOLD_ERRORS_MAX
+
+    direct, polls, proxy = _through("generr", FOLD_ERRORS_MAX + 2)
+    for got in polls:
+        assert _same(got, direct)
+    assert sum(nr > 1 for nr, _ in proxy.bulks) == FOLD_ERRORS_MAX
+
+
+def test_a_toobig_lowers_the_cap_until_it_is_tried_again() -> None:
+    """tooBig above 12 repetitions: the poll asks half as many and the device's later polls
+    start there (not 25 again); once the retry time has come the configured 25 is asked
+    again, and kept when the agent answers it."""
+    direct, polls, proxy = _through("toobig", 4, limit=12)
+    for got in polls:
+        assert _same(got, direct)
+    reps = [r for _, r in proxy.bulks]
+    per_poll = [reps[a:b] for a, b in zip([0, *proxy.marks], proxy.marks, strict=False)]
+    assert per_poll[0][0] == 25 and max(per_poll[0][1:]) <= 12, per_poll
+    assert max(per_poll[1]) <= 12, per_poll  # the device's later polls start at 12
+    assert per_poll[2][0] == 25 and per_poll[3][0] == 25, per_poll  # tried again, kept
