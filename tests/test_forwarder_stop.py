@@ -79,6 +79,24 @@ def in_influx(srv: InfluxServer, db: str) -> set[int]:
     return {int(v[1]) for s in res.get("series", []) for v in s["values"]}
 
 
+def stop_mid_write(fwd: Forwarder, sp: Spool, proxy: HeldAnswers) -> None:
+    """Start ``fwd``, stop it while its write waits in ``proxy``, close the spool, then let
+    InfluxDB's answer through: it comes after the spool was closed."""
+    fwd.start()
+    thread = fwd._thread
+    assert thread is not None
+    deadline = time.monotonic() + 10
+    while not proxy.waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proxy.waiting, "no write in flight"
+    fwd.stop(timeout=0.2)  # the write still in flight: the thread is left to end
+    assert thread.is_alive()
+    sp.close()
+    proxy.released.set()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
 @pytest.mark.parametrize("n", [40, 1000])  # a batch alone; a backlog (batches back to back)
 def test_a_stop_with_a_write_in_flight_is_quiet_and_loses_nothing(
     tmp_path: Path, influxdb: InfluxServer, n: int, caplog: pytest.LogCaptureFixture
@@ -95,19 +113,7 @@ def test_a_stop_with_a_write_in_flight_is_quiet_and_loses_nothing(
     fwd = Forwarder(sp, store, batch_size=100, flush_interval_s=0.01)
     caplog.set_level(logging.INFO)
     try:
-        fwd.start()
-        thread = fwd._thread
-        assert thread is not None
-        deadline = time.monotonic() + 10
-        while not proxy.waiting and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert proxy.waiting, "no write in flight"
-        fwd.stop(timeout=0.2)  # the write still in flight: the thread is left to end
-        assert thread.is_alive()
-        sp.close()
-        proxy.released.set()  # InfluxDB's answer comes now, the spool closed
-        thread.join(10)
-        assert not thread.is_alive()
+        stop_mid_write(fwd, sp, proxy)
     finally:
         proxy.close()
         sp.close()
@@ -139,18 +145,7 @@ def test_a_refusal_answered_after_the_stop_is_quiet_and_loses_nothing(
     fwd = Forwarder(sp, store, batch_size=100, flush_interval_s=0.01)
     caplog.set_level(logging.INFO)
     try:
-        fwd.start()
-        thread = fwd._thread
-        assert thread is not None
-        deadline = time.monotonic() + 10
-        while not proxy.waiting and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert proxy.waiting, "no write in flight"
-        fwd.stop(timeout=0.2)
-        sp.close()
-        proxy.released.set()
-        thread.join(10)
-        assert not thread.is_alive()
+        stop_mid_write(fwd, sp, proxy)
     finally:
         proxy.close()
         sp.close()
