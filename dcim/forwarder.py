@@ -258,8 +258,7 @@ class Forwarder:
                 self._failed(exc.reason, exc.retry_after_s)
                 return False
             except Exception as exc:  # a bug in a store must not lose data: retry later
-                if isinstance(exc, SpoolClosedError) and self._stop.is_set():
-                    self._unexpected("store write", exc)  # a refusal's re-read after a stop
+                if self._closed_under_stop(exc):  # a refusal's re-read after a stop
                     return False
                 log.exception("store write failed unexpectedly; the batch stays spooled")
                 self._failed(f"{type(exc).__name__}: {exc}", None)
@@ -399,17 +398,23 @@ class Forwarder:
             )
         self._last_error = reason
 
+    def _closed_under_stop(self, exc: Exception) -> bool:
+        """Whether ``exc`` is the spool closed under a stopped forwarder (said at INFO)."""
+        if isinstance(exc, SpoolClosedError) and self._stop.is_set():
+            log.info(
+                "forwarder stopped with a write in flight; the spool closed before its ack: "
+                "the batch stays spooled and is sent again at the next start (the same points)"
+            )
+            return True
+        return False
+
     def _unexpected(self, what: str, exc: Exception) -> None:
         """A bug or a disk error: logged with its traceback when new (then every 10th time),
         counted as a failed attempt so the back-off applies. Not the spool closed under a
         stopped forwarder (its collector stopped with a write in flight, the write returned
         after the spool was closed): the batch stays spooled (acks are transactions: either
         done or not), said once at INFO."""
-        if isinstance(exc, SpoolClosedError) and self._stop.is_set():
-            log.info(
-                "forwarder stopped with a write in flight; the spool closed before its ack: "
-                "the batch stays spooled and is sent again at the next start (the same points)"
-            )
+        if self._closed_under_stop(exc):
             return
         reason = f"{type(exc).__name__}: {exc}"
         if reason != self._last_error or self._failures % 10 == 9:
