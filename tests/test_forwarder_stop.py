@@ -79,44 +79,52 @@ def in_influx(srv: InfluxServer, db: str) -> set[int]:
     return {int(v[1]) for s in res.get("series", []) for v in s["values"]}
 
 
-def stop_mid_write(fwd: Forwarder, sp: Spool, proxy: HeldAnswers) -> None:
-    """Start ``fwd``, stop it while its write waits in ``proxy``, close the spool, then let
-    InfluxDB's answer through: it comes after the spool was closed."""
-    fwd.start()
-    thread = fwd._thread
-    assert thread is not None
-    deadline = time.monotonic() + 10
-    while not proxy.waiting and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert proxy.waiting, "no write in flight"
-    fwd.stop(timeout=0.2)  # the write still in flight: the thread is left to end
-    assert thread.is_alive()
-    sp.close()
-    proxy.released.set()
-    thread.join(10)
-    assert not thread.is_alive()
+def held_store(influxdb: InfluxServer, db: str) -> tuple[HeldAnswers, InfluxStore]:
+    """A store of database ``db`` writing to ``influxdb`` through a :class:`HeldAnswers`."""
+    proxy = HeldAnswers(influxdb.port)
+    store = InfluxStore(
+        InfluxSink(type="influxdb", url=f"http://127.0.0.1:{proxy.port}", database=db)
+    )
+    store.ensure_database()
+    return proxy, store
+
+
+def stop_mid_write(sp: Spool, store: InfluxStore, proxy: HeldAnswers) -> None:
+    """A forwarder of ``sp`` into ``store`` started, stopped while its write waits in
+    ``proxy``, the spool closed, then InfluxDB's answer let through: it comes after the spool
+    was closed. The proxy and the spool are closed after."""
+    proxy.hold.set()  # from now on the answers wait
+    fwd = Forwarder(sp, store, batch_size=100, flush_interval_s=0.01)
+    try:
+        fwd.start()
+        thread = fwd._thread
+        assert thread is not None
+        deadline = time.monotonic() + 10
+        while not proxy.waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proxy.waiting, "no write in flight"
+        fwd.stop(timeout=0.2)  # the write still in flight: the thread is left to end
+        assert thread.is_alive()
+        sp.close()
+        proxy.released.set()
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        proxy.close()
+        sp.close()
 
 
 @pytest.mark.parametrize("n", [40, 1000])  # a batch alone; a backlog (batches back to back)
 def test_a_stop_with_a_write_in_flight_is_quiet_and_loses_nothing(
     tmp_path: Path, influxdb: InfluxServer, n: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    proxy = HeldAnswers(influxdb.port)
     db = f"stop_{n}"
-    sink = InfluxSink(type="influxdb", url=f"http://127.0.0.1:{proxy.port}", database=db)
-    store = InfluxStore(sink)
-    store.ensure_database()
+    proxy, store = held_store(influxdb, db)
     sp = Spool(tmp_path / "spool")
     for k in range(0, n, 20):
         sp.append([rd(i) for i in range(k, k + 20)])
-    proxy.hold.set()  # from now on the answers wait
-    fwd = Forwarder(sp, store, batch_size=100, flush_interval_s=0.01)
     caplog.set_level(logging.INFO)
-    try:
-        stop_mid_write(fwd, sp, proxy)
-    finally:
-        proxy.close()
-        sp.close()
+    stop_mid_write(sp, store, proxy)
     bad = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not bad, [(r.levelname, r.getMessage(), r.exc_text) for r in bad]
     with Spool(tmp_path / "spool") as again:
@@ -133,22 +141,12 @@ def test_a_refusal_answered_after_the_stop_is_quiet_and_loses_nothing(
     """The write in flight is refused for good (400: a field type conflict) after the spool
     closed: the forwarder would read the batch again to find the bad readings, and the spool
     is closed. Said at INFO, no traceback; the batch stays spooled."""
-    proxy = HeldAnswers(influxdb.port)
-    db = "stop_refused"
-    sink = InfluxSink(type="influxdb", url=f"http://127.0.0.1:{proxy.port}", database=db)
-    store = InfluxStore(sink)
-    store.ensure_database()
+    proxy, store = held_store(influxdb, "stop_refused")
     store.write([Reading("pdu", {"site": "s", "device": "p0"}, {"power_w": "text"}, T - S)])
     sp = Spool(tmp_path / "spool")
     sp.append([rd(i) for i in range(20)])
-    proxy.hold.set()
-    fwd = Forwarder(sp, store, batch_size=100, flush_interval_s=0.01)
     caplog.set_level(logging.INFO)
-    try:
-        stop_mid_write(fwd, sp, proxy)
-    finally:
-        proxy.close()
-        sp.close()
+    stop_mid_write(sp, store, proxy)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not errors, [(r.levelname, r.getMessage()) for r in errors]
     assert any("refused a batch" in r.getMessage() for r in caplog.records)  # the 400 came
