@@ -37,7 +37,7 @@ lint: install-test
 	$(VENV)/bin/ruff format --check dcim collectors tests benchmarks dashboards tools
 
 typecheck: install-test
-	$(VENV)/bin/mypy dcim collectors tools
+	$(VENV)/bin/mypy dcim collectors tools dashboards
 
 # Tests marked `waits` spend minutes idle (Alertmanager down for five minutes): they run in
 # a second pytest process beside the others, so the suite's wall time is not their sum.
