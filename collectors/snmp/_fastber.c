@@ -14,8 +14,11 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define T_INTEGER 0x02
 #define T_OCTET_STRING 0x04
@@ -41,6 +44,13 @@ static PyObject *oid_str;     /* wire.oid_str: an OBJECT IDENTIFIER value */
 static PyObject *py_neutral;  /* wire._py_neutral: anything but a list of (bytes, int, v) */
 static PyObject *names[256];  /* wire.NEUTRAL_NAMES by tag (NULL: not a known tag) */
 static PyObject *oid_name;    /* "ObjectIdentifier" */
+/* wire.Message's fields, in order, and where their slots are in an instance */
+#define N_FIELDS 7
+static const char *field_names[N_FIELDS] = {
+    "version", "community", "pdu_type", "request_id", "error_status", "error_index", "varbinds",
+};
+static Py_ssize_t slot_offset[N_FIELDS];
+static int slots_ok; /* Message's fields are plain object slots: filled directly */
 
 static int
 fail(const char *msg)
@@ -279,9 +289,23 @@ varbind(const unsigned char *d, Py_ssize_t *ppos, Py_ssize_t vend, PyObject *vbs
     PyObject *oid = slice(d, start, pos);
     if (oid == NULL)
         return -1;
-    int known = PyDict_Contains(seen, oid); /* an OID seen (and checked) before */
-    if (known < 0 || (!known && check_oid(d, start, pos) < 0))
-        goto error;
+    /* wire.py skips the check for an OID in its cache (seen, and checked, before); the check
+     * costs less here than the look-up, so the look-up is made only for an OID that fails
+     * it (one put in the cache by other means): the same answer either way. */
+    if (check_oid(d, start, pos) < 0) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb); /* the check's WireError, raised if not in the cache */
+        int known = PyDict_Contains(seen, oid);
+        if (known == 0)
+            PyErr_Restore(et, ev, tb);
+        else {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(tb);
+        }
+        if (known <= 0)
+            goto error;
+    }
     int vtag;
     if (bend - pos >= 2 && d[pos + 1] < 0x80 && (Py_ssize_t)d[pos + 1] == bend - pos - 2) {
         vtag = d[pos]; /* short form, ending the var-bind */
@@ -322,6 +346,25 @@ error:
     return -1;
 }
 
+/* wire.Message(*fields). The dataclass's __init__ (frozen: object.__setattr__ per field)
+ * cost as much as decoding 25 var-binds; when its fields are plain slots (checked by
+ * setup()), the instance is allocated and its slots filled as object.__setattr__ would. */
+static PyObject *
+new_message(PyObject **fields)
+{
+    if (!slots_ok)
+        return PyObject_Vectorcall(MessageType, fields, N_FIELDS, NULL);
+    PyTypeObject *type = (PyTypeObject *)MessageType;
+    PyObject *m = type->tp_alloc(type, 0);
+    if (m == NULL)
+        return NULL;
+    for (int i = 0; i < N_FIELDS; i++) {
+        Py_INCREF(fields[i]);
+        *(PyObject **)((char *)m + slot_offset[i]) = fields[i];
+    }
+    return m;
+}
+
 static int
 pdu_ok(int t)
 {
@@ -349,6 +392,17 @@ decode_message(PyObject *self, PyObject *arg)
         return NULL; /* bytes(data), as wire.decode_message does */
     const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t end = PyBytes_GET_SIZE(data), pos, mend, start, pend, vend;
+#ifdef FASTBER_FUZZ
+    /* tools/fuzz_fastber.py (AddressSanitizer): the datagram in a buffer of its exact size,
+     * so that a read one byte past its end is reported (a bytes object has a spare NUL) */
+    unsigned char *copy = malloc(end ? end : 1);
+    if (copy == NULL) {
+        Py_DECREF(data);
+        return PyErr_NoMemory();
+    }
+    memcpy(copy, d, end);
+    d = copy;
+#endif
     PyObject *version = NULL, *community = NULL, *rid = NULL, *status = NULL, *index = NULL;
     PyObject *vbs = NULL, *result = NULL;
     int tag, pdu_type;
@@ -414,8 +468,8 @@ decode_message(PyObject *self, PyObject *arg)
     PyObject *pt = PyLong_FromLong(pdu_type);
     if (pt == NULL)
         goto done;
-    PyObject *args[7] = {version, community, pt, rid, status, index, vbs};
-    result = PyObject_Vectorcall(MessageType, args, 7, NULL);
+    PyObject *fields[N_FIELDS] = {version, community, pt, rid, status, index, vbs};
+    result = new_message(fields);
     Py_DECREF(pt);
 done:
     Py_XDECREF(version);
@@ -425,6 +479,9 @@ done:
     Py_XDECREF(index);
     Py_XDECREF(vbs);
     Py_DECREF(data);
+#ifdef FASTBER_FUZZ
+    free(copy);
+#endif
     return result;
 }
 
@@ -521,6 +578,41 @@ error:
     return NULL;
 }
 
+/* 1 when every field of Message is an object slot (a member descriptor of type
+ * T_OBJECT_EX, writable) of a type whose instances need nothing else set up; 0 otherwise
+ * (its __init__ is called then). The fields must be exactly field_names, in order. */
+static int
+message_slots(PyObject *msg)
+{
+    if (!PyType_Check(msg))
+        return 0;
+    PyTypeObject *type = (PyTypeObject *)msg;
+    if (type->tp_new != PyBaseObject_Type.tp_new || type->tp_alloc != PyType_GenericAlloc)
+        return 0;
+    PyObject *fields = PyObject_GetAttrString(msg, "__match_args__");
+    if (fields == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int ok = PyTuple_Check(fields) && PyTuple_GET_SIZE(fields) == N_FIELDS;
+    for (int i = 0; ok && i < N_FIELDS; i++) {
+        PyObject *name = PyTuple_GET_ITEM(fields, i);
+        ok = PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, field_names[i]) == 0;
+        PyObject *d = ok ? PyDict_GetItemWithError(type->tp_dict, name) : NULL;
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            ok = 0;
+            break;
+        }
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        ok = m->type == T_OBJECT_EX && !(m->flags & READONLY);
+        slot_offset[i] = m->offset;
+    }
+    Py_DECREF(fields);
+    if (PyErr_Occurred())
+        return -1;
+    return ok;
+}
+
 static PyObject *
 setup(PyObject *self, PyObject *args)
 {
@@ -552,6 +644,9 @@ setup(PyObject *self, PyObject *args)
     Py_XSETREF(WireError, err);
     Py_INCREF(msg);
     Py_XSETREF(MessageType, msg);
+    slots_ok = message_slots(msg);
+    if (slots_ok < 0)
+        return NULL;
     Py_INCREF(cache);
     Py_XSETREF(seen, cache);
     Py_INCREF(cached);

@@ -446,7 +446,7 @@ def _load_decoder() -> tuple[str, Callable[[bytes], Message], Callable[..., list
     if os.environ.get("DCIM_SNMP_DECODER", "").strip().lower() == "python":
         return "python", _py_decode_message, _py_neutral
     try:
-        from collectors.snmp import _fastber  # type: ignore[attr-defined]
+        from collectors.snmp import _fastber
     except ImportError:
         return "python", _py_decode_message, _py_neutral
     _fastber.setup(

@@ -21,7 +21,7 @@ import snmpsim_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.snmp import _fastber  # type: ignore[attr-defined]
+from collectors.snmp import _fastber
 from collectors.snmp import wire as w
 from tests.collectors.snmp.test_wire import (
     NETSNMP_GET,
