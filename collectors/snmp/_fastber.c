@@ -578,6 +578,132 @@ error:
     return NULL;
 }
 
+/* -- codec.Walk.feed's loop ------------------------------------------------------------------
+ * walk_feed(batch, var_binds, ticks, cells, cursors, ended, looped, exceptions, max_rows):
+ * codec.Walk._feed_py's loop over one answer's var-binds, by place j = k % len(batch) in the
+ * batch: cells[j] (the column's rows), cursors[j] and ended[j] updated in place, a column
+ * that does not move forward appended to looped. Returns True, or False without touching
+ * anything when the arguments are not the plain types it expects (lists, tuples, dicts): the
+ * Python loop runs then. */
+
+/* oid[:lc] == col, for tuples, col of length lc (as Python compares them) */
+static int
+prefix_eq(PyObject *oid, PyObject *col, Py_ssize_t lc)
+{
+    for (Py_ssize_t i = 0; i < lc; i++) {
+        PyObject *a = PyTuple_GET_ITEM(oid, i), *b = PyTuple_GET_ITEM(col, i);
+        if (a == b)
+            continue;
+        int eq = PyObject_RichCompareBool(a, b, Py_EQ);
+        if (eq <= 0)
+            return eq;
+    }
+    return 1;
+}
+
+/* a tuple of ints: comparing and hashing it runs no Python code */
+static int
+int_tuple(PyObject *t)
+{
+    if (!PyTuple_CheckExact(t))
+        return 0;
+    for (Py_ssize_t i = 0, n = PyTuple_GET_SIZE(t); i < n; i++)
+        if (!PyLong_CheckExact(PyTuple_GET_ITEM(t, i)))
+            return 0;
+    return 1;
+}
+
+static PyObject *
+walk_feed(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "walk_feed takes 9 arguments");
+        return NULL;
+    }
+    PyObject *batch = args[0], *vbs = args[1], *ticks = args[2], *cells = args[3];
+    PyObject *cursors = args[4], *ended = args[5], *looped = args[6], *exceptions = args[7];
+    Py_ssize_t max_rows = PyLong_AsSsize_t(args[8]);
+    if (max_rows == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyList_CheckExact(batch) || !PyList_CheckExact(vbs) || !PyList_CheckExact(cells) ||
+        !PyList_CheckExact(cursors) || !PyList_CheckExact(ended) || !PyList_CheckExact(looped) ||
+        !PyAnySet_CheckExact(exceptions))
+        Py_RETURN_FALSE;
+    Py_ssize_t n = PyList_GET_SIZE(batch), nv = PyList_GET_SIZE(vbs);
+    if (n == 0 || PyList_GET_SIZE(cells) != n || PyList_GET_SIZE(cursors) != n ||
+        PyList_GET_SIZE(ended) != n)
+        Py_RETURN_FALSE;
+    for (Py_ssize_t j = 0; j < n; j++)
+        if (!int_tuple(PyList_GET_ITEM(batch, j)) || !int_tuple(PyList_GET_ITEM(cursors, j)) ||
+            !PyDict_CheckExact(PyList_GET_ITEM(cells, j)) ||
+            PyList_GET_ITEM(ended, j) != Py_False)
+            Py_RETURN_FALSE;
+    for (Py_ssize_t k = 0; k < nv; k++) {
+        PyObject *vb = PyList_GET_ITEM(vbs, k), *val;
+        if (!PyTuple_CheckExact(vb) || PyTuple_GET_SIZE(vb) != 2 ||
+            !int_tuple(PyTuple_GET_ITEM(vb, 0)) || !PyTuple_CheckExact(val = PyTuple_GET_ITEM(vb, 1)) ||
+            PyTuple_GET_SIZE(val) < 1 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(val, 0)))
+            Py_RETURN_FALSE;
+    }
+    /* From here on no Python code runs (ints compared and hashed, str looked up in a set),
+     * so nothing changes the lists under the loop but the loop itself; every object used is
+     * held by them or by the caller's var_binds. */
+    PyObject *result = Py_True;
+    for (Py_ssize_t k = 0; k < nv; k++) {
+        Py_ssize_t j = k % n;
+        if (PyList_GET_ITEM(ended, j) == Py_True)
+            continue;
+        PyObject *vb = PyList_GET_ITEM(vbs, k);
+        PyObject *oid = PyTuple_GET_ITEM(vb, 0), *val = PyTuple_GET_ITEM(vb, 1);
+        PyObject *col = PyList_GET_ITEM(batch, j);
+        Py_ssize_t lc = PyTuple_GET_SIZE(col);
+        int stop = PySet_Contains(exceptions, PyTuple_GET_ITEM(val, 0));
+        if (stop < 0)
+            goto error;
+        if (!stop)
+            stop = PyTuple_GET_SIZE(oid) <= lc;
+        if (!stop) {
+            int eq = prefix_eq(oid, col, lc);
+            if (eq < 0)
+                goto error;
+            stop = !eq;
+        }
+        if (!stop) {
+            int le = PyObject_RichCompareBool(oid, PyList_GET_ITEM(cursors, j), Py_LE);
+            if (le < 0)
+                goto error;
+            if (le) { /* not lexicographically after: a broken agent */
+                if (PyList_Append(looped, col) < 0)
+                    goto error;
+                stop = 1;
+            }
+        }
+        if (stop) {
+            Py_INCREF(Py_True);
+            PyList_SetItem(ended, j, Py_True); /* steals; releases the False */
+            continue;
+        }
+        PyObject *rows = PyList_GET_ITEM(cells, j);
+        PyObject *index = PyTuple_GetSlice(oid, lc, PyTuple_GET_SIZE(oid));
+        PyObject *cell = index ? PyTuple_Pack(2, val, ticks) : NULL;
+        int r = cell ? PyDict_SetItem(rows, index, cell) : -1;
+        Py_XDECREF(index);
+        Py_XDECREF(cell);
+        if (r < 0)
+            goto error;
+        Py_INCREF(oid);
+        PyList_SetItem(cursors, j, oid);
+        if (PyDict_GET_SIZE(rows) >= max_rows) {
+            Py_INCREF(Py_True);
+            PyList_SetItem(ended, j, Py_True);
+        }
+    }
+    Py_INCREF(result);
+    return result;
+error:
+    return NULL;
+}
+
 /* 1 when every field of Message is an object slot (a member descriptor of type
  * T_OBJECT_EX, writable) of a type whose instances need nothing else set up; 0 otherwise
  * (its __init__ is called then). The fields must be exactly field_names, in order. */
@@ -669,6 +795,9 @@ static PyMethodDef methods[] = {
     {"decode_message", decode_message, METH_O,
      "decode_message(data) -> Message: wire.decode_message, compiled."},
     {"neutral", neutral, METH_O, "neutral(varbinds) -> list: wire.neutral, compiled."},
+    {"walk_feed", (PyCFunction)(void (*)(void))walk_feed, METH_FASTCALL,
+     "walk_feed(batch, var_binds, ticks, cells, cursors, ended, looped, exceptions, max_rows)"
+     " -> bool: codec.Walk.feed's loop, compiled (False: not done, the arguments' types)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,7 +21,7 @@ import snmpsim_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.snmp import _fastber
+from collectors.snmp import _fastber, codec
 from collectors.snmp import wire as w
 from tests.collectors.snmp.test_wire import (
     NETSNMP_GET,
@@ -420,3 +420,98 @@ def test_rss_stays_flat_over_many_decodes() -> None:
     start = rss_kib()
     run(200_000)  # 5 million var-binds: one leaked object each would be hundreds of MB
     assert rss_kib() - start < 2048
+
+
+# -- codec.Walk.feed's loop ---------------------------------------------------------------------
+
+
+def fed(columns: list[w.Oid], answers: list[tuple[list[Any], list[Any]]], compiled: bool) -> Any:
+    """A Walk of ``columns`` fed ``answers`` (batch, var-binds), by the compiled loop or the
+    Python one: what it holds after."""
+    saved = codec._walk_feed
+    codec._walk_feed = codec._compiled_walk_feed() if compiled else None
+    try:
+        walk = codec.Walk(columns, max_varbinds=60, uptime=False)
+        for batch, vbs in answers:
+            walk.feed(batch, vbs, 7)
+        return walk.results, walk.cursor, walk.active, walk.looped
+    finally:
+        codec._walk_feed = saved
+
+
+BASE = (1, 3, 6, 1, 4, 1, 318, 1, 1, 26, 9, 4, 3, 1)
+names = st.sampled_from(["Integer32", "Gauge32", "OctetString", *codec.EXCEPTIONS])
+
+
+@st.composite
+def walk_answers(draw: st.DrawFn) -> tuple[list[w.Oid], list[tuple[list[Any], list[Any]]]]:
+    columns = sorted(set(draw(st.lists(st.integers(1, 6), min_size=1, max_size=5))))
+    cols: list[w.Oid] = [(*BASE, c) for c in columns]
+    answers: list[tuple[list[Any], list[Any]]] = []
+    for _ in range(draw(st.integers(1, 4))):
+        batch = draw(st.lists(st.sampled_from(cols), min_size=1, max_size=5, unique=True))
+        vbs = []
+        for k in range(draw(st.integers(0, 40))):
+            col = batch[k % len(batch)]
+            # mostly the next rows of the column; else another column's, a step back, a
+            # shorter OID, another subtree
+            kind = draw(st.integers(0, 9))
+            row = draw(st.integers(0, 30))
+            if kind < 6:
+                oid: tuple[int, ...] = (*col, row, *draw(st.lists(st.integers(0, 3), max_size=2)))
+            elif kind == 6:
+                oid = (*draw(st.sampled_from(cols)), row)
+            elif kind == 7:
+                oid = col[: draw(st.integers(1, len(col)))]
+            elif kind == 8:
+                oid = (*BASE[:-1], 2, 1, row)
+            else:
+                oid = (*col, 2**64 + row)
+            vbs.append((oid, (draw(names), row)))
+        answers.append((batch, vbs))
+    return cols, answers
+
+
+@given(walk_answers())
+@settings(max_examples=800, deadline=None)
+def test_walk_feed_compiled_holds_what_the_python_holds(case: Any) -> None:
+    columns, answers = case
+    assert fed(columns, answers, True) == fed(columns, answers, False)
+
+
+def test_walk_feed_row_limit_and_unusual_arguments_are_the_pythons() -> None:
+    col = (*BASE, 5)
+    rows = [((*col, r), ("Integer32", r)) for r in range(1, 30)]
+    saved = codec.MAX_ROWS
+    codec.MAX_ROWS = 10
+    try:
+        limited = fed([col], [([col], rows)], True)
+        assert limited == fed([col], [([col], rows)], False)
+        assert len(limited[0][col]) == 10 and limited[2] == []
+    finally:
+        codec.MAX_ROWS = saved
+    # not the plain types the compiled loop takes: it declines, the Python loop runs
+    walk_feed: Any = _fastber.walk_feed
+    assert not walk_feed(
+        (col,), rows, 7, [{}], [col], [False], [], codec.EXCEPTIONS, 10
+    )  # fmt: skip
+    assert not walk_feed(
+        [col], [([*col, 1], ("Integer32", 1))], 7, [{}], [col], [False], [], codec.EXCEPTIONS, 10
+    )
+    for vbs in ([((*col, 1), ["Integer32", 1])], [((*col, 1.0), ("Integer32", 1))], rows):
+        assert fed([col], [([col], vbs)], True) == fed([col], [([col], vbs)], False)
+    assert codec._walk_feed is _fastber.walk_feed or os.environ.get("DCIM_SNMP_DECODER") == "python"
+
+
+def test_walk_feed_leaks_no_reference() -> None:
+    col, other = (*BASE, 5), (*BASE, 6)
+    val = ("Integer32", 12345678)
+    vbs = [((*col, r), val) for r in range(1, 25)] + [((*other, 1), val)]
+    before = [sys.getrefcount(x) for x in (col, val, vbs[3][0])]
+    for _ in range(3000):
+        walk = codec.Walk([col], max_varbinds=60, uptime=False)
+        assert _fastber.walk_feed(
+            [col], vbs, 7, [walk.results[col]], [col], [False], walk.looped, codec.EXCEPTIONS, 99
+        )
+        del walk
+    assert [sys.getrefcount(x) for x in (col, val, vbs[3][0])] == before
