@@ -443,15 +443,15 @@ def _py_neutral(varbinds: Iterable[VarBind]) -> list[Neutral]:
 
 
 def _load_decoder() -> tuple[str, Callable[[bytes], Message], Callable[..., list[Neutral]]]:
-    if os.environ.get("DCIM_SNMP_DECODER", "").strip().lower() == "python":
-        return "python", _py_decode_message, _py_neutral
     try:
         from collectors.snmp import _fastber
     except ImportError:
         return "python", _py_decode_message, _py_neutral
-    _fastber.setup(
+    _fastber.setup(  # set up even when not used: the tests compare it with the Python
         WireError, Message, _oid_of_bytes, _cached_oid, oid_str, _py_neutral, NEUTRAL_NAMES
     )
+    if os.environ.get("DCIM_SNMP_DECODER", "").strip().lower() == "python":
+        return "python", _py_decode_message, _py_neutral
     return "c", _fastber.decode_message, _fastber.neutral
 
 

@@ -429,7 +429,7 @@ def fed(columns: list[w.Oid], answers: list[tuple[list[Any], list[Any]]], compil
     """A Walk of ``columns`` fed ``answers`` (batch, var-binds), by the compiled loop or the
     Python one: what it holds after."""
     saved = codec._walk_feed
-    codec._walk_feed = codec._compiled_walk_feed() if compiled else None
+    codec._walk_feed = _fastber.walk_feed if compiled else None
     try:
         walk = codec.Walk(columns, max_varbinds=60, uptime=False)
         for batch, vbs in answers:
