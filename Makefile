@@ -92,4 +92,4 @@ bench: install-bench deb bench-deb
 	if [ -n "$$fail" ]; then echo "target missed or phase failed in:$${fail#;}"; exit 1; fi
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build collectors/snmp/_fastber.*.so

@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -327,6 +328,21 @@ Cell = tuple[Value, int | None]  # a value and the sysUpTime of the response tha
 Columns = dict[Oid, dict[Oid, Cell]]  # column -> row index -> cell
 
 
+def _compiled_walk_feed() -> Callable[..., bool] | None:
+    """_fastber.walk_feed (collectors/snmp/_fastber.c), unless it is not built or
+    DCIM_SNMP_DECODER=python asks for the Python (as for wire.py's decoder)."""
+    if os.environ.get("DCIM_SNMP_DECODER", "").strip().lower() == "python":
+        return None
+    try:
+        from collectors.snmp._fastber import walk_feed
+    except ImportError:
+        return None
+    return walk_feed
+
+
+_walk_feed = _compiled_walk_feed()
+
+
 class Walk:
     """Walks columns side by side: ``request()`` gives the next request's columns (the cursor
     OIDs to GETBULK/GETNEXT from), ``feed()`` takes its answer, until ``done``.
@@ -411,12 +427,33 @@ class Walk:
             for col in batch:
                 self.end(col)
             return
-        # per place in the batch: its column's length, cells, cursor and whether it ended
+        # per place in the batch: its column's cells, cursor and whether it ended
         # (lists by place: an OID tuple's hash is not cached, a dict lookup hashes it again)
-        lens = [len(c) for c in batch]
         cells = [self.results[c] for c in batch]
         cursors = [self.cursor[c] for c in batch]
         ended = [False] * n
+        if _walk_feed is None or not _walk_feed(
+            batch, var_binds, ticks, cells, cursors, ended, self.looped, EXCEPTIONS, MAX_ROWS
+        ):
+            self._feed_py(batch, var_binds, ticks, cells, cursors, ended)
+        for j, col in enumerate(batch):
+            self.cursor[col] = cursors[j]
+            # A column the agent left out of a shortened answer stays active: asked again.
+            if ended[j]:
+                self.end(col)
+
+    def _feed_py(
+        self,
+        batch: Sequence[Oid],
+        var_binds: Sequence[VarBind],
+        ticks: int | None,
+        cells: list[dict[Oid, Cell]],
+        cursors: list[Oid],
+        ended: list[bool],
+    ) -> None:
+        """feed's loop (the reference; _fastber.walk_feed does the same in C)."""
+        n = len(batch)
+        lens = [len(c) for c in batch]
         for k, (oid, val) in enumerate(var_binds):
             j = k % n
             if ended[j]:
@@ -434,11 +471,6 @@ class Walk:
             cursors[j] = oid
             if len(rows) >= MAX_ROWS:
                 ended[j] = True
-        for j, col in enumerate(batch):
-            self.cursor[col] = cursors[j]
-            # A column the agent left out of a shortened answer stays active: asked again.
-            if ended[j]:
-                self.end(col)
 
 
 _NONE: dict[Oid, Any] = {}  # a column not walked (never written to)
