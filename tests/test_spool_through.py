@@ -297,3 +297,26 @@ def stored_by_device(path: Path) -> dict[int, set[tuple[str, float]]]:
     for tags, t, value in rows:
         out.setdefault((t - T) // S, set()).add((json.loads(tags)["device"], value))
     return out
+
+
+def test_late_points_written_straight_have_their_hours_rolled_up_again(tmp_path: Path) -> None:
+    """The store's maintenance runs as before: a point older than its rollup watermark,
+    written straight, marks its hour, which the next ``maintain`` rolls up again."""
+    col = Collector(cfg_of(tmp_path))
+    store = col.store
+    assert isinstance(store, SqliteStore)
+    hour = 3600 * S
+    t = (time.time_ns() // hour - 2) * hour  # two hours ago, an hour's start
+    try:
+        col.pipeline.accept([Reading("pdu", {"device": "p1"}, {"power_w": 1.0}, t)])
+        assert store.maintain()["hours_rolled"] >= 1
+        col.pipeline.accept([Reading("pdu", {"device": "p1"}, {"power_w": 3.0}, t + S)])
+        assert col.spool.pending() == 0 and store.rollup_status()["dirty_hours"] == 1
+        assert store.maintain()["hours_redone"] == 1
+        rows = store.aggregate(
+            measurement="pdu", field="power_w", start_ns=t, end_ns=t + hour, fn="mean",
+            every_s=3600,
+        )  # fmt: skip
+        assert [(r.time_ns, r.value) for r in rows] == [(t, 2.0)]
+    finally:
+        close(col)
