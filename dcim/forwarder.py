@@ -280,7 +280,8 @@ class Forwarder:
         the calling thread, when nothing waits in the spool and no batch is being sent (see
         :mod:`dcim.spool_through`); counted as sent. False: not written (a backlog, the store
         busy or failing), the caller spools them and this forwarder delivers them from there
-        (a failure other than busy counts as a failed attempt, logged as such)."""
+        (a retryable failure other than busy counts as a failed attempt, logged as such;
+        refused data is found and quarantined by the forwarder, which logs it)."""
         if not self._send_lock.acquire(blocking=False):  # a batch of the backlog in flight
             return False
         try:
@@ -292,7 +293,10 @@ class Forwarder:
                 log.debug("%s; %d readings spooled", exc.reason, len(readings))
                 return False
             except SinkError as exc:
-                self._failed(exc.reason, exc.retry_after_s)
+                if exc.retryable:  # disk full, I/O: an outage of the store, said as such
+                    self._failed(exc.reason, exc.retry_after_s)
+                else:  # refused data: bisected from the spool, the refused part quarantined
+                    log.debug("the store refused %d readings (%s); spooled", len(readings), exc)
                 return False
             except Exception as exc:  # noqa: BLE001 - a store bug: spooled, retried from there
                 self._unexpected("store write failed unexpectedly; the readings are spooled", exc)

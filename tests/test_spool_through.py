@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import sqlite3
@@ -318,5 +319,30 @@ def test_late_points_written_straight_have_their_hours_rolled_up_again(tmp_path:
             every_s=3600,
         )  # fmt: skip
         assert [(r.time_ns, r.value) for r in rows] == [(t, 2.0)]
+    finally:
+        close(col)
+
+
+def test_a_value_the_store_refuses_is_quarantined_from_the_spool_the_rest_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A group with a value the store refuses (NaN: the pipeline never passes one, this
+    goes to the write-through itself): spooled whole, the forwarder stores the rest and
+    quarantines the refused reading with its reason; not an outage (no failure counted)."""
+    col = Collector(cfg_of(tmp_path))
+    through = col.through
+    assert through is not None
+    try:
+        bad = Reading("pdu", {"site": "s", "device": "p1"}, {"power_w": math.nan, "seq": 1}, T + S)
+        with caplog.at_level(logging.WARNING, logger="dcim.forwarder"):
+            through.append([rd(0), bad, rd(2)])
+            assert col.spool.pending() == 3 and col.forwarder.stats().failures == 0
+            assert col.forwarder.flush(10)
+        assert stored(tmp_path / "store.sqlite") == {0: (0.0, 0), 2: (2.0, 2)}
+        [q] = col.spool.quarantined()
+        assert q.count == 1 and "nan" in q.reason.lower()
+        assert not [r for r in caplog.records if "sink write failed" in r.getMessage()]
+        stats = col.forwarder.stats()
+        assert (stats.sent, stats.quarantined, stats.failures) == (2, 1, 0)
     finally:
         close(col)
