@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -346,3 +347,69 @@ def test_a_value_the_store_refuses_is_quarantined_from_the_spool_the_rest_stored
         assert (stats.sent, stats.quarantined, stats.failures) == (2, 1, 0)
     finally:
         close(col)
+
+
+def test_dcim_run_killed_9_then_restarted_stores_every_poll_once(tmp_path: Path) -> None:
+    """``dcim run`` (the embedded store, the twin's Modbus devices every 0.5 s) killed with
+    SIGKILL twice while it writes straight to the store, then run again and stopped: per
+    device, one data point per successful poll, inside that poll (a poll is committed whole
+    with its ``dcim_poll`` row, or not at all), and nothing left in the spool."""
+    from dcim.testing.servers import free_ports
+    from dcim.twin.runner import TwinRunner, TwinThread
+    from dcim.twin.site import paris_chapelle
+    from tests.test_store_and_forward import Collector as DcimRun
+
+    interval = 0.5
+    doc: dict[str, Any] = paris_chapelle(
+        racks=1,
+        servers_per_rack=1,
+        snmp_base_port=free_ports(12, kind=2),
+        modbus_base_port=free_ports(16),
+        interval_s=interval,
+        spool_dir=str(tmp_path / "spool"),
+        sink={"type": "embedded", "path": str(tmp_path / "store.sqlite")},
+    )
+    doc["devices"] = [d for d in doc["devices"] if d["protocol"] == "modbus"][:4]
+    doc["defaults"].update(timeout_s=0.3, retries=0)
+    doc.pop("mqtt", None)
+    cfg = SiteConfig.model_validate(doc)
+    path = tmp_path / "site.yaml"
+    path.write_text(json.dumps(doc))  # JSON is YAML
+    run = DcimRun(path, tmp_path / "collector.log")
+    with TwinThread(TwinRunner(cfg, seed=3)):
+        try:
+            for _ in range(2):
+                run.start()
+                time.sleep(4.0 + random.uniform(0.0, interval))
+                run.kill()
+            run.start()
+            time.sleep(4.0)
+            assert run.interrupt() == 0, run.output()
+        finally:
+            run.ensure_stopped()
+    with Spool(tmp_path / "spool") as sp:
+        assert sp.pending() == 0
+    con = sqlite3.connect(f"file:{tmp_path / 'store.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = con.execute(
+            "SELECT s.measurement, s.tags, f.name, p.time_ns, p.value FROM point p"
+            " JOIN series s ON s.id = p.series_id JOIN field_key f ON f.id = p.field_id"
+        ).fetchall()
+    finally:
+        con.close()
+    polls: dict[str, dict[int, int]] = {}
+    data: dict[str, set[int]] = {}
+    for m, tags, name, t, value in rows:
+        dev = json.loads(tags).get("device")
+        if m == "dcim_poll" and name == "up":
+            polls.setdefault(dev, {})[t] = value
+        elif m not in ("dcim_poll", "dcim_spool", "dcim_collector", "alert"):
+            data.setdefault(dev, set()).add(t)
+    ns = int(interval * S)
+    assert set(polls) == {d.name for d in cfg.devices}, (set(polls), run.output())
+    for dev, by_time in polls.items():
+        ups = sorted(t for t, up in by_time.items() if up == 1)
+        got = sorted(data.get(dev, ()))
+        assert len(ups) >= 3 * 4 / interval * 0.5, (dev, len(ups))  # polled in each run
+        assert len(got) == len(ups), (dev, len(got), len(ups))
+        assert all(t <= d < t + ns for t, d in zip(ups, got, strict=True)), dev
