@@ -287,6 +287,10 @@ class Forwarder:
         try:
             if self.spool.pending():
                 return False
+            # The acks of the backlog just drained are on the disk before a newer value is:
+            # else a power loss could bring that backlog back, and its older values would be
+            # written over the newer ones when it is sent again.
+            self.spool.sync_acks()
             try:
                 write(readings)
             except StoreBusyError as exc:  # the store's maintenance: spooled, quietly
@@ -302,6 +306,8 @@ class Forwarder:
                 self._unexpected("store write failed unexpectedly; the readings are spooled", exc)
                 return False
             self._sent += len(readings)
+            if self._failures:
+                self._recovered()
             return True
         finally:
             self._send_lock.release()
@@ -418,6 +424,10 @@ class Forwarder:
                 self._failures,
                 self.spool.pending(),
             )
+        self._recovered()
+
+    def _recovered(self) -> None:
+        """The sink took a write: the outage (if any) is over."""
         self._outage_since = None
         self._failures = 0
         self._last_error = None

@@ -296,6 +296,7 @@ class Spool:
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
         self._closed = False
+        self._acks_unsynced = False  # an ack committed without its fsync (see sync_acks)
         self._watch: tuple[int, Callable[[], None]] | None = None
         # keep_readings: the readings of this process's appends, by row id, for peek() (the
         # embedded store's forwarder) instead of decoding them back from their line protocol
@@ -343,6 +344,7 @@ class Spool:
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
+        self._acks_unsynced = False  # a commit's fsync puts the WAL's earlier ones on disk too
         return out
 
     # -- disk budget -------------------------------------------------------------------
@@ -576,9 +578,30 @@ class Spool:
         con = self._w
         con.execute("PRAGMA synchronous=NORMAL")
         try:
-            return self._tx(work)
+            out = self._tx(work)
+            self._acks_unsynced = True
+            return out
         finally:
             con.execute("PRAGMA synchronous=FULL")
+
+    def sync_acks(self) -> None:
+        """Put the acks not fsynced yet (see :meth:`ack`) on the disk: the WAL file fsynced,
+        as the next append's commit would. For a sink written without the spool
+        (:mod:`dcim.spool_through`): a batch acked, then newer values written straight to
+        the sink, must not come back after a power loss."""
+        with self._wlock:
+            if not self._acks_unsynced or self._closed:
+                return
+            try:
+                fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+            except FileNotFoundError:  # no WAL: checkpointed, and synced then
+                fd = -1
+            if fd >= 0:
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self._acks_unsynced = False
 
     def _give_back(self) -> None:
         """After a backlog drained: give the file's free pages back to the file system, a

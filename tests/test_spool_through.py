@@ -24,10 +24,12 @@ from typing import Any
 import pytest
 
 from dcim.config import SiteConfig
+from dcim.forwarder import Forwarder
 from dcim.reading import Reading
 from dcim.runtime import Collector
-from dcim.spool import Spool
+from dcim.spool import Spool, SpoolFullError
 from dcim.spool_through import WAIT_S, WriteThrough
+from dcim.storage.base import SinkError
 from dcim.storage.sqlite import SqliteStore
 
 T = 1_700_000_000_000_000_000
@@ -224,6 +226,80 @@ def test_a_full_store_spools_keeps_everything_and_delivers_once_there_is_room(
         assert col.spool.quarantined() == []
     finally:
         close(col)
+
+
+def test_a_drained_backlogs_acks_are_on_disk_before_a_newer_value_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forwarder's acks are committed without an fsync (the next append's fsync used to
+    make them durable). A value written straight to the store after a drained backlog must
+    not reach the disk before those acks: a power loss would bring the backlog back, and
+    its older values would be written over the newer one (found in review). The fsyncs
+    seen: the spool's WAL is fsynced before the store's write of the corrected value."""
+    col = Collector(cfg_of(tmp_path))
+    store = col.store
+    assert isinstance(store, SqliteStore)
+    events: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        events.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}")
+        real_fsync(fd)
+
+    try:
+        col.pipeline.accept([rd(100)])  # straight to the store
+        with store._lock:  # the store's maintenance holds it: spooled
+            col.pipeline.accept([rd(i) for i in range(5)])
+        assert col.forwarder.flush(10) and col.spool.pending() == 0  # acked, not fsynced
+        monkeypatch.setattr(os, "fsync", fsync)
+        real_write = col.through._write if col.through else None
+        assert real_write is not None
+
+        def write(readings: Any) -> None:
+            events.append("store write")
+            real_write(readings)
+
+        monkeypatch.setattr(col.through, "_write", write)
+        col.pipeline.accept([rd(3, 30.0)])  # the device corrects seq 3: straight to the store
+        wal = str(tmp_path / "spool" / "spool.sqlite-wal")
+        assert events[:2] == [f"fsync {wal}", "store write"], events
+        assert stored(tmp_path / "store.sqlite")[3] == (30.0, 3)
+        events.clear()
+        col.pipeline.accept([rd(6)])  # nothing acked since: no fsync of the spool
+        assert events == ["store write"], events
+    finally:
+        close(col)
+
+
+def test_a_direct_write_after_a_failed_one_clears_the_forwarders_failure(
+    tmp_path: Path,
+) -> None:
+    """A group the store failed to take and the spool could not take either (no room)
+    leaves nothing for the forwarder to ack; the next group written straight ends the outage
+    in the forwarder's stats (found in review: dcim_forwarder_consecutive_failures stayed
+    up for good)."""
+    store = SqliteStore(tmp_path / "store.sqlite")
+    spool = Spool(tmp_path / "spool", max_bytes=1, on_full="refuse_new")  # no room
+    fwd = Forwarder(spool, store, flush_interval_s=0.05)
+    fail = [True]
+
+    def write(readings: Any) -> None:  # the store's write, its first call failing (I/O)
+        if fail.pop() if fail else False:
+            raise SinkError(retryable=True, reason="disk I/O error (transient)")
+        store.write(readings, wait_s=WAIT_S)
+
+    through = WriteThrough(spool, fwd, write)
+    try:
+        with pytest.raises(SpoolFullError):
+            through.append([rd(0)])
+        assert fwd.stats().failures == 1
+        through.append([rd(1)])
+        stats = fwd.stats()
+        assert (stats.failures, stats.last_error, stats.sent) == (0, None, 1), stats
+        assert stored(tmp_path / "store.sqlite") == {1: (1.0, 1)}
+    finally:
+        spool.close()
+        store.close()
 
 
 # -- kill -9 while writing straight to the store ----------------------------------------------
