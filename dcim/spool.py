@@ -538,7 +538,8 @@ class Spool:
 
         The commit is not fsynced unless something is quarantined (``synchronous=NORMAL`` for
         this transaction: in the WAL file, so a process crash, ``kill -9``, keeps it; on the
-        disk with the next append's fsync, or checkpoint). A power loss before that may undo
+        disk with the next append's fsync, a checkpoint, or :meth:`sync_acks`: before a
+        sink written without the spool takes newer values). A power loss before that may undo
         the ack, never an append: the batch is then sent again, which writes the same points
         (same series, fields and timestamps) once more. Fed flat out, an fsync per ack held
         the write lock, and the appending thread, for a few ms a batch (about 4 ms an fsync
