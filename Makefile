@@ -76,7 +76,7 @@ install-bench: $(PY)
 
 # Every benchmark runs even if one before it misses a target; the status says if any did.
 BENCHMARKS := \
-	"benchmarks/collect.py" \
+	"benchmarks/collect.py --rounds 3 --seconds 60" \
 	"benchmarks/ingest.py" \
 	"benchmarks/demo_cadence.py" \
 	"benchmarks/collect.py --redfish" \
