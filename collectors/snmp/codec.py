@@ -377,6 +377,16 @@ class Walk:
             return None
         return hint - got + 1
 
+    def _needs(self, columns: Sequence[Oid]) -> list[int | None]:
+        """:meth:`_need` of each of ``columns`` (inline: a method call less per column)."""
+        hints, results = self.rows_hint, self.results
+        out: list[int | None] = []
+        for column in columns:
+            hint = hints.get(column)
+            got = len(results[column])
+            out.append(None if hint is None or got > hint else hint - got + 1)
+        return out
+
     def request(self, cap: int | None = None) -> list[Oid]:
         """The columns of the next request (at most ``max_varbinds`` OIDs with sysUpTime).
 
@@ -390,7 +400,7 @@ class Walk:
         decoding and dropping what lies past its end."""
         active = self.active
         if cap is not None and len(active) > 1:
-            needs = [self._need(c) for c in active]
+            needs = self._needs(active)
             if None not in needs:
                 top = max(n for n in needs if n is not None)
                 reps = min(cap, top)
@@ -403,7 +413,7 @@ class Walk:
 
     def repetitions(self, batch: Sequence[Oid], cap: int) -> int:
         """max-repetitions for ``batch``: at most ``cap``, no more than the rows expected."""
-        needs = [self._need(c) for c in batch]
+        needs = self._needs(batch)
         return max(1, min(cap, max(cap if n is None else n for n in needs)))
 
     def rows_seen(self) -> dict[Oid, int]:
