@@ -169,3 +169,48 @@ def test_a_rule_on_the_refused_count_sees_every_reading(tmp_path: Path) -> None:
         assert inst.value == 1.0 and inst.state != INACTIVE
     finally:
         eng.stop()
+
+
+def test_readings_observed_later_are_judged_at_the_next_tick(tmp_path: Path) -> None:
+    """The collector's polls go to the tick thread (observe_later): judged at its next tick,
+    before the tick's own changes; whatever waits at stop() is judged then; an engine not
+    started judges at once."""
+    from dcim.alerts.engine import AlertEngine
+    from dcim.alerts.rules import AlertsSettings, Rule
+
+    rule = Rule.model_validate(
+        {
+            "name": "Down",
+            "kind": "threshold",
+            "severity": "warning",
+            "select": {"measurement": "dcim_poll"},
+            "field": "up",
+            "below": 0.5,
+            "annotations": {"summary": "s", "description": "d", "runbook": "r"},
+        }
+    )
+
+    def down(dev: str) -> list[Reading]:
+        return [Reading("dcim_poll", {"site": "s", "device": dev}, {"up": 0}, time.time_ns())]
+
+    def firing(eng: AlertEngine) -> set[str]:
+        return {i.labels["device"] for i in eng.evaluator.instances.values() if i.state != INACTIVE}
+
+    settings = AlertsSettings(default_pack=False)
+    eng = AlertEngine([rule], settings, state_path=tmp_path / "a.db", tick_s=0.05)
+    eng.observe_later(down("a"))  # not started: at once
+    assert firing(eng) == {"a"}
+    eng.start()
+    try:
+        eng.observe_later(down("b"))
+        deadline = time.monotonic() + 5
+        while firing(eng) != {"a", "b"} and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert firing(eng) == {"a", "b"}
+    finally:
+        eng.stop()
+    slow = AlertEngine([rule], settings, state_path=tmp_path / "b.db", tick_s=3600)
+    slow.start()
+    slow.observe_later(down("c"))
+    slow.stop()  # judged before the final save
+    assert firing(slow) == {"c"}
