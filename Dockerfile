@@ -1,6 +1,6 @@
 FROM python:3.11.11-slim-bookworm
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY dcim dcim
 COPY collectors collectors
 # A production install: no twin extra (numpy, amqtt are for `dcim demo` and the tests). The
@@ -10,7 +10,12 @@ COPY collectors collectors
 ARG DCIM_EXTRAS=report
 # matplotlib's font cache: built here, kept on the volume (the root file system is read-only)
 ENV MPLCONFIGDIR=/var/lib/dcim/.matplotlib
-RUN pip install --no-cache-dir ".${DCIM_EXTRAS:+[$DCIM_EXTRAS]}" \
+# gcc only while installing: it compiles the SNMP decoder's hot loop (collectors.snmp._fastber,
+# see setup.py), then leaves the image; the import below fails the build if it was not built.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && pip install --no-cache-dir ".${DCIM_EXTRAS:+[$DCIM_EXTRAS]}" \
+ && python -c "import collectors.snmp._fastber" \
+ && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 dcim \
  && useradd --system --uid 10001 --gid dcim --home-dir /var/lib/dcim --shell /usr/sbin/nologin dcim \
  && install -d -o dcim -g dcim -m 0750 /var/lib/dcim /var/lib/dcim/spool /var/lib/dcim/reports \

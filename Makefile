@@ -37,7 +37,7 @@ lint: install-test
 	$(VENV)/bin/ruff format --check dcim collectors tests benchmarks dashboards tools
 
 typecheck: install-test
-	$(VENV)/bin/mypy dcim collectors tools
+	$(VENV)/bin/mypy dcim collectors tools dashboards
 
 # Tests marked `waits` spend minutes idle (Alertmanager down for five minutes): they run in
 # a second pytest process beside the others, so the suite's wall time is not their sum.
@@ -92,4 +92,4 @@ bench: install-bench deb bench-deb
 	if [ -n "$$fail" ]; then echo "target missed or phase failed in:$${fail#;}"; exit 1; fi
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build collectors/snmp/_fastber.*.so

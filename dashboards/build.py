@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,7 @@ def _ref(i: int) -> str:
     return chr(65 + i) if i < 26 else "A" + chr(65 + i - 26)
 
 
-def steps(spec: list[tuple[str, float | None]]) -> dict[str, Any]:
+def steps(spec: Sequence[tuple[str, float | None]]) -> dict[str, Any]:
     return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in spec]}
 
 
@@ -150,7 +150,7 @@ def panel(
     series: list[tuple[str, Any]],
     *,
     decimals: int = 1,
-    thresholds: list[tuple[str, float | None]] | None = None,
+    thresholds: Sequence[tuple[str, float | None]] | None = None,
     w: int = 12,
     h: int = 8,
     desc: str = "",
@@ -427,8 +427,8 @@ def _link(*names: str) -> list[tuple[str, str]]:
 
 
 def site_overview() -> list[dict[str, Any]]:
-    kw = {"decimals": 0}
-    bar = {"w": 8, "h": 8}
+    kw: dict[str, Any] = {"decimals": 0}
+    bar: dict[str, Any] = {"w": 8, "h": 8}
     return [
         panel("bargauge", "Where the power goes now", "kwatt", FLOW_NOW, **kw, **bar,
               links=_link("Power chain", "Thermal", "Energy KPIs"), minv=0,

@@ -36,13 +36,20 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dcim.reading import Reading
 from dcim.spool import Batch, Spool, SpoolClosedError
-from dcim.storage.base import LineWriter, PreparingWriter, SinkError, Store, StoreError
+from dcim.storage.base import (
+    LineWriter,
+    PreparingWriter,
+    SinkError,
+    Store,
+    StoreBusyError,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +272,39 @@ class Forwarder:
                 return False
             self._ack(batch, rejected)
             return True
+
+    def deliver_now(
+        self, readings: Sequence[Reading], write: Callable[[Sequence[Reading]], None]
+    ) -> bool:
+        """Deliver ``readings`` with ``write`` (the store's write, durable when it returns) in
+        the calling thread, when nothing waits in the spool and no batch is being sent (see
+        :mod:`dcim.spool_through`); counted as sent. False: not written (a backlog, the store
+        busy or failing), the caller spools them and this forwarder delivers them from there
+        (a retryable failure other than busy counts as a failed attempt, logged as such;
+        refused data is found and quarantined by the forwarder, which logs it)."""
+        if not self._send_lock.acquire(blocking=False):  # a batch of the backlog in flight
+            return False
+        try:
+            if self.spool.pending():
+                return False
+            try:
+                write(readings)
+            except StoreBusyError as exc:  # the store's maintenance: spooled, quietly
+                log.debug("%s; %d readings spooled", exc.reason, len(readings))
+                return False
+            except SinkError as exc:
+                if exc.retryable:  # disk full, I/O: an outage of the store, said as such
+                    self._failed(exc.reason, exc.retry_after_s)
+                else:  # refused data: bisected from the spool, the refused part quarantined
+                    log.debug("the store refused %d readings (%s); spooled", len(readings), exc)
+                return False
+            except Exception as exc:  # noqa: BLE001 - a store bug: spooled, retried from there
+                self._unexpected("store write failed unexpectedly; the readings are spooled", exc)
+                return False
+            self._sent += len(readings)
+            return True
+        finally:
+            self._send_lock.release()
 
     def _burst(self) -> bool:
         """Batches back to back while at least a full one more is pending (see the module

@@ -152,7 +152,9 @@ class CollectorMetrics(_PromCollector):
     def _pipeline(self) -> Iterator[Metric]:
         p = self.collector.pipeline
         yield CounterMetricFamily(
-            "dcim_pipeline_accepted", "Readings committed to the spool", p.accepted
+            "dcim_pipeline_accepted",
+            "Readings committed (to the spool, or straight to the embedded store)",
+            p.accepted,
         )
         yield CounterMetricFamily(
             "dcim_pipeline_rejected_values", "Values refused by validation", p.rejected

@@ -16,8 +16,10 @@ with is its type for the process. Later an integer for a float field becomes a f
 (lossless), a whole float for an integer field becomes an integer; anything else (3.5 for an
 integer field, text for a number) is refused with that reason.
 
-A spool that takes line protocol (:class:`dcim.spool.Spool`) is given the good readings with
-their lines, encoded here while they are checked: a reading whose measurement, tags and field
+A spool that takes line protocol (:class:`dcim.spool.Spool`; the write-through to the embedded
+store, :class:`dcim.spool_through.WriteThrough`, while its spool has a backlog: ``takes_lines``
+is asked at each call) is given the good readings with their lines, encoded here while they
+are checked: a reading whose measurement, tags and field
 names were seen good before, with values of its fields' established types, is checked and
 encoded in one step by a function made for its shape (what is left to check are the values:
 finite floats, int64 integers, strings without a newline), whose line is exactly what
@@ -92,8 +94,11 @@ class Pipeline:
         self._types: dict[tuple[str, str], type] = {}  # (measurement, field) -> first type
         self._good_names: set[str] = set()  # measurement names that passed the checks
         self._good_tags: set[tuple[str, str]] = set()  # tag (key, value) pairs that passed
-        self._shapes: dict[_ShapeKey, _Shape] = {}  # shapes that passed
-        self._takes_lines = bool(getattr(spool, "takes_lines", False))
+        self._shapes: dict[_ShapeKey, _Shape] = {}  # shapes that passed: their lines
+        self._checks: dict[_ShapeKey, _Shape] = {}  # the same shapes: their checks only
+        # a sink that may take the lines (asked at each accept: the write-through to the
+        # embedded store wants them only while its spool has a backlog, dcim.spool_through)
+        self._lines_sink = hasattr(spool, "takes_lines")
 
     def accept(
         self, readings: list[Reading], *, hold: bool = False, kept: list[Reading] | None = None
@@ -106,8 +111,9 @@ class Pipeline:
         if self.screen is not None:
             readings = self.screen(readings)
         good: list[Reading] = []
-        lines: list[str] | None = [] if self._takes_lines else None
-        shapes, encoding = self._shapes, lines is not None
+        encoding = self._lines_sink and bool(cast(_LineSink, self.spool).takes_lines)
+        lines: list[str] | None = [] if encoding else None
+        shapes = self._shapes if encoding else self._checks
         for r in readings:
             # A shape seen good: the time and the values' types and ranges are all there is
             # to check.
@@ -237,11 +243,12 @@ class Pipeline:
         except ValueError:
             return None
         fn = _line_fn(types)
-        shape = partial(fn, fmt if encoding else None)
         if len(self._shapes) >= MAX_REMEMBERED:
             self._shapes.clear()
-        self._shapes[key] = shape
-        return shape(r.time_ns, *r.fields.values())
+            self._checks.clear()
+        self._shapes[key] = shape = partial(fn, fmt)
+        self._checks[key] = check = partial(fn, None)
+        return (shape if encoding else check)(r.time_ns, *r.fields.values())
 
     def _stable(self, measurement: str, field: str, v: object) -> tuple[object, str]:
         """(value in the field's established type, "") or (None, why it cannot be)."""

@@ -12,7 +12,8 @@ import signal
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from dcim.alerts.engine import build_engine
 from dcim.config import SiteConfig
@@ -25,12 +26,15 @@ from dcim.reading import FieldValue, Reading
 from dcim.scheduler import Scheduler
 from dcim.spool import Spool, SpoolFullError
 from dcim.spool_commit import Committer
+from dcim.spool_through import WAIT_S as THROUGH_WAIT_S
+from dcim.spool_through import WriteThrough
 from dcim.storage import make_store
 
 if TYPE_CHECKING:  # imported when used: a site without them does not load their modules
     from dcim.alerts.rules import Rule
     from dcim.kpi.writer import KpiWriter
     from dcim.metrics import MetricsServer
+    from dcim.storage.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 MAINTAIN_EVERY_S = 300.0
@@ -75,12 +79,6 @@ class Collector:
             warn_pct=st.spool_warn_pct,
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self.pipeline = Pipeline(self.spool, screen=Screen.of(self.cfg))
-        # the durable commit off the loop, polls ending within a window together
-        shortest = min((self.cfg.interval_of(d) for d in self.cfg.devices), default=1.0)
-        self.committer = Committer(
-            self.pipeline.accept, window_s=min(COMMIT_WINDOW_S, shortest / 4)
-        )
         self.store = make_store(self.cfg.storage)
         self.forwarder = Forwarder(
             self.spool,
@@ -88,6 +86,18 @@ class Collector:
             batch_size=self.cfg.storage.batch_size,
             flush_interval_s=self.cfg.storage.flush_interval_s,
             backoff_max_s=self.cfg.storage.retry_max_s,
+        )
+        # The embedded store takes the committed readings straight, the spool what it cannot
+        # (dcim.spool_through); InfluxDB is written from the spool only.
+        self.through: WriteThrough | None = None
+        if self.cfg.storage.sink.type == "embedded":
+            write = partial(cast("SqliteStore", self.store).write, wait_s=THROUGH_WAIT_S)
+            self.through = WriteThrough(self.spool, self.forwarder, write)
+        self.pipeline = Pipeline(self.through or self.spool, screen=Screen.of(self.cfg))
+        # the durable commit off the loop, polls ending within a window together
+        shortest = min((self.cfg.interval_of(d) for d in self.cfg.devices), default=1.0)
+        self.committer = Committer(
+            self.pipeline.accept, window_s=min(COMMIT_WINDOW_S, shortest / 4)
         )
         self.poll_metrics = PollMetrics()
         self.metrics_server: MetricsServer | None = None

@@ -115,6 +115,19 @@ def test_dockerfile_runs_as_a_user() -> None:
     assert f"--uid {uid}" in text and f"--gid {gid}" in text
 
 
+def test_image_builds_the_compiled_decoder() -> None:
+    """The image compiles collectors.snmp._fastber (setup.py copied, a compiler while pip
+    runs, the import checked in the same step) and does not keep the compiler."""
+    text = (ROOT / "Dockerfile").read_text()
+    copy = next(ln for ln in text.splitlines() if ln.startswith("COPY pyproject.toml"))
+    assert "setup.py" in copy.split()
+    run = text.split("pip install --no-cache-dir", 1)
+    assert "apt-get install -y --no-install-recommends gcc" in run[0].rsplit("RUN ", 1)[1]
+    after = run[1].split("\nUSER ", 1)[0]
+    assert 'python -c "import collectors.snmp._fastber"' in after
+    assert "apt-get purge -y --auto-remove gcc" in after
+
+
 def test_image_has_the_report_extra_and_room_to_render() -> None:
     """Scheduled statements render in the stack: the image installs the ``report`` extra by
     default (the collector's plain ``pip install dcim-heat`` stays without numpy:

@@ -133,6 +133,13 @@ def test_spool_health_reading(tmp_path: Path) -> None:
             0, 0, 0, 0, 0,
         )  # fmt: skip
         assert col.pipeline.accept([r]) == 1 and col.pipeline.rejected == 0  # valid names
+        # straight into the embedded store (dcim.spool_through): nothing pending
+        assert col.spool_health().fields["pending"] == 0
+        stored = col.store.aggregate(
+            measurement="dcim_spool", field="max_bytes", start_ns=0, end_ns=2**62, fn="count"
+        )
+        assert [row.value for row in stored] == [1]
+        col.spool.append([r])  # what the spool holds (a backlog) is counted
         assert col.spool_health().fields["pending"] == 1
     finally:
         col.spool.close()

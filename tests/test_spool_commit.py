@@ -104,14 +104,16 @@ def test_polls_keep_their_cadence_on_a_slow_disk(tmp_path: Path) -> None:
 
     async def collect() -> Collector:
         col = Collector(cfg)
-        real = col.spool._commit
+        # the pipeline's durable commit: straight into the embedded store, or the spool
+        sink = col.pipeline.spool
+        real = sink.append
 
         def slow_disk(*args: Any, **kw: Any) -> Any:
             time.sleep(SLOW_COMMIT_S)  # every durable commit takes this long
             commits.append(time.monotonic())
             return real(*args, **kw)
 
-        col.spool._commit = slow_disk  # type: ignore[method-assign]
+        sink.append = slow_disk  # type: ignore[method-assign]
         await col.start()
         await asyncio.sleep(RUN_S)
         await col.stop()

@@ -87,10 +87,13 @@ def module_name(path: Path) -> str:
 
 
 def find_modules() -> dict[str, Path]:
+    """Every module, by its .py file or, for a compiled one (a C extension), its .pyi stub."""
     mods = {}
     for pkg in PACKAGES:
         for path in sorted((ROOT / pkg).rglob("*.py")):
             mods[module_name(path)] = path
+        for path in sorted((ROOT / pkg).rglob("*.pyi")):
+            mods.setdefault(module_name(path), path)
     return mods
 
 
@@ -163,6 +166,8 @@ def build() -> Graph:
     modules = find_modules()
     g = Graph(modules)
     for mod, path in modules.items():
+        if path.suffix == ".pyi":  # compiled: its stub's imports are for mypy only
+            continue
         tree = ast.parse(path.read_text(), str(path))
         for node, kind in _imports(tree):
             for dst in _targets(node, mod, path.name == "__init__.py", modules):

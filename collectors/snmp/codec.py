@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -340,6 +341,21 @@ Cell = tuple[Value, int | None]  # a value and the sysUpTime of the response tha
 Columns = dict[Oid, dict[Oid, Cell]]  # column -> row index -> cell
 
 
+def _compiled_walk_feed() -> Callable[..., bool] | None:
+    """_fastber.walk_feed (collectors/snmp/_fastber.c), unless it is not built or
+    DCIM_SNMP_DECODER=python asks for the Python (as for wire.py's decoder)."""
+    if os.environ.get("DCIM_SNMP_DECODER", "").strip().lower() == "python":
+        return None
+    try:
+        from collectors.snmp._fastber import walk_feed
+    except ImportError:
+        return None
+    return walk_feed
+
+
+_walk_feed = _compiled_walk_feed()
+
+
 class Walk:
     """Walks columns side by side: ``request()`` gives the next request's columns (the cursor
     OIDs to GETBULK/GETNEXT from), ``feed()`` takes its answer, until ``done``.
@@ -434,33 +450,50 @@ class Walk:
             for col in batch:
                 self.end(col)
             return
-        # column by column, each one's var-binds a slice of the rows (place j, j + n, ...):
-        # no per-var-bind bookkeeping of which column it is and whether that one ended
-        results, cursor = self.results, self.cursor
+        # per place in the batch: its column's cells, cursor and whether it ended
+        # (lists by place: an OID tuple's hash is not cached, a dict lookup hashes it again)
+        cells = [self.results[c] for c in batch]
+        cursors = [self.cursor[c] for c in batch]
+        ended = [False] * n
+        if _walk_feed is None or not _walk_feed(
+            batch, var_binds, ticks, cells, cursors, ended, self.looped, EXCEPTIONS, MAX_ROWS
+        ):
+            self._feed_py(batch, var_binds, ticks, cells, cursors, ended)
         for j, col in enumerate(batch):
-            lc = len(col)
-            rows = results[col]
-            cur = cursor[col]
-            room = MAX_ROWS - len(rows)  # each cell taken is a new row (its OID ascends)
-            ended = False
-            for oid, val in var_binds[j::n]:
-                if val[0] in EXCEPTIONS or len(oid) <= lc or oid[:lc] != col:
-                    ended = True
-                    break
-                if oid <= cur:  # not lexicographically after: a broken agent
-                    self.looped.append(col)
-                    ended = True
-                    break
-                rows[oid[lc:]] = (val, ticks)
-                cur = oid
-                room -= 1
-                if room <= 0:
-                    ended = True
-                    break
-            cursor[col] = cur
+            self.cursor[col] = cursors[j]
             # A column the agent left out of a shortened answer stays active: asked again.
-            if ended:
+            if ended[j]:
                 self.end(col)
+
+    def _feed_py(
+        self,
+        batch: Sequence[Oid],
+        var_binds: Sequence[VarBind],
+        ticks: int | None,
+        cells: list[dict[Oid, Cell]],
+        cursors: list[Oid],
+        ended: list[bool],
+    ) -> None:
+        """feed's loop (the reference; _fastber.walk_feed does the same in C)."""
+        n = len(batch)
+        lens = [len(c) for c in batch]
+        for k, (oid, val) in enumerate(var_binds):
+            j = k % n
+            if ended[j]:
+                continue
+            lc = lens[j]
+            if val[0] in EXCEPTIONS or len(oid) <= lc or oid[:lc] != batch[j]:
+                ended[j] = True
+                continue
+            if oid <= cursors[j]:  # not lexicographically after: a broken agent
+                self.looped.append(batch[j])
+                ended[j] = True
+                continue
+            rows = cells[j]
+            rows[oid[lc:]] = (val, ticks)
+            cursors[j] = oid
+            if len(rows) >= MAX_ROWS:
+                ended[j] = True
 
 
 _NONE: dict[Oid, Any] = {}  # a column not walked (never written to)

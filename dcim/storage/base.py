@@ -53,6 +53,11 @@ class SinkError(StoreError):
         return f"SinkError(retryable={self.retryable}, reason={self.reason!r})"
 
 
+class StoreBusyError(SinkError):
+    """Another writer held the store longer than the write would wait (retryable): its
+    maintenance, another process's transaction."""
+
+
 class Row(NamedTuple):
     """One aggregated value: its group's tags, the window start (or point time), the value.
     (A named tuple: a year of windows is some 10^5 rows, made faster than a dataclass's.)"""

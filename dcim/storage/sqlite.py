@@ -59,6 +59,7 @@ from dcim.storage.base import (
     Part,
     Row,
     SinkError,
+    StoreBusyError,
     StoreError,
     align_windows,
     ceil_to,
@@ -124,6 +125,7 @@ _WINDOW_OF_ROLLUP = {
 _SIMPLE = {"mean": "AVG", "min": "MIN", "max": "MAX", "sum": "SUM", "count": "COUNT"}
 
 
+BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's transaction
 _BY_TAGS_MAX = 100_000  # series remembered by their tags' order (see SqliteStore.write)
 
 
@@ -177,7 +179,7 @@ class SqliteStore:
                     log.warning("embedded store: %s", self.space_note)
                 if not had_days:  # a store from before the daily rollups: from its hours
                     _rollup_days(self._con, -(2**62), 2**62)
-            self._con.execute("PRAGMA busy_timeout=10000")
+            self._con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # An older store opened read-only may lack the daily rollups: not used then.
             self._levels = LEVELS if _has_table(self._con, DAY_TABLE) else ROLLUP_LEVELS
         except sqlite3.DatabaseError as exc:
@@ -214,52 +216,72 @@ class SqliteStore:
             self._fields[name] = fid
         return fid
 
-    def write(self, readings: Sequence[Reading]) -> None:
+    def write(self, readings: Sequence[Reading], *, wait_s: float | None = None) -> None:
+        """Write the readings in one transaction (durable at its commit). ``wait_s``: how
+        long to wait for the store when another writer holds it (this process's maintenance,
+        another process's transaction), else :class:`StoreBusyError`; None: as long as it
+        takes (the busy timeout, 10 s, for another process)."""
         if self.read_only:
             raise SinkError(retryable=False, reason=f"{self.path} is opened read-only")
-        with self._lock:
-            try:
-                self._con.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:  # locked for longer than busy_timeout
-                raise SinkError(retryable=True, reason=f"embedded store busy: {exc}") from exc
-            try:
-                wm = self._con.execute(
-                    "SELECT value FROM rollup_state WHERE name = 'rolled_to_ns'"
-                ).fetchone()
-                rows = []
-                by_tags = self._by_tags
-                if len(by_tags) > _BY_TAGS_MAX:
-                    by_tags.clear()
-                for r in readings:
-                    tkey = (r.measurement, tuple(r.tags.items()))
-                    sid = by_tags.get(tkey)
-                    if sid is None:
-                        sid = by_tags[tkey] = self._series_id(r.measurement, _tags_key(r.tags))
-                    for name, value in r.fields.items():
-                        if isinstance(value, float) and not math.isfinite(value):
-                            raise SinkError(
-                                retryable=False,
-                                reason=f"{value} in {r.measurement}.{name} "
-                                f"(device {r.tags.get('device', '?')!r})",
-                            )
-                        rows.append((sid, self._field_id(name), r.time_ns, value))
-                self._con.executemany("INSERT OR REPLACE INTO point VALUES (?, ?, ?, ?)", rows)
-                if wm is not None:  # late points: their hours' rollups are redone
-                    late = {(floor_to(r.time_ns, 3600),) for r in readings if r.time_ns < wm[0]}
-                    self._con.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", late)
-                self._con.execute("COMMIT")
-            except BaseException as exc:
+        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            raise StoreBusyError(
+                retryable=True, reason=f"embedded store busy: in use for more than {wait_s} s"
+            )
+        try:
+            self._write(readings, wait_s)
+        finally:
+            self._lock.release()
+
+    def _write(self, readings: Sequence[Reading], wait_s: float | None) -> None:
+        # under self._lock
+        if wait_s is not None:
+            self._con.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
+        try:
+            self._con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # locked for longer than busy_timeout
+            raise StoreBusyError(retryable=True, reason=f"embedded store busy: {exc}") from exc
+        finally:
+            if wait_s is not None:
+                self._con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            wm = self._con.execute(
+                "SELECT value FROM rollup_state WHERE name = 'rolled_to_ns'"
+            ).fetchone()
+            rows = []
+            by_tags = self._by_tags
+            if len(by_tags) > _BY_TAGS_MAX:
+                by_tags.clear()
+            for r in readings:
+                tkey = (r.measurement, tuple(r.tags.items()))
+                sid = by_tags.get(tkey)
+                if sid is None:
+                    sid = by_tags[tkey] = self._series_id(r.measurement, _tags_key(r.tags))
+                for name, value in r.fields.items():
+                    if isinstance(value, float) and not math.isfinite(value):
+                        raise SinkError(
+                            retryable=False,
+                            reason=f"{value} in {r.measurement}.{name} "
+                            f"(device {r.tags.get('device', '?')!r})",
+                        )
+                    rows.append((sid, self._field_id(name), r.time_ns, value))
+            self._con.executemany("INSERT OR REPLACE INTO point VALUES (?, ?, ?, ?)", rows)
+            if wm is not None:  # late points: their hours' rollups are redone
+                late = {(floor_to(r.time_ns, 3600),) for r in readings if r.time_ns < wm[0]}
+                self._con.executemany("INSERT OR IGNORE INTO rollup_dirty VALUES (?)", late)
+            self._con.execute("COMMIT")
+        except BaseException as exc:
+            if self._con.in_transaction:  # a failed COMMIT may have ended it already
                 self._con.execute("ROLLBACK")
-                self._series.clear()  # ids created in the rolled-back transaction are gone
-                self._by_tags.clear()
-                self._fields.clear()
-                if isinstance(exc, SinkError):
-                    raise
-                if isinstance(exc, sqlite3.OperationalError | OSError):  # disk full, I/O
-                    raise SinkError(retryable=True, reason=f"embedded store: {exc}") from exc
-                if isinstance(exc, sqlite3.Error | TypeError | ValueError):
-                    raise SinkError(retryable=False, reason=f"embedded store: {exc}") from exc
+            self._series.clear()  # ids created in the rolled-back transaction are gone
+            self._by_tags.clear()
+            self._fields.clear()
+            if isinstance(exc, SinkError):
                 raise
+            if isinstance(exc, sqlite3.OperationalError | OSError):  # disk full, I/O
+                raise SinkError(retryable=True, reason=f"embedded store: {exc}") from exc
+            if isinstance(exc, sqlite3.Error | TypeError | ValueError):
+                raise SinkError(retryable=False, reason=f"embedded store: {exc}") from exc
+            raise
 
     # -- querying ----------------------------------------------------------------------
     @contextmanager

@@ -158,7 +158,7 @@ def _expected(level_s: int) -> dict[tuple[str, int], dict[str, Any]]:
     for key, rs in groups.items():
         row: dict[str, Any] = {}
         for f in ("power_w", "energy_wh_total"):
-            vals = [r.fields[f] for r in rs]
+            vals = [float(r.fields[f]) for r in rs]
             row |= {f"mean_{f}": sum(vals) / len(vals), f"min_{f}": min(vals),
                     f"max_{f}": max(vals), f"first_{f}": vals[0], f"last_{f}": vals[-1],
                     f"count_{f}": len(vals), f"sum_{f}": sum(vals)}  # fmt: skip
