@@ -119,7 +119,7 @@ class Collector:
     def emit(self, readings: list[Reading]) -> None:
         self.poll_metrics.observe(readings)
         if self.alerts is not None:  # on live readings, before (and whatever) the spool
-            self.alerts.observe_later(readings)  # in the alert engine's tick thread
+            self.alerts.observe(readings)
         self.committer.submit(readings)
 
     def offer(self, readings: list[Reading]) -> bool:

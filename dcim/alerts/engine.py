@@ -13,7 +13,6 @@ import os
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,7 +35,6 @@ SAVE_EVERY_S = 10.0
 LOG_PER_MIN = 20
 # The fields the screen (dcim.plausible) adds to a device's dcim_poll row: its count of the
 # values refused among the readings before it in the same batch.
-LATER_MAX = 10_000  # poll batches waiting for the tick thread; past it, judged at once
 POLL, POLL_SCREEN_FIELDS = "dcim_poll", frozenset({"refused", "refused_reason"})
 
 
@@ -131,9 +129,6 @@ class AlertEngine:
         self._period_next = 0.0  # monotonic time of the next look (hourly)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        # Polls' readings for the tick thread (observe_later): appended by the event loop,
-        # taken at the next tick (deque's append and popleft are atomic)
-        self._later: deque[list[Reading]] = deque()
         self._thread: threading.Thread | None = None
         self._last_error_log = 0.0
         self._log_window, self._log_count, self._log_skipped = 0.0, 0, 0
@@ -211,26 +206,7 @@ class AlertEngine:
         except Exception:  # noqa: BLE001 - alerting must never stop collection
             self._error("evaluating alert rules failed")
 
-    def observe_later(self, readings: list[Reading]) -> None:
-        """:meth:`observe` in the tick thread, at its next tick (within ``tick_s``): a poll's
-        readings are judged with the others of that second, in one go rather than each in
-        a wake-up of the event loop of its own (at 5 polls a second, each wake-up's code
-        runs cold: the engine cost about 90 µs a poll so, 10 in a loop). In the order they
-        came; before the tick's own (time-driven) changes, so the outcome is the one of
-        :meth:`observe` at once, told up to ``tick_s`` later. Not started (no tick thread),
-        or with too much waiting: at once."""
-        if self._thread is None or len(self._later) >= LATER_MAX:
-            self.observe(readings)
-            return
-        self._later.append(readings)
-
-    def _observe_waiting(self) -> None:
-        later = self._later
-        while later:
-            self.observe(later.popleft())
-
     def tick(self, now_ns: int | None = None) -> None:
-        self._observe_waiting()  # what came before this tick: judged before it
         now = time.time_ns() if now_ns is None else now_ns
         try:
             with self._lock:
@@ -363,8 +339,6 @@ class AlertEngine:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        self._thread = None  # from now on observe_later judges at once
-        self._observe_waiting()
         with self._lock:
             try:
                 self._save()
