@@ -30,6 +30,9 @@ thread running (SQLite works without the GIL in the commit and forwarder threads
 Prints the load average (``/proc/loadavg``) before and after each run: on a shared machine
 the figures are only comparable at similar loads. To compare two versions, run them side by
 side (two checkouts, ``PYTHONPATH=CHECKOUT``, started together): both see the same load.
+The collector runs in the case's work directory: ``python -m`` puts the working directory
+first on ``sys.path``, and started from one checkout both collectors ran that checkout's
+code whatever ``PYTHONPATH`` said.
 
 Figures of one side-by-side run (2 shared cores, load average 8-11 from other sessions,
 Python 3.11, snmpsim 1.2.2; ``--window 100``), before (main at 3337fa9) -> after:
@@ -342,6 +345,7 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dcim.cli", "run", str(site)],
             env=env,
+            cwd=work,  # not the caller's: PYTHONPATH, else the installed package, decides
             stdout=subprocess.DEVNULL,
             stderr=open(work / "collector.log", "w"),  # noqa: SIM115 - closed with the process
         )

@@ -152,7 +152,9 @@ class SnmpPoller:
             self._pysnmp = target
 
     async def poll(self) -> list[Reading]:
-        await self._configure()
+        wire = self._wire
+        if wire is None or wire[0] is not snmp_wire.shared_client():
+            await self._configure()  # (a v1/v2c device set up already: nothing to do)
         plan = self._plan
         problems: list[tuple[str, str]] = []
         answers: dict[Oid, Value] = {}

@@ -33,6 +33,9 @@ NS = 1_000_000_000
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::([^{}]*))?\}")
 SAVE_EVERY_S = 10.0
 LOG_PER_MIN = 20
+# The fields the screen (dcim.plausible) adds to a device's dcim_poll row: its count of the
+# values refused among the readings before it in the same batch.
+POLL, POLL_SCREEN_FIELDS = "dcim_poll", frozenset({"refused", "refused_reason"})
 
 
 def render(text: str, values: Mapping[str, object]) -> str:
@@ -94,6 +97,7 @@ class AlertEngine:
         self.state = AlertState(state_path)
         saved = self.state.load()
         self.evaluator = Evaluator(self.rules.values(), device_tags=device_tags, instances=saved)
+        self._screened = _screened(self.evaluator)
         # A rule (or a device) removed while its alert fired: resolve it, or the receivers
         # would be told it fires until someone clears the state by hand.
         now = time.time_ns()
@@ -188,6 +192,12 @@ class AlertEngine:
     def observe(self, readings: list[Reading]) -> None:
         try:
             if self.screen is not None:
+                # Only what the rules look at is screened (a PDU poll: 4 readings of 28)
+                mine = self._screened
+                if mine is not None:
+                    readings = [r for r in readings if r.measurement in mine]
+                    if not readings:
+                        return
                 readings = self.screen(readings)
             with self._lock:
                 out = self.evaluator.observe(readings)
@@ -383,6 +393,20 @@ def build_engine(
         timezone=cfg.site.timezone,
         screen=quiet_screen(cfg),
     )
+
+
+def _screened(ev: Evaluator) -> frozenset[str] | None:
+    """The measurements :meth:`AlertEngine.observe` screens and evaluates (the others pass
+    unseen by the evaluator); None: every reading, when a rule reads what the screen adds to a
+    ``dcim_poll`` row (its count of the refusals among the readings before it)."""
+    for c in ev.rules:
+        if c.fields & POLL_SCREEN_FIELDS and POLL in (
+            c.rule.select.measurement if c.rule.select else ()
+        ):
+            return None
+    if any(f in POLL_SCREEN_FIELDS for f in ev.tracked.get(POLL, ())):
+        return None
+    return ev.measurements
 
 
 def quiet_screen(cfg: Any) -> Callable[[list[Reading]], list[Reading]]:

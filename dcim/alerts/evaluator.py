@@ -81,11 +81,14 @@ class _Compiled:
         self.hold_ns = int(rule.min_hold_s * NS)
         self.get: Callable[[Mapping[str, FieldValue], Mapping[str, str]], float | None]
         self.totals: frozenset[tuple[str, str]] = frozenset()
+        # the field names the rule reads of a reading (its field, or its expression's)
+        self.fields: frozenset[str]
         if rule.expr is not None:
             expr = compile_expr(rule.expr, latest)
-            self.get, self.totals = expr.evaluate, expr.totals
+            self.get, self.totals, self.fields = expr.evaluate, expr.totals, expr.fields
         else:
             name = rule.field or ""
+            self.fields = frozenset({name} if name else ())
 
             def get(f: Mapping[str, FieldValue], t: Mapping[str, str]) -> float | None:
                 v = f.get(name)
@@ -149,6 +152,8 @@ class Evaluator:
             for m in c.rule.select.measurement if c.rule.select else ():
                 self.by_measurement.setdefault(m, []).append((i, c))
         self.by_rule = {c.rule.name: c for c in self.rules + self.period_rules}
+        # The measurements observe() looks at; every other reading is passed over.
+        self.measurements = frozenset(self.by_measurement) | frozenset(self.tracked)
         # (measurement, tag keys..., tag values...) -> the rules selecting it, with instances
         self._routes: dict[tuple[str, ...], list[tuple[_Compiled, Instance]]] = {}
         self.instances: dict[str, Instance] = {}

@@ -84,3 +84,88 @@ def test_values_saved_only_when_they_changed(tmp_path: Path) -> None:
         assert eng.state.load()  # and what was saved is there
     finally:
         eng.stop()
+
+
+def _site(tmp_path: Path) -> SiteConfig:
+    doc: dict[str, Any] = paris_chapelle(
+        racks=1,
+        servers_per_rack=1,
+        spool_dir=str(tmp_path / "spool"),
+        sink={"type": "embedded", "path": str(tmp_path / "store.sqlite")},
+    )
+    return SiteConfig.model_validate(doc)
+
+
+def test_only_what_the_rules_read_is_screened(tmp_path: Path) -> None:
+    """The engine screens and evaluates the readings of the measurements its rules select
+    (or total()); the others are passed over before the screen (a PDU's 24 outlets)."""
+    from dcim.alerts.engine import AlertEngine, quiet_screen
+    from dcim.alerts.loader import DEFAULT_PACK, parse_rules
+    from dcim.alerts.rules import AlertsSettings
+
+    cfg = _site(tmp_path)
+    rules, _ = parse_rules(DEFAULT_PACK.read_text(), filename="pack")
+    real = quiet_screen(cfg)
+    seen: list[list[str]] = []
+
+    def screen(readings: list[Reading]) -> list[Reading]:
+        seen.append([r.measurement for r in readings])
+        return real(readings)
+
+    eng = AlertEngine(
+        rules, AlertsSettings(default_pack=False), state_path=tmp_path / "a.db", screen=screen
+    )
+    try:
+        tags = {"site": "s", "device": "pdu-1"}
+        now = time.time_ns()
+        eng.observe(
+            [Reading("pdu_outlet", tags, {"power_w": 1.0}, now)] * 3
+            + [Reading("pdu_phase", tags, {"current_a": 1.0}, now)]
+            + [Reading("dcim_poll", tags, {"up": 0}, now)]
+        )
+        assert seen == [["pdu_phase", "dcim_poll"]]
+        (inst,) = [i for i in eng.evaluator.instances.values() if i.state != INACTIVE]
+        assert inst.rule == "DeviceUnreachable"
+        eng.observe([Reading("pdu_outlet", tags, {"power_w": 1.0}, now)])
+        assert len(seen) == 1  # nothing a rule reads: not screened at all
+    finally:
+        eng.stop()
+
+
+def test_a_rule_on_the_refused_count_sees_every_reading(tmp_path: Path) -> None:
+    """A rule reading the ``refused`` count the screen puts on a ``dcim_poll`` row gets the
+    count of the whole poll: every reading is screened, not only the selected ones."""
+    from dcim.alerts.engine import AlertEngine, quiet_screen
+    from dcim.alerts.rules import AlertsSettings, Rule
+
+    cfg = _site(tmp_path)
+    rule = Rule.model_validate(
+        {
+            "name": "ValuesRefused",
+            "kind": "threshold",
+            "severity": "warning",
+            "select": {"measurement": "dcim_poll"},
+            "field": "refused",
+            "above": 0.5,
+            "annotations": {"summary": "s", "description": "d", "runbook": "r"},
+        }
+    )
+    eng = AlertEngine(
+        [rule],
+        AlertsSettings(default_pack=False),
+        state_path=tmp_path / "a.db",
+        screen=quiet_screen(cfg),
+    )
+    try:
+        tags = cfg.tags_of(cfg.device("hm-cpcu"))
+        now = time.time_ns()
+        eng.observe(
+            [
+                Reading("heat_meter", tags, {"supply_temp_c": -327.68}, now),  # no value
+                Reading("dcim_poll", tags, {"up": 1}, now),
+            ]
+        )
+        (inst,) = eng.evaluator.instances.values()
+        assert inst.value == 1.0 and inst.state != INACTIVE
+    finally:
+        eng.stop()

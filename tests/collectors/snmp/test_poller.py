@@ -1011,3 +1011,65 @@ def test_a_toobig_lowers_the_cap_until_it_is_tried_again() -> None:
     assert per_poll[0][0] == 25 and max(per_poll[0][1:]) <= 12, per_poll
     assert max(per_poll[1]) <= 12, per_poll  # the device's later polls start at 12
     assert per_poll[2][0] == 25 and per_poll[3][0] == 25, per_poll  # tried again, kept
+
+
+def test_walk_stops_a_column_at_max_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A column that reaches MAX_ROWS (a looping agent's endless table) ends there, in the
+    middle of an answer; the other columns of the batch go on."""
+    from collectors.snmp import codec
+
+    monkeypatch.setattr(codec, "MAX_ROWS", 3)
+    a, b = (1, 3, 6, 1, 9, 1), (1, 3, 6, 1, 9, 2)
+    i = ("Integer32", 1)
+    walk = codec.Walk([a, b], max_varbinds=10, uptime=False)
+    walk.feed([a, b], [(a + (1,), i), (b + (1,), i), (a + (2,), i), (b + (2,), i)], None)
+    assert walk.request() == [a, b]
+    walk.feed([a, b], [(a + (3,), i), (b + (3,), i), (a + (4,), i), (b + (4,), i)], None)
+    assert walk.done  # both at 3 rows, the 4th of each not taken
+    assert sorted(walk.results[a]) == sorted(walk.results[b]) == [(1,), (2,), (3,)]
+
+
+def test_table_rows_share_their_tags_while_the_tag_columns_are_the_same() -> None:
+    """A row's tags (the device's and the row's) are one dict from poll to poll while the tag
+    columns are the very ones of the last poll and the device's tags too; new ones when
+    either changes."""
+    from collectors.snmp.codec import RateState, TablePlan, oid_of
+    from collectors.snmp.profile import TableSpec
+
+    spec = TableSpec.model_validate(
+        {
+            "name": "outlets",
+            "index": ["outlet"],
+            "tags": [{"name": "outlet_name", "oid": "1.3.6.1.9.2"}],
+            "fields": [
+                {"name": "power_w", "oid": "1.3.6.1.9.1", "kind": "gauge", "scale": 0.1},
+                {"name": "energy_wh_total", "oid": "1.3.6.1.9.3", "kind": "counter"},
+            ],
+        }
+    )
+    plan = TablePlan(spec, "pdu_outlet")
+    power, name, energy = (oid_of(f"1.3.6.1.9.{k}") for k in (1, 2, 3))
+    walked: dict[Any, Any] = {
+        power: {(1,): (("Integer32", 15), None), (2,): (("Gauge32", 7), None)},
+        energy: {(1,): (("Counter32", 9), None), (2,): (("Counter32", 4), None)},
+        name: {(1,): (("OctetString", b"srv-1"), None), (2,): (("OctetString", b"srv-2"), None)},
+    }
+    base = {"site": "s", "device": "pdu-1"}
+
+    def rows(w: dict[Any, Any], tags: dict[str, str]) -> list[Any]:
+        return plan.rows(w, tags, 7, 0.0, RateState(), [])
+
+    first, again = rows(walked, base), rows(walked, base)
+    assert [(r.tags, r.fields) for r in first] == [
+        ({"site": "s", "device": "pdu-1", "outlet": "1", "outlet_name": "srv-1"},
+         {"power_w": 1.5, "energy_wh_total": 9}),
+        ({"site": "s", "device": "pdu-1", "outlet": "2", "outlet_name": "srv-2"},
+         {"power_w": 0.7, "energy_wh_total": 4}),
+    ]  # fmt: skip
+    assert type(first[0].fields["power_w"]) is float
+    assert type(first[0].fields["energy_wh_total"]) is int
+    assert all(a.tags is b.tags for a, b in zip(first, again, strict=True))
+    renamed = {**walked, name: {(1,): (("OctetString", b"web"), None)}}
+    assert [r.tags.get("outlet_name") for r in rows(renamed, base)] == ["web", None]
+    other = rows(renamed, {"site": "s", "device": "pdu-2"})
+    assert [r.tags["device"] for r in other] == ["pdu-2", "pdu-2"]
