@@ -335,6 +335,8 @@ def snmpsim(doc: dict[str, Any], work: Path) -> Iterator[int]:
 def run_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
     work = work_dir(f"dcim-profile-{case}-")
     doc = case_doc(case, work, args.interval)
+    if args.coalesce is not None:
+        doc.setdefault("defaults", {})["coalesce_s"] = args.coalesce
     site = work / "collector.yaml"
     site.write_text(yaml.safe_dump(doc))
     db = Path(doc["storage"]["sink"]["path"])
@@ -474,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, default=100.0, help="measured seconds")
     ap.add_argument("--warmup", type=float, default=25.0, help="seconds after start")
     ap.add_argument("--interval", type=float, default=10.0, help="poll interval, seconds")
+    ap.add_argument(
+        "--coalesce", type=float, help="the site's defaults.coalesce_s (default: as shipped)"
+    )
     ap.add_argument("--flush-wait", type=float, default=5.0, help="seconds for the last flush")
     ap.add_argument("--py-spy", help="record a flame graph per case: PREFIX.<case>.svg")
     ap.add_argument("--spy-rate", type=int, default=200, help="py-spy: samples per second")

@@ -370,6 +370,32 @@ def test_time_outs_share_one_loop_timer_and_each_keeps_its_own() -> None:
     assert pending == 0
 
 
+def test_nothing_in_flight_leaves_no_loop_timer() -> None:
+    """Once every request is answered (or cancelled), the client's loop timer is gone: it
+    would wake an idle loop at the time-out of a request answered long ago (a PDU's poll
+    takes a few ms every 10 s; each such wake-up costs a few hundred µs)."""
+
+    async def body(client: w.WireClient, target: w.Target, agent: Scripted) -> Any:
+        loop = asyncio.get_running_loop()
+        await client.read(target, "get", [PDU_POWER], timeout=2, retries=1)
+        answered = client._timer, len(client._due)
+        live = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+        task = asyncio.create_task(client.read(target, "get", [SYS_UPTIME], timeout=5, retries=0))
+        await asyncio.sleep(0.05)
+        armed = client._timer is not None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return answered, live, armed, client._timer, len(client._due)
+
+    def reply(req: w.Message, n: int) -> list[bytes]:  # only PDU_POWER is answered
+        return [answer(req)] if w.neutral(req.varbinds)[0][0] == PDU_POWER else []
+
+    answered, live, armed, after_cancel, due = asyncio.run(with_agent(reply, body))
+    assert answered == (None, 0) and live == []
+    assert armed and after_cancel is None and due == 0
+
+
 def test_an_answer_from_another_address_is_not_taken() -> None:
     async def body(client: w.WireClient, target: w.Target, agent: Scripted) -> Any:
         loop = asyncio.get_running_loop()
