@@ -307,6 +307,9 @@ def _value_error(loc: tuple[str | int, ...], message: str, value: Any = None) ->
     )
 
 
+COALESCE_S = 1.0  # defaults.coalesce_s unless written
+
+
 class Defaults(_Model):
     interval_s: float = Field(default=10.0, gt=0, le=86400)
     timeout_s: float = Field(default=2.0, gt=0, le=300)
@@ -314,14 +317,21 @@ class Defaults(_Model):
     jitter_s: float = Field(default=0.0, ge=0, le=60)
     # Poll starts due within this window share one wake-up of the scheduler (each starts at
     # most this late, slots never move); 0 = every poll on its own timer. At most a tenth of
-    # interval_s; see SiteConfig.coalesce_of for a device's own cap. 0.05 s: about 30 % less
-    # CPU per value at the reference site (benchmarks/collect.py), start p99 ~50 ms.
-    coalesce_s: float = Field(default=0.05, ge=0, le=10)
+    # interval_s; see SiteConfig.coalesce_of for a device's own cap. 1 s (a 10 s device's
+    # tenth): 50 rack PDUs every 10 s (a poll every 0.2 s) start 5 at a time, once a second:
+    # about 40 % less CPU per value than 0.05 s (benchmarks/profile_collect.py --coalesce),
+    # each poll started at most 1 s after its slot (late_s).
+    coalesce_s: float = Field(default=COALESCE_S, ge=0, le=10)
 
     @model_validator(mode="after")
     def _coalesce_under_interval(self) -> Defaults:
-        # checked as written (the built-in default is capped per device by coalesce_of)
-        if "coalesce_s" in self.model_fields_set and self.coalesce_s > 0.1 * self.interval_s:
+        # checked as written (the built-in default, written or not, is capped per device by
+        # coalesce_of: a dumped config validates again)
+        if (
+            "coalesce_s" in self.model_fields_set
+            and self.coalesce_s != COALESCE_S
+            and self.coalesce_s > 0.1 * self.interval_s
+        ):
             raise ValueError(
                 f"coalesce_s {self.coalesce_s:g} is more than a tenth of interval_s "
                 f"({self.interval_s:g}): write coalesce_s: {0.1 * self.interval_s:g} or less"

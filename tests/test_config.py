@@ -131,10 +131,15 @@ def test_defaults_coalesce_is_checked(coalesce: float, message: str) -> None:
 
 def test_coalesce_default_is_capped_to_a_short_interval_not_refused() -> None:
     cfg = parse_config(_meters({}, {"interval_s": 0.2}))
-    assert cfg.defaults.coalesce_s == 0.05 and cfg.coalesce_of(cfg.devices[0]) == 0.05
+    # a 10 s device: the default, 1 s (a tenth of its interval)
+    assert cfg.defaults.coalesce_s == 1.0 and cfg.coalesce_of(cfg.devices[0]) == 1.0
     # half of what its deadline (0.9 * 0.2 s) leaves of its interval
     assert cfg.coalesce_of(cfg.devices[1]) == pytest.approx(0.01)
-    assert parse_config(_meters({}, defaults={"interval_s": 0.2})).defaults.coalesce_s == 0.05
+    assert parse_config(_meters({}, defaults={"interval_s": 0.2})).defaults.coalesce_s == 1.0
+    # the default, even written (as a dumped config has it), is capped, not refused
+    short = parse_config(_meters({}, defaults={"interval_s": 2}))
+    again = SiteConfig.model_validate(short.model_dump())
+    assert again.coalesce_of(again.devices[0]) == short.coalesce_of(short.devices[0]) > 0
     off = parse_config(_meters({}, defaults={"interval_s": 10, "coalesce_s": 0}))
     assert off.coalesce_of(off.devices[0]) == 0
 

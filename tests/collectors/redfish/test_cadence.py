@@ -20,7 +20,8 @@ def test_a_slow_and_a_refusing_bmc_do_not_delay_the_others() -> None:
     slow, refusing = "srv-007", "srv-023"
     twin = make_twin(values, refuse_tls=frozenset({refusing}))
     twin.set_delay(slow, 8.0)
-    cfg = site(interval_s=INTERVAL_S, timeout_s=1.0, retries=0)
+    # no coalescing: each start measured against its own slot, not the next tick's
+    cfg = site(interval_s=INTERVAL_S, timeout_s=1.0, retries=0, coalesce_s=0)
 
     async def main() -> tuple[list[Reading], list[float]]:
         pollers = [poller(twin, name, cfg=cfg) for name in values]
