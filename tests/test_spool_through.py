@@ -63,16 +63,22 @@ def rd(i: int, value: float | None = None, dev: str = "p1") -> Reading:
     return Reading("pdu", {"site": "s", "device": dev}, {"power_w": v, "seq": i}, T + i * S)
 
 
-def stored(path: Path) -> dict[int, tuple[float, int]]:
-    """seq -> (power_w, seq) of the ``pdu`` points in the store, by their time."""
+def query(path: Path, sql: str) -> list[Any]:
+    """The rows of ``sql`` on the SQLite file at ``path``, opened read-only."""
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = con.execute(
-            "SELECT p.time_ns, f.name, p.value FROM point p JOIN field_key f ON f.id = p.field_id"
-            " JOIN series s ON s.id = p.series_id WHERE s.measurement = 'pdu'"
-        ).fetchall()
+        return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def stored(path: Path) -> dict[int, tuple[float, int]]:
+    """seq -> (power_w, seq) of the ``pdu`` points in the store, by their time."""
+    rows = query(
+        path,
+        "SELECT p.time_ns, f.name, p.value FROM point p JOIN field_key f ON f.id = p.field_id"
+        " JOIN series s ON s.id = p.series_id WHERE s.measurement = 'pdu'",
+    )
     by_time: dict[int, dict[str, Any]] = {}
     for t, name, value in rows:
         by_time.setdefault(t, {})[name] = value
@@ -80,11 +86,7 @@ def stored(path: Path) -> dict[int, tuple[float, int]]:
 
 
 def spool_rows(tmp: Path) -> int:
-    con = sqlite3.connect(f"file:{tmp / 'spool' / 'spool.sqlite'}?mode=ro", uri=True)
-    try:
-        return int(con.execute("SELECT count(*) FROM spool").fetchone()[0])
-    finally:
-        con.close()
+    return int(query(tmp / "spool" / "spool.sqlite", "SELECT count(*) FROM spool")[0][0])
 
 
 def test_committed_readings_go_straight_into_the_store(tmp_path: Path) -> None:
@@ -363,14 +365,11 @@ def test_kill_9_during_direct_writes_loses_nothing_committed(tmp_path: Path) -> 
 
 
 def stored_by_device(path: Path) -> dict[int, set[tuple[str, float]]]:
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            "SELECT s.tags, p.time_ns, p.value FROM point p JOIN series s ON s.id = p.series_id"
-            " JOIN field_key f ON f.id = p.field_id WHERE f.name = 'power_w'"
-        ).fetchall()
-    finally:
-        con.close()
+    rows = query(
+        path,
+        "SELECT s.tags, p.time_ns, p.value FROM point p JOIN series s ON s.id = p.series_id"
+        " JOIN field_key f ON f.id = p.field_id WHERE f.name = 'power_w'",
+    )
     out: dict[int, set[tuple[str, float]]] = {}
     for tags, t, value in rows:
         out.setdefault((t - T) // S, set()).add((json.loads(tags)["device"], value))
