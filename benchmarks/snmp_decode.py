@@ -31,9 +31,9 @@ The C's ``neutral`` is mostly the two tuples a var-bind becomes (the Python make
 from __future__ import annotations
 
 import argparse
-import bz2
 import contextlib
 import os
+import shutil
 import socket
 import sys
 import time
@@ -44,45 +44,40 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness import work_dir  # noqa: E402
+from peers import apc_walk, snmpsim  # noqa: E402
+
 from collectors.snmp import codec  # noqa: E402
 from collectors.snmp import wire as w  # noqa: E402
-from tests.collectors.snmpsim_server import start_snmpsim  # noqa: E402
 
 RPDU2 = (1, 3, 6, 1, 4, 1, 318, 1, 1, 26)
 
 
 def recorded_answers() -> list[bytes]:
-    import snmpsim_data
-
-    walk = Path(snmpsim_data.__file__).resolve().parent / "data" / "UPS" / "apc-8641.snmprec"
-    text = (
-        walk.read_text(encoding="latin-1")
-        if walk.exists()
-        else bz2.decompress(walk.with_suffix(".snmprec.bz2").read_bytes()).decode("latin-1")
-    )
-    sim = start_snmpsim({"apc-8641": text})
+    work = work_dir("dcim-snmp-decode-")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(10)
     out: list[bytes] = []
     try:
-        oid: tuple[int, ...] = RPDU2
-        while True:
-            req = w.encode_message(
-                w.V2C, b"apc-8641", w.GET_BULK, len(out) + 1, w.request_varbinds([oid]),
-                error_index=25,
-            )  # fmt: skip
-            sock.sendto(req, ("127.0.0.1", sim.port))
-            data = sock.recvfrom(w.MAX_MESSAGE)[0]
-            vbs = w._py_decode_message(data).varbinds
-            inside = [vb for vb in vbs if w.oid_tuple(vb[0])[: len(RPDU2)] == RPDU2]
-            if inside:
-                out.append(data)
-            if len(inside) < len(vbs) or not vbs:
-                return out
-            oid = w.oid_tuple(vbs[-1][0])
+        with snmpsim(work, ["apc-8641"], apc_walk()) as (_, port):
+            oid: tuple[int, ...] = RPDU2
+            while True:
+                req = w.encode_message(
+                    w.V2C, b"apc-8641", w.GET_BULK, len(out) + 1, w.request_varbinds([oid]),
+                    error_index=25,
+                )  # fmt: skip
+                sock.sendto(req, ("127.0.0.1", port))
+                data = sock.recvfrom(w.MAX_MESSAGE)[0]
+                vbs = w._py_decode_message(data).varbinds
+                inside = [vb for vb in vbs if w.oid_tuple(vb[0])[: len(RPDU2)] == RPDU2]
+                if inside:
+                    out.append(data)
+                if len(inside) < len(vbs) or not vbs:
+                    return out
+                oid = w.oid_tuple(vbs[-1][0])
     finally:
         sock.close()
-        sim.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def cpu_per_varbind(fn: Callable[[], Any], rounds: int, varbinds: int) -> float:

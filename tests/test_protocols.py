@@ -122,17 +122,20 @@ CORE_EXEMPT = ("dcim/twin/", "dcim/demo.py", "dcim/cli.py")  # the application l
 
 
 def _modules() -> dict[str, Path]:
-    out = {}
+    """Every module by its .py file or, compiled (a C extension), by its .pyi stub."""
+    out: dict[str, Path] = {}
     for root in ("dcim", "collectors"):
-        for path in (REPO / root).rglob("*.py"):
+        for path in sorted((REPO / root).rglob("*.py")) + sorted((REPO / root).rglob("*.pyi")):
             parts = path.relative_to(REPO).with_suffix("").parts
-            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+            out.setdefault(".".join(parts[:-1] if parts[-1] == "__init__" else parts), path)
     return out
 
 
 def _imports(path: Path, name: str, known: dict[str, Path]) -> set[str]:
     """The modules of ``known`` that ``path`` imports at run time (function-level imports
-    included, ``if TYPE_CHECKING:`` blocks left out)."""
+    included, ``if TYPE_CHECKING:`` blocks left out; a compiled module's stub: none)."""
+    if path.suffix == ".pyi":
+        return set()
     tree = ast.parse(path.read_text())
     typing_only = {
         id(n)
