@@ -75,3 +75,40 @@ def test_collector_health_counts_devices_whose_last_poll_failed(tmp_path: Path) 
     finally:
         col.spool.close()
         col.store.close()
+
+
+def test_run_forever_settles_the_garbage_collector(tmp_path: Path) -> None:
+    """A running collector has frozen what its start built and collects less often; checked
+    in a process of its own (the suite's own collector thresholds stay as they are)."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    doc = paris_chapelle(racks=1, servers_per_rack=1, spool_dir=str(tmp_path / "spool"),
+                         sink={"type": "embedded", "path": str(tmp_path / "s.sqlite")})  # fmt: skip
+    doc["devices"] = []
+    code = textwrap.dedent(f"""
+        import asyncio, gc, json, os, signal
+        from dcim.config import SiteConfig
+        from dcim.runtime import GC_THRESHOLD, run_forever
+
+        cfg = SiteConfig.model_validate(json.loads({json.dumps(doc)!r}))
+        before = gc.get_threshold()
+
+        async def main():
+            async def check():
+                while gc.get_freeze_count() == 0:
+                    await asyncio.sleep(0.05)
+                print(before, gc.get_threshold(), gc.get_freeze_count() > 1000, GC_THRESHOLD)
+                os.kill(os.getpid(), signal.SIGTERM)
+            t = asyncio.create_task(check())
+            await run_forever(cfg)
+            await t
+
+        asyncio.run(main())
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split("\n")[0]
+    assert out == "(700, 10, 10) (20000, 20, 20) True (20000, 20, 20)", out
