@@ -1,10 +1,19 @@
 """Drives every polling collector: each device on a fixed grid of its own, on asyncio.
 
 A device's runs are due at ``first + k * interval + uniform(0, jitter)``: the grid is fixed
-at start (first polls spread evenly over each device's interval) and the device moves
-forward one slot at a time, so jitter never accumulates and the mean interval stays the
-interval. The slots of every device and the deadlines of the running polls wait on one heap
-and one loop timer (``loop.call_at``) set for the earliest of them.
+at start and the device moves forward one slot at a time, so jitter never accumulates and
+the mean interval stays the interval. The slots of every device and the deadlines of the
+running polls wait on one heap and one loop timer (``loop.call_at``) set for the earliest of
+them.
+Devices that share an interval start together, in groups of at most ``GROUP_MAX`` (in the
+order of their names), the groups spread evenly over the interval: one wake-up of the loop
+and one spool transaction for up to ``GROUP_MAX`` polls, not one each. The same 50 rack PDUs
+cost 13.2 rather than 18.5 µs of CPU per value started in one group rather than spread over
+their 10 s (benchmarks/profile_collect.py): on a host that sleeps between polls, a wake-up
+costs far more than the few lines it runs (its caches are cold). ``GROUP_MAX`` bounds what
+answers at once: 50 SNMP answers of 20 var-binds x 25 rows (about 8 KB each in the kernel)
+are what the SNMP socket's receive buffer holds at Linux's default ``rmem_max``, so a burst
+loses none even if the loop takes none of them meanwhile.
 With ``defaults.coalesce_s`` (0 = off), poll starts are coalesced: a slot waits for the
 next tick of a grid ``coalesce`` apart (the device's own ``SiteConfig.coalesce_of``), so the
 polls due within one window start together in one wake-up, each at most ``coalesce`` after
@@ -52,6 +61,7 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 LATE_WINDOW = 200  # late_s samples kept per device for status()
 FIRST_DELAY_S = 0.05  # from start() to the first device's first poll
+GROUP_MAX = 50  # devices of one interval whose slots coincide (see the module's docstring)
 
 
 @dataclass
@@ -181,9 +191,9 @@ class Scheduler:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Put every device on its grid; first polls are spread evenly over each device's
-        interval, in the order of the device names. Starting a started scheduler does
-        nothing."""
+        """Put every device on its grid: the devices of each interval, in the order of their
+        names, in groups of at most ``GROUP_MAX``, the groups' first polls spread evenly over
+        the interval. Starting a started scheduler does nothing."""
         if self._loop is not None:
             return
         loop = self._loop = asyncio.get_running_loop()
@@ -191,13 +201,18 @@ class Scheduler:
         self._resolution = getattr(loop, "_clock_resolution", self._resolution)
         now = loop.time()
         self._epoch = now + FIRST_DELAY_S
-        n = max(1, len(self.pollers))
+        by_interval: dict[float, list[tuple[str, DeviceStatus]]] = {}
+        for name, st in sorted(self._status.items()):
+            by_interval.setdefault(st.interval_s, []).append((name, st))
         self._devices = []
-        for i, (name, st) in enumerate(sorted(self._status.items())):
-            first = self._epoch + st.interval_s * i / n
-            d = _Device(name, self.pollers[name], st, first, self._coalesce[name])
-            self._devices.append(d)
-            heapq.heappush(self._heap, (self._tick_of(d), next(self._seq), d, None))
+        for devices in by_interval.values():
+            n = len(devices)
+            groups = -(-n // GROUP_MAX)
+            for i, (name, st) in enumerate(devices):
+                first = self._epoch + st.interval_s * (i * groups // n) / groups
+                d = _Device(name, self.pollers[name], st, first, self._coalesce[name])
+                self._devices.append(d)
+                heapq.heappush(self._heap, (self._tick_of(d), next(self._seq), d, None))
         self._arm()
 
     async def stop(self, timeout_s: float | None = None) -> None:

@@ -17,10 +17,18 @@ from typing import Any
 
 import pytest
 
+import dcim.scheduler
 from dcim.config import Device, SiteConfig
 from dcim.protocols import PollError
 from dcim.reading import Reading
-from dcim.scheduler import FIRST_DELAY_S, Scheduler
+from dcim.scheduler import FIRST_DELAY_S, GROUP_MAX, Scheduler
+
+
+@pytest.fixture(autouse=True)
+def one_device_per_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests below, written for first polls spread one device at a time over the
+    interval, keep that layout (``GROUP_MAX`` 1); the groups have tests of their own."""
+    monkeypatch.setattr(dcim.scheduler, "GROUP_MAX", 1)
 
 
 def site(
@@ -640,3 +648,35 @@ def test_the_late_window_keeps_the_last_samples_in_a_ring() -> None:
     assert len(st._lates) == LATE_WINDOW and min(st._lates) == 0.05
     assert st.late_s_max == (LATE_WINDOW + 49) / 1000
     assert st.late_s_p99 == sorted(i / 1000 for i in range(50, LATE_WINDOW + 50))[197]
+
+
+@pytest.mark.parametrize("group_max", [GROUP_MAX, 7])
+def test_devices_of_an_interval_start_together_in_groups(
+    monkeypatch: pytest.MonkeyPatch, group_max: int
+) -> None:
+    """120 devices every 1 s and 3 every 0.5 s, virtual time: the 1 s ones in groups of at
+    most ``GROUP_MAX`` (the order of their names), the groups' slots spread evenly over the
+    interval; the 0.5 s ones, fewer than a group, all on the first slot. Every slot of a group
+    starts in one wake-up."""
+    monkeypatch.setattr(dcim.scheduler, "GROUP_MAX", group_max)
+    cfg = site(123, interval_s=1.0, own={i: {"interval_s": 0.5} for i in range(120, 123)})
+    pollers = [FakePoller(d) for d in cfg.devices]
+    wakeups: list[int] = []
+    out, t0 = run_virtual(lambda: run_virtual_for(cfg, pollers, FIRST_DELAY_S + 2.99, wakeups))
+    groups = -(-120 // group_max)
+    for i, p in enumerate(pollers):
+        rows = starts(health(out, p.device.name))
+        if i < 120:
+            group = i * groups // 120
+            first = t0 + FIRST_DELAY_S + group / groups
+            assert rows == pytest.approx([first + k for k in range(3)], abs=1e-6), i
+        else:
+            first = t0 + FIRST_DELAY_S
+            assert rows == pytest.approx([first + k * 0.5 for k in range(6)], abs=1e-6), i
+    sizes = [sum(1 for i in range(120) if i * groups // 120 == g) for g in range(groups)]
+    assert max(sizes) <= group_max and min(sizes) >= max(sizes) - 1
+    # one wake-up per group slot (the 0.5 s devices' slots fall on the first group's, and
+    # on their own in between)
+    half_slots = {round(k * 0.5, 6) for k in range(6)}
+    group_slots = {round(g / groups + k, 6) for g in range(groups) for k in range(3)}
+    assert wakeups == [len(half_slots | group_slots)]
