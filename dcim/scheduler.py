@@ -6,14 +6,15 @@ the mean interval stays the interval. The slots of every device and the deadline
 running polls wait on one heap and one loop timer (``loop.call_at``) set for the earliest of
 them.
 Devices that share an interval start together, in groups of at most ``GROUP_MAX`` (in the
-order of their names), the groups spread evenly over the interval: one wake-up of the loop
-and one spool transaction for up to ``GROUP_MAX`` polls, not one each. The same 50 rack PDUs
-cost 13.2 rather than 18.5 µs of CPU per value started in one group rather than spread over
-their 10 s (benchmarks/profile_collect.py): on a host that sleeps between polls, a wake-up
-costs far more than the few lines it runs (its caches are cold). ``GROUP_MAX`` bounds what
-answers at once: 50 SNMP answers of 20 var-binds x 25 rows (about 8 KB each in the kernel)
-are what the SNMP socket's receive buffer holds at Linux's default ``rmem_max``, so a burst
-loses none even if the loop takes none of them meanwhile.
+order of their names; devices behind one address, as Modbus units behind a gateway, each in
+a group of their own: :func:`group_devices`), the groups spread evenly over the interval:
+one wake-up of the loop and one spool transaction for up to ``GROUP_MAX`` polls, not one
+each. The same 50 rack PDUs cost 13.2 rather than 18.5 µs of CPU per value started in one
+group rather than spread over their 10 s (benchmarks/profile_collect.py): on a host that
+sleeps between polls, a wake-up costs far more than the few lines it runs (its caches are
+cold). ``GROUP_MAX`` bounds what answers at once: 50 SNMP answers of 20 var-binds x 25 rows
+(about 8 KB each in the kernel) are what the SNMP socket's receive buffer holds at Linux's
+default ``rmem_max``, so a burst loses none even if the loop takes none of them meanwhile.
 With ``defaults.coalesce_s`` (0 = off), poll starts are coalesced: a slot waits for the
 next tick of a grid ``coalesce`` apart (the device's own ``SiteConfig.coalesce_of``), so the
 polls due within one window start together in one wake-up, each at most ``coalesce`` after
@@ -49,10 +50,11 @@ import math
 import random
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
-from dcim.config import SiteConfig
+from dcim.config import Device, SiteConfig
 from dcim.protocols import Poller, PollError
 from dcim.reading import FieldValue, Reading
 
@@ -151,6 +153,39 @@ class _Device:
 _Entry = tuple[float, int, _Device, "asyncio.Task[None] | None"]
 
 
+def _endpoint(dev: Device) -> Hashable:
+    """Where a device is asked: its host and port (Modbus units behind one gateway, SNMP
+    devices behind one agent address share one), else the device alone."""
+    return (dev.host, dev.port) if dev.host else ("device", dev.name)
+
+
+def group_devices(endpoints: Sequence[Hashable], group_max: int) -> tuple[list[int], int]:
+    """The start group of each device (given in order by its endpoint), and how many groups:
+    at least enough for ``group_max`` devices a group, and as many as the most devices one
+    endpoint has, so that no two of an endpoint start together (a gateway answers one request
+    at a time: its units polled at once would wait for each other, past their deadlines).
+    Devices fill the groups in order, ``ceil(n / groups)`` a group; one whose endpoint is in
+    every group with room goes to the smallest group without it."""
+    n = len(endpoints)
+    if not n:
+        return [], 1
+    count = max(-(-n // group_max), *Counter(endpoints).values())
+    cap = -(-n // count)
+    sizes = [0] * count
+    taken: dict[Hashable, set[int]] = {}
+    out: list[int] = []
+    for e in endpoints:
+        used = taken.setdefault(e, set())
+        free = [g for g in range(count) if g not in used]
+        g = next((g for g in free if sizes[g] < cap), None)
+        if g is None:
+            g = min(free, key=sizes.__getitem__)
+        used.add(g)
+        sizes[g] += 1
+        out.append(g)
+    return out, count
+
+
 class Scheduler:
     """Polls ``pollers`` on the running asyncio loop; ``emit`` gets each cycle's readings
     (data + health, or a ``missed`` health row) on the event loop thread. ``clock`` (UNIX
@@ -206,10 +241,10 @@ class Scheduler:
             by_interval.setdefault(st.interval_s, []).append((name, st))
         self._devices = []
         for devices in by_interval.values():
-            n = len(devices)
-            groups = -(-n // GROUP_MAX)
-            for i, (name, st) in enumerate(devices):
-                first = self._epoch + st.interval_s * (i * groups // n) / groups
+            where = [_endpoint(self.pollers[name].device) for name, _ in devices]
+            group, groups = group_devices(where, GROUP_MAX)
+            for (name, st), g in zip(devices, group, strict=True):
+                first = self._epoch + st.interval_s * g / groups
                 d = _Device(name, self.pollers[name], st, first, self._coalesce[name])
                 self._devices.append(d)
                 heapq.heappush(self._heap, (self._tick_of(d), next(self._seq), d, None))

@@ -21,7 +21,7 @@ import dcim.scheduler
 from dcim.config import Device, SiteConfig
 from dcim.protocols import PollError
 from dcim.reading import Reading
-from dcim.scheduler import FIRST_DELAY_S, GROUP_MAX, Scheduler
+from dcim.scheduler import FIRST_DELAY_S, GROUP_MAX, Scheduler, group_devices
 
 
 @pytest.fixture(autouse=True)
@@ -655,7 +655,7 @@ def test_devices_of_an_interval_start_together_in_groups(
     monkeypatch: pytest.MonkeyPatch, group_max: int
 ) -> None:
     """120 devices every 1 s and 3 every 0.5 s, virtual time: the 1 s ones in groups of at
-    most ``GROUP_MAX`` (the order of their names), the groups' slots spread evenly over the
+    most ``group_max`` in the order of their names, the groups' slots spread evenly over the
     interval; the 0.5 s ones, fewer than a group, all on the first slot. Every slot of a group
     starts in one wake-up."""
     monkeypatch.setattr(dcim.scheduler, "GROUP_MAX", group_max)
@@ -664,19 +664,38 @@ def test_devices_of_an_interval_start_together_in_groups(
     wakeups: list[int] = []
     out, t0 = run_virtual(lambda: run_virtual_for(cfg, pollers, FIRST_DELAY_S + 2.99, wakeups))
     groups = -(-120 // group_max)
+    group = []
     for i, p in enumerate(pollers):
         rows = starts(health(out, p.device.name))
+        first = rows[0] - t0 - FIRST_DELAY_S
         if i < 120:
-            group = i * groups // 120
-            first = t0 + FIRST_DELAY_S + group / groups
-            assert rows == pytest.approx([first + k for k in range(3)], abs=1e-6), i
+            g = round(first * groups)
+            assert first == pytest.approx(g / groups, abs=1e-6)
+            assert rows == pytest.approx([rows[0] + k for k in range(3)], abs=1e-6), i
+            group.append(g)
         else:
-            first = t0 + FIRST_DELAY_S
-            assert rows == pytest.approx([first + k * 0.5 for k in range(6)], abs=1e-6), i
-    sizes = [sum(1 for i in range(120) if i * groups // 120 == g) for g in range(groups)]
-    assert max(sizes) <= group_max and min(sizes) >= max(sizes) - 1
-    # one wake-up per group slot (the 0.5 s devices' slots fall on the first group's, and
-    # on their own in between)
+            assert rows == pytest.approx([t0 + FIRST_DELAY_S + k * 0.5 for k in range(6)])
+    assert group == sorted(group) and set(group) == set(range(groups))  # in name order
+    assert max(group.count(g) for g in range(groups)) <= group_max
     half_slots = {round(k * 0.5, 6) for k in range(6)}
     group_slots = {round(g / groups + k, 6) for g in range(groups) for k in range(3)}
-    assert wakeups == [len(half_slots | group_slots)]
+    assert wakeups == [len(half_slots | group_slots)]  # one per slot of a group
+
+
+def test_devices_behind_one_address_never_start_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four Modbus units behind one gateway (same host and port) among 6 devices: four groups,
+    one unit in each (polled at once, they would queue at the gateway past their deadlines);
+    the others fill the groups in name order."""
+    monkeypatch.setattr(dcim.scheduler, "GROUP_MAX", GROUP_MAX)
+    cfg = site(
+        6,
+        interval_s=1.0,
+        own={i: {"port": 502, "modbus": {"unit_id": i + 1}} for i in (1, 2, 4, 5)},
+    )
+    pollers = [FakePoller(d) for d in cfg.devices]
+    out, t0 = run_virtual(lambda: run_virtual_for(cfg, pollers, FIRST_DELAY_S + 0.99))
+    first = [round((starts(health(out, p.device.name))[0] - t0 - FIRST_DELAY_S) * 4, 6)
+             for p in pollers]  # fmt: skip
+    assert first == [0, 0, 1, 1, 2, 3]
+    assert group_devices(["a", "b"] * 3, 50) == ([0, 0, 1, 1, 2, 2], 3)
+    assert group_devices([], 50) == ([], 1)
