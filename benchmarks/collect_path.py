@@ -803,7 +803,7 @@ def main() -> int:
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         return collect_redfish.run(args)
     args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
-    # in the order given (0, the evenly spread reference, always measured)
+    # in the order given (0, no coalescing: the reference, always measured)
     args.coalesce = list(dict.fromkeys(float(c) for c in args.coalesce.split(",") if c.strip()))
     args.coalesce += [] if 0.0 in args.coalesce else [0.0]
     for binary in ("snmpget", "snmpbulkget", "snmptest"):

@@ -325,8 +325,8 @@ async def run_forever(cfg: SiteConfig, rules: list[Rule] | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     col = Collector(cfg, rules)
+    settle_gc()  # before the start: not in the first polls' way
     await col.start()
-    settle_gc()
     try:
         await stop.wait()
         log.info("stopping: polls end, the spool is forwarded (what is left stays spooled)")

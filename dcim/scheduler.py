@@ -5,11 +5,13 @@ at start and the device moves forward one slot at a time, so jitter never accumu
 the mean interval stays the interval. The slots of every device and the deadlines of the
 running polls wait on one heap and one loop timer (``loop.call_at``) set for the earliest of
 them.
-Devices that share an interval start together, in groups of at most ``GROUP_MAX`` (in the
-order of their names; devices behind one address, as Modbus units behind a gateway, each in
-a group of their own: :func:`group_devices`), the groups spread evenly over the interval:
-one wake-up of the loop and one spool transaction for up to ``GROUP_MAX`` polls, not one
-each. The same 50 rack PDUs cost 13.2 rather than 18.5 µs of CPU per value started in one
+Devices start together in groups of at most ``GROUP_MAX`` (in the order of their names;
+devices behind one address, as Modbus units behind a gateway, each in a group of their own:
+:func:`group_devices`), the groups spread evenly over the shortest interval: one wake-up of
+the loop and one spool transaction for up to ``GROUP_MAX`` polls, not one each. Intervals
+that are multiples of the shortest (10 s, 60 s, 300 s) keep every group apart; each
+device's coalescing window is at most the groups' spacing, so two groups never share a
+wake-up. The same 50 rack PDUs cost 13.2 rather than 18.5 µs of CPU per value started in one
 group rather than spread over their 10 s (benchmarks/profile_collect.py): on a host that
 sleeps between polls, a wake-up costs far more than the few lines it runs (its caches are
 cold). ``GROUP_MAX`` bounds what answers at once: 50 SNMP answers of 20 var-binds x 25 rows
@@ -136,7 +138,7 @@ class _Device:
         self.interval, self.jitter, self.coalesce = st.interval_s, st.jitter_s, coalesce
         self.first = first  # loop time of slot 0
         self.k = 0
-        self.at = first  # the first poll is not jittered: start() already spreads them
+        self.at = first  # the first poll is not jittered: start() places them
         self.task: asyncio.Task[None] | None = None
         self.expired: asyncio.Task[None] | None = None
 
@@ -161,29 +163,33 @@ def _endpoint(dev: Device) -> Hashable:
 
 def group_devices(endpoints: Sequence[Hashable], group_max: int) -> tuple[list[int], int]:
     """The start group of each device (given in order by its endpoint), and how many groups:
-    at least enough for ``group_max`` devices a group, and as many as the most devices one
-    endpoint has, so that no two of an endpoint start together (a gateway answers one request
-    at a time: its units polled at once would wait for each other, past their deadlines).
-    Devices fill the groups in order, ``ceil(n / groups)`` a group; one whose endpoint is in
-    every group with room goes to the smallest group without it."""
+    enough for at most ``group_max`` devices a group, and at least as many as the most
+    devices one endpoint has, so that no two of an endpoint share a group (a gateway answers
+    one request at a time: its units polled at once would wait for each other, past their
+    deadlines). Devices fill the groups in order, ``ceil(n / groups)`` a group; one whose
+    endpoint is in every group with room goes to the smallest group without it (one more
+    group when that makes a group too big)."""
     n = len(endpoints)
     if not n:
         return [], 1
     count = max(-(-n // group_max), *Counter(endpoints).values())
-    cap = -(-n // count)
-    sizes = [0] * count
-    taken: dict[Hashable, set[int]] = {}
-    out: list[int] = []
-    for e in endpoints:
-        used = taken.setdefault(e, set())
-        free = [g for g in range(count) if g not in used]
-        g = next((g for g in free if sizes[g] < cap), None)
-        if g is None:
-            g = min(free, key=sizes.__getitem__)
-        used.add(g)
-        sizes[g] += 1
-        out.append(g)
-    return out, count
+    while True:
+        cap = -(-n // count)
+        sizes = [0] * count
+        taken: dict[Hashable, set[int]] = {}
+        out: list[int] = []
+        for e in endpoints:
+            used = taken.setdefault(e, set())
+            free = [g for g in range(count) if g not in used]
+            g = next((g for g in free if sizes[g] < cap), None)
+            if g is None:
+                g = min(free, key=sizes.__getitem__)
+            used.add(g)
+            sizes[g] += 1
+            out.append(g)
+        if max(sizes) <= group_max:
+            return out, count
+        count += 1
 
 
 class Scheduler:
@@ -226,9 +232,11 @@ class Scheduler:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Put every device on its grid: the devices of each interval, in the order of their
-        names, in groups of at most ``GROUP_MAX``, the groups' first polls spread evenly over
-        the interval. Starting a started scheduler does nothing."""
+        """Put every device on its grid: the devices, in the order of their names, in groups
+        (:func:`group_devices`), group ``g`` of ``G`` first due ``g / G`` of the shortest
+        interval after the first; each device's coalescing window at most that spacing, so
+        that two groups never start in one wake-up. Starting a started scheduler does
+        nothing."""
         if self._loop is not None:
             return
         loop = self._loop = asyncio.get_running_loop()
@@ -236,19 +244,24 @@ class Scheduler:
         self._resolution = getattr(loop, "_clock_resolution", self._resolution)
         now = loop.time()
         self._epoch = now + FIRST_DELAY_S
-        by_interval: dict[float, list[tuple[str, DeviceStatus]]] = {}
-        for name, st in sorted(self._status.items()):
-            by_interval.setdefault(st.interval_s, []).append((name, st))
         self._devices = []
-        for devices in by_interval.values():
-            where = [_endpoint(self.pollers[name].device) for name, _ in devices]
-            group, groups = group_devices(where, GROUP_MAX)
-            for (name, st), g in zip(devices, group, strict=True):
-                first = self._epoch + st.interval_s * g / groups
-                d = _Device(name, self.pollers[name], st, first, self._coalesce[name])
-                self._devices.append(d)
-                heapq.heappush(self._heap, (self._tick_of(d), next(self._seq), d, None))
+        for name, (offset, coalesce) in self._layout().items():
+            st = self._status[name]
+            d = _Device(name, self.pollers[name], st, self._epoch + offset, coalesce)
+            self._devices.append(d)
+            heapq.heappush(self._heap, (self._tick_of(d), next(self._seq), d, None))
         self._arm()
+
+    def _layout(self) -> dict[str, tuple[float, float]]:
+        """Each device's first slot (seconds after the first group's) and coalescing window,
+        in the order of the names: its group's place, the window at most the spacing."""
+        names = sorted(self._status)
+        group, groups = group_devices([_endpoint(self.pollers[n].device) for n in names], GROUP_MAX)
+        spacing = min((st.interval_s for st in self._status.values()), default=1.0) / groups
+        return {
+            name: (g * spacing, min(self._coalesce[name], spacing))
+            for name, g in zip(names, group, strict=True)
+        }
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """No new polls; wait for the running ones (at most ``timeout_s``, default the longest

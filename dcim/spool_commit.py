@@ -11,8 +11,8 @@ Group commit: what was queued while a commit was going on is committed together,
 transaction (one fsync) of at most ``GROUP_MAX`` readings, in the order it came. The
 polls of a coalescing window end within milliseconds of each other; one fsync per poll was
 a good part of the collector's CPU (system time) per value. With ``window_s``, a commit
-also waits that long after the first submission it takes for more to join it: polls spread
-over the interval (50 rack PDUs every 10 s end 0.2 s apart) share a transaction too. A
+also waits that long after the first submission it takes for more to join it: the polls of
+a start group (dcim.scheduler), which end over some tenths of a second, share a transaction. A
 commit's cost is mostly per transaction (SQLite's commit and the WAL's fsync, about 300 µs
 of CPU for a PDU's poll of 29 readings, half that per poll with two or more polls in it; see
 benchmarks/profile_collect.py); the price is that a reading waits up to ``window_s`` more in

@@ -25,10 +25,22 @@ from dcim.scheduler import FIRST_DELAY_S, GROUP_MAX, Scheduler, group_devices
 
 
 @pytest.fixture(autouse=True)
-def one_device_per_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tests below, written for first polls spread one device at a time over the
-    interval, keep that layout (``GROUP_MAX`` 1); the groups have tests of their own."""
-    monkeypatch.setattr(dcim.scheduler, "GROUP_MAX", 1)
+def spread_layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests of the timer, deadlines and coalescing below were written for first polls
+    spread one device at a time over the interval, each with its own coalescing window: they
+    keep that layout; the start groups (``Scheduler._layout``) have tests of their own
+    (marked ``groups``)."""
+    if request.node.get_closest_marker("groups"):
+        return
+
+    def spread(self: Scheduler) -> dict[str, tuple[float, float]]:
+        names = sorted(self._status)
+        return {
+            name: (self._status[name].interval_s * i / len(names), self._coalesce[name])
+            for i, name in enumerate(names)
+        }
+
+    monkeypatch.setattr(Scheduler, "_layout", spread)
 
 
 def site(
@@ -650,43 +662,39 @@ def test_the_late_window_keeps_the_last_samples_in_a_ring() -> None:
     assert st.late_s_p99 == sorted(i / 1000 for i in range(50, LATE_WINDOW + 50))[197]
 
 
+@pytest.mark.groups
 @pytest.mark.parametrize("group_max", [GROUP_MAX, 7])
-def test_devices_of_an_interval_start_together_in_groups(
-    monkeypatch: pytest.MonkeyPatch, group_max: int
-) -> None:
-    """120 devices every 1 s and 3 every 0.5 s, virtual time: the 1 s ones in groups of at
-    most ``group_max`` in the order of their names, the groups' slots spread evenly over the
-    interval; the 0.5 s ones, fewer than a group, all on the first slot. Every slot of a group
-    starts in one wake-up."""
+def test_devices_start_together_in_groups(monkeypatch: pytest.MonkeyPatch, group_max: int) -> None:
+    """120 devices every 1 s and 3 every 0.5 s, virtual time: in groups of at most
+    ``group_max`` in the order of their names, the groups' first slots spread evenly over the
+    shortest interval (0.5 s); then each on its own interval."""
     monkeypatch.setattr(dcim.scheduler, "GROUP_MAX", group_max)
     cfg = site(123, interval_s=1.0, own={i: {"interval_s": 0.5} for i in range(120, 123)})
     pollers = [FakePoller(d) for d in cfg.devices]
     wakeups: list[int] = []
     out, t0 = run_virtual(lambda: run_virtual_for(cfg, pollers, FIRST_DELAY_S + 2.99, wakeups))
-    groups = -(-120 // group_max)
-    group = []
+    groups = -(-123 // group_max)
+    spacing = 0.5 / groups
+    group, slots = [], set()
     for i, p in enumerate(pollers):
-        rows = starts(health(out, p.device.name))
-        first = rows[0] - t0 - FIRST_DELAY_S
-        if i < 120:
-            g = round(first * groups)
-            assert first == pytest.approx(g / groups, abs=1e-6)
-            assert rows == pytest.approx([rows[0] + k for k in range(3)], abs=1e-6), i
-            group.append(g)
-        else:
-            assert rows == pytest.approx([t0 + FIRST_DELAY_S + k * 0.5 for k in range(6)])
+        rows = [t - t0 - FIRST_DELAY_S for t in starts(health(out, p.device.name))]
+        g = round(rows[0] / spacing)
+        interval = 1.0 if i < 120 else 0.5
+        assert rows == pytest.approx([g * spacing + k * interval for k in range(len(rows))])
+        assert len(rows) == int((2.99 - g * spacing) / interval) + 1, i
+        group.append(g)
+        slots.update(round(t, 6) for t in rows)
     assert group == sorted(group) and set(group) == set(range(groups))  # in name order
     assert max(group.count(g) for g in range(groups)) <= group_max
-    half_slots = {round(k * 0.5, 6) for k in range(6)}
-    group_slots = {round(g / groups + k, 6) for g in range(groups) for k in range(3)}
-    assert wakeups == [len(half_slots | group_slots)]  # one per slot of a group
+    # a wake-up for every slot of a group (and some for deadlines of polls already ended)
+    assert wakeups[0] >= len(slots)
 
 
+@pytest.mark.groups
 def test_devices_behind_one_address_never_start_together(monkeypatch: pytest.MonkeyPatch) -> None:
     """Four Modbus units behind one gateway (same host and port) among 6 devices: four groups,
     one unit in each (polled at once, they would queue at the gateway past their deadlines);
     the others fill the groups in name order."""
-    monkeypatch.setattr(dcim.scheduler, "GROUP_MAX", GROUP_MAX)
     cfg = site(
         6,
         interval_s=1.0,
@@ -697,5 +705,39 @@ def test_devices_behind_one_address_never_start_together(monkeypatch: pytest.Mon
     first = [round((starts(health(out, p.device.name))[0] - t0 - FIRST_DELAY_S) * 4, 6)
              for p in pollers]  # fmt: skip
     assert first == [0, 0, 1, 1, 2, 3]
+
+
+@pytest.mark.groups
+def test_coalescing_never_merges_two_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """12 units behind one gateway every 10 s with ``coalesce_s`` 1: 12 groups 0.83 s apart
+    (closer than the coalescing window): each unit still starts on its own, cycle after
+    cycle, and each group in a wake-up of its own."""
+    own = {i: {"port": 502, "modbus": {"unit_id": i + 1}} for i in range(12)}
+    cfg = site(14, interval_s=10.0, coalesce_s=1.0, own=own)
+    pollers = [FakePoller(d) for d in cfg.devices]
+    wakeups: list[int] = []
+    out, t0 = run_virtual(lambda: run_virtual_for(cfg, pollers, FIRST_DELAY_S + 29.9, wakeups))
+    gateway = sorted(t for p in pollers[:12] for t in starts(health(out, p.device.name)))
+    assert len(gateway) == 36 and len({round(t, 6) for t in gateway}) == 36
+    assert min(b - a for a, b in zip(gateway, gateway[1:], strict=False)) > 0.8
+    assert wakeups == [36]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_groups_are_bounded_and_never_hold_an_address_twice(seed: int) -> None:
+    rng = random.Random(seed)
+    n, group_max = rng.randint(1, 300), rng.randint(1, 60)
+    endpoints = [rng.randint(0, rng.randint(1, 2 * n)) for _ in range(n)]
+    group, count = group_devices(endpoints, group_max)
+    assert set(group) <= set(range(count)) and len(group) == n
+    assert max(group.count(g) for g in range(count)) <= group_max
+    assert len({(e, g) for e, g in zip(endpoints, group, strict=True)}) == n
+
+
+def test_group_devices_examples() -> None:
     assert group_devices(["a", "b"] * 3, 50) == ([0, 0, 1, 1, 2, 2], 3)
     assert group_devices([], 50) == ([], 1)
+    # 50 at their own address, then 25 gateways twice: two groups of 50 would put 75 in one
+    bmcs, gateways = [f"bmc{i}" for i in range(50)], [f"gw{i}" for i in range(25)]
+    group, count = group_devices(bmcs + gateways + gateways, 50)
+    assert count == 3 and max(group.count(g) for g in range(count)) <= 50
