@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 LATE_WINDOW = 200  # late_s samples kept per device for status()
 FIRST_DELAY_S = 0.05  # from start() to the first device's first poll
-GROUP_MAX = 50  # devices of one interval whose slots coincide (see the module's docstring)
+GROUP_MAX = 50  # devices whose first slots coincide (see the module's docstring)
 
 
 @dataclass
