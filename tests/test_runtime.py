@@ -4,6 +4,7 @@ compute KPIs from, on its own store."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dcim.config import SiteConfig
 from dcim.kpi.writer import KpiWriter
@@ -11,12 +12,16 @@ from dcim.runtime import Collector
 from dcim.twin.site import paris_chapelle
 
 
-def _cfg(tmp_path: Path, *, metered: bool) -> SiteConfig:
+def _doc(tmp_path: Path, *, metered: bool) -> dict[str, Any]:
     doc = paris_chapelle(racks=1, servers_per_rack=1, spool_dir=str(tmp_path / "spool"),
                          sink={"type": "embedded", "path": str(tmp_path / "s.sqlite")})  # fmt: skip
     if not metered:
         doc["devices"] = [d for d in doc["devices"] if d.get("role") != "grid_incomer"]
-    return SiteConfig.model_validate(doc)
+    return doc
+
+
+def _cfg(tmp_path: Path, *, metered: bool) -> SiteConfig:
+    return SiteConfig.model_validate(_doc(tmp_path, metered=metered))
 
 
 def test_collector_writes_kpis_when_metered(tmp_path: Path) -> None:
@@ -85,8 +90,7 @@ def test_run_forever_settles_the_garbage_collector(tmp_path: Path) -> None:
     import sys
     import textwrap
 
-    doc = paris_chapelle(racks=1, servers_per_rack=1, spool_dir=str(tmp_path / "spool"),
-                         sink={"type": "embedded", "path": str(tmp_path / "s.sqlite")})  # fmt: skip
+    doc = _doc(tmp_path, metered=False)
     doc["devices"] = []
     code = textwrap.dedent(f"""
         import asyncio, gc, json, os, signal

@@ -691,7 +691,7 @@ def test_devices_start_together_in_groups(monkeypatch: pytest.MonkeyPatch, group
 
 
 @pytest.mark.groups
-def test_devices_behind_one_address_never_start_together(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_devices_behind_one_address_never_start_together() -> None:
     """Four Modbus units behind one gateway (same host and port) among 6 devices: four groups,
     one unit in each (polled at once, they would queue at the gateway past their deadlines);
     the others fill the groups in name order."""
@@ -708,7 +708,7 @@ def test_devices_behind_one_address_never_start_together(monkeypatch: pytest.Mon
 
 
 @pytest.mark.groups
-def test_coalescing_never_merges_two_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_coalescing_never_merges_two_groups() -> None:
     """12 units behind one gateway every 10 s with ``coalesce_s`` 1: 12 groups 0.83 s apart
     (closer than the coalescing window): each unit still starts on its own, cycle after
     cycle, and each group in a wake-up of its own."""
